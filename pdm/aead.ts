@@ -1,0 +1,103 @@
+// AEAD seal/open of the protected PDMv2 layout, wire.md section 4, on node:crypto.
+//
+//   nonce (12) = 00 00 00 00 00 00 || u32(Kri) || option-data bytes 2-3 (Random Number, F)
+//   aad   (6)  = Option Type || Opt Data Len || option-data bytes 0-3
+//   sealed (30)= AEAD(key, nonce, aad, clear-layout bytes 4-17) || tag(16)
+//
+// Callers that send should use ProtectedSealer (sealer.ts), which draws the nonce
+// itself so that a (key, nonce) pair cannot repeat. sealProtectedOption is the raw
+// primitive behind it, for test vectors and the sealer only.
+
+import { createCipheriv, createDecipheriv, type CipherGCMTypes } from "node:crypto";
+import { AuthError, KeyError, fail, ok, type Result } from "./errors.ts";
+import { AeadId, aeadKeyLength, hex4 } from "./key-schedule.ts";
+import {
+  AEAD_TAG_LEN,
+  OPT_DATA_LEN,
+  PDM_OPTION_TYPE,
+  SEALED_PLAINTEXT_LEN,
+  decodeSealedPlaintext,
+  encodeSealedPlaintext,
+  encodeV2Prefix,
+  type PdmTimes,
+  type PdmV2Fields,
+  type PdmV2ProtectedOption,
+} from "./option.ts";
+
+const CIPHER: Record<number, CipherGCMTypes | "chacha20-poly1305"> = {
+  [AeadId.Aes128Gcm]: "aes-128-gcm",
+  [AeadId.Chacha20Poly1305]: "chacha20-poly1305",
+};
+
+function cipherName(aead: number): CipherGCMTypes | "chacha20-poly1305" {
+  const name = CIPHER[aead];
+  if (!name) throw new KeyError(`AEAD id 0x${hex4(aead)} is not allowed for PDMv2`);
+  return name;
+}
+
+/** Build the 12-byte nonce from Kri and the clear Random Number/F word. */
+export function protectedNonce(kri: number, randomNumber: number, fBit: 0 | 1): Uint8Array {
+  const nonce = new Uint8Array(12);
+  nonce[6] = (kri >>> 24) & 0xff;
+  nonce[7] = (kri >>> 16) & 0xff;
+  nonce[8] = (kri >>> 8) & 0xff;
+  nonce[9] = kri & 0xff;
+  const word = (randomNumber << 1) | fBit;
+  nonce[10] = word >>> 8;
+  nonce[11] = word & 0xff;
+  return nonce;
+}
+
+export interface SealInputs {
+  aead: number;
+  key: Uint8Array;
+  kri: number;
+  randomNumber: number;
+  fBit: 0 | 1;
+  fields: PdmTimes & { globalPointer: number };
+}
+
+/**
+ * Encode and seal a protected option (Type and Opt Data Len included, 36 bytes).
+ * Raw primitive: the caller guarantees (key, kri, randomNumber) is never reused.
+ */
+export function sealProtectedOption(input: SealInputs): Uint8Array {
+  const { aead, key, kri, randomNumber, fBit } = input;
+  if (key.length !== aeadKeyLength(aead)) throw new KeyError(`"key" expected ${aeadKeyLength(aead)} bytes, got ${key.length}`);
+  const out = new Uint8Array(2 + OPT_DATA_LEN["v2-protected"]);
+  out[0] = PDM_OPTION_TYPE;
+  out[1] = OPT_DATA_LEN["v2-protected"];
+  encodeV2Prefix(randomNumber, fBit, out, 2);
+  const plaintext = encodeSealedPlaintext(input.fields);
+  const cipher = createCipheriv(cipherName(aead) as "aes-128-gcm", key, protectedNonce(kri, randomNumber, fBit), {
+    authTagLength: AEAD_TAG_LEN,
+  });
+  cipher.setAAD(out.subarray(0, 6), { plaintextLength: SEALED_PLAINTEXT_LEN });
+  const body = cipher.update(plaintext);
+  const last = cipher.final();
+  out.set(body, 6);
+  out.set(last, 6 + body.length);
+  out.set(cipher.getAuthTag(), 6 + SEALED_PLAINTEXT_LEN);
+  return out;
+}
+
+/** Open a protected option with one candidate key. An AuthError means "not this key, or tampered". */
+export function openProtectedOption(
+  aead: number,
+  key: Uint8Array,
+  kri: number,
+  option: PdmV2ProtectedOption,
+): Result<PdmV2Fields, AuthError> {
+  const decipher = createDecipheriv(cipherName(aead) as "aes-128-gcm", key, protectedNonce(kri, option.randomNumber, option.fBit), {
+    authTagLength: AEAD_TAG_LEN,
+  });
+  decipher.setAAD(option.aad, { plaintextLength: SEALED_PLAINTEXT_LEN });
+  decipher.setAuthTag(option.sealed.subarray(SEALED_PLAINTEXT_LEN));
+  const body = decipher.update(option.sealed.subarray(0, SEALED_PLAINTEXT_LEN));
+  try {
+    decipher.final();
+  } catch (cause) {
+    return fail(new AuthError(`tag check failed for Kri ${kri}`, { cause }));
+  }
+  return ok({ randomNumber: option.randomNumber, fBit: option.fBit, ...decodeSealedPlaintext(body) });
+}

@@ -1,0 +1,78 @@
+// What a reader or analyzer can derive from the secrets it holds (key log entries):
+// for a given sender 5-tuple, every (generation, client end) context whose STKs might
+// have sealed it. With a SharedSecret either end of a flow may be the reader client,
+// so both are candidates; with a ClientSecret only flows touching that client are.
+
+import { deriveClientSecret, deriveStk, type Suite } from "./key-schedule.ts";
+import type { KeyLogEntry } from "./key-log.ts";
+import type { FlowTuple } from "./flow.ts";
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/** One way to key a flow: a generation plus the ClientSecret of one client end. */
+export class FlowKeyContext {
+  private readonly cache = new Map<number, Uint8Array>();
+  constructor(
+    readonly keyId: string,
+    readonly suite: Suite,
+    private readonly salt: Uint8Array,
+    private readonly clientSecret: Uint8Array,
+    private readonly flow: FlowTuple,
+  ) {}
+
+  /** STK for this flow at `kri`, derived once and cached (a flow uses few Kri values). */
+  stk(kri: number): Uint8Array {
+    let key = this.cache.get(kri);
+    if (!key) {
+      if (this.cache.size > 8) this.cache.clear(); // old Kri values are never needed again
+      key = deriveStk(this.suite, this.clientSecret, this.salt, this.flow, kri);
+      this.cache.set(kri, key);
+    }
+    return key;
+  }
+}
+
+export class KeyRing {
+  private readonly clientSecrets = new Map<string, Uint8Array>();
+
+  constructor(private readonly entries: readonly KeyLogEntry[]) {}
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Every context that may have keyed packets sent on `flow` (addresses must outlive the call). */
+  contextsFor(flow: FlowTuple): FlowKeyContext[] {
+    const out: FlowKeyContext[] = [];
+    for (const e of this.entries) {
+      const keyId = hex(e.keyId);
+      if (e.kind === "client") {
+        if (sameAddress(e.clientAddress, flow.src) || sameAddress(e.clientAddress, flow.dst)) {
+          out.push(new FlowKeyContext(keyId, e.suite, e.salt, e.secret, flow));
+        }
+        continue;
+      }
+      const ends = sameAddress(flow.src, flow.dst) ? [flow.src] : [flow.src, flow.dst];
+      for (const client of ends) {
+        out.push(new FlowKeyContext(keyId, e.suite, e.salt, this.clientSecretOf(e, keyId, client), flow));
+      }
+    }
+    return out;
+  }
+
+  private clientSecretOf(e: KeyLogEntry & { kind: "shared" }, keyId: string, client: Uint8Array): Uint8Array {
+    const id = `${keyId}|${hex(client)}`;
+    let secret = this.clientSecrets.get(id);
+    if (!secret) {
+      secret = deriveClientSecret(e.suite.kdf, e.secret, e.salt, client);
+      this.clientSecrets.set(id, secret);
+    }
+    return secret;
+  }
+}
+
+export function sameAddress(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,92 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  DEFAULT_SUITE,
+  KeyError,
+  formatIpv6Address,
+  formatKeyLog,
+  parseIpv6Address,
+  parseKeyLog,
+  readKeyLog,
+  writeKeyLog,
+  type KeyLogEntry,
+} from "../../pdm/index.ts";
+
+const entries: KeyLogEntry[] = [
+  { kind: "shared", keyId: new Uint8Array(8).fill(1), suite: DEFAULT_SUITE, salt: new Uint8Array(32).fill(2), secret: new Uint8Array(32).fill(3) },
+  {
+    kind: "client",
+    keyId: new Uint8Array(8).fill(4),
+    suite: { ...DEFAULT_SUITE, aead: 3 },
+    clientAddress: parseIpv6Address("fd00:1::2"),
+    salt: new Uint8Array(32).fill(5),
+    secret: new Uint8Array(32).fill(6),
+  },
+];
+
+describe("key log", () => {
+  it("formats the spec's line shapes", () => {
+    const text = formatKeyLog(entries);
+    assert.match(text, /^PDMV2_SHARED 0101010101010101 0020:0001:0001 (02){32} (03){32}$/m);
+    assert.match(text, /^PDMV2_CLIENT 0404040404040404 0020:0001:0003 fd00:1::2 (05){32} (06){32}$/m);
+  });
+
+  it("round-trips, skipping comments and blank lines", () => {
+    const back = parseKeyLog(`# a comment\n\n${formatKeyLog(entries)}`);
+    assert.deepEqual(back, entries);
+  });
+
+  it("accepts the client address as 32 hex digits", () => {
+    const line = formatKeyLog([entries[1]!]).replace("fd00:1::2", "fd000001000000000000000000000002");
+    const [e] = parseKeyLog(line);
+    assert.equal(e?.kind === "client" && formatIpv6Address(e.clientAddress), "fd00:1::2");
+  });
+
+  it("names the line and the field of every mistake", () => {
+    const good = formatKeyLog([entries[0]!]).trim();
+    const cases: Array<[string, RegExp]> = [
+      ["PDMV3_SHARED a b c d", /line 1: unknown label "PDMV3_SHARED"/],
+      [good.replace(/ \S+$/, ""), /line 1: PDMV2_SHARED needs 4 fields, found 3/],
+      [good.replace("0101010101010101", "01"), /line 1: keyId must be 16 hex digits/],
+      [good.replace("0020:0001:0001", "0020:0001:0002"), /AEAD id 0x0002 is not allowed/],
+      [good.replace("0020:0001:0001", "20:1:1"), /suite "20:1:1"/],
+      [`\n${good.replace(/ (03){32}$/, ` ${"zz".repeat(32)}`)}`, /line 2: secret must be 64 hex digits/],
+    ];
+    for (const [text, want] of cases) assert.throws(() => parseKeyLog(text), (e: unknown) => e instanceof KeyError && want.test(e.message));
+  });
+
+  it("writes 0600 even over an existing world-readable file, and reads back", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pdm-keylog-"));
+    try {
+      const path = join(dir, "keys.log");
+      writeFileSync(path, "old", { mode: 0o644 });
+      writeKeyLog(path, entries);
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+      assert.deepEqual(readKeyLog(path), entries);
+      assert.ok(!readFileSync(path, "utf8").includes("old"));
+      assert.throws(() => readKeyLog(join(dir, "missing")), /cannot read key log/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("IPv6 address text", () => {
+  it("parses and prints RFC 5952 forms", () => {
+    for (const [input, out] of [
+      ["fd00::1", "fd00::1"],
+      ["FE80:0:0:0:0:0:0:1", "fe80::1"],
+      ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
+      ["::", "::"],
+      ["::ffff:192.0.2.1", "::ffff:c000:201"],
+      ["2001:db8:1:2:3:4:5:6", "2001:db8:1:2:3:4:5:6"],
+      ["fe80::1%eth0", "fe80::1"],
+    ]) {
+      assert.equal(formatIpv6Address(parseIpv6Address(input!)), out);
+    }
+    assert.throws(() => parseIpv6Address("10.0.0.1"), /not an IPv6 address/);
+  });
+});
