@@ -19,8 +19,21 @@ export function flowKey(f: FlowTuple): string {
   return `${hex(f.src)}|${hex(f.dst)}|${f.sport}|${f.dport}|${f.proto}`;
 }
 
-/** The same flow seen from the other end. */
+const ICMPV6 = 58;
+const ECHO_REQUEST_WORD = 128 << 8;
+const ECHO_REPLY_WORD = 129 << 8;
+
+/**
+ * The same conversation seen from the other end: the 5-tuple the peer sends on.
+ * TCP/UDP swap addresses and ports. ICMPv6 keeps its "ports" in place (type/code
+ * word, identifier) and pairs echo request with echo reply, so that a ping's reply
+ * finds the request's state (our reading; wire.md section 3 leaves it open).
+ */
 export function reverseFlow(f: FlowTuple): FlowTuple {
+  if (f.proto === ICMPV6) {
+    const word = f.sport === ECHO_REQUEST_WORD ? ECHO_REPLY_WORD : f.sport === ECHO_REPLY_WORD ? ECHO_REQUEST_WORD : f.sport;
+    return { src: f.dst, dst: f.src, sport: word, dport: f.dport, proto: f.proto };
+  }
   return { src: f.dst, dst: f.src, sport: f.dport, dport: f.sport, proto: f.proto };
 }
 

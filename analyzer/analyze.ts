@@ -1,0 +1,161 @@
+// Capture file in, per-flow PDM metrics out. Reads the capture as a stream,
+// turns each IPv6 frame into a PdmRecord and feeds the flow table.
+
+import { CaptureError, KeyRing, parseIpv6, readKeyLog, formatIpv6Address, type Layout } from "../pdm/index.ts";
+import { fileSource, streamSource, type ByteSource } from "./capture/byte-source.ts";
+import { ipv6Offset, linkTypeName, SUPPORTED_LINKTYPES } from "./capture/link-layer.ts";
+import { readCapture, type CaptureSummary, type CapturedPacket } from "./capture/reader.ts";
+import { FlowTable, type Conversation, type Counters } from "./flow-table.ts";
+import type { PdmRecord } from "./record.ts";
+import { summarize, type Summary } from "./stats.ts";
+
+export interface AnalyzeOptions {
+  /** Capture path, or "-" for stdin. */
+  input: string;
+  keysPath?: string;
+  onProgress?: (bytesRead: number, totalBytes: number | undefined) => void;
+}
+
+export interface FlowReport {
+  id: string;
+  transport: string;
+  client: string;
+  server: string;
+  clientPort: number;
+  serverPort: number;
+  layout: Layout | undefined;
+  packets: { clientToServer: number; serverToClient: number };
+  pdmPackets: number;
+  firstSec: number;
+  lastSec: number;
+  serverDelayNs: Summary | undefined;
+  roundTripDelayNs: Summary | undefined;
+  responseTimeNs: Summary | undefined;
+  counters: Omit<Counters, "packets">;
+}
+
+export interface AnalysisResult {
+  input: string;
+  capture: CaptureSummary;
+  counters: Counters & { nonIpv6: number; undecodable: number };
+  malformedByCode: Record<string, number>;
+  examples: Array<{ number: number; message: string }>;
+  unsupportedLinkTypes: string[];
+  flows: FlowReport[];
+  /** Per-sample series for charts: parallel arrays per flow id. */
+  series: Map<string, { timeSec: Float64Array; serverDelayNs: Float64Array; roundTripDelayNs: Float64Array; responseTimeNs: Float64Array }>;
+  startSec: number;
+}
+
+export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisResult> {
+  const keyRing = options.keysPath ? new KeyRing(readKeyLog(options.keysPath)) : undefined;
+  let source: ByteSource;
+  try {
+    source = options.input === "-" ? streamSource(process.stdin) : await fileSource(options.input);
+  } catch (cause) {
+    throw new CaptureError(`cannot open capture ${options.input}: ${(cause as Error).message}`, { cause });
+  }
+  const table = new FlowTable({ keyRing });
+  let nonIpv6 = 0;
+  let undecodable = 0;
+  const examples: Array<{ number: number; message: string }> = [];
+  const unsupported = new Set<number>();
+  let startSec: number | undefined;
+  let startNsec = 0;
+  const record: PdmRecord = { timeNs: 0, flow: { src: new Uint8Array(16), dst: new Uint8Array(16), sport: 0, dport: 0, proto: 0 }, pdm: undefined, pdmError: undefined, number: 0 };
+
+  const onPacket = (p: CapturedPacket): void => {
+    if (startSec === undefined) {
+      startSec = p.tsSec;
+      startNsec = p.tsNsec;
+    }
+    if (!SUPPORTED_LINKTYPES.has(p.linkType)) {
+      unsupported.add(p.linkType);
+      nonIpv6 += 1;
+      return;
+    }
+    const at = ipv6Offset(p.linkType, p.data, p.data.length);
+    if (at < 0) {
+      nonIpv6 += 1;
+      return;
+    }
+    const parsed = parseIpv6(p.data, at);
+    if (!parsed.ok) {
+      undecodable += 1;
+      if (examples.length < 5) examples.push({ number: p.number, message: parsed.error.message });
+      return;
+    }
+    const v = parsed.value;
+    record.timeNs = (p.tsSec - startSec) * 1e9 + (p.tsNsec - startNsec);
+    record.flow.src = v.src;
+    record.flow.dst = v.dst;
+    record.flow.sport = v.sport;
+    record.flow.dport = v.dport;
+    record.flow.proto = v.protocol;
+    record.pdm = v.pdm;
+    record.pdmError = v.pdmError;
+    record.number = p.number;
+    table.add(record);
+  };
+
+  let capture: CaptureSummary;
+  try {
+    capture = await readCapture(source, onPacket, { onProgress: options.onProgress });
+  } finally {
+    await source.close();
+  }
+  const flows: FlowReport[] = [];
+  const series: AnalysisResult["series"] = new Map();
+  const seen = new Set<Conversation>();
+  for (const c of table.conversations.values()) {
+    if (seen.has(c)) continue;
+    seen.add(c);
+    const report = flowReport(c, (startSec ?? 0) + startNsec / 1e9);
+    flows.push(report);
+    series.set(report.id, {
+      timeSec: c.time.values().map((t) => t / 1e9),
+      serverDelayNs: c.serverDelay.values(),
+      roundTripDelayNs: c.roundTripDelay.values(),
+      responseTimeNs: c.responseTime.values(),
+    });
+  }
+  flows.sort((a, b) => (b.responseTimeNs?.p99 ?? -1) - (a.responseTimeNs?.p99 ?? -1) || b.pdmPackets - a.pdmPackets);
+  return {
+    input: options.input,
+    capture,
+    counters: { ...table.counters, nonIpv6, undecodable },
+    malformedByCode: Object.fromEntries(table.malformedByCode),
+    examples: [...examples, ...table.firstMalformed].slice(0, 5),
+    unsupportedLinkTypes: [...unsupported].map(linkTypeName),
+    flows,
+    series,
+    startSec: (startSec ?? 0) + startNsec / 1e9,
+  };
+}
+
+const TRANSPORT: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
+
+function flowReport(c: Conversation, startSec: number): FlowReport {
+  const up = c.up.tuple;
+  const { packets: _p, ...upCounters } = c.up.counters;
+  const merged = { ...upCounters };
+  for (const k of Object.keys(merged) as Array<keyof typeof merged>) merged[k] += c.down.counters[k];
+  const icmp = up.proto === 58;
+  return {
+    id: `${formatIpv6Address(up.src)}.${icmp ? up.dport : up.sport}-${formatIpv6Address(up.dst)}.${icmp ? 0 : up.dport}-${TRANSPORT[up.proto] ?? up.proto}`,
+    transport: TRANSPORT[up.proto] ?? `proto-${up.proto}`,
+    client: formatIpv6Address(up.src),
+    server: formatIpv6Address(up.dst),
+    clientPort: icmp ? up.dport : up.sport,
+    serverPort: icmp ? 0 : up.dport,
+    layout: c.layout,
+    packets: { clientToServer: c.up.packets, serverToClient: c.down.packets },
+    pdmPackets: c.up.pdmPackets + c.down.pdmPackets,
+    firstSec: startSec + c.firstNs / 1e9,
+    lastSec: startSec + c.lastNs / 1e9,
+    serverDelayNs: summarize(c.serverDelay.values()),
+    roundTripDelayNs: summarize(c.roundTripDelay.values()),
+    responseTimeNs: summarize(c.responseTime.values()),
+    counters: merged,
+  };
+}

@@ -1,0 +1,66 @@
+// Where capture bytes come from: a file (positional reads) or a stream such as
+// stdin. Both fill a caller-owned buffer, so the reader never concatenates chunks.
+
+import { open, type FileHandle } from "node:fs/promises";
+import type { Readable } from "node:stream";
+
+export interface ByteSource {
+  /** Copy up to `length` bytes into `target` at `offset`; 0 means end of input. */
+  read(target: Buffer, offset: number, length: number): Promise<number>;
+  /** Total size when known (files), for progress reporting. */
+  readonly size: number | undefined;
+  close(): Promise<void>;
+}
+
+export async function fileSource(path: string): Promise<ByteSource> {
+  const handle: FileHandle = await open(path, "r");
+  const { size } = await handle.stat();
+  let position = 0;
+  return {
+    size,
+    async read(target, offset, length) {
+      const { bytesRead } = await handle.read(target, offset, length, position);
+      position += bytesRead;
+      return bytesRead;
+    },
+    close: () => handle.close(),
+  };
+}
+
+export function streamSource(stream: Readable): ByteSource {
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  let current: Buffer | undefined;
+  let at = 0;
+  return {
+    size: undefined,
+    async read(target, offset, length) {
+      while (!current || at >= current.length) {
+        const next = await chunks.next();
+        if (next.done) return 0;
+        current = typeof next.value === "string" ? Buffer.from(next.value) : next.value;
+        at = 0;
+      }
+      const n = current.copy(target, offset, at, Math.min(current.length, at + length));
+      at += n;
+      return n;
+    },
+    async close() {
+      await chunks.return?.();
+    },
+  };
+}
+
+/** A whole in-memory capture (tests, fuzzing). */
+export function bufferSource(bytes: Uint8Array): ByteSource {
+  let at = 0;
+  return {
+    size: bytes.length,
+    async read(target, offset, length) {
+      const n = Math.min(length, bytes.length - at);
+      target.set(bytes.subarray(at, at + n), offset);
+      at += n;
+      return n;
+    },
+    async close() {},
+  };
+}

@@ -1,0 +1,239 @@
+// Flow table and the pairing of wire.md section 3.
+//
+// For every packet a2 from one end whose PSNLR names the peer's packet b1
+// (PSNLR(a2) = PSNTP(b1)), and where b1 answered the packet a2's sender sent just
+// before a2 (PSNLR(b1) = PSNTP(a2) - 1), the pair yields one sample:
+//   server delay        = DeltaTLR(b1)
+//   round-trip delay    = DeltaTLS(a2) - DeltaTLR(b1)   (the network's share)
+//   response time       = DeltaTLS(a2)
+// The second condition makes sure DeltaTLS(a2) starts at the packet b1 answered;
+// without it a pair would mix two different round trips.
+//
+// Also per direction: PSNTP gaps (loss before the observation point), late
+// packets (reordering), and GSO bursts (identical stamps back to back) counted once.
+
+import {
+  KeyRing,
+  ProtectedOpener,
+  decodeDeltaNs,
+  detachFlow,
+  flowKey,
+  reverseFlow,
+  type FlowTuple,
+  type Layout,
+  type PdmTimes,
+} from "../pdm/index.ts";
+import { SampleSeries } from "./stats.ts";
+import type { PdmRecord } from "./record.ts";
+
+const HISTORY = 1024; // recent stamps kept per direction for pairing (indexed by PSNTP)
+
+/** Anomalies counted over the whole input (also per flow where they belong to one). */
+export interface Counters {
+  packets: number;
+  pdmPackets: number;
+  withoutPdm: number;
+  malformed: number;
+  authFail: number;
+  replay: number;
+  noKey: number;
+  gsoRepeats: number;
+  lost: number;
+  reordered: number;
+  /** Pairs that matched by PSNLR but not the previous packet: no sample. */
+  unpaired: number;
+}
+
+export const emptyCounters = (): Counters => ({
+  packets: 0,
+  pdmPackets: 0,
+  withoutPdm: 0,
+  malformed: 0,
+  authFail: 0,
+  replay: 0,
+  noKey: 0,
+  gsoRepeats: 0,
+  lost: 0,
+  reordered: 0,
+  unpaired: 0,
+});
+
+class Direction {
+  readonly tuple: FlowTuple;
+  packets = 0;
+  pdmPackets = 0;
+  expectedPsn = -1;
+  lastPsn = -1;
+  readonly counters = emptyCounters();
+  // Ring of recent stamps: psnTp -> (psnLr, deltaTlrNs)
+  private readonly psnAt = new Int32Array(HISTORY).fill(-1);
+  private readonly psnLrAt = new Int32Array(HISTORY);
+  private readonly tlrAt = new Float64Array(HISTORY);
+  opener: ProtectedOpener | undefined;
+
+  constructor(tuple: FlowTuple) {
+    this.tuple = detachFlow(tuple);
+  }
+
+  remember(psnTp: number, psnLr: number, deltaTlrNs: number): void {
+    const i = psnTp % HISTORY;
+    this.psnAt[i] = psnTp;
+    this.psnLrAt[i] = psnLr;
+    this.tlrAt[i] = deltaTlrNs;
+  }
+
+  /** The stamp this direction sent with `psnTp`, if still remembered. */
+  recall(psnTp: number): { psnLr: number; deltaTlrNs: number } | undefined {
+    const i = psnTp % HISTORY;
+    return this.psnAt[i] === psnTp ? { psnLr: this.psnLrAt[i]!, deltaTlrNs: this.tlrAt[i]! } : undefined;
+  }
+}
+
+export class Conversation {
+  /** client -> server direction and the reverse. */
+  readonly up: Direction;
+  readonly down: Direction;
+  layout: Layout | undefined;
+  firstNs = Infinity;
+  lastNs = -Infinity;
+  readonly time = new SampleSeries();
+  readonly serverDelay = new SampleSeries();
+  readonly roundTripDelay = new SampleSeries();
+  readonly responseTime = new SampleSeries();
+  /** Pairs where the client answered the server (client think time): counted, not reported as server delay. */
+  reversePairs = 0;
+
+  constructor(clientSide: FlowTuple) {
+    this.up = new Direction(clientSide);
+    this.down = new Direction(reverseFlow(clientSide));
+  }
+}
+
+export interface FlowTableOptions {
+  keyRing?: KeyRing;
+}
+
+export class FlowTable {
+  readonly conversations = new Map<string, Conversation>();
+  readonly counters = emptyCounters();
+  readonly malformedByCode = new Map<string, number>();
+  readonly firstMalformed: Array<{ number: number; message: string }> = [];
+
+  constructor(private readonly options: FlowTableOptions = {}) {}
+
+  /** Feed one record. Never throws on bad data; everything odd is counted. */
+  add(r: PdmRecord): void {
+    this.counters.packets += 1;
+    const { conversation, direction, peer } = this.lookup(r.flow);
+    direction.packets += 1;
+    direction.counters.packets += 1;
+    if (r.timeNs < conversation.firstNs) conversation.firstNs = r.timeNs;
+    if (r.timeNs > conversation.lastNs) conversation.lastNs = r.timeNs;
+
+    if (r.pdmError) {
+      this.count(direction, "malformed");
+      this.malformedByCode.set(r.pdmError.code, (this.malformedByCode.get(r.pdmError.code) ?? 0) + 1);
+      if (this.firstMalformed.length < 5) this.firstMalformed.push({ number: r.number, message: r.pdmError.message });
+      return;
+    }
+    const pdm = r.pdm;
+    if (!pdm) {
+      this.count(direction, "withoutPdm");
+      return;
+    }
+    conversation.layout ??= pdm.layout;
+
+    let fields: PdmTimes;
+    if (pdm.layout === "v2-protected") {
+      direction.opener ??= new ProtectedOpener(this.options.keyRing?.contextsFor(direction.tuple) ?? [], { searchUnsynced: 64 });
+      const outcome = direction.opener.open(pdm, r.timeNs);
+      if (outcome.status === "gso-repeat") return this.count(direction, "gsoRepeats");
+      if (outcome.status === "replay") return this.count(direction, "replay");
+      if (outcome.status === "auth-fail") return this.count(direction, "authFail");
+      if (outcome.status === "no-key") return this.count(direction, "noKey");
+      fields = outcome.fields;
+    } else {
+      fields = pdm;
+      // A GSO super-packet's segments carry the same stamp back to back: one sample.
+      if (fields.psnTp === direction.lastPsn) return this.count(direction, "gsoRepeats");
+    }
+    this.count(direction, "pdmPackets");
+    direction.pdmPackets += 1;
+    direction.lastPsn = fields.psnTp;
+    this.trackSequence(direction, fields.psnTp);
+
+    const deltaTlrNs = decodeDeltaNs(fields.deltaTlr, fields.scaleDtlr);
+    direction.remember(fields.psnTp, fields.psnLr, deltaTlrNs);
+    if (fields.psnLr === 0 && fields.deltaTls === 0) return; // nothing received yet on this flow
+    const answer = peer.recall(fields.psnLr);
+    if (!answer) return;
+    if (answer.psnLr !== ((fields.psnTp - 1) & 0xffff)) {
+      this.count(direction, "unpaired");
+      return;
+    }
+    const responseTimeNs = decodeDeltaNs(fields.deltaTls, fields.scaleDtls);
+    if (direction === conversation.up) {
+      conversation.time.push(r.timeNs);
+      conversation.serverDelay.push(answer.deltaTlrNs);
+      conversation.responseTime.push(responseTimeNs);
+      conversation.roundTripDelay.push(responseTimeNs - answer.deltaTlrNs);
+    } else {
+      conversation.reversePairs += 1;
+    }
+  }
+
+  private count(direction: Direction, name: keyof Counters): void {
+    this.counters[name] += 1;
+    if (name !== "packets") direction.counters[name] += 1;
+  }
+
+  private trackSequence(d: Direction, psn: number): void {
+    if (d.expectedPsn < 0) {
+      d.expectedPsn = (psn + 1) & 0xffff;
+      return;
+    }
+    const ahead = (psn - d.expectedPsn) & 0xffff;
+    if (ahead < 0x8000) {
+      if (ahead > 0) {
+        this.counters.lost += ahead;
+        d.counters.lost += ahead;
+      }
+      d.expectedPsn = (psn + 1) & 0xffff;
+    } else {
+      // Behind what we expected: a late packet filling a gap we had counted as lost.
+      this.counters.reordered += 1;
+      d.counters.reordered += 1;
+      if (d.counters.lost > 0) {
+        d.counters.lost -= 1;
+        this.counters.lost -= 1;
+      }
+    }
+  }
+
+  private lookup(flow: FlowTuple): { conversation: Conversation; direction: Direction; peer: Direction } {
+    const key = flowKey(flow);
+    let conversation = this.conversations.get(key);
+    if (!conversation) {
+      const reverseKey = flowKey(reverseFlow(flow));
+      conversation = this.conversations.get(reverseKey);
+      if (!conversation) {
+        conversation = new Conversation(clientSideOf(flow));
+        this.conversations.set(flowKey(conversation.up.tuple), conversation);
+        this.conversations.set(flowKey(conversation.down.tuple), conversation);
+      }
+    }
+    const isUp = flowKey(conversation.up.tuple) === key;
+    return isUp ? { conversation, direction: conversation.up, peer: conversation.down } : { conversation, direction: conversation.down, peer: conversation.up };
+  }
+}
+
+/**
+ * Which end is the client, from the first packet seen: an ICMPv6 echo reply or a
+ * packet from a well-known port to an ephemeral one comes from the server;
+ * otherwise the first sender is the client.
+ */
+function clientSideOf(first: FlowTuple): FlowTuple {
+  if (first.proto === 58) return first.sport === 129 << 8 ? reverseFlow(first) : first;
+  if (first.sport < 1024 && first.dport >= 1024) return reverseFlow(first);
+  return first;
+}

@@ -1,0 +1,14 @@
+// The analyzer: captures in, PDM delays out. Pure TypeScript (no native code), so
+// it runs wherever Node does. Only this file is imported from outside analyzer/.
+
+export { analyzeCapture, type AnalysisResult, type AnalyzeOptions, type FlowReport } from "./analyze.ts";
+export { FlowTable, emptyCounters, type Counters } from "./flow-table.ts";
+export type { PdmRecord } from "./record.ts";
+export { summarize, type Summary } from "./stats.ts";
+export { renderTable, renderAnomalies } from "./format/table.ts";
+export { renderJson, renderCsv } from "./format/machine.ts";
+export { formatDuration, formatCount } from "./format/units.ts";
+export { readCapture, type CapturedPacket, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
+export { fileSource, streamSource, bufferSource, type ByteSource } from "./capture/byte-source.ts";
+export { ipv6Offset, LINKTYPE, linkTypeName } from "./capture/link-layer.ts";
+export { openPcapWriter, openPcapngWriter, type CaptureWriter } from "./capture/writer.ts";

@@ -1,0 +1,18 @@
+// The analyzer's input, whatever the source: one PDM-relevant packet as seen at
+// some observation point. Captures (pcap/pcapng, live libpcap) and eBPF ring-buffer
+// records both become PdmRecords, so the metrics code does not care where they came from.
+
+import type { FlowTuple, PdmOption, WireError } from "../pdm/index.ts";
+
+export interface PdmRecord {
+  /** Observation time, ns since the start of the input (exact, monotonic in practice). */
+  timeNs: number;
+  /** The 5-tuple as the packet's sender sees it; address views may point into a reused buffer. */
+  flow: FlowTuple;
+  /** The PDM option, if the packet carried a well-formed one. */
+  pdm: PdmOption | undefined;
+  /** Set when the packet carried a malformed PDM option. */
+  pdmError: WireError | undefined;
+  /** Packet number in the input (1-based), for diagnostics. */
+  number: number;
+}

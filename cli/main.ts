@@ -1,0 +1,57 @@
+// The `pdm` command: one program for capture, data path, agent, keys and analysis.
+// Commands throw typed errors; only this file turns them into a message and an exit code.
+
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PdmError, UsageError } from "../pdm/index.ts";
+import { analyzeCommand } from "./commands/analyze.ts";
+import { demoCommand } from "./commands/demo.ts";
+
+const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command("pdm")
+    .description(
+      `Measure IPv6 latency with PDM (RFC 8250) and encrypted PDMv2.
+
+Hosts stamp their IPv6 traffic with a Performance and Diagnostic Metrics option
+(in the kernel, with eBPF); anyone holding the keys reads, from the packets
+alone, each flow's server delay, round-trip delay and response time.`,
+    )
+    .version(pkg.version, "-V, --version", "print the version")
+    .showHelpAfterError("(run with --help for usage)")
+    .addCommand(analyzeCommand() as unknown as Command)
+    .addCommand(demoCommand() as unknown as Command);
+  return program as unknown as Command;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode; // commander already printed help or the error
+    if (e instanceof PdmError) {
+      process.stderr.write(`pdm: ${e.message}\n`);
+      if (e.hint) process.stderr.write(`  ${e.hint}\n`);
+      return e instanceof UsageError ? 2 : 1;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/cli/main.ts")) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`pdm: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 70;
+    },
+  );
+}

@@ -1,0 +1,29 @@
+// Regenerates the bundled fixture captures in fixtures/captures/ (deterministic:
+// same bytes every run), or writes one large capture for benchmarks:
+//
+//   node --import tsx scripts/gen-fixtures.ts                    # the bundled set
+//   node --import tsx scripts/gen-fixtures.ts --large rfc8250 1000000 out/big
+
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { FIXTURES, largeScenario } from "../fixtures/generator/scenarios.ts";
+import { writeSimulatedCapture } from "../fixtures/generator/write.ts";
+import type { Layout } from "../pdm/index.ts";
+
+const args = process.argv.slice(2);
+if (args[0] === "--large") {
+  const layout = (args[1] ?? "rfc8250") as Layout;
+  const packets = Number(args[2] ?? 1_000_000);
+  const base = args[3] ?? join("out", `large-${layout}-${packets}`);
+  mkdirSync(dirname(base), { recursive: true });
+  const started = Date.now();
+  const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets));
+  console.log(`wrote ${w.capture} (${w.packets} packets) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+} else {
+  const dir = join(import.meta.dirname, "..", "fixtures", "captures");
+  mkdirSync(dir, { recursive: true });
+  for (const f of FIXTURES) {
+    const w = writeSimulatedCapture(join(dir, f.name), f.format, f.scenario, f.description);
+    console.log(`wrote ${w.capture} (${w.packets} packets)${w.keys ? ` and ${w.keys}` : ""}`);
+  }
+}
