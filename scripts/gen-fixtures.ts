@@ -1,7 +1,7 @@
 // Regenerates the bundled fixture captures in fixtures/captures/ (deterministic:
 // same bytes every run), or writes one large capture for benchmarks:
 //
-//   node --import tsx scripts/gen-fixtures.ts                    # the bundled set
+//   node --import tsx scripts/gen-fixtures.ts [--out DIR]        # the bundled set
 //   node --import tsx scripts/gen-fixtures.ts --large rfc8250 1000000 out/big
 
 import { mkdirSync } from "node:fs";
@@ -20,7 +20,8 @@ if (args[0] === "--large") {
   const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets));
   console.log(`wrote ${w.capture} (${w.packets} packets) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } else {
-  const dir = join(import.meta.dirname, "..", "fixtures", "captures");
+  const outAt = args.indexOf("--out");
+  const dir = outAt >= 0 ? args[outAt + 1]! : join(import.meta.dirname, "..", "fixtures", "captures");
   mkdirSync(dir, { recursive: true });
   for (const f of FIXTURES) {
     const w = writeSimulatedCapture(join(dir, f.name), f.format, f.scenario, f.description);

@@ -1,0 +1,28 @@
+# Convenience targets. The README's two commands are `npm run demo` and `npm test`
+# (they need nothing but Node to start); these targets call the same scripts.
+
+.PHONY: setup test demo typecheck vectors fixtures bench clean
+
+setup:
+	bash scripts/setup.sh
+
+test:
+	npm test
+
+demo:
+	npm run demo
+
+typecheck:
+	npx --no-install tsc --noEmit -p .
+
+vectors:
+	node --import tsx scripts/gen-vectors.ts
+
+fixtures:
+	node --import tsx scripts/gen-fixtures.ts
+
+bench:
+	node --import tsx bench/analyze.bench.ts
+
+clean:
+	rm -rf out bench/out
