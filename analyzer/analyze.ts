@@ -62,7 +62,7 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
   const unsupported = new Set<number>();
   let startSec: number | undefined;
   let startNsec = 0;
-  const record: PdmRecord = { timeNs: 0, flow: { src: new Uint8Array(16), dst: new Uint8Array(16), sport: 0, dport: 0, proto: 0 }, pdm: undefined, pdmError: undefined, number: 0 };
+  const record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
 
   const onPacket = (p: CapturedPacket): void => {
     if (startSec === undefined) {
@@ -87,11 +87,12 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
     }
     const v = parsed.value;
     record.timeNs = (p.tsSec - startSec) * 1e9 + (p.tsNsec - startNsec);
-    record.flow.src = v.src;
-    record.flow.dst = v.dst;
-    record.flow.sport = v.sport;
-    record.flow.dport = v.dport;
-    record.flow.proto = v.protocol;
+    record.addresses = p.data;
+    record.srcOffset = v.srcOffset;
+    record.dstOffset = v.dstOffset;
+    record.sport = v.sport;
+    record.dport = v.dport;
+    record.proto = v.protocol;
     record.pdm = v.pdm;
     record.pdmError = v.pdmError;
     record.number = p.number;
@@ -106,10 +107,7 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
   }
   const flows: FlowReport[] = [];
   const series: AnalysisResult["series"] = new Map();
-  const seen = new Set<Conversation>();
-  for (const c of table.conversations.values()) {
-    if (seen.has(c)) continue;
-    seen.add(c);
+  for (const c of table.conversations) {
     const report = flowReport(c, (startSec ?? 0) + startNsec / 1e9);
     flows.push(report);
     series.set(report.id, {

@@ -17,7 +17,6 @@ import {
   ProtectedOpener,
   decodeDeltaNs,
   detachFlow,
-  flowKey,
   reverseFlow,
   type FlowTuple,
   type Layout,
@@ -102,6 +101,8 @@ export class Conversation {
   readonly responseTime = new SampleSeries();
   /** Pairs where the client answered the server (client think time): counted, not reported as server delay. */
   reversePairs = 0;
+  /** Next conversation with the same hash (collision chain). */
+  nextInBucket: Conversation | undefined;
 
   constructor(clientSide: FlowTuple) {
     this.up = new Direction(clientSide);
@@ -114,7 +115,11 @@ export interface FlowTableOptions {
 }
 
 export class FlowTable {
-  readonly conversations = new Map<string, Conversation>();
+  /** Conversations by symmetric hash; collisions chain through nextInBucket. */
+  private readonly buckets = new Map<number, Conversation>();
+  readonly conversations: Conversation[] = [];
+  private last: Conversation | undefined;
+  private lastWasUp = true;
   readonly counters = emptyCounters();
   readonly malformedByCode = new Map<string, number>();
   readonly firstMalformed: Array<{ number: number; message: string }> = [];
@@ -124,7 +129,10 @@ export class FlowTable {
   /** Feed one record. Never throws on bad data; everything odd is counted. */
   add(r: PdmRecord): void {
     this.counters.packets += 1;
-    const { conversation, direction, peer } = this.lookup(r.flow);
+    const conversation = this.lookup(r);
+    const isUp = this.lastWasUp;
+    const direction = isUp ? conversation.up : conversation.down;
+    const peer = isUp ? conversation.down : conversation.up;
     direction.packets += 1;
     direction.counters.packets += 1;
     if (r.timeNs < conversation.firstNs) conversation.firstNs = r.timeNs;
@@ -172,7 +180,7 @@ export class FlowTable {
       return;
     }
     const responseTimeNs = decodeDeltaNs(fields.deltaTls, fields.scaleDtls);
-    if (direction === conversation.up) {
+    if (isUp) {
       conversation.time.push(r.timeNs);
       conversation.serverDelay.push(answer.deltaTlrNs);
       conversation.responseTime.push(responseTimeNs);
@@ -210,21 +218,72 @@ export class FlowTable {
     }
   }
 
-  private lookup(flow: FlowTuple): { conversation: Conversation; direction: Direction; peer: Direction } {
-    const key = flowKey(flow);
-    let conversation = this.conversations.get(key);
-    if (!conversation) {
-      const reverseKey = flowKey(reverseFlow(flow));
-      conversation = this.conversations.get(reverseKey);
-      if (!conversation) {
-        conversation = new Conversation(clientSideOf(flow));
-        this.conversations.set(flowKey(conversation.up.tuple), conversation);
-        this.conversations.set(flowKey(conversation.down.tuple), conversation);
+  /** Find or create the conversation of `r`; sets lastWasUp to the packet's direction. */
+  private lookup(r: PdmRecord): Conversation {
+    const last = this.last;
+    if (last) {
+      const d = directionOf(last, r);
+      if (d !== 0) {
+        this.lastWasUp = d > 0;
+        return last;
       }
     }
-    const isUp = flowKey(conversation.up.tuple) === key;
-    return isUp ? { conversation, direction: conversation.up, peer: conversation.down } : { conversation, direction: conversation.down, peer: conversation.up };
+    const hash = conversationHash(r);
+    const head = this.buckets.get(hash);
+    for (let c = head; c; c = c.nextInBucket) {
+      const d = directionOf(c, r);
+      if (d !== 0) {
+        this.last = c;
+        this.lastWasUp = d > 0;
+        return c;
+      }
+    }
+    const tuple: FlowTuple = {
+      src: r.addresses.subarray(r.srcOffset, r.srcOffset + 16),
+      dst: r.addresses.subarray(r.dstOffset, r.dstOffset + 16),
+      sport: r.sport,
+      dport: r.dport,
+      proto: r.proto,
+    };
+    const c = new Conversation(clientSideOf(tuple)); // copies the addresses
+    c.nextInBucket = head;
+    this.buckets.set(hash, c);
+    this.conversations.push(c);
+    this.last = c;
+    this.lastWasUp = directionOf(c, r) > 0;
+    return c;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array, at: number): boolean {
+  for (let i = 15; i >= 0; i -= 1) if (a[i] !== b[at + i]) return false; // addresses differ most at the end
+  return true;
+}
+
+/** 1 when `r` travels client -> server in `c`, -1 when server -> client, 0 when not in `c`. */
+function directionOf(c: Conversation, r: PdmRecord): number {
+  const up = c.up.tuple;
+  if (up.proto !== r.proto) return 0;
+  if (r.sport === up.sport && r.dport === up.dport && sameBytes(up.src, r.addresses, r.srcOffset) && sameBytes(up.dst, r.addresses, r.dstOffset)) return 1;
+  const down = c.down.tuple;
+  if (r.sport === down.sport && r.dport === down.dport && sameBytes(down.src, r.addresses, r.srcOffset) && sameBytes(down.dst, r.addresses, r.dstOffset)) return -1;
+  return 0;
+}
+
+function addressHash(b: Uint8Array, at: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < 16; i += 4) {
+    h = Math.imul(h ^ ((b[at + i]! << 24) | (b[at + i + 1]! << 16) | (b[at + i + 2]! << 8) | b[at + i + 3]!), 0x01000193);
+    h ^= h >>> 15;
+  }
+  return h;
+}
+
+/** Equal for both directions of a conversation (ICMPv6 echo: the identifier only). */
+function conversationHash(r: PdmRecord): number {
+  const addresses = addressHash(r.addresses, r.srcOffset) ^ addressHash(r.addresses, r.dstOffset);
+  const ports = r.proto === 58 ? r.dport : (r.sport + r.dport) ^ Math.imul(r.sport ^ r.dport, 0x9e3779b1);
+  return (Math.imul(addresses ^ ports, 0x85ebca6b) ^ r.proto) >>> 0;
 }
 
 /**

@@ -2,13 +2,19 @@
 // some observation point. Captures (pcap/pcapng, live libpcap) and eBPF ring-buffer
 // records both become PdmRecords, so the metrics code does not care where they came from.
 
-import type { FlowTuple, PdmOption, WireError } from "../pdm/index.ts";
+import type { PdmOption, WireError } from "../pdm/index.ts";
 
 export interface PdmRecord {
   /** Observation time, ns since the start of the input (exact, monotonic in practice). */
   timeNs: number;
-  /** The 5-tuple as the packet's sender sees it; address views may point into a reused buffer. */
-  flow: FlowTuple;
+  /** Where the sender's and receiver's 16-byte addresses are (usually the packet itself). */
+  addresses: Uint8Array;
+  srcOffset: number;
+  dstOffset: number;
+  /** The rest of the 5-tuple as the packet's sender sees it (wire.md section 3). */
+  sport: number;
+  dport: number;
+  proto: number;
   /** The PDM option, if the packet carried a well-formed one. */
   pdm: PdmOption | undefined;
   /** Set when the packet carried a malformed PDM option. */

@@ -64,3 +64,14 @@ export type AddressClass = "link-local" | "global";
 export function addressClass(addr: Uint8Array): AddressClass {
   return addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80 ? "link-local" : "global";
 }
+
+/** The Global Pointer counters of one host: per source class, first stamp 1, wrapping modulo 2^32. */
+export class GlobalPointers {
+  private readonly counters: Record<AddressClass, number> = { "link-local": 0, global: 0 };
+  /** The Global Pointer for the next stamped packet from `src`. */
+  next(src: Uint8Array): number {
+    const cls = addressClass(src);
+    this.counters[cls] = (this.counters[cls] + 1) >>> 0;
+    return this.counters[cls];
+  }
+}

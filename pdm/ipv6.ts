@@ -20,9 +20,9 @@ const GENERIC_EXT = new Set([PROTO.hopByHop, PROTO.routing, PROTO.destOpts, 135,
 export const MAX_EXTENSION_HEADERS = 16;
 
 export interface Ipv6Packet {
-  /** 16-byte views into the packet buffer. */
-  src: Uint8Array;
-  dst: Uint8Array;
+  /** Offsets of the 16-byte source and destination addresses in the buffer (no copies, no views: hot path). */
+  srcOffset: number;
+  dstOffset: number;
   hopLimit: number;
   /** Upper-layer protocol (6, 17, 58, ...), or 59/50/44 when the walk cannot reach one. */
   protocol: number;
@@ -54,8 +54,8 @@ export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Re
   // Payload length 0 means a jumbogram (RFC 2675): trust the captured length.
   const stop = payloadLength === 0 ? end : Math.min(end, at + IPV6_HEADER_LEN + payloadLength);
   const packet: Ipv6Packet = {
-    src: buf.subarray(at + 8, at + 24),
-    dst: buf.subarray(at + 24, at + 40),
+    srcOffset: at + 8,
+    dstOffset: at + 24,
     hopLimit: buf[at + 7]!,
     protocol: buf[at + 6]!,
     sport: 0,

@@ -81,5 +81,8 @@ export function decodeDeltaAttoseconds(delta: number, scale: number): bigint {
  * Relative error is below 2^-52, far under the encoding's own 2^-15 truncation.
  */
 export function decodeDeltaNs(delta: number, scale: number): number {
-  return (delta * 2 ** scale) / 1e9;
+  return (delta * POW2[scale]!) / 1e9;
 }
+
+/** 2^0 .. 2^255, exact doubles: SCALE is one byte. */
+const POW2 = Float64Array.from({ length: 256 }, (_, i) => 2 ** i);

@@ -6,7 +6,7 @@ import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import fc from "fast-check";
 import {
@@ -243,3 +243,20 @@ describe("fuzzing the reader", () => {
   });
 });
 
+
+describe("pcapng nanosecond timestamps", () => {
+  it("are exact across the whole 64-bit range (fast path equals BigInt arithmetic)", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "pdm-ns-")), "ns.pcapng");
+    const stamps = [0n, 1n, 999_999_999n, 1_000_000_000n, 2n ** 32n - 1n, 2n ** 32n, T0, 2n ** 63n - 1n, 18_446_744_073_709_551_615n];
+    for (let i = 0; i < 200; i += 1) stamps.push(BigInt(Math.floor(Math.random() * 2 ** 53)) * 2048n + BigInt(i));
+    const w = openPcapngWriter(path, [{ linkType: LINKTYPE.raw, tsResolutionPow10: 9 }]);
+    for (const ts of stamps) w.write({ data: frame(1), tsNs: ts });
+    w.close();
+    const { got } = await collect(path);
+    assert.deepEqual(
+      got.map((p) => [p.tsSec, p.tsNsec]),
+      stamps.map((ts) => [Number(ts / 1_000_000_000n), Number(ts % 1_000_000_000n)]),
+    );
+    rmSync(dirname(path), { recursive: true, force: true });
+  });
+});

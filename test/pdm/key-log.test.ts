@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   DEFAULT_SUITE,
+  GlobalPointers,
+  addressClass,
   KeyError,
   formatIpv6Address,
   formatKeyLog,
@@ -88,5 +90,18 @@ describe("IPv6 address text", () => {
       assert.equal(formatIpv6Address(parseIpv6Address(input!)), out);
     }
     assert.throws(() => parseIpv6Address("10.0.0.1"), /not an IPv6 address/);
+  });
+});
+
+describe("Global Pointer", () => {
+  it("counts per source class from 1 and wraps modulo 2^32", () => {
+    const gp = new GlobalPointers();
+    const ll = parseIpv6Address("fe80::1");
+    const g = parseIpv6Address("fd00::1");
+    assert.deepEqual([gp.next(ll), gp.next(g), gp.next(g), gp.next(ll), gp.next(parseIpv6Address("febf::1"))], [1, 1, 2, 2, 3]);
+    assert.equal(addressClass(parseIpv6Address("fec0::1")), "global");
+    const wrap = new GlobalPointers();
+    (wrap as unknown as { counters: Record<string, number> }).counters.global = 0xffff_ffff;
+    assert.equal(wrap.next(g), 0);
   });
 });
