@@ -32,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
   for (const c of program.commands) c.exitOverride();
   try {
     await program.parseAsync(argv, { from: "user" });
+    // For benchmarks: the peak resident set of this process, on stderr.
+    if (process.env.PDM_REPORT_PEAK_RSS) process.stderr.write(`peak-rss-kib ${process.resourceUsage().maxRSS}\n`);
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode; // commander already printed help or the error

@@ -2,7 +2,7 @@
 // same bytes every run), or writes one large capture for benchmarks:
 //
 //   node --import tsx scripts/gen-fixtures.ts [--out DIR]        # the bundled set
-//   node --import tsx scripts/gen-fixtures.ts --large rfc8250 1000000 out/big
+//   node --import tsx scripts/gen-fixtures.ts --large rfc8250 1000000 out/big [payloadBytes]
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -17,7 +17,8 @@ if (args[0] === "--large") {
   const base = args[3] ?? join("out", `large-${layout}-${packets}`);
   mkdirSync(dirname(base), { recursive: true });
   const started = Date.now();
-  const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets));
+  const payload = Number(args[4] ?? 512);
+  const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets, 64, payload));
   console.log(`wrote ${w.capture} (${w.packets} packets) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } else {
   const outAt = args.indexOf("--out");
