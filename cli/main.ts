@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PdmError, UsageError } from "../pdm/index.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { reportCommand } from "./commands/report.ts";
 
 const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")) as { version: string };
 
@@ -22,6 +23,7 @@ alone, each flow's server delay, round-trip delay and response time.`,
     .version(pkg.version, "-V, --version", "print the version")
     .showHelpAfterError("(run with --help for usage)")
     .addCommand(analyzeCommand() as unknown as Command)
+    .addCommand(reportCommand() as unknown as Command)
     .addCommand(demoCommand() as unknown as Command);
   return program as unknown as Command;
 }

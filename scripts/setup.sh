@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs, only what is missing, so it is safe to run again:
 #   - Debian packages: clang/llvm/libbpf-dev (the eBPF build), libpcap-dev (live capture),
-#     tshark (the decoding cross-check), iproute2 (namespaces in the data-path tests)
+#     tshark (the decoding cross-check), iproute2 (namespaces in the data-path tests),
+#     chromium (the HTML report is checked in a real headless browser)
 #   - npm packages from package-lock.json (npm ci), when node_modules is missing or stale
 # Usage: bash scripts/setup.sh
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*"; }
 
-APT_PACKAGES=(clang llvm libbpf-dev libpcap-dev tshark iproute2 make)
+APT_PACKAGES=(clang llvm libbpf-dev libpcap-dev tshark iproute2 make chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -86,3 +86,25 @@ describe("pdm CLI", () => {
     assert.ok(worst && Number(worst[1]) < 0.0031, r.stdout);
   });
 });
+
+describe("pdm report", () => {
+  it("writes the HTML (and PNG) and refuses a non-HTML output name", async () => {
+    const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const tmp = mkdtempSync(join(tmpdir(), "pdm-cli-report-"));
+    try {
+      const r = pdm("report", "-r", join(captures, "rfc8250-udp.pcap"), "-o", join(tmp, "r.html"), "--png", join(tmp, "r.png"));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /wrote .*r\.html \(2 flows, \d+ samples\)/);
+      const html = readFileSync(join(tmp, "r.html"), "utf8");
+      assert.match(html, /<canvas id="series-serverDelayNs"/);
+      assert.doesNotMatch(html, /<script src=|https?:\/\/cdn/, "nothing loaded from the network");
+      assert.equal(readFileSync(join(tmp, "r.png")).subarray(1, 4).toString(), "PNG");
+      const bad = pdm("report", "-r", join(captures, "rfc8250-udp.pcap"), "-o", join(tmp, "r.pdf"));
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /the report is HTML/);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
