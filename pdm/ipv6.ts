@@ -15,7 +15,8 @@ export const PROTO = { hopByHop: 0, tcp: 6, udp: 17, routing: 43, fragment: 44, 
 const ICMPV6_ECHO_REQUEST = 128;
 const ICMPV6_ECHO_REPLY = 129;
 /** Headers sharing the generic (Next Header, Hdr Ext Len in 8-octet units) shape. */
-const GENERIC_EXT = new Set([PROTO.hopByHop, PROTO.routing, PROTO.destOpts, 135, 139, 140, 253, 254]);
+const GENERIC_EXT = new Uint8Array(256);
+for (const t of [PROTO.hopByHop, PROTO.routing, PROTO.destOpts, 135, 139, 140, 253, 254]) GENERIC_EXT[t] = 1;
 /** RFC 8200 does not bound the chain; we stop walking after this many headers. */
 export const MAX_EXTENSION_HEADERS = 16;
 
@@ -72,7 +73,7 @@ export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Re
   let next = packet.protocol;
   let cursor = at + IPV6_HEADER_LEN;
   for (;;) {
-    if (GENERIC_EXT.has(next as 0)) {
+    if (GENERIC_EXT[next] === 1) {
       if (cursor + 2 > stop) return fail(new WireError("truncated", extName(next), cursor, "extension header cut off"));
       const length = (buf[cursor + 1]! + 1) * 8;
       if (cursor + length > stop) {

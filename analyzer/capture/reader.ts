@@ -172,6 +172,13 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
   };
   let le = true;
   let interfaces: PcapngInterface[] = [];
+  // Byte-order readers, chosen once per section (not per block: this loop is hot).
+  const u32le = (at: number): number => cur.buf.readUInt32LE(at);
+  const u16le = (at: number): number => cur.buf.readUInt16LE(at);
+  const u32be = (at: number): number => cur.buf.readUInt32BE(at);
+  const u16be = (at: number): number => cur.buf.readUInt16BE(at);
+  let u32 = u32le;
+  let u16 = u16le;
   const packet: CapturedPacket = { data: cur.buf, originalLength: 0, tsSec: 0, tsNsec: 0, linkType: 0, interfaceId: 0, number: 0 };
   const tick = { next: PROGRESS_EVERY_BYTES };
   for (;;) {
@@ -187,9 +194,9 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
       else if (cur.buf.readUInt32BE(p + 8) === PCAPNG_BOM) le = false;
       else return stop("section header with an unknown byte-order magic");
       interfaces = [];
+      u32 = le ? u32le : u32be;
+      u16 = le ? u16le : u16be;
     }
-    const u32 = le ? (at: number) => cur.buf.readUInt32LE(at) : (at: number) => cur.buf.readUInt32BE(at);
-    const u16 = le ? (at: number) => cur.buf.readUInt16LE(at) : (at: number) => cur.buf.readUInt16BE(at);
     const blockType = u32(p);
     const length = u32(p + 4);
     if (length < 12 || length % 4 !== 0 || length > MAX_BLOCK) return stop(`corrupt block: length ${length} (block type 0x${blockType.toString(16)})`);
