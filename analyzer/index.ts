@@ -12,3 +12,6 @@ export { readCapture, type CapturedPacket, type CaptureSummary, type CaptureWarn
 export { fileSource, streamSource, bufferSource, type ByteSource } from "./capture/byte-source.ts";
 export { ipv6Offset, LINKTYPE, linkTypeName } from "./capture/link-layer.ts";
 export { openPcapWriter, openPcapngWriter, type CaptureWriter } from "./capture/writer.ts";
+export { renderHtmlReport, reportCharts } from "./report/html.ts";
+export { timeSeriesChart, cdfChart, METRICS, METRIC_TITLES, type ChartSpec, type Metric } from "./report/charts.ts";
+export { compareWithTruth, readTruth, type TruthFile, type FlowComparison } from "./truth.ts";

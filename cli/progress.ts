@@ -2,6 +2,7 @@
 // (never in pipes, CI logs or tests).
 
 import cliProgress from "cli-progress";
+import { analyzeCapture, type AnalysisResult, type AnalyzeOptions } from "../analyzer/index.ts";
 
 export function fileProgress(label: string): { update: (done: number, total: number | undefined) => void; stop: () => void } {
   if (!process.stderr.isTTY) return { update: () => {}, stop: () => {} };
@@ -22,4 +23,14 @@ export function fileProgress(label: string): { update: (done: number, total: num
       bar?.stop();
     },
   };
+}
+
+/** analyzeCapture with a progress bar on a terminal. */
+export async function analyzeWithProgress(options: Omit<AnalyzeOptions, "onProgress">): Promise<AnalysisResult> {
+  const progress = fileProgress("reading");
+  try {
+    return await analyzeCapture({ ...options, onProgress: progress.update });
+  } finally {
+    progress.stop();
+  }
 }

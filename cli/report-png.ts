@@ -4,7 +4,7 @@
 
 import { writeFileSync } from "node:fs";
 import type { ChartConfiguration } from "chart.js";
-import type { ChartSpec } from "../analyzer/report/charts.ts";
+import { type ChartSpec } from "../analyzer/index.ts";
 
 export async function renderChartPng(spec: ChartSpec, path: string, width = 1200, height = 640): Promise<void> {
   const { createCanvas } = await import("@napi-rs/canvas");

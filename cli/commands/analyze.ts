@@ -1,9 +1,9 @@
 // pdm analyze: read a capture, print per-flow PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { analyzeCapture, renderCsv, renderJson, renderTable, type AnalysisResult } from "../../analyzer/index.ts";
+import { renderCsv, renderJson, renderTable } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { fileProgress } from "../progress.ts";
+import { analyzeWithProgress } from "../progress.ts";
 
 export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string }> {
   return new Command("analyze")
@@ -34,13 +34,7 @@ Examples:
   tcpdump -i eth0 -w - ip6 | pdm analyze -r - --format csv`,
     )
     .action(async (opts) => {
-      const progress = fileProgress("reading");
-      let result: AnalysisResult;
-      try {
-        result = await analyzeCapture({ input: opts.read, keysPath: opts.keys, onProgress: progress.update });
-      } finally {
-        progress.stop();
-      }
+      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys });
       if (opts.flow) {
         const filter = opts.flow;
         result.flows = result.flows.filter((f) => `${f.transport} ${f.client} ${f.clientPort} ${f.server} ${f.serverPort}`.includes(filter));

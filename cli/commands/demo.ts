@@ -4,8 +4,7 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { analyzeCapture, formatDuration, renderTable } from "../../analyzer/index.ts";
-import { compareWithTruth, readTruth } from "../../analyzer/truth.ts";
+import { analyzeCapture, compareWithTruth, formatDuration, readTruth, renderTable } from "../../analyzer/index.ts";
 
 const FIXTURES = join(import.meta.dirname, "..", "..", "fixtures", "captures");
 const NAMES = { serverDelayNs: "server delay", roundTripDelayNs: "round-trip delay", responseTimeNs: "response time" } as const;

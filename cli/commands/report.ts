@@ -2,12 +2,10 @@
 
 import { Command } from "@commander-js/extra-typings";
 import { writeFileSync } from "node:fs";
-import { analyzeCapture, type AnalysisResult } from "../../analyzer/index.ts";
-import { renderHtmlReport } from "../../analyzer/report/html.ts";
-import { timeSeriesChart } from "../../analyzer/report/charts.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { fileProgress } from "../progress.ts";
+import { analyzeWithProgress } from "../progress.ts";
 import { renderChartPng } from "../report-png.ts";
+import { renderHtmlReport, timeSeriesChart } from "../../analyzer/index.ts";
 
 export function reportCommand(): Command<[], { read: string; keys?: string; output: string; png?: string }> {
   return new Command("report")
@@ -26,13 +24,7 @@ PNG image without a browser.`,
     .addHelpText("after", `\nExample:\n  pdm report -r fixtures/captures/v2-protected.pcapng -k fixtures/captures/v2-protected.keys -o report.html --png report.png`)
     .action(async (opts) => {
       if (!opts.output.endsWith(".html") && !opts.output.endsWith(".htm")) throw new UsageError(`the report is HTML: name it something.html, not ${opts.output}`);
-      const progress = fileProgress("reading");
-      let result: AnalysisResult;
-      try {
-        result = await analyzeCapture({ input: opts.read, keysPath: opts.keys, onProgress: progress.update });
-      } finally {
-        progress.stop();
-      }
+      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys });
       writeFileSync(opts.output, renderHtmlReport(result));
       console.log(`wrote ${opts.output} (${result.flows.length} flows, ${result.flows.reduce((n, f) => n + (f.responseTimeNs?.count ?? 0), 0)} samples)`);
       if (opts.png) {

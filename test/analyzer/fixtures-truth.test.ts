@@ -10,8 +10,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { analyzeCapture } from "../../analyzer/index.ts";
-import { compareWithTruth, readTruth } from "../../analyzer/truth.ts";
+import { analyzeCapture, compareWithTruth, readTruth } from "../../analyzer/index.ts";
 
 const dir = join(import.meta.dirname, "..", "..", "fixtures", "captures");
 const EPS = 2 ** -15;

@@ -8,9 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { analyzeCapture, type AnalysisResult } from "../../analyzer/index.ts";
-import { renderHtmlReport, reportCharts } from "../../analyzer/report/html.ts";
-import { timeSeriesChart } from "../../analyzer/report/charts.ts";
+import { type AnalysisResult, analyzeCapture, renderHtmlReport, reportCharts, timeSeriesChart } from "../../analyzer/index.ts";
 import { renderChartPng } from "../../cli/report-png.ts";
 
 const CHROMIUM = "/usr/bin/chromium";

@@ -22,6 +22,8 @@ import {
   type PdmV2ProtectedOption,
 } from "../../pdm/index.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+// Deterministic PRNG (xorshift32), so a fuzz failure can be replayed from its seed.
+import { xorshift as prng } from "../../fixtures/generator/simulate.ts";
 
 const u8 = fc.integer({ min: 0, max: 0xff });
 const u16 = fc.integer({ min: 0, max: 0xffff });
@@ -31,19 +33,6 @@ const v2extra = fc.record({
   fBit: fc.constantFrom(0 as const, 1 as const),
   globalPointer: fc.integer({ min: 0, max: 0xffff_ffff }),
 });
-
-/** Deterministic PRNG (xorshift32) so a fuzz failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 function assertTyped(result: { ok: boolean; error?: unknown }): void {
   if (!result.ok) assert.ok(result.error instanceof WireError, `untyped error: ${String(result.error)}`);
