@@ -6,7 +6,7 @@ export { FlowTable, emptyCounters, type Counters } from "./flow-table.ts";
 export type { PdmRecord } from "./record.ts";
 export { summarize, type Summary } from "./stats.ts";
 export { renderTable, renderAnomalies } from "./format/table.ts";
-export { renderJson, renderCsv } from "./format/machine.ts";
+export { renderJson, renderCsv, renderSamplesCsv } from "./format/machine.ts";
 export { formatDuration, formatCount } from "./format/units.ts";
 export { readCapture, type CapturedPacket, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
 export { fileSource, streamSource, bufferSource, type ByteSource } from "./capture/byte-source.ts";

@@ -1,11 +1,11 @@
 // pdm analyze: read a capture, print per-flow PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { renderCsv, renderJson, renderTable } from "../../analyzer/index.ts";
+import { renderCsv, renderJson, renderSamplesCsv, renderTable } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
 import { analyzeWithProgress } from "../progress.ts";
 
-export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string }> {
+export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string; samples?: true }> {
   return new Command("analyze")
     .summary("per-flow server delay, round-trip delay and response time from a capture")
     .description(
@@ -25,13 +25,15 @@ check are counted, never reported.`,
     .option("-k, --keys <file>", "key log (PDMV2_SHARED / PDMV2_CLIENT lines) to open protected options")
     .addOption(new Option("-f, --format <format>", "output format").choices(["table", "json", "csv"] as const).default("table" as const))
     .option("--flow <filter>", "only flows whose address, port or transport contains this text")
+    .option("--samples", "with -f json or csv: every sample (time and the three delays) instead of per-flow statistics")
     .addHelpText(
       "after",
       `
 Examples:
   pdm analyze -r fixtures/captures/rfc8250-udp.pcap
   pdm analyze -r fixtures/captures/v2-protected.pcapng -k fixtures/captures/v2-protected.keys
-  tcpdump -i eth0 -w - ip6 | pdm analyze -r - --format csv`,
+  tcpdump -i eth0 -w - ip6 | pdm analyze -r - --format csv
+  pdm analyze -r capture.pcapng -f csv --samples > samples.csv`,
     )
     .action(async (opts) => {
       const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys });
@@ -40,7 +42,9 @@ Examples:
         result.flows = result.flows.filter((f) => `${f.transport} ${f.client} ${f.clientPort} ${f.server} ${f.serverPort}`.includes(filter));
         if (result.flows.length === 0) throw new UsageError(`no flow matches --flow "${filter}"`);
       }
-      const out = opts.format === "json" ? renderJson(result) : opts.format === "csv" ? renderCsv(result) : renderTable(result);
+      if (opts.samples && opts.format === "table") throw new UsageError("--samples needs --format json or csv");
+      const out =
+        opts.format === "json" ? renderJson(result, { samples: opts.samples }) : opts.format === "csv" ? (opts.samples ? renderSamplesCsv(result) : renderCsv(result)) : renderTable(result);
       process.stdout.write(out.endsWith("\n") ? out : `${out}\n`);
     });
 }

@@ -5,6 +5,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 
 const root = join(import.meta.dirname, "..", "..");
 const captures = join(root, "fixtures", "captures");
@@ -44,7 +45,23 @@ describe("pdm CLI", () => {
     assert.equal(csv.length, 3);
     assert.ok(csv[0]!.includes("server_delay_ns_p50"));
     const p50col = csv[0]!.split(",").indexOf("server_delay_ns_p50");
-    assert.equal(Number(csv[1]!.split(",")[p50col]), Math.round(json.flows[0].serverDelayNs.p50 * 1000) / 1000);
+    assert.equal(Number(csv[1]!.split(",")[p50col]), Math.round(json.flows[0].serverDelayNs.p50 * 1e6) / 1e6);
+  });
+
+  it("--samples lists every sample, equal to the injected delays", () => {
+    const file = join(captures, "rfc8250-udp.pcap");
+    const truth = JSON.parse(readFileSync(join(captures, "rfc8250-udp.truth.json"), "utf8"));
+    const injected = truth.flows.reduce((n: number, f: { samples: unknown[] }) => n + f.samples.length, 0);
+    const rows = pdm("analyze", "-r", file, "-f", "csv", "--samples").stdout.trim().split("\n");
+    assert.equal(rows[0], "flow,time_s,server_delay_ns,round_trip_delay_ns,response_time_ns");
+    assert.equal(rows.length - 1, injected);
+    const json = JSON.parse(pdm("analyze", "-r", file, "-f", "json", "--samples").stdout);
+    const flow = json.flows.find((f: { serverPort: number; clientPort: number }) => f.clientPort === truth.flows[0].clientPort);
+    const want = truth.flows[0].samples[0];
+    assert.ok(Math.abs(flow.samples[0].responseTimeNs - want.responseTimeNs) <= want.responseTimeNs * 2 ** -15);
+    const refused = pdm("analyze", "-r", file, "--samples");
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /--samples needs --format json or csv/);
   });
 
   it("analyze reads stdin with -r -", () => {
@@ -89,7 +106,7 @@ describe("pdm CLI", () => {
 
 describe("pdm report", () => {
   it("writes the HTML (and PNG) and refuses a non-HTML output name", async () => {
-    const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+    const { mkdtempSync, rmSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const tmp = mkdtempSync(join(tmpdir(), "pdm-cli-report-"));
     try {
