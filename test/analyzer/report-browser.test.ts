@@ -46,7 +46,7 @@ describe("HTML report in headless chromium", { skip: existsSync(CHROMIUM) ? fals
       const drawn = await page.evaluate(() =>
         (globalThis as unknown as { pdmCharts: Array<{ canvas: { id: string }; data: { datasets: Array<{ data: unknown[] }> }; getDatasetMeta: (i: number) => { data: unknown[] } }> }).pdmCharts.map((c) => ({
           id: c.canvas.id,
-          points: c.data.datasets.map((d, i) => c.getDatasetMeta(i).data.length),
+          points: c.data.datasets.map((_, i) => c.getDatasetMeta(i).data.length),
         })),
       );
       const expected = reportCharts(result).map((c) => ({ id: c.id, points: c.points }));
