@@ -111,13 +111,19 @@ function progress(options: ReadOptions, cur: Cursor, size: number | undefined, s
   }
 }
 
-async function readPcap(cur: Cursor, onPacket: (p: CapturedPacket) => void, options: ReadOptions, size: number | undefined): Promise<CaptureSummary> {
-  const summary: CaptureSummary = { format: "pcap", packets: 0, bytes: 0, stoppedEarly: undefined, warnings: [] };
+/** A fresh summary, and `stop`: record where the damage is and end the read with what came before. */
+function newSummary(format: CaptureSummary["format"], cur: Cursor): { summary: CaptureSummary; stop: (message: string) => CaptureSummary } {
+  const summary: CaptureSummary = { format, packets: 0, bytes: 0, stoppedEarly: undefined, warnings: [] };
   const stop = (message: string): CaptureSummary => {
     summary.stoppedEarly = { offset: cur.offset, packet: summary.packets + 1, message };
     summary.warnings.push(summary.stoppedEarly);
     return summary;
   };
+  return { summary, stop };
+}
+
+async function readPcap(cur: Cursor, onPacket: (p: CapturedPacket) => void, options: ReadOptions, size: number | undefined): Promise<CaptureSummary> {
+  const { summary, stop } = newSummary("pcap", cur);
   if (!(await cur.need(24))) return stop("file header cut off (need 24 bytes)");
   const le = cur.buf.readUInt32LE(0) === PCAP_MAGIC_US || cur.buf.readUInt32LE(0) === PCAP_MAGIC_NS;
   const u32 = le ? (at: number) => cur.buf.readUInt32LE(at) : (at: number) => cur.buf.readUInt32BE(at);
@@ -164,12 +170,7 @@ interface PcapngInterface {
 }
 
 async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, options: ReadOptions, size: number | undefined): Promise<CaptureSummary> {
-  const summary: CaptureSummary = { format: "pcapng", packets: 0, bytes: 0, stoppedEarly: undefined, warnings: [] };
-  const stop = (message: string): CaptureSummary => {
-    summary.stoppedEarly = { offset: cur.offset, packet: summary.packets + 1, message };
-    summary.warnings.push(summary.stoppedEarly);
-    return summary;
-  };
+  const { summary, stop } = newSummary("pcapng", cur);
   let le = true;
   let interfaces: PcapngInterface[] = [];
   // Byte-order readers, chosen once per section (not per block: this loop is hot).
