@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * pdm_abi.h: every struct, number and pin name shared between the eBPF programs
+ * (bpf/pdm.bpf.c) and user space (probes/). It is the only place these layouts are
+ * written down: probes/abi.ts mirrors them and test/bpf/abi.test.ts compiles this
+ * header with the host C compiler and checks every size and offset against the mirror.
+ *
+ * Plain C with <linux/types.h> types so both clang -target bpf and gcc accept it.
+ * All multi-byte fields are host byte order unless the name ends in _be.
+ */
+#ifndef PDM_ABI_H
+#define PDM_ABI_H
+
+#include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
+
+/* Layouts (wire.md section 2). 0 means "attached but stamping nothing". */
+#define PDM_LAYOUT_RFC8250 1
+#define PDM_LAYOUT_V2_CLEAR 2
+#define PDM_LAYOUT_V2_PROTECTED 3
+
+/* Destination Options header sizes per layout, with the PDM option and PadN. */
+#define PDM_HDR_LEN_RFC8250 16
+#define PDM_HDR_LEN_V2_CLEAR 24
+#define PDM_HDR_LEN_V2_PROTECTED 40
+
+#define PDM_OPTION_TYPE 0x0F
+
+/* pdm_config.flags */
+#define PDM_CFG_STRIP (1u << 0)   /* ingress removes the header after reading it */
+#define PDM_CFG_EVENTS (1u << 1)  /* one ring-buffer record per PDM packet stamped or read */
+#define PDM_CFG_NO_STAMP (1u << 2) /* egress does nothing (reader only) */
+
+#define PDM_MAX_PORTS 8
+#define PDM_MAX_PREFIXES 4
+#define PDM_LFSR_PERIOD 32767
+
+struct pdm_prefix {
+	__u8 addr[16];
+	__u8 len; /* prefix length in bits, 0..128 */
+	__u8 pad[3];
+};
+
+/*
+ * Policy and layout, fixed at attach time: the programs read it as a
+ * `const volatile` global (the .rodata map), so the verifier sees constants.
+ */
+struct pdm_config {
+	__u32 layout;
+	__u32 flags;
+	__u32 l2_len;              /* bytes before the IPv6 header: 14 (Ethernet) or 0 */
+	__u32 max_packets_per_kri; /* 0 means the LFSR period, 32767 */
+	__u16 ports[PDM_MAX_PORTS]; /* a flow matches if either port is listed; none = any */
+	__u32 n_ports;
+	__u32 n_prefixes;
+	struct pdm_prefix prefixes[PDM_MAX_PREFIXES]; /* match the remote address; none = any */
+};
+
+/* A flow as seen from this host. ICMPv6 echo uses the identifier as both ports. */
+struct pdm_flow_key {
+	__u8 local[16];
+	__u8 remote[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* pdm_flow_state.flags */
+#define PDM_FLOW_HAS_SENT (1u << 0)
+#define PDM_FLOW_HAS_RECEIVED (1u << 1)
+
+struct pdm_flow_state {
+	struct bpf_spin_lock lock; /* zero when read from user space */
+	__u16 psn_next;   /* PSNTP of the next stamped packet */
+	__u16 psn_lr;     /* PSNTP of the last packet received on the reverse 5-tuple */
+	__u16 rn_state;   /* LFSR state: the last Random Number sent */
+	__u16 flags;
+	__u32 rn_drawn;   /* Random Numbers drawn under the current Kri */
+	__u32 kri;        /* own Key Rotation Index */
+	__u32 peer_kri;   /* peer's Kri as followed from its F bit */
+	__u16 peer_rn_f;  /* last Random Number + F word received */
+	__u8 last_rx_scale_dtlr;
+	__u8 last_rx_scale_dtls;
+	__u16 last_rx_delta_tlr; /* the peer's last DeltaTLR / DeltaTLS, for `pdm status` */
+	__u16 last_rx_delta_tls;
+	__u64 first_ns;
+	__u64 last_send_ns;
+	__u64 last_recv_ns;
+	__u64 tx_packets;
+	__u64 rx_packets;
+	__u64 gso_repeats;
+};
+
+/* Per-CPU counters (datapath.md "counters"); user space sums the CPUs. */
+struct pdm_counters {
+	__u64 stamped;
+	__u64 read;
+	__u64 skipped_exthdr;
+	__u64 skipped_mtu;
+	__u64 skipped_nokey;
+	__u64 auth_fail;
+	__u64 replay;
+	__u64 malformed;
+	__u64 gso_repeat;
+	__u64 stripped;
+	__u64 skipped_room;   /* bpf_skb_adjust_room refused the packet */
+	__u64 flows_created;
+	__u64 flows_full;     /* the flow table refused a new flow */
+	__u64 events_lost;    /* ring buffer full */
+};
+
+/* Event types on the ring buffer. */
+#define PDM_EV_STAMPED 1 /* this host sent a PDM packet */
+#define PDM_EV_READ 2    /* this host received a PDM packet */
+#define PDM_EV_NEW_FLOW 3
+#define PDM_EV_ROTATED 4 /* own Kri advanced */
+
+/* pdm_event.flags */
+#define PDM_EVF_GSO (1u << 0) /* one stamp on a GSO super-packet */
+
+/*
+ * One compact record per PDM packet stamped or read. Addresses and ports are as on
+ * the wire (src -> dst); for ICMPv6 the ports are type<<8|code and the identifier.
+ */
+struct pdm_event {
+	__u64 ktime_ns;
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 psntp;
+	__u16 psnlr;
+	__u16 delta_tlr;
+	__u16 delta_tls;
+	__u16 random_f;
+	__u8 scale_dtlr;
+	__u8 scale_dtls;
+	__u32 global_pointer;
+	__u32 kri;
+	__u32 ifindex;
+	__u8 type;
+	__u8 layout;
+	__u8 proto;
+	__u8 flags;
+};
+
+/* Global Pointer classes (wire.md section 3). */
+#define PDM_GP_LINK_LOCAL 0
+#define PDM_GP_GLOBAL 1
+
+/* Map names as in the object; pinned under /sys/fs/bpf/pdm/<ifname>/<name>. */
+#define PDM_PIN_ROOT "/sys/fs/bpf/pdm"
+#define PDM_MAP_FLOWS "pdm_flows"
+#define PDM_MAP_COUNTERS "pdm_counters"
+#define PDM_MAP_GLOBAL_PTRS "pdm_global_ptrs"
+#define PDM_MAP_EVENTS "pdm_events"
+#define PDM_PROG_EGRESS "pdm_egress"
+#define PDM_PROG_INGRESS "pdm_ingress"
+
+#define PDM_FLOWS_MAX 65536
+#define PDM_EVENTS_BYTES (4u << 20)
+
+#endif /* PDM_ABI_H */

@@ -1,0 +1,560 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * pdm.bpf.c: the PDM data path on tc clsact (datapath.md).
+ *
+ *   pdm_egress   inserts a Destination Options header carrying a PDM option (RFC 8250
+ *                or PDMv2 clear) right after the fixed IPv6 header of each selected
+ *                TCP, UDP or ICMPv6 echo packet, filled from the flow's state.
+ *   pdm_ingress  reads the PDM option of each arriving packet, updates the state the
+ *                next egress packet needs (PSNLR, receive time), counts what it saw,
+ *                and optionally removes the header.
+ *
+ * Rule for both: measurement never breaks traffic. Anything this program cannot or
+ * should not stamp is counted and passed on unchanged (TC_ACT_OK), never dropped.
+ * Layout, policy and flags come from `cfg`, a const volatile global user space fills
+ * before load (include/pdm_abi.h), so the verifier prunes what the layout does not use.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "include/pdm_abi.h"
+#include "include/pdm_codec.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const volatile struct pdm_config cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PDM_FLOWS_MAX);
+	__type(key, struct pdm_flow_key);
+	__type(value, struct pdm_flow_state);
+} pdm_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pdm_counters);
+} pdm_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} pdm_global_ptrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, PDM_EVENTS_BYTES);
+} pdm_events SEC(".maps");
+
+#define IPV6_HLEN 40
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_ESP 50
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_DEST 60
+#define NEXTHDR_MOBILITY 135
+#define NEXTHDR_HIP 139
+#define NEXTHDR_SHIM6 140
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+#define DEST_OPTS_MAX 64 /* bytes of a Destination Options header the reader scans */
+
+/* Packet facts both programs need, read once. */
+struct pkt {
+	struct ipv6hdr ip6;
+	__u32 l3;          /* offset of the IPv6 header */
+	__u32 l4;          /* offset of the transport header */
+	__u8 proto;        /* transport protocol */
+	__u16 wire_sport;  /* as on the wire; ICMPv6: type<<8|code */
+	__u16 wire_dport;  /* ICMPv6: identifier */
+	__u16 flow_sport;  /* as in the flow key; ICMPv6 echo: identifier */
+	__u16 flow_dport;
+};
+
+static __always_inline struct pdm_counters *counters(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&pdm_counters, &zero);
+}
+
+#define COUNT(c, field)            \
+	do {                       \
+		if (c)             \
+			(c)->field++; \
+	} while (0)
+
+static __always_inline int is_extension_header(__u8 nh)
+{
+	return nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_FRAGMENT ||
+	       nh == NEXTHDR_ESP || nh == NEXTHDR_AUTH || nh == NEXTHDR_DEST ||
+	       nh == NEXTHDR_MOBILITY || nh == NEXTHDR_HIP || nh == NEXTHDR_SHIM6;
+}
+
+/* Read the transport ports (or ICMPv6 type/code/identifier) at p->l4. 0 if not ours. */
+static __always_inline int load_ports(struct __sk_buff *skb, struct pkt *p)
+{
+	__u8 l4[8];
+	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, p->l4, l4, 4))
+			return 0;
+		p->wire_sport = ((__u16)l4[0] << 8) | l4[1];
+		p->wire_dport = ((__u16)l4[2] << 8) | l4[3];
+		p->flow_sport = p->wire_sport;
+		p->flow_dport = p->wire_dport;
+		return 1;
+	}
+	if (p->proto == IPPROTO_ICMPV6) {
+		if (bpf_skb_load_bytes(skb, p->l4, l4, 8))
+			return 0;
+		/* Only echo: NDP and errors must stay untouched (hop-limit and size rules). */
+		if (l4[0] != ICMPV6_ECHO_REQUEST && l4[0] != ICMPV6_ECHO_REPLY)
+			return 0;
+		__u16 id = ((__u16)l4[4] << 8) | l4[5];
+		p->wire_sport = ((__u16)l4[0] << 8) | l4[1];
+		p->wire_dport = id;
+		p->flow_sport = id;
+		p->flow_dport = id;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline int prefix_match(const struct in6_addr *a, __u32 i)
+{
+	__u32 len = cfg.prefixes[i].len;
+	for (int b = 0; b < 16; b++) {
+		if (len == 0)
+			return 1;
+		__u8 mask = len >= 8 ? 0xff : (__u8)(0xff << (8 - len));
+		if ((a->s6_addr[b] ^ cfg.prefixes[i].addr[b]) & mask)
+			return 0;
+		len = len >= 8 ? len - 8 : 0;
+	}
+	return 1;
+}
+
+/* Policy (datapath.md "config"), part 1: the remote address is in a listed prefix. */
+static __always_inline int prefix_selects(const struct in6_addr *remote)
+{
+	if (!cfg.n_prefixes)
+		return 1;
+	for (__u32 i = 0; i < PDM_MAX_PREFIXES; i++)
+		if (i < cfg.n_prefixes && prefix_match(remote, i))
+			return 1;
+	return 0;
+}
+
+/* Policy, part 2: either port is listed. */
+static __always_inline int ports_select(__u16 sport, __u16 dport)
+{
+	if (!cfg.n_ports)
+		return 1;
+	int hit = 0;
+#pragma unroll
+	for (__u32 i = 0; i < PDM_MAX_PORTS; i++)
+		if (i < cfg.n_ports && (cfg.ports[i] == sport || cfg.ports[i] == dport))
+			hit = 1;
+	return hit;
+}
+
+static __always_inline int is_link_local(const struct in6_addr *a)
+{
+	return a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80;
+}
+
+/* Find or create the flow's state. New flows start at a random PSNTP and LFSR state. */
+static __always_inline struct pdm_flow_state *flow_state(struct pdm_flow_key *key, __u64 now,
+							 struct pdm_counters *c, int *created)
+{
+	struct pdm_flow_state *st = bpf_map_lookup_elem(&pdm_flows, key);
+	*created = 0;
+	if (st)
+		return st;
+	struct pdm_flow_state init = {};
+	__u32 r = bpf_get_prandom_u32();
+	init.psn_next = (__u16)r;
+	init.rn_state = pdm_lfsr_seed(bpf_get_prandom_u32());
+	init.first_ns = now;
+	if (bpf_map_update_elem(&pdm_flows, key, &init, BPF_NOEXIST) == 0) {
+		*created = 1;
+		COUNT(c, flows_created);
+	}
+	st = bpf_map_lookup_elem(&pdm_flows, key);
+	if (!st)
+		COUNT(c, flows_full);
+	return st;
+}
+
+static __always_inline void emit(struct pdm_counters *c, const struct pkt *p, __u8 type, __u64 now,
+				 __u16 psntp, __u16 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls,
+				 __u32 gp, __u16 rn_f, __u32 kri, __u8 flags, __u32 ifindex)
+{
+	if (!(cfg.flags & PDM_CFG_EVENTS))
+		return;
+	struct pdm_event *e = bpf_ringbuf_reserve(&pdm_events, sizeof(*e), 0);
+	if (!e) {
+		COUNT(c, events_lost);
+		return;
+	}
+	e->ktime_ns = now;
+	__builtin_memcpy(e->src, &p->ip6.saddr, 16);
+	__builtin_memcpy(e->dst, &p->ip6.daddr, 16);
+	e->src_port = p->wire_sport;
+	e->dst_port = p->wire_dport;
+	e->psntp = psntp;
+	e->psnlr = psnlr;
+	e->delta_tlr = dtlr;
+	e->delta_tls = dtls;
+	e->random_f = rn_f;
+	e->scale_dtlr = stlr;
+	e->scale_dtls = stls;
+	e->global_pointer = gp;
+	e->kri = kri;
+	e->ifindex = ifindex;
+	e->type = type;
+	e->layout = (__u8)cfg.layout;
+	e->proto = p->proto;
+	e->flags = flags;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void put16(__u8 *b, __u32 off, __u16 v)
+{
+	b[off] = v >> 8;
+	b[off + 1] = v & 0xff;
+}
+
+SEC("tc")
+int pdm_egress(struct __sk_buff *skb)
+{
+	if (cfg.layout != PDM_LAYOUT_RFC8250 && cfg.layout != PDM_LAYOUT_V2_CLEAR)
+		return TC_ACT_OK; /* the protected layout in the kernel is issue 6 */
+	if ((cfg.flags & PDM_CFG_NO_STAMP) || skb->protocol != bpf_htons(ETH_P_IPV6))
+		return TC_ACT_OK;
+
+	struct pkt p = {};
+	p.l3 = cfg.l2_len;
+	if (bpf_skb_load_bytes(skb, p.l3, &p.ip6, IPV6_HLEN))
+		return TC_ACT_OK;
+	if ((p.ip6.version) != 6 || p.ip6.daddr.s6_addr[0] == 0xff)
+		return TC_ACT_OK; /* not IPv6, or multicast: never stamped */
+
+	struct pdm_counters *c = counters();
+	p.proto = p.ip6.nexthdr;
+	if (is_extension_header(p.proto)) {
+		/* wire.md 1: the header goes right after the fixed header or not at all */
+		/* Its ports sit behind the other header, so only the prefixes can select it. */
+		if (prefix_selects(&p.ip6.daddr))
+			COUNT(c, skipped_exthdr);
+		return TC_ACT_OK;
+	}
+	p.l4 = p.l3 + IPV6_HLEN;
+	if (!load_ports(skb, &p))
+		return TC_ACT_OK;
+	if (!prefix_selects(&p.ip6.daddr) || !ports_select(p.flow_sport, p.flow_dport))
+		return TC_ACT_OK;
+
+	const __u32 hdr_len = cfg.layout == PDM_LAYOUT_RFC8250 ? PDM_HDR_LEN_RFC8250 : PDM_HDR_LEN_V2_CLEAR;
+	__u32 mtu_len = 0;
+	if (bpf_check_mtu(skb, 0, &mtu_len, hdr_len, 0)) {
+		COUNT(c, skipped_mtu);
+		return TC_ACT_OK;
+	}
+
+	struct pdm_flow_key key = {};
+	__builtin_memcpy(key.local, &p.ip6.saddr, 16);
+	__builtin_memcpy(key.remote, &p.ip6.daddr, 16);
+	key.local_port = p.flow_sport;
+	key.remote_port = p.flow_dport;
+	key.proto = p.proto;
+
+	__u64 now = bpf_ktime_get_ns();
+	int created;
+	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
+	if (!st)
+		return TC_ACT_OK;
+	const int v2 = cfg.layout == PDM_LAYOUT_V2_CLEAR;
+	__u16 reseed = v2 ? pdm_lfsr_seed(bpf_get_prandom_u32()) : 0;
+	const __u32 per_kri = cfg.max_packets_per_kri && cfg.max_packets_per_kri < PDM_LFSR_PERIOD
+				      ? cfg.max_packets_per_kri
+				      : PDM_LFSR_PERIOD;
+
+	/* Everything that must be consistent across CPUs happens under the flow's lock. */
+	__u16 psntp, psnlr, rn = 0;
+	__u64 tlr_ns = 0, tls_ns = 0;
+	__u32 kri = 0;
+	int rotated = 0;
+	bpf_spin_lock(&st->lock);
+	psntp = st->psn_next++;
+	psnlr = st->psn_lr;
+	if (st->flags & PDM_FLOW_HAS_RECEIVED) {
+		tlr_ns = now - st->last_recv_ns;
+		if ((st->flags & PDM_FLOW_HAS_SENT) && st->last_recv_ns >= st->last_send_ns)
+			tls_ns = st->last_recv_ns - st->last_send_ns;
+	}
+	st->last_send_ns = now;
+	st->flags |= PDM_FLOW_HAS_SENT;
+	st->tx_packets++;
+	if (v2) {
+		if (st->rn_drawn >= per_kri && st->kri != 0xffffffff) {
+			st->kri++;
+			st->rn_state = reseed;
+			st->rn_drawn = 0;
+			rotated = 1;
+		}
+		st->rn_state = pdm_lfsr_step(st->rn_state);
+		st->rn_drawn++;
+		rn = st->rn_state;
+		kri = st->kri;
+	}
+	bpf_spin_unlock(&st->lock);
+
+	__u16 dtlr, dtls;
+	__u8 stlr, stls;
+	pdm_encode_delta_ns(tlr_ns, &dtlr, &stlr);
+	pdm_encode_delta_ns(tls_ns, &dtls, &stls);
+
+	/* Header: next header, Hdr Ext Len, PDM option, then PadN(0) to the 8-byte boundary. */
+	__u8 h[PDM_HDR_LEN_V2_CLEAR] = {};
+	__u32 gp = 0;
+	__u16 rn_f = 0;
+	h[0] = p.proto;
+	h[1] = hdr_len / 8 - 1;
+	h[2] = PDM_OPTION_TYPE;
+	if (!v2) {
+		h[3] = 10;
+		h[4] = stlr;
+		h[5] = stls;
+		put16(h, 6, psntp);
+		put16(h, 8, psnlr);
+		put16(h, 10, dtlr);
+		put16(h, 12, dtls);
+		h[14] = 1; /* PadN, 0 bytes of padding data */
+	} else {
+		__u32 cls = is_link_local(&p.ip6.saddr) ? PDM_GP_LINK_LOCAL : PDM_GP_GLOBAL;
+		__u32 *ctr = bpf_map_lookup_elem(&pdm_global_ptrs, &cls);
+		if (ctr)
+			gp = __sync_fetch_and_add(ctr, 1) + 1;
+		rn_f = (__u16)(rn << 1) | (kri & 1);
+		h[3] = 18;
+		h[4] = 0x20; /* version 2, reserved 0 */
+		h[5] = 0;
+		put16(h, 6, rn_f);
+		h[8] = stlr;
+		h[9] = stls;
+		put16(h, 10, gp >> 16);
+		put16(h, 12, gp & 0xffff);
+		put16(h, 14, psntp);
+		put16(h, 16, psnlr);
+		put16(h, 18, dtlr);
+		put16(h, 20, dtls);
+		h[22] = 1;
+	}
+
+	if (bpf_skb_adjust_room(skb, hdr_len, BPF_ADJ_ROOM_NET, 0)) {
+		COUNT(c, skipped_room);
+		return TC_ACT_OK;
+	}
+	/* payload_len grows by the header; next header becomes Destination Options. */
+	__u8 fix[3];
+	__u16 plen = bpf_ntohs(p.ip6.payload_len) + hdr_len;
+	fix[0] = plen >> 8;
+	fix[1] = plen & 0xff;
+	fix[2] = NEXTHDR_DEST;
+	if (bpf_skb_store_bytes(skb, p.l3 + 4, fix, 3, 0) ||
+	    bpf_skb_store_bytes(skb, p.l3 + IPV6_HLEN, h, hdr_len, 0)) {
+		/* Cannot happen after a successful adjust_room; counted should it ever. */
+		COUNT(c, skipped_room);
+		return TC_ACT_OK;
+	}
+	COUNT(c, stamped);
+	__u8 flags = skb->gso_segs > 1 ? PDM_EVF_GSO : 0;
+	if (created)
+		emit(c, &p, PDM_EV_NEW_FLOW, now, psntp, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
+	if (rotated)
+		emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, rn_f, kri, 0, skb->ifindex);
+	emit(c, &p, PDM_EV_STAMPED, now, psntp, psnlr, dtlr, stlr, dtls, stls, gp, rn_f, kri, flags,
+	     skb->ifindex);
+	return TC_ACT_OK;
+}
+
+/*
+ * Walking the options of a Destination Options header: where the PDM option sits,
+ * and whether the header holds nothing else but padding (then it may be stripped).
+ * One bpf_loop step per option keeps the verifier's work independent of the number
+ * of paths through the walk.
+ */
+struct opt_walk {
+	__u8 h[DEST_OPTS_MAX]; /* the header, zero beyond len */
+	__u32 len;             /* header length in bytes */
+	__u32 i;               /* offset of the next option */
+	__u32 at;              /* offset of the PDM option type byte, 0 if none yet */
+	__u32 only_pdm;        /* 1 while every other option is Pad1/PadN */
+};
+
+static long opt_walk_step(__u64 n, void *ctx)
+{
+	struct opt_walk *w = ctx;
+	__u32 i = w->i;
+	if (i >= w->len)
+		return 1;
+	__u8 type = w->h[i & (DEST_OPTS_MAX - 1)];
+	if (type == 0) { /* Pad1 */
+		w->i = i + 1;
+		return 0;
+	}
+	__u32 olen = w->h[(i + 1) & (DEST_OPTS_MAX - 1)];
+	if (type == PDM_OPTION_TYPE && !w->at)
+		w->at = i;
+	else if (type != 1)
+		w->only_pdm = 0;
+	w->i = i + 2 + olen;
+	return 0;
+}
+
+static __always_inline __u16 get16(const __u8 *h, __u32 off)
+{
+	return ((__u16)h[off & (DEST_OPTS_MAX - 1)] << 8) | h[(off + 1) & (DEST_OPTS_MAX - 1)];
+}
+
+SEC("tc")
+int pdm_ingress(struct __sk_buff *skb)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IPV6))
+		return TC_ACT_OK;
+	struct pkt p = {};
+	p.l3 = cfg.l2_len;
+	if (bpf_skb_load_bytes(skb, p.l3, &p.ip6, IPV6_HLEN))
+		return TC_ACT_OK;
+	if (p.ip6.version != 6 || p.ip6.nexthdr != NEXTHDR_DEST)
+		return TC_ACT_OK;
+
+	struct pdm_counters *c = counters();
+	struct opt_walk w = {};
+	if (bpf_skb_load_bytes(skb, p.l3 + IPV6_HLEN, w.h, 2))
+		return TC_ACT_OK;
+	__u32 len = ((__u32)w.h[1] + 1) * 8;
+	if (len > DEST_OPTS_MAX)
+		return TC_ACT_OK; /* longer than any header a PDM stamper writes: not ours */
+	if (bpf_skb_load_bytes(skb, p.l3 + IPV6_HLEN, w.h, len)) {
+		COUNT(c, malformed); /* Hdr Ext Len points past the packet */
+		return TC_ACT_OK;
+	}
+	w.len = len;
+	w.i = 2;
+	w.only_pdm = 1;
+	bpf_loop(DEST_OPTS_MAX / 2, opt_walk_step, &w, 0);
+	if (w.i != len) { /* the options overrun or do not fill the header */
+		if (w.at)
+			COUNT(c, malformed);
+		return TC_ACT_OK;
+	}
+	if (!w.at)
+		return TC_ACT_OK; /* a Destination Options header without PDM: not ours */
+	const __u8 *h = w.h;
+	__u32 o = w.at + 2; /* option data */
+	__u8 olen = h[(w.at + 1) & (DEST_OPTS_MAX - 1)];
+
+	__u16 psntp, psnlr, dtlr, dtls, rn_f = 0;
+	__u8 stlr, stls;
+	__u32 gp = 0;
+	__u8 layout;
+	if (olen == 10) {
+		layout = PDM_LAYOUT_RFC8250;
+		stlr = h[o & (DEST_OPTS_MAX - 1)];
+		stls = h[(o + 1) & (DEST_OPTS_MAX - 1)];
+		psntp = get16(h, o + 2);
+		psnlr = get16(h, o + 4);
+		dtlr = get16(h, o + 6);
+		dtls = get16(h, o + 8);
+	} else if (olen == 18) {
+		__u16 ver = get16(h, o);
+		if (ver != 0x2000) { /* version nibble 2, 12 reserved bits 0 */
+			COUNT(c, malformed);
+			return TC_ACT_OK;
+		}
+		layout = PDM_LAYOUT_V2_CLEAR;
+		rn_f = get16(h, o + 2);
+		stlr = h[(o + 4) & (DEST_OPTS_MAX - 1)];
+		stls = h[(o + 5) & (DEST_OPTS_MAX - 1)];
+		gp = ((__u32)get16(h, o + 6) << 16) | get16(h, o + 8);
+		psntp = get16(h, o + 10);
+		psnlr = get16(h, o + 12);
+		dtlr = get16(h, o + 14);
+		dtls = get16(h, o + 16);
+	} else if (olen == 34) {
+		return TC_ACT_OK; /* protected: read in the kernel by issue 6; left untouched */
+	} else {
+		COUNT(c, malformed);
+		return TC_ACT_OK;
+	}
+
+	p.proto = h[0];
+	p.l4 = p.l3 + IPV6_HLEN + len;
+	if (!load_ports(skb, &p))
+		return TC_ACT_OK; /* PDM ahead of something other than TCP/UDP/echo */
+
+	/* The reverse of this packet's 5-tuple is the flow this host stamps. */
+	struct pdm_flow_key key = {};
+	__builtin_memcpy(key.local, &p.ip6.daddr, 16);
+	__builtin_memcpy(key.remote, &p.ip6.saddr, 16);
+	key.local_port = p.flow_dport;
+	key.remote_port = p.flow_sport;
+	key.proto = p.proto;
+	__u64 now = bpf_ktime_get_ns();
+	int created;
+	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
+	if (st) {
+		int repeat = 0;
+		bpf_spin_lock(&st->lock);
+		/* wire.md 5: a GSO burst's segments carry one stamp; count it once */
+		if ((st->flags & PDM_FLOW_HAS_RECEIVED) && st->psn_lr == psntp && st->peer_rn_f == rn_f)
+			repeat = 1;
+		if (layout == PDM_LAYOUT_V2_CLEAR && (st->flags & PDM_FLOW_HAS_RECEIVED) &&
+		    ((st->peer_rn_f ^ rn_f) & 1))
+			st->peer_kri++;
+		st->psn_lr = psntp;
+		st->peer_rn_f = rn_f;
+		st->last_recv_ns = now;
+		st->flags |= PDM_FLOW_HAS_RECEIVED;
+		st->rx_packets++;
+		if (repeat)
+			st->gso_repeats++;
+		st->last_rx_delta_tlr = dtlr;
+		st->last_rx_delta_tls = dtls;
+		st->last_rx_scale_dtlr = stlr;
+		st->last_rx_scale_dtls = stls;
+		bpf_spin_unlock(&st->lock);
+		if (repeat)
+			COUNT(c, gso_repeat);
+	}
+	COUNT(c, read);
+	if (created)
+		emit(c, &p, PDM_EV_NEW_FLOW, now, psntp, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
+	emit(c, &p, PDM_EV_READ, now, psntp, psnlr, dtlr, stlr, dtls, stls, gp, rn_f, 0, 0,
+	     skb->ifindex);
+
+	if ((cfg.flags & PDM_CFG_STRIP) && w.only_pdm) {
+		/* Give the receiving stack its fast path back (datapath.md, measured findings). */
+		if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0) == 0) {
+			__u8 fix[3];
+			__u16 plen = bpf_ntohs(p.ip6.payload_len) - len;
+			fix[0] = plen >> 8;
+			fix[1] = plen & 0xff;
+			fix[2] = p.proto;
+			if (bpf_skb_store_bytes(skb, p.l3 + 4, fix, 3, BPF_F_RECOMPUTE_CSUM) == 0)
+				COUNT(c, stripped);
+		}
+	}
+	return TC_ACT_OK;
+}

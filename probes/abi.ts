@@ -1,0 +1,213 @@
+// The TypeScript mirror of bpf/include/pdm_abi.h: struct layouts and constants.
+//
+// Layouts are described once, field by field, and their offsets are computed with
+// the C rules (natural alignment, padding to the largest member). test/bpf/abi.test.ts
+// compiles the C header with gcc and checks every size, offset and constant here, so
+// the two cannot drift apart unnoticed.
+
+export type Scalar = "u8" | "u16" | "u32" | "u64";
+const SCALAR_SIZE: Record<Scalar, number> = { u8: 1, u16: 2, u32: 4, u64: 8 };
+
+export interface FieldLayout {
+  name: string;
+  offset: number;
+  /** Size of one element. */
+  size: number;
+  count: number;
+  type: Scalar | StructLayout;
+}
+
+export class StructLayout {
+  readonly fields: readonly FieldLayout[];
+  readonly size: number;
+  readonly align: number;
+  private readonly byName: Map<string, FieldLayout>;
+
+  constructor(
+    readonly name: string,
+    spec: ReadonlyArray<readonly [name: string, type: Scalar | StructLayout, count?: number]>,
+  ) {
+    const fields: FieldLayout[] = [];
+    let offset = 0;
+    let align = 1;
+    for (const [fieldName, type, count = 1] of spec) {
+      const size = typeof type === "string" ? SCALAR_SIZE[type] : type.size;
+      const a = typeof type === "string" ? size : type.align;
+      offset = Math.ceil(offset / a) * a;
+      fields.push({ name: fieldName, offset, size, count, type });
+      offset += size * count;
+      align = Math.max(align, a);
+    }
+    this.size = Math.ceil(offset / align) * align;
+    this.align = align;
+    this.fields = fields;
+    this.byName = new Map(fields.map((f) => [f.name, f]));
+  }
+
+  field(name: string): FieldLayout {
+    const f = this.byName.get(name);
+    if (!f) throw new Error(`${this.name} has no field ${name}`);
+    return f;
+  }
+
+  offset(name: string): number {
+    return this.field(name).offset;
+  }
+}
+
+export const PDM_LAYOUT = { rfc8250: 1, "v2-clear": 2, "v2-protected": 3 } as const;
+export type KernelLayout = keyof typeof PDM_LAYOUT;
+export const PDM_HDR_LEN = { rfc8250: 16, "v2-clear": 24, "v2-protected": 40 } as const;
+
+export const PDM_CFG_STRIP = 1 << 0;
+export const PDM_CFG_EVENTS = 1 << 1;
+export const PDM_CFG_NO_STAMP = 1 << 2;
+export const PDM_MAX_PORTS = 8;
+export const PDM_MAX_PREFIXES = 4;
+export const PDM_FLOW_HAS_SENT = 1 << 0;
+export const PDM_FLOW_HAS_RECEIVED = 1 << 1;
+
+export const PDM_EV = { stamped: 1, read: 2, "new-flow": 3, rotated: 4 } as const;
+export const PDM_EVF_GSO = 1 << 0;
+export const PDM_GP_LINK_LOCAL = 0;
+export const PDM_GP_GLOBAL = 1;
+
+export const PDM_PIN_ROOT = "/sys/fs/bpf/pdm";
+export const PDM_MAP = {
+  flows: "pdm_flows",
+  counters: "pdm_counters",
+  globalPointers: "pdm_global_ptrs",
+  events: "pdm_events",
+} as const;
+export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress" } as const;
+export const PDM_FLOWS_MAX = 65536;
+export const PDM_EVENTS_BYTES = 4 << 20;
+
+export const PREFIX = new StructLayout("pdm_prefix", [
+  ["addr", "u8", 16],
+  ["len", "u8"],
+  ["pad", "u8", 3],
+]);
+
+export const CONFIG = new StructLayout("pdm_config", [
+  ["layout", "u32"],
+  ["flags", "u32"],
+  ["l2_len", "u32"],
+  ["max_packets_per_kri", "u32"],
+  ["ports", "u16", PDM_MAX_PORTS],
+  ["n_ports", "u32"],
+  ["n_prefixes", "u32"],
+  ["prefixes", PREFIX, PDM_MAX_PREFIXES],
+]);
+
+export const FLOW_KEY = new StructLayout("pdm_flow_key", [
+  ["local", "u8", 16],
+  ["remote", "u8", 16],
+  ["local_port", "u16"],
+  ["remote_port", "u16"],
+  ["proto", "u8"],
+  ["pad", "u8", 3],
+]);
+
+export const FLOW_STATE = new StructLayout("pdm_flow_state", [
+  ["lock", "u32"],
+  ["psn_next", "u16"],
+  ["psn_lr", "u16"],
+  ["rn_state", "u16"],
+  ["flags", "u16"],
+  ["rn_drawn", "u32"],
+  ["kri", "u32"],
+  ["peer_kri", "u32"],
+  ["peer_rn_f", "u16"],
+  ["last_rx_scale_dtlr", "u8"],
+  ["last_rx_scale_dtls", "u8"],
+  ["last_rx_delta_tlr", "u16"],
+  ["last_rx_delta_tls", "u16"],
+  ["first_ns", "u64"],
+  ["last_send_ns", "u64"],
+  ["last_recv_ns", "u64"],
+  ["tx_packets", "u64"],
+  ["rx_packets", "u64"],
+  ["gso_repeats", "u64"],
+]);
+
+/** Counter names in the order of struct pdm_counters. */
+export const COUNTER_NAMES = [
+  "stamped",
+  "read",
+  "skipped_exthdr",
+  "skipped_mtu",
+  "skipped_nokey",
+  "auth_fail",
+  "replay",
+  "malformed",
+  "gso_repeat",
+  "stripped",
+  "skipped_room",
+  "flows_created",
+  "flows_full",
+  "events_lost",
+] as const;
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export const COUNTERS = new StructLayout(
+  "pdm_counters",
+  COUNTER_NAMES.map((n) => [n, "u64"] as const),
+);
+
+export const EVENT = new StructLayout("pdm_event", [
+  ["ktime_ns", "u64"],
+  ["src", "u8", 16],
+  ["dst", "u8", 16],
+  ["src_port", "u16"],
+  ["dst_port", "u16"],
+  ["psntp", "u16"],
+  ["psnlr", "u16"],
+  ["delta_tlr", "u16"],
+  ["delta_tls", "u16"],
+  ["random_f", "u16"],
+  ["scale_dtlr", "u8"],
+  ["scale_dtls", "u8"],
+  ["global_pointer", "u32"],
+  ["kri", "u32"],
+  ["ifindex", "u32"],
+  ["type", "u8"],
+  ["layout", "u8"],
+  ["proto", "u8"],
+  ["flags", "u8"],
+]);
+
+/** Every struct the header defines, for the layout check. */
+export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, COUNTERS, EVENT];
+
+/** Every #define the TypeScript side relies on, by its C name, for the same check. */
+export const ALL_CONSTANTS: Record<string, number | string> = {
+  PDM_LAYOUT_RFC8250: PDM_LAYOUT.rfc8250,
+  PDM_LAYOUT_V2_CLEAR: PDM_LAYOUT["v2-clear"],
+  PDM_LAYOUT_V2_PROTECTED: PDM_LAYOUT["v2-protected"],
+  PDM_HDR_LEN_RFC8250: PDM_HDR_LEN.rfc8250,
+  PDM_HDR_LEN_V2_CLEAR: PDM_HDR_LEN["v2-clear"],
+  PDM_HDR_LEN_V2_PROTECTED: PDM_HDR_LEN["v2-protected"],
+  PDM_CFG_STRIP,
+  PDM_CFG_EVENTS,
+  PDM_CFG_NO_STAMP,
+  PDM_MAX_PORTS,
+  PDM_MAX_PREFIXES,
+  PDM_FLOW_HAS_SENT,
+  PDM_FLOW_HAS_RECEIVED,
+  PDM_EV_STAMPED: PDM_EV.stamped,
+  PDM_EV_READ: PDM_EV.read,
+  PDM_EV_NEW_FLOW: PDM_EV["new-flow"],
+  PDM_EV_ROTATED: PDM_EV.rotated,
+  PDM_EVF_GSO,
+  PDM_GP_LINK_LOCAL,
+  PDM_GP_GLOBAL,
+  PDM_PIN_ROOT,
+  PDM_MAP_FLOWS: PDM_MAP.flows,
+  PDM_MAP_COUNTERS: PDM_MAP.counters,
+  PDM_MAP_GLOBAL_PTRS: PDM_MAP.globalPointers,
+  PDM_MAP_EVENTS: PDM_MAP.events,
+  PDM_PROG_EGRESS: PDM_PROG.egress,
+  PDM_PROG_INGRESS: PDM_PROG.ingress,
+  PDM_FLOWS_MAX,
+  PDM_EVENTS_BYTES,
+};

@@ -1,0 +1,14 @@
+// The host agent's public surface: load/attach/detach the eBPF data path, read its
+// maps and events. Nothing else in probes/ is imported from outside.
+
+export * from "./abi.ts";
+export { BpfError } from "./errors.ts";
+export { attach, detach, attachedInterfaces, readAttachState, encodeConfig, pinDir, stateDir, TC_HANDLE, TC_PRIORITY, PIN } from "./datapath.ts";
+export type { AttachOptions, AttachState, DetachReport } from "./datapath.ts";
+export { readStatus, readCounters, readFlows } from "./status.ts";
+export type { FlowStatus, InterfaceStatus } from "./status.ts";
+export { decodeEvent, eventOption, eventToRecord, eventKtimeNs, openEventStream } from "./events.ts";
+export type { KernelEvent, EventStream } from "./events.ts";
+export { nativeBpf, bpfObjectPath, NATIVE_PATH, BPF_OBJECT_PATH } from "./native.ts";
+export type { NativeBpf } from "./native.ts";
+export { interfaceInfo, currentNetns, isBpffs } from "./system.ts";

@@ -1,0 +1,96 @@
+// Loads the native libbpf binding (probes/native/pdm_bpf.cc) with a typed surface.
+// Built by scripts/setup.sh (make -C probes/native); a missing build is one clear error.
+
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { BpfError } from "./errors.ts";
+
+export interface TcAttachResult {
+  createdQdisc: boolean;
+  progId: number;
+}
+
+export interface MapInfo {
+  name: string;
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+export interface ProgInfo {
+  name: string;
+  id: number;
+  /** Cumulative run time and count, non-zero only with kernel.bpf_stats_enabled=1. */
+  runTimeNs: number;
+  runCount: number;
+  instructions: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  durationNs: number;
+  data: Buffer;
+}
+
+export interface NativeRingBuffer {
+  /** Delivers what is waiting now; returns the number of records. */
+  consume(): number;
+  close(): void;
+}
+
+export interface NativeBpf {
+  libbpfVersion(): string;
+  numPossibleCpus(): number;
+  openObject(path: string): number;
+  setInitialValue(object: number, mapName: string, data: Buffer): void;
+  loadObject(object: number): void;
+  programFd(object: number, name: string): number;
+  mapFd(object: number, name: string): number;
+  closeObject(object: number): void;
+  objPin(fd: number, path: string): void;
+  objGet(path: string): number;
+  closeFd(fd: number): void;
+  mapInfo(fd: number): MapInfo;
+  progInfo(fd: number): ProgInfo;
+  mapLookup(fd: number, key: Buffer, value: Buffer): boolean;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
+  mapDelete(fd: number, key: Buffer): boolean;
+  mapNextKey(fd: number, key: Buffer | null, next: Buffer): boolean;
+  tcAttach(ifindex: number, ingress: boolean, progFd: number, handle: number, priority: number): TcAttachResult;
+  tcDetach(ifindex: number, ingress: boolean, handle: number, priority: number): boolean;
+  tcQuery(ifindex: number, ingress: boolean, handle: number, priority: number): number;
+  tcDestroyQdisc(ifindex: number): void;
+  progTestRun(progFd: number, data: Buffer, repeat: number, outSize: number): TestRunResult;
+  RingBuffer: new (
+    mapFd: number,
+    recordSize: number,
+    onRecords: (records: Buffer, count: number, badSize: number) => void,
+  ) => NativeRingBuffer;
+}
+
+export const NATIVE_PATH = fileURLToPath(new URL("./native/build/pdm_bpf.node", import.meta.url));
+export const BPF_OBJECT_PATH = fileURLToPath(new URL("../bpf/build/pdm.bpf.o", import.meta.url));
+
+let cached: NativeBpf | undefined;
+
+/** The binding, or a BpfError saying how to build it. */
+export function nativeBpf(): NativeBpf {
+  if (cached) return cached;
+  if (!existsSync(NATIVE_PATH)) {
+    throw new BpfError("The eBPF loader is not built: run `bash scripts/setup.sh` (needs libbpf-dev, g++).");
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(NATIVE_PATH) as NativeBpf;
+  return cached;
+}
+
+/** The compiled programs, or a BpfError saying how to build them. */
+export function bpfObjectPath(): string {
+  if (!existsSync(BPF_OBJECT_PATH)) {
+    throw new BpfError("The eBPF programs are not built: run `bash scripts/setup.sh` (needs clang).");
+  }
+  return BPF_OBJECT_PATH;
+}
