@@ -47,46 +47,49 @@ export interface AnalysisResult {
   startSec: number;
 }
 
-export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisResult> {
-  const keyRing = options.keysPath ? new KeyRing(readKeyLog(options.keysPath)) : undefined;
-  let source: ByteSource;
-  try {
-    source = options.input === "-" ? streamSource(process.stdin) : await fileSource(options.input);
-  } catch (cause) {
-    throw new CaptureError(`cannot open capture ${options.input}: ${(cause as Error).message}`, { cause });
-  }
-  const table = new FlowTable({ keyRing });
-  let nonIpv6 = 0;
-  let undecodable = 0;
-  const examples: Array<{ number: number; message: string }> = [];
-  const unsupported = new Set<number>();
-  let startSec: number | undefined;
-  let startNsec = 0;
-  const record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
+/**
+ * The source-agnostic core: frames (from a file or live libpcap) or ready PdmRecords
+ * (from the eBPF ring buffer) in, an AnalysisResult out whenever asked.
+ */
+export class AnalysisSession {
+  readonly table: FlowTable;
+  private nonIpv6 = 0;
+  private undecodable = 0;
+  private readonly examples: Array<{ number: number; message: string }> = [];
+  private readonly unsupported = new Set<number>();
+  private startSec: number | undefined;
+  private startNsec = 0;
+  private readonly record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
 
-  const onPacket = (p: CapturedPacket): void => {
-    if (startSec === undefined) {
-      startSec = p.tsSec;
-      startNsec = p.tsNsec;
+  constructor(options: { keyRing?: KeyRing } = {}) {
+    this.table = new FlowTable({ keyRing: options.keyRing });
+  }
+
+  /** One captured frame; its link type says where the IPv6 header starts. */
+  addFrame(p: CapturedPacket): void {
+    if (this.startSec === undefined) {
+      this.startSec = p.tsSec;
+      this.startNsec = p.tsNsec;
     }
     if (!SUPPORTED_LINKTYPES.has(p.linkType)) {
-      unsupported.add(p.linkType);
-      nonIpv6 += 1;
+      this.unsupported.add(p.linkType);
+      this.nonIpv6 += 1;
       return;
     }
     const at = ipv6Offset(p.linkType, p.data, p.data.length);
     if (at < 0) {
-      nonIpv6 += 1;
+      this.nonIpv6 += 1;
       return;
     }
     const parsed = parseIpv6(p.data, at);
     if (!parsed.ok) {
-      undecodable += 1;
-      if (examples.length < 5) examples.push({ number: p.number, message: parsed.error.message });
+      this.undecodable += 1;
+      if (this.examples.length < 5) this.examples.push({ number: p.number, message: parsed.error.message });
       return;
     }
     const v = parsed.value;
-    record.timeNs = (p.tsSec - startSec) * 1e9 + (p.tsNsec - startNsec);
+    const record = this.record;
+    record.timeNs = (p.tsSec - this.startSec) * 1e9 + (p.tsNsec - this.startNsec);
     record.addresses = p.data;
     record.srcOffset = v.srcOffset;
     record.dstOffset = v.dstOffset;
@@ -96,39 +99,63 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
     record.pdm = v.pdm;
     record.pdmError = v.pdmError;
     record.number = p.number;
-    table.add(record);
-  };
+    this.table.add(record);
+  }
 
+  /** A record that is already decoded (eBPF events). `startSec` anchors its timeNs. */
+  addRecord(r: PdmRecord, startSec?: number): void {
+    if (this.startSec === undefined && startSec !== undefined) {
+      this.startSec = Math.floor(startSec);
+      this.startNsec = Math.round((startSec - this.startSec) * 1e9);
+    }
+    this.table.add(r);
+  }
+
+  result(input: string, capture: CaptureSummary): AnalysisResult {
+    const startSec = (this.startSec ?? 0) + this.startNsec / 1e9;
+    const flows: FlowReport[] = [];
+    const series: AnalysisResult["series"] = new Map();
+    for (const c of this.table.conversations) {
+      const report = flowReport(c, startSec);
+      flows.push(report);
+      series.set(report.id, {
+        timeSec: c.time.values().map((t) => t / 1e9),
+        serverDelayNs: c.serverDelay.values(),
+        roundTripDelayNs: c.roundTripDelay.values(),
+        responseTimeNs: c.responseTime.values(),
+      });
+    }
+    flows.sort((a, b) => (b.responseTimeNs?.p99 ?? -1) - (a.responseTimeNs?.p99 ?? -1) || b.pdmPackets - a.pdmPackets);
+    return {
+      input,
+      capture,
+      counters: { ...this.table.counters, nonIpv6: this.nonIpv6, undecodable: this.undecodable },
+      malformedByCode: Object.fromEntries(this.table.malformedByCode),
+      examples: [...this.examples, ...this.table.firstMalformed].slice(0, 5),
+      unsupportedLinkTypes: [...this.unsupported].map(linkTypeName),
+      flows,
+      series,
+      startSec,
+    };
+  }
+}
+
+export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisResult> {
+  const keyRing = options.keysPath ? new KeyRing(readKeyLog(options.keysPath)) : undefined;
+  let source: ByteSource;
+  try {
+    source = options.input === "-" ? streamSource(process.stdin) : await fileSource(options.input);
+  } catch (cause) {
+    throw new CaptureError(`cannot open capture ${options.input}: ${(cause as Error).message}`, { cause });
+  }
+  const session = new AnalysisSession({ keyRing });
   let capture: CaptureSummary;
   try {
-    capture = await readCapture(source, onPacket, { onProgress: options.onProgress });
+    capture = await readCapture(source, (p) => session.addFrame(p), { onProgress: options.onProgress });
   } finally {
     await source.close();
   }
-  const flows: FlowReport[] = [];
-  const series: AnalysisResult["series"] = new Map();
-  for (const c of table.conversations) {
-    const report = flowReport(c, (startSec ?? 0) + startNsec / 1e9);
-    flows.push(report);
-    series.set(report.id, {
-      timeSec: c.time.values().map((t) => t / 1e9),
-      serverDelayNs: c.serverDelay.values(),
-      roundTripDelayNs: c.roundTripDelay.values(),
-      responseTimeNs: c.responseTime.values(),
-    });
-  }
-  flows.sort((a, b) => (b.responseTimeNs?.p99 ?? -1) - (a.responseTimeNs?.p99 ?? -1) || b.pdmPackets - a.pdmPackets);
-  return {
-    input: options.input,
-    capture,
-    counters: { ...table.counters, nonIpv6, undecodable },
-    malformedByCode: Object.fromEntries(table.malformedByCode),
-    examples: [...examples, ...table.firstMalformed].slice(0, 5),
-    unsupportedLinkTypes: [...unsupported].map(linkTypeName),
-    flows,
-    series,
-    startSec: (startSec ?? 0) + startNsec / 1e9,
-  };
+  return session.result(options.input, capture);
 }
 
 const TRANSPORT: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };

@@ -1,7 +1,7 @@
 // The analyzer: captures in, PDM delays out. Pure TypeScript (no native code), so
 // it runs wherever Node does. Only this file is imported from outside analyzer/.
 
-export { analyzeCapture, type AnalysisResult, type AnalyzeOptions, type FlowReport } from "./analyze.ts";
+export { analyzeCapture, AnalysisSession, type AnalysisResult, type AnalyzeOptions, type FlowReport } from "./analyze.ts";
 export { FlowTable, emptyCounters, type Counters } from "./flow-table.ts";
 export type { PdmRecord } from "./record.ts";
 export { summarize, type Summary } from "./stats.ts";

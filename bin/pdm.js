@@ -3,4 +3,6 @@
 import { register } from "tsx/esm/api";
 register();
 const { main } = await import("../cli/main.ts");
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: native handles (libpcap, ring buffers) may outlive a finished
+// command. stdout/stderr are synchronous for files and pipes on Linux, so no output is lost.
+process.exit(await main(process.argv.slice(2)));

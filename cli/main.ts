@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PdmError, UsageError } from "../pdm/index.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
+import { captureCommand } from "./commands/capture.ts";
+import { attachCommand, detachCommand, statusCommand } from "./commands/datapath.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { reportCommand } from "./commands/report.ts";
 
@@ -22,13 +24,24 @@ alone, each flow's server delay, round-trip delay and response time.`,
     )
     .version(pkg.version, "-V, --version", "print the version")
     .showHelpAfterError("(run with --help for usage)")
+    .addCommand(captureCommand() as unknown as Command)
+    .addCommand(attachCommand() as unknown as Command)
+    .addCommand(detachCommand() as unknown as Command)
+    .addCommand(statusCommand() as unknown as Command)
     .addCommand(analyzeCommand() as unknown as Command)
     .addCommand(reportCommand() as unknown as Command)
     .addCommand(demoCommand() as unknown as Command);
   return program as unknown as Command;
 }
 
+function exitOnEpipe(e: NodeJS.ErrnoException): void {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  // `pdm ... | head` closes the pipe early: that is the reader's choice, not an error.
+  if (!process.stdout.listeners("error").includes(exitOnEpipe)) process.stdout.on("error", exitOnEpipe);
   const program = buildProgram();
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();

@@ -28,6 +28,7 @@ import {
 } from "./abi.ts";
 import { BpfError, explainNativeError } from "./errors.ts";
 import { makeMtuRoom, undoMtuRoom, type RouteChange } from "./mtu-room.ts";
+import { readOffload, setOffload } from "./offload.ts";
 import { bpfObjectPath, nativeBpf } from "./native.ts";
 import { currentNetns, ensureBpffs, interfaceInfo, requireRoot, type InterfaceInfo } from "./system.ts";
 
@@ -64,6 +65,8 @@ export interface AttachOptions {
   maxPacketsPerKri?: number;
   /** Lower route MTUs by the header size (default true). */
   mtuRoom?: boolean;
+  /** Turn GSO/TSO off for per-segment stamps (default: leave offload as it is). */
+  noOffload?: boolean;
 }
 
 /** What attach changed, so that detach can undo exactly that. */
@@ -77,6 +80,8 @@ export interface AttachState {
   createdQdisc: boolean;
   progIds: { egress: number; ingress: number };
   routes: RouteChange[];
+  /** Offload settings before attach turned them off, to restore on detach. */
+  offloadBefore?: Record<string, boolean>;
 }
 
 export const stateDir = (): string => process.env.PDM_STATE_DIR ?? "/run/pdm";
@@ -203,6 +208,12 @@ export function attach(options: AttachOptions): AttachState {
       state.routes = makeMtuRoom(iface.name, iface.mtu, PDM_HDR_LEN[options.layout]);
       writeState(state);
     }
+    if (options.noOffload) {
+      const before = readOffload(iface.name);
+      state.offloadBefore = before;
+      writeState(state);
+      setOffload(iface.name, Object.fromEntries(Object.keys(before).map((f) => [f, false])));
+    }
     return state;
   } catch (err) {
     try {
@@ -227,6 +238,7 @@ export interface DetachReport {
   filtersRemoved: number;
   qdiscRemoved: boolean;
   routesRestored: number;
+  offloadRestored: boolean;
   pinsRemoved: boolean;
   problems: string[];
 }
@@ -239,7 +251,7 @@ export interface DetachReport {
 export function detach(ifname: string, opts: { force?: boolean } = {}): DetachReport {
   requireRoot("pdm detach");
   const state = readAttachState(ifname);
-  const report: DetachReport = { ifname, filtersRemoved: 0, qdiscRemoved: false, routesRestored: 0, pinsRemoved: false, problems: [] };
+  const report: DetachReport = { ifname, filtersRemoved: 0, qdiscRemoved: false, routesRestored: 0, offloadRestored: false, pinsRemoved: false, problems: [] };
   const netns = currentNetns();
   if (state && state.netns !== netns && !opts.force) {
     throw new BpfError(
@@ -275,6 +287,14 @@ export function detach(ifname: string, opts: { force?: boolean } = {}): DetachRe
       const failures = undoMtuRoom(state.routes);
       report.routesRestored = state.routes.length - failures.length;
       report.problems.push(...failures);
+    }
+    if (state?.offloadBefore) {
+      try {
+        setOffload(ifname, state.offloadBefore);
+        report.offloadRestored = true;
+      } catch (err) {
+        report.problems.push((err as Error).message);
+      }
     }
   }
   if (existsSync(dir)) {

@@ -12,3 +12,5 @@ export type { KernelEvent, EventStream } from "./events.ts";
 export { nativeBpf, bpfObjectPath, NATIVE_PATH, BPF_OBJECT_PATH } from "./native.ts";
 export type { NativeBpf } from "./native.ts";
 export { interfaceInfo, currentNetns, isBpffs } from "./system.ts";
+export { openLiveCapture } from "./pcap-source.ts";
+export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the project needs, only what is missing, so it is safe to run again:
-#   - Debian packages: clang/llvm/libbpf-dev (the eBPF build), libpcap-dev (live capture),
-#     tshark (the decoding cross-check), iproute2 (namespaces in the data-path tests),
-#     chromium (the HTML report is checked in a real headless browser)
+#   - Debian packages: clang/llvm/libbpf-dev/g++ (the eBPF programs and their loader),
+#     libpcap-dev (live capture), tshark (the decoding cross-check), iproute2, iputils-ping,
+#     iperf3, tcpdump and ethtool (namespaces, traffic and offload settings in the
+#     data-path tests and benchmark), chromium (the HTML report is checked in a browser)
 #   - npm packages from package-lock.json (npm ci), when node_modules is missing or stale
+#   - bpf/build/pdm.bpf.o (clang) and probes/native/build/pdm_bpf.node (g++ over libbpf)
 # Usage: bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*"; }
 
-APT_PACKAGES=(clang llvm libbpf-dev libpcap-dev tshark iproute2 make chromium)
+APT_PACKAGES=(clang llvm libbpf-dev g++ libpcap-dev tshark iproute2 iputils-ping iperf3 tcpdump ethtool make chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,11 +40,10 @@ else
   echo "$lock_hash" > node_modules/.pdm-lock
 fi
 
-if [ -f bpf/Makefile ]; then
-  if command -v clang >/dev/null; then
-    say "building eBPF programs (make -C bpf)"
-    make -s -C bpf
-  else
-    say "clang is missing, so the eBPF programs are not built; the data-path tests will be skipped."
-  fi
+if command -v clang >/dev/null && [ -f /usr/include/bpf/libbpf.h ]; then
+  say "building the eBPF programs (make -C bpf) and their loader (make -C probes/native)"
+  make -s -C bpf
+  make -s -C probes/native
+else
+  say "clang or libbpf-dev is missing, so the eBPF data path is not built; its tests will be skipped."
 fi

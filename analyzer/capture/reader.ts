@@ -30,7 +30,8 @@ export interface CaptureWarning {
 }
 
 export interface CaptureSummary {
-  format: "pcap" | "pcapng";
+  /** "live" and "ebpf" are the capture command's sources (no file). */
+  format: "pcap" | "pcapng" | "live" | "ebpf";
   packets: number;
   bytes: number;
   /** Set when the read stopped early on damage; the packets before it were delivered. */

@@ -1,0 +1,141 @@
+// pdm capture: live capture like tcpdump (libpcap), or the eBPF programs' per-packet
+// records (--source ebpf), with a live per-flow table of PDM delays.
+
+import { Command, Option } from "@commander-js/extra-typings";
+import { AnalysisSession, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter, type PdmRecord } from "../../analyzer/index.ts";
+import { KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
+import { EVENT, eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/index.ts";
+
+interface CaptureOpts {
+  interface: string;
+  write?: string;
+  count?: number;
+  duration?: number;
+  quiet?: true;
+  source: "pcap" | "ebpf";
+  snaplen: number;
+  keys?: string;
+  interval: number;
+  format: "table" | "json";
+}
+
+export function captureCommand() {
+  return new Command("capture")
+    .summary("capture live traffic and show per-flow PDM delays as they come")
+    .description(
+      `Capture on an interface and show, refreshed every second, the server delay,
+round-trip delay and response time of each flow carrying PDM.
+
+  --source pcap  (default) libpcap, like tcpdump: every IPv6 packet matching FILTER,
+                 optionally written to a pcap/pcapng file with -w.
+  --source ebpf  the records the attached PDM programs emit for each packet they
+                 stamp or read (pdm attach): no packet copies, lowest overhead, and
+                 nothing to write. Both directions are seen from this host.
+
+Stops on Ctrl-C, after -c packets or after --duration seconds, then prints the
+final table (unless -q) and how many packets the kernel dropped.`,
+    )
+    .argument("[filter...]", 'capture filter in tcpdump syntax (pcap source; default "ip6")')
+    .requiredOption("-i, --interface <name>", "network interface")
+    .option("-w, --write <file>", "write packets to this file: .pcapng for pcapng, otherwise pcap (ns); - for stdout")
+    .option("-c, --count <n>", "stop after this many packets (records with --source ebpf)", (v) => positive(v, "-c"))
+    .option("--duration <seconds>", "stop after this long", (v) => positive(v, "--duration"))
+    .option("-q, --quiet", "no table, only the summary line")
+    .addOption(new Option("--source <source>", "where packets come from").choices(["pcap", "ebpf"] as const).default("pcap" as const))
+    .option("-s, --snaplen <bytes>", "bytes kept per packet (headers and PDM fit in 256)", (v) => positive(v, "--snaplen"), 256)
+    .option("-k, --keys <file>", "key log to open protected PDMv2 options")
+    .addOption(new Option("-f, --format <format>", "final report format").choices(["table", "json"] as const).default("table" as const))
+    .option("--interval <seconds>", "table refresh period on a terminal", (v) => positive(v, "--interval"), 1)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  pdm capture -i eth0                                # live table of every PDM flow
+  pdm capture -i eth0 -w trace.pcapng -c 10000 udp port 53
+  pdm capture -i eth0 --source ebpf --duration 30     # after pdm attach -i eth0`,
+    )
+    .action(async (filter, opts) => {
+      await runCapture(filter, opts as CaptureOpts);
+    });
+}
+
+function positive(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} needs a positive number, got "${v}"`);
+  return n;
+}
+
+async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
+  if (opts.source === "ebpf" && opts.write) throw new UsageError("--source ebpf delivers records, not packets: nothing to write with -w");
+  if (opts.source === "ebpf" && filter.length) throw new UsageError("a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)");
+  const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys)) : undefined;
+  const session = new AnalysisSession({ keyRing });
+  const live = !opts.quiet && opts.format === "table" && process.stdout.isTTY === true;
+  let packets = 0;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  let stop: () => { dropped: number } = () => ({ dropped: 0 });
+  const countReached = (): boolean => opts.count !== undefined && packets >= opts.count;
+
+  if (opts.source === "pcap") {
+    let writer: CaptureWriter | undefined;
+    const capture = openLiveCapture({ ifname: opts.interface, filter: filter.length ? filter.join(" ") : undefined, snapLength: opts.snaplen }, (p) => {
+      if (countReached()) return;
+      packets += 1;
+      writer?.write({ data: p.data, tsNs: BigInt(p.tsSec) * 1_000_000_000n + BigInt(p.tsNsec), originalLength: p.originalLength });
+      session.addFrame(p);
+      if (countReached()) done();
+    });
+    if (opts.write) {
+      const path = opts.write === "-" ? "/dev/stdout" : opts.write;
+      writer = opts.write.endsWith(".pcapng")
+        ? openPcapngWriter(path, [{ linkType: capture.linkType, name: opts.interface, snapLength: capture.snapLength, tsResolutionPow10: 9 }])
+        : openPcapWriter(path, capture.linkType, { nanoseconds: true, snapLength: capture.snapLength });
+    }
+    stop = () => {
+      const s = capture.stats();
+      capture.close();
+      writer?.close();
+      return { dropped: s.dropped + s.ifDropped };
+    };
+  } else {
+    let originNs: number | undefined;
+    const record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(0), srcOffset: 0, dstOffset: 0, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
+    const stream = openEventStream(opts.interface, (batch, count) => {
+      for (let i = 0; i < count && !countReached(); i++) {
+        const at = i * EVENT.size;
+        if (originNs === undefined) originNs = eventKtimeNs(batch, at);
+        if (!eventToRecord(batch, at, record, originNs, packets + 1)) continue;
+        packets += 1;
+        // ktime is CLOCK_MONOTONIC, as is hrtime: anchor the first record to wall time.
+        const startSec = Date.now() / 1e3 - (Number(process.hrtime.bigint()) - originNs) / 1e9;
+        session.addRecord(record, startSec);
+      }
+      if (countReached()) done();
+    });
+    stop = () => {
+      stream.drain();
+      stream.close();
+      return { dropped: 0 };
+    };
+  }
+
+  const result = () => session.result(`${opts.interface} (${opts.source})`, { format: opts.source === "pcap" ? "live" : "ebpf", packets, bytes: 0, stoppedEarly: undefined, warnings: [] });
+  const render = (): string => renderTable(result(), { width: process.stdout.columns });
+  const timer = live ? setInterval(() => process.stdout.write(`\x1b[H\x1b[2J${render()}\n`), opts.interval * 1000) : undefined;
+  const durationTimer = opts.duration ? setTimeout(done, opts.duration * 1000) : undefined;
+  const onSignal = (): void => done();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  if (!live && !opts.quiet) process.stderr.write(`capturing on ${opts.interface} (${opts.source}); Ctrl-C to stop\n`);
+  await finished;
+  if (timer) clearInterval(timer);
+  if (durationTimer) clearTimeout(durationTimer);
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  const { dropped } = stop();
+  if (!opts.quiet && opts.write !== "-") {
+    process.stdout.write(opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render()}\n`);
+  }
+  process.stderr.write(`${packets} ${opts.source === "pcap" ? "packets captured" : "records received"}, ${dropped} dropped by the kernel\n`);
+}

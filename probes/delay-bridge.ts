@@ -1,0 +1,137 @@
+// A user-space Ethernet bridge that delays frames: the stand-in for `tc qdisc netem`
+// on kernels built without it (this machine's has no sch_netem, sch_fq or sch_etf).
+//
+// It runs in a router namespace between two veth ends, captures every frame arriving
+// on one side (libpcap, filtered on the far host's source MAC so its own injections are
+// not captured again), and injects it on the other side once `delay` (+ jitter) has
+// passed since the kernel's capture timestamp, dropping a `loss` fraction. Delays are
+// measured from the capture timestamp, so libpcap's buffering does not add to them;
+// the last millisecond is waited out by spinning, since Node's timers are coarser.
+
+import { createRequire } from "node:module";
+import { execFileSync } from "node:child_process";
+import { BpfError } from "./errors.ts";
+
+export interface DelayBridgeOptions {
+  left: string;
+  right: string;
+  /** One-way delay per direction, milliseconds. */
+  delayMs: number;
+  jitterMs?: number;
+  /** Fraction of frames dropped, 0..1. */
+  loss?: number;
+  /** Deterministic jitter/loss for tests. */
+  seed?: number;
+}
+
+interface PcapSession {
+  on(event: "packet", cb: (p: { buf: Buffer; header: Buffer }) => void): void;
+  inject(data: Buffer): void;
+  close(): void;
+  buf: Buffer;
+  header: Buffer;
+  session: { dispatch(buf: Buffer, header: Buffer): number; read_callback: () => void };
+}
+
+interface Pending {
+  dueMs: number;
+  frame: Buffer;
+  out: PcapSession;
+}
+
+const macOf = (ifname: string): string =>
+  (JSON.parse(execFileSync("ip", ["-j", "link", "show", "dev", ifname], { encoding: "utf8" }))[0] as { address: string }).address;
+
+export interface DelayBridge {
+  forwarded(): number;
+  dropped(): number;
+  close(): void;
+}
+
+export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
+  const pcap = createRequire(import.meta.url)("pcap") as {
+    createSession(dev: string, o: { filter: string; snap_length: number; buffer_timeout: number; buffer_size: number }): PcapSession;
+  };
+  let seed = opts.seed ?? 1;
+  const random = (): number => {
+    // xorshift32: reproducible jitter and loss
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const wallMs = (): number => performance.timeOrigin + performance.now();
+  const queue: Pending[] = [];
+  let forwarded = 0;
+  let dropped = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  const flush = (): void => {
+    timer = undefined;
+    while (queue.length) {
+      const head = queue[0]!;
+      const wait = head.dueMs - wallMs();
+      if (wait > 1.5) {
+        timer = setTimeout(flush, wait - 1);
+        return;
+      }
+      while (head.dueMs > wallMs()) {
+        // spin out the last millisecond
+      }
+      queue.shift();
+      try {
+        head.out.inject(head.frame);
+        forwarded += 1;
+      } catch {
+        dropped += 1;
+      }
+    }
+  };
+
+  const sessions: PcapSession[] = [];
+  const open = (from: string, to: () => PcapSession): PcapSession => {
+    // Only frames arriving from the host: our own injections on `from` are outbound.
+    const s = pcap.createSession(from, { filter: `inbound and not ether src ${macOf(from)}`, snap_length: 65535, buffer_timeout: 1, buffer_size: 16 * 1024 * 1024 });
+    s.on("packet", (p) => {
+      if (closed) return;
+      const caplen = p.header.readUInt32LE(8);
+      const tsMs = p.header.readUInt32LE(0) * 1e3 + p.header.readUInt32LE(4) / 1e3;
+      if (opts.loss && random() < opts.loss) {
+        dropped += 1;
+        return;
+      }
+      const jitter = opts.jitterMs ? (random() * 2 - 1) * opts.jitterMs : 0;
+      // FIFO per direction: jitter never reorders frames (netem's default as well).
+      const due = Math.max(tsMs + opts.delayMs + jitter, queue.length ? queue[queue.length - 1]!.dueMs : 0);
+      queue.push({ dueMs: due, frame: Buffer.from(p.buf.subarray(0, caplen)), out: to() });
+      if (!timer) flush();
+    });
+    const inner = s.session;
+    inner.read_callback = () => {
+      while (inner.dispatch(s.buf, s.header) > 0) {
+        // drain everything ready
+      }
+    };
+    return s;
+  };
+  let left: PcapSession;
+  let right: PcapSession;
+  try {
+    left = open(opts.left, () => right);
+    right = open(opts.right, () => left);
+    sessions.push(left, right);
+  } catch (err) {
+    for (const s of sessions) s.close();
+    throw new BpfError(`Cannot bridge ${opts.left} and ${opts.right}: ${(err as Error).message}`, { cause: err });
+  }
+  return {
+    forwarded: () => forwarded,
+    dropped: () => dropped,
+    close: () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      for (const s of sessions) s.close();
+    },
+  };
+}
