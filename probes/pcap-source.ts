@@ -62,7 +62,7 @@ export function openLiveCapture(options: LiveCaptureOptions, onPacket: (p: Captu
   }
   // libpcap's warnings go to stderr, minus the one about IPv4 on IPv6-only links.
   pcap.warningHandler = (message: string) => {
-    if (!/no IPv4 address assigned/.test(message)) process.stderr.write(`pdm capture: ${message.trim()}\n`);
+    if (!/no IPv4 address assigned|SIOCGIFADDR/.test(message)) process.stderr.write(`pdm capture: ${message.trim()}\n`);
   };
   const snapLength = options.snapLength ?? 256;
   let session: PcapSessionLike;
