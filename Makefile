@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench clean
+.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath clean
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,10 @@ fixtures:
 
 bench:
 	node --import tsx bench/analyze.bench.ts
+
+# Needs root: namespaces, eBPF, iperf3 (bash scripts/setup.sh installs it).
+bench-datapath:
+	node --import tsx bench/datapath.bench.ts
 
 clean:
 	rm -rf out bench/out

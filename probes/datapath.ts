@@ -36,6 +36,8 @@ import { currentNetns, ensureBpffs, interfaceInfo, requireRoot, type InterfaceIn
 export const TC_HANDLE = 0x5044; // "PD"
 export const TC_PRIORITY = 0x5044;
 
+const EMPTY_PROGRAM = "pdm_empty";
+
 /** Pinned objects in each interface's directory. */
 export const PIN = {
   flows: PDM_MAP.flows,
@@ -67,6 +69,8 @@ export interface AttachOptions {
   mtuRoom?: boolean;
   /** Turn GSO/TSO off for per-segment stamps (default: leave offload as it is). */
   noOffload?: boolean;
+  /** Benchmarks only: attach a program that does nothing (the cost of the tc hook alone). */
+  emptyProgram?: boolean;
 }
 
 /** What attach changed, so that detach can undo exactly that. */
@@ -187,8 +191,8 @@ export function attach(options: AttachOptions): AttachState {
       native.objPin(native.mapFd(object, name), join(dir, name));
     }
     native.objPin(native.mapFd(object, ".rodata"), join(dir, PIN.config));
-    const egressFd = native.programFd(object, PIN.egress);
-    const ingressFd = native.programFd(object, PIN.ingress);
+    const egressFd = native.programFd(object, options.emptyProgram ? EMPTY_PROGRAM : PIN.egress);
+    const ingressFd = native.programFd(object, options.emptyProgram ? EMPTY_PROGRAM : PIN.ingress);
     native.objPin(egressFd, join(dir, PIN.egress));
     native.objPin(ingressFd, join(dir, PIN.ingress));
     // Write the state before changing the interface, so a crash midway can be undone.

@@ -43,6 +43,7 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
     .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "turn GSO/TSO off on the interface so every wire segment carries its own stamp")
+    .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
     .addHelpText(
       "after",
       `
@@ -65,8 +66,9 @@ Examples:
         maxPacketsPerKri: opts.packetsPerKri,
         mtuRoom: opts.mtuRoom,
         noOffload: opts.offload === false,
+        emptyProgram: opts.emptyProgram,
       });
-      const what = opts.readOnly ? "reading" : `stamping ${layout} and reading`;
+      const what = opts.emptyProgram ? "an empty program (benchmark baseline), measuring nothing in" : opts.readOnly ? "reading" : `stamping ${layout} and reading`;
       process.stdout.write(`attached to ${state.ifname} (ifindex ${state.ifindex}): ${what} PDM; programs ${state.progIds.egress} (egress) and ${state.progIds.ingress} (ingress)\n`);
       for (const r of state.routes) process.stdout.write(`  route ${r.dst}: MTU lowered to ${r.mtu}\n`);
       if (state.offloadBefore) process.stdout.write(`  segmentation offload turned off\n`);
