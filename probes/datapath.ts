@@ -28,7 +28,7 @@ import {
 } from "./abi.ts";
 import { BpfError, explainNativeError } from "./errors.ts";
 import { makeMtuRoom, undoMtuRoom, type RouteChange } from "./mtu-room.ts";
-import { readOffload, setOffload } from "./offload.ts";
+import { readGsoMaxSegs, readOffload, setGsoMaxSegs, setOffload } from "./offload.ts";
 import { bpfObjectPath, nativeBpf } from "./native.ts";
 import { currentNetns, ensureBpffs, interfaceInfo, requireRoot, type InterfaceInfo } from "./system.ts";
 
@@ -86,6 +86,7 @@ export interface AttachState {
   routes: RouteChange[];
   /** Offload settings before attach turned them off, to restore on detach. */
   offloadBefore?: Record<string, boolean>;
+  gsoMaxSegsBefore?: number;
 }
 
 export const stateDir = (): string => process.env.PDM_STATE_DIR ?? "/run/pdm";
@@ -215,8 +216,10 @@ export function attach(options: AttachOptions): AttachState {
     if (options.noOffload) {
       const before = readOffload(iface.name);
       state.offloadBefore = before;
+      state.gsoMaxSegsBefore = readGsoMaxSegs(iface.name);
       writeState(state);
       setOffload(iface.name, Object.fromEntries(Object.keys(before).map((f) => [f, false])));
+      setGsoMaxSegs(iface.name, 1);
     }
     return state;
   } catch (err) {
@@ -294,6 +297,7 @@ export function detach(ifname: string, opts: { force?: boolean } = {}): DetachRe
     }
     if (state?.offloadBefore) {
       try {
+        if (state.gsoMaxSegsBefore !== undefined) setGsoMaxSegs(ifname, state.gsoMaxSegsBefore);
         setOffload(ifname, state.offloadBefore);
         report.offloadRestored = true;
       } catch (err) {

@@ -1,9 +1,22 @@
 // Segmentation offload (wire.md section 5): with GSO/TSO on, one stamp covers a whole
-// super-packet; `attach --no-offload` turns both off for per-segment measurement and
-// `detach` restores what was there.
+// super-packet; `attach --no-offload` makes every skb one wire segment and `detach`
+// restores what was there. Turning tso/gso off with ethtool is not enough: TCP always
+// builds software-GSO super-packets, which are split only after the tc egress hook;
+// `gso_max_segs 1` on the device is what makes TCP send segment-sized skbs.
 
 import { execFileSync } from "node:child_process";
 import { BpfError } from "./errors.ts";
+import { ip, ipJson } from "./system.ts";
+
+/** The device's gso_max_segs (65535 when unlimited). */
+export function readGsoMaxSegs(ifname: string): number | undefined {
+  const [link] = ipJson<Array<{ gso_max_segs?: number }>>(["-d", "link", "show", "dev", ifname]);
+  return link?.gso_max_segs;
+}
+
+export function setGsoMaxSegs(ifname: string, segs: number): void {
+  ip(["link", "set", "dev", ifname, "gso_max_segs", String(segs)]);
+}
 
 export const OFFLOAD_FEATURES = ["tcp-segmentation-offload", "generic-segmentation-offload"] as const;
 const SHORT: Record<(typeof OFFLOAD_FEATURES)[number], string> = {

@@ -42,7 +42,7 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
     .option("--read-only", "read incoming PDM only, stamp nothing")
     .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
-    .option("--no-offload", "turn GSO/TSO off on the interface so every wire segment carries its own stamp")
+    .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
     .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
     .addHelpText(
       "after",
