@@ -228,6 +228,26 @@ static __always_inline void emit(struct pdm_counters *c, const struct pkt *p, __
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The flow a packet belongs to, as this host sees it: for a packet this host sends,
+ * local is the source; for one it receives, local is the destination. */
+static __always_inline void flow_key_of(const struct pkt *p, int outgoing, struct pdm_flow_key *key)
+{
+	__builtin_memcpy(key->local, outgoing ? &p->ip6.saddr : &p->ip6.daddr, 16);
+	__builtin_memcpy(key->remote, outgoing ? &p->ip6.daddr : &p->ip6.saddr, 16);
+	key->local_port = outgoing ? p->flow_sport : p->flow_dport;
+	key->remote_port = outgoing ? p->flow_dport : p->flow_sport;
+	key->proto = p->proto;
+}
+
+/* Rewrites the fixed header's payload length and next header after a header was
+ * inserted or removed (they are adjacent: bytes 4-6). */
+static __always_inline int fix_ipv6_header(struct __sk_buff *skb, __u32 l3, __u16 payload_len, __u8 next,
+					   __u64 flags)
+{
+	__u8 fix[3] = {payload_len >> 8, payload_len & 0xff, next};
+	return bpf_skb_store_bytes(skb, l3 + 4, fix, 3, flags);
+}
+
 static __always_inline void put16(__u8 *b, __u32 off, __u16 v)
 {
 	b[off] = v >> 8;
@@ -272,11 +292,7 @@ int pdm_egress(struct __sk_buff *skb)
 	}
 
 	struct pdm_flow_key key = {};
-	__builtin_memcpy(key.local, &p.ip6.saddr, 16);
-	__builtin_memcpy(key.remote, &p.ip6.daddr, 16);
-	key.local_port = p.flow_sport;
-	key.remote_port = p.flow_dport;
-	key.proto = p.proto;
+	flow_key_of(&p, 1, &key);
 
 	__u64 now = bpf_ktime_get_ns();
 	int created;
@@ -366,12 +382,7 @@ int pdm_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	/* payload_len grows by the header; next header becomes Destination Options. */
-	__u8 fix[3];
-	__u16 plen = bpf_ntohs(p.ip6.payload_len) + hdr_len;
-	fix[0] = plen >> 8;
-	fix[1] = plen & 0xff;
-	fix[2] = NEXTHDR_DEST;
-	if (bpf_skb_store_bytes(skb, p.l3 + 4, fix, 3, 0) ||
+	if (fix_ipv6_header(skb, p.l3, bpf_ntohs(p.ip6.payload_len) + hdr_len, NEXTHDR_DEST, 0) ||
 	    bpf_skb_store_bytes(skb, p.l3 + IPV6_HLEN, h, hdr_len, 0)) {
 		/* Cannot happen after a successful adjust_room; counted should it ever. */
 		COUNT(c, skipped_room);
@@ -513,11 +524,7 @@ int pdm_ingress(struct __sk_buff *skb)
 
 	/* The reverse of this packet's 5-tuple is the flow this host stamps. */
 	struct pdm_flow_key key = {};
-	__builtin_memcpy(key.local, &p.ip6.daddr, 16);
-	__builtin_memcpy(key.remote, &p.ip6.saddr, 16);
-	key.local_port = p.flow_dport;
-	key.remote_port = p.flow_sport;
-	key.proto = p.proto;
+	flow_key_of(&p, 0, &key);
 	__u64 now = bpf_ktime_get_ns();
 	int created;
 	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
@@ -553,15 +560,9 @@ int pdm_ingress(struct __sk_buff *skb)
 
 	if ((cfg.flags & PDM_CFG_STRIP) && w.only_pdm) {
 		/* Give the receiving stack its fast path back (datapath.md, measured findings). */
-		if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0) == 0) {
-			__u8 fix[3];
-			__u16 plen = bpf_ntohs(p.ip6.payload_len) - len;
-			fix[0] = plen >> 8;
-			fix[1] = plen & 0xff;
-			fix[2] = p.proto;
-			if (bpf_skb_store_bytes(skb, p.l3 + 4, fix, 3, BPF_F_RECOMPUTE_CSUM) == 0)
-				COUNT(c, stripped);
-		}
+		if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0) == 0 &&
+		    fix_ipv6_header(skb, p.l3, bpf_ntohs(p.ip6.payload_len) - len, p.proto, BPF_F_RECOMPUTE_CSUM) == 0)
+			COUNT(c, stripped);
 	}
 	return TC_ACT_OK;
 }

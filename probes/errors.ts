@@ -29,8 +29,7 @@ const EACCES = 13;
 const EEXIST = 17;
 const ENODEV = 19;
 const EINVAL = 22;
-const ENOTSUP = 95;
-const EOPNOTSUPP = 95;
+const ENOTSUP = 95; // also EOPNOTSUPP on Linux
 
 /** Turns an error thrown by the native binding into a BpfError with a one-sentence fix. */
 export function explainNativeError(what: string, err: unknown): BpfError {
@@ -67,6 +66,5 @@ export function explainNativeError(what: string, err: unknown): BpfError {
     default:
       sentence = `${what} failed: ${firstLine}.`;
   }
-  void EOPNOTSUPP;
   return new BpfError(sentence, { cause: err, detail, errno });
 }

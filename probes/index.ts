@@ -5,7 +5,7 @@ export * from "./abi.ts";
 export { BpfError } from "./errors.ts";
 export { attach, detach, attachedInterfaces, readAttachState, encodeConfig, pinDir, stateDir, TC_HANDLE, TC_PRIORITY, PIN } from "./datapath.ts";
 export type { AttachOptions, AttachState, DetachReport } from "./datapath.ts";
-export { readStatus, readCounters, readFlows } from "./status.ts";
+export { readStatus, readCounters, readFlows, sumCounters } from "./status.ts";
 export type { FlowStatus, InterfaceStatus } from "./status.ts";
 export { decodeEvent, eventOption, eventToRecord, eventKtimeNs, openEventStream } from "./events.ts";
 export type { KernelEvent, EventStream } from "./events.ts";

@@ -56,17 +56,20 @@ function withPin<T>(native: NativeBpf, path: string, use: (fd: number) => T): T 
 
 /** Per-CPU counters summed. Values of per-CPU maps come as one 8-byte-aligned slot per possible CPU. */
 export function readCounters(native: NativeBpf, dir: string): Record<CounterName, number> {
-  return withPin(native, join(dir, PIN.counters), (fd) => {
-    const cpus = native.numPossibleCpus();
-    const slot = Math.ceil(COUNTERS.size / 8) * 8;
-    const value = Buffer.alloc(slot * cpus);
-    native.mapLookup(fd, Buffer.alloc(4), value);
-    const sums = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Record<CounterName, number>;
-    for (let cpu = 0; cpu < cpus; cpu++) {
-      for (const name of COUNTER_NAMES) sums[name] += Number(value.readBigUInt64LE(cpu * slot + COUNTERS.offset(name)));
-    }
-    return sums;
-  });
+  return withPin(native, join(dir, PIN.counters), (fd) => sumCounters(native, fd));
+}
+
+/** The counters map (by fd) summed over CPUs. */
+export function sumCounters(native: NativeBpf, fd: number): Record<CounterName, number> {
+  const cpus = native.numPossibleCpus();
+  const slot = Math.ceil(COUNTERS.size / 8) * 8;
+  const value = Buffer.alloc(slot * cpus);
+  native.mapLookup(fd, Buffer.alloc(4), value);
+  const sums = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Record<CounterName, number>;
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    for (const name of COUNTER_NAMES) sums[name] += Number(value.readBigUInt64LE(cpu * slot + COUNTERS.offset(name)));
+  }
+  return sums;
 }
 
 export function readFlows(native: NativeBpf, dir: string, limit = Infinity): FlowStatus[] {

@@ -5,7 +5,7 @@
 import { describe, it, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { encodeDestOptionsHeader, encodePdmOption, parseIpv6, decodeDeltaNs, type PdmOption } from "../../pdm/index.ts";
-import { COUNTER_NAMES, COUNTERS, FLOW_KEY, FLOW_STATE, PIN, encodeConfig, nativeBpf, bpfObjectPath, type AttachOptions, type CounterName, type NativeBpf } from "../../probes/index.ts";
+import { FLOW_KEY, FLOW_STATE, PIN, encodeConfig, sumCounters, nativeBpf, bpfObjectPath, type AttachOptions, type CounterName, type NativeBpf } from "../../probes/index.ts";
 import { datapathSkipReason } from "../helpers/netns.ts";
 import { icmpEcho, ipv6Packet, udpHeader } from "../helpers/packets.ts";
 
@@ -27,14 +27,7 @@ class Loaded {
     return this.native.progTestRun(fd, packet, 1, packet.length + 128);
   }
   counters(): Record<CounterName, number> {
-    const fd = this.native.mapFd(this.object, PIN.counters);
-    const cpus = this.native.numPossibleCpus();
-    const slot = Math.ceil(COUNTERS.size / 8) * 8;
-    const v = Buffer.alloc(slot * cpus);
-    this.native.mapLookup(fd, Buffer.alloc(4), v);
-    const out = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as Record<CounterName, number>;
-    for (let c = 0; c < cpus; c++) for (const n of COUNTER_NAMES) out[n] += Number(v.readBigUInt64LE(c * slot + COUNTERS.offset(n)));
-    return out;
+    return sumCounters(this.native, this.native.mapFd(this.object, PIN.counters));
   }
   flows(): Array<{ key: Buffer; value: Buffer }> {
     const fd = this.native.mapFd(this.object, PIN.flows);
