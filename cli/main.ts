@@ -5,6 +5,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PdmError, UsageError } from "../pdm/index.ts";
+import { agentCommand, caCommand, keysCommand } from "./commands/agent.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
 import { captureCommand } from "./commands/capture.ts";
 import { attachCommand, detachCommand, statusCommand } from "./commands/datapath.ts";
@@ -28,6 +29,9 @@ alone, each flow's server delay, round-trip delay and response time.`,
     .addCommand(attachCommand() as unknown as Command)
     .addCommand(detachCommand() as unknown as Command)
     .addCommand(statusCommand() as unknown as Command)
+    .addCommand(caCommand() as unknown as Command)
+    .addCommand(agentCommand() as unknown as Command)
+    .addCommand(keysCommand() as unknown as Command)
     .addCommand(analyzeCommand() as unknown as Command)
     .addCommand(reportCommand() as unknown as Command)
     .addCommand(demoCommand() as unknown as Command);

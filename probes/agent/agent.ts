@@ -1,0 +1,412 @@
+// One agent process playing the roles its config lists (keys.md section 1):
+//
+//   writer-server  listens; registers writer clients, provisions reader servers, answers
+//                  analyzers with SharedSecret key logs, asks for renewals.
+//   writer-client  registers with the writer server and renews before each generation's
+//                  lifetime ends; listens for reader clients (ClientSecrets) and analyzers.
+//   reader-*       joins its writer, installs provisions, reconnects on loss; discards
+//                  everything and joins afresh when the writer refuses it.
+//
+// A reader role next to its own writer role is fed in-process (same messages, no TLS).
+
+import { EventEmitter } from "node:events";
+import tls from "node:tls";
+import { type KeyLogEntry, formatIpv6Address, writeKeyLog } from "../../pdm/index.ts";
+import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
+import { Channel, StreamChannel, memoryChannelPair } from "./channel.ts";
+import type { AgentConfig, Endpoint } from "./config.ts";
+import { RegistrationError } from "./errors.ts";
+import { grantFor, hex, lifetimeMs, type Generation } from "./generation.ts";
+import { silentLogger, type Logger } from "./log.ts";
+import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
+import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
+import { ReaderKeyStore } from "./reader-keys.ts";
+import { RegistrationServer, register } from "./registration.ts";
+import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIdentity, type TlsMaterial } from "./tls.ts";
+
+const FOREVER_MS = 2 ** 31 - 1;
+const RECONNECT_MIN_MS = 200;
+const RECONNECT_MAX_MS = 5_000;
+
+export interface AgentEvents {
+  generation: [Generation];
+  installed: [string];
+}
+
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly provisioning: ProvisioningService | undefined;
+  readonly readerStore: ReaderKeyStore | undefined;
+  private readonly material: TlsMaterial;
+  private readonly own: CertificateIdentity;
+  private readonly log: Logger;
+  private readonly registrar: RegistrationServer | undefined;
+  private server: tls.Server | undefined;
+  private writerClientLink: Channel | undefined;
+  private renewWanted = false;
+  private stopped = false;
+  private readonly channels = new Set<Channel>();
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(
+    readonly config: AgentConfig,
+    options: { log?: Logger } = {},
+  ) {
+    super();
+    this.log = options.log ?? silentLogger;
+    this.material = loadTlsMaterial(config.tls);
+    this.own = certificateIdentity(pemToDer(this.material.cert));
+    const has = (r: Role): boolean => config.roles.includes(r as never);
+    if (has("writer-server")) {
+      this.registrar = new RegistrationServer({ acceptedSuites: config.suites, rotation: config.rotation, provisionLeadMs: config.provisionLeadMs });
+    }
+    if (has("writer-server") || has("writer-client")) {
+      this.provisioning = new ProvisioningService({
+        ackTimeoutMs: config.ackTimeoutMs,
+        maxResends: 4,
+        graceMs: config.graceMs,
+        log: this.log,
+        onRestartedReader: (reader) => this.requestRenewal(`reader ${reader.name} restarted`),
+      });
+    }
+    if (has("reader-server") || has("reader-client")) {
+      const kind = has("reader-server") ? "server" : "client";
+      if (kind === "client" && !this.own.pdmAddress) {
+        throw new RegistrationError("invalid-provision", "a reader-client certificate must name the host's IPv6 address (--addr)");
+      }
+      this.readerStore = new ReaderKeyStore({ kind, ownAddress: this.own.pdmAddress, graceMs: config.graceMs });
+    }
+  }
+
+  private has(role: Role): boolean {
+    return this.config.roles.includes(role as never);
+  }
+
+  /** Listen and connect as the roles require; returns once listening (not once provisioned). */
+  async start(): Promise<void> {
+    const { config } = this;
+    this.log.log("info", "agent-start", { name: config.name, roles: config.roles.join(",") });
+    if (this.has("writer-server") || this.has("writer-client")) await this.listen(config.listen!);
+    if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
+    if (this.has("reader-server")) {
+      this.loops.push(this.has("writer-server") ? this.localReader("server") : this.readerLoop(config.writerServer!, "writer-server"));
+    }
+    if (this.has("reader-client")) {
+      this.loops.push(this.has("writer-client") ? this.localReader("client") : this.readerLoop(config.writerClient!, "writer-client"));
+    }
+  }
+
+  get port(): number | undefined {
+    const a = this.server?.address();
+    return typeof a === "object" && a ? a.port : undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const c of this.channels) c.close();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await Promise.allSettled(this.loops);
+    this.readerStore?.discardAll();
+    this.log.log("info", "agent-stop", { name: this.config.name });
+  }
+
+  /** Resolves with the first generation this agent's reader role installs. */
+  whenInstalled(): Promise<string> {
+    return new Promise((resolve) => this.once("installed", resolve));
+  }
+
+  /** Resolves with the next generation this agent's writer role commits. */
+  nextGeneration(): Promise<Generation> {
+    return new Promise((resolve) => this.once("generation", resolve));
+  }
+
+  // ---- writer roles ------------------------------------------------------------------
+
+  private listen(at: Endpoint): Promise<void> {
+    const allowed: Role[] = this.has("writer-server") ? ["writer-client", "reader-server", "analyzer"] : ["reader-client", "analyzer"];
+    this.server = tls.createServer(serverOptions(this.material), (socket) => {
+      this.serveConnection(socket, allowed).catch((e: unknown) => this.log.log("error", "connection-failed", { error: String(e) }));
+    });
+    // A TLS handshake that fails before our checks (garbage, wrong protocol) is logged, not fatal.
+    this.server.on("tlsClientError", (e, socket) => this.log.log("warn", "tls-handshake-failed", { peer: socket.remoteAddress, error: e.message }));
+    return new Promise((resolve, reject) => {
+      this.server!.once("error", reject);
+      // A deployment's readers all reconnect at once after a writer restart: a deep backlog
+      // keeps their SYNs from being dropped (and retried only a second later).
+      this.server!.listen({ port: at.port, host: at.host, backlog: 4096 }, () => {
+        this.server!.off("error", reject);
+        this.log.log("info", "listening", { address: at.host, port: this.port });
+        resolve();
+      });
+    });
+  }
+
+  private async serveConnection(socket: tls.TLSSocket, allowed: Role[]): Promise<void> {
+    const channel = this.track(new StreamChannel(socket));
+    let peer: PeerIdentity | undefined;
+    try {
+      peer = verifyPeer(socket, allowed);
+      const first = await channel.receive(["hello", "join", "export-request"]);
+      if (first.type === "hello") {
+        this.requireRole(peer, "writer-client", "register");
+        await this.serveWriterClient(channel, peer, first);
+      } else if (first.type === "join") {
+        const readerRole: Role = this.has("writer-server") ? "reader-server" : "reader-client";
+        this.requireRole(peer, readerRole, "join");
+        const reader: ReaderPeer = { id: peer.fingerprint, name: peer.name, kind: readerRole === "reader-server" ? "server" : "client" };
+        if (reader.kind === "client") {
+          if (!peer.pdmAddress) throw new RegistrationError("wrong-address", "a reader-client certificate must name an IPv6 address");
+          reader.address = peer.pdmAddress;
+        }
+        this.log.log("info", "reader-joined", { reader: peer.name, holds: first.holds.length });
+        await this.provisioning!.serveReader(channel, reader, first);
+      } else {
+        this.requireRole(peer, "analyzer", "export keys");
+        this.answerExport(channel, peer, first);
+      }
+    } catch (e) {
+      if (e instanceof RegistrationError) {
+        if (e.code !== "closed") {
+          this.log.log("warn", "refused", { peer: peer?.name ?? socket.remoteAddress, code: e.code, reason: e.message });
+          channel.refuse(e);
+        }
+        return;
+      }
+      channel.close();
+      throw e;
+    } finally {
+      this.channels.delete(channel);
+    }
+  }
+
+  private requireRole(peer: PeerIdentity, role: Role, what: string): void {
+    if (peer.role !== role) throw new RegistrationError("wrong-role", `a ${peer.role} may not ${what} here (only a ${role})`);
+  }
+
+  private async serveWriterClient(channel: Channel, peer: PeerIdentity, hello: MessageOf<"hello">): Promise<void> {
+    for (;;) {
+      const g = await this.registrar!.serve(channel, hello);
+      this.log.log("info", "registered", { peer: peer.name, keyId: hex(g.keyId), generation: g.generation, purpose: hello.purpose });
+      this.writerClientLink = channel;
+      this.publish(g);
+      if (this.renewWanted) this.requestRenewal("pending request");
+      hello = await channel.receive(["hello"], FOREVER_MS);
+    }
+  }
+
+  /** Ask the writer client for a fresh generation (a reader lost its state). */
+  private requestRenewal(reason: string): void {
+    if (this.has("writer-client")) {
+      this.renewWanted = true; // the registration loop picks it up
+      return;
+    }
+    const link = this.writerClientLink;
+    if (link?.isOpen) {
+      this.renewWanted = false;
+      link.send({ type: "renew-request", reason });
+      this.log.log("info", "renewal-requested", { reason });
+    } else {
+      this.renewWanted = true;
+      this.log.log("warn", "renewal-pending", { reason, why: "no writer client connected" });
+    }
+  }
+
+  private publish(g: Generation): void {
+    this.provisioning!.publish(g);
+    if (this.config.keyLog) {
+      const entries: KeyLogEntry[] = this.provisioning!.current.map((x) => ({
+        kind: "shared",
+        keyId: x.keyId,
+        suite: x.suite,
+        salt: x.salt,
+        secret: x.sharedSecret,
+      }));
+      writeKeyLog(this.config.keyLog, entries);
+    }
+    this.emit("generation", g);
+  }
+
+  private answerExport(channel: Channel, peer: PeerIdentity, request: MessageOf<"export-request">): void {
+    if (this.has("writer-client") && !request.client) {
+      throw new RegistrationError("wrong-role", "a writer client exports ClientSecrets only: ask for one client address");
+    }
+    const entries: KeyLogGrant[] = this.provisioning!.current.map((g) => ({
+      keyId: g.keyId,
+      suite: g.suite,
+      salt: g.salt,
+      grant: request.client ? grantFor(g, { kind: "client", address: request.client }) : grantFor(g, { kind: "server" }),
+    }));
+    channel.send({ type: "key-log", entries });
+    this.log.log("info", "keys-exported", {
+      analyzer: peer.name,
+      generations: entries.length,
+      scope: request.client ? formatIpv6Address(request.client) : "shared",
+    });
+    channel.close();
+  }
+
+  /** writer-client: register, then renew before each lifetime ends or when asked. */
+  private async registrationLoop(at: Endpoint): Promise<void> {
+    let purpose: "register" | "renew" = "register";
+    let backoff = RECONNECT_MIN_MS;
+    while (!this.stopped) {
+      try {
+        const { channel, peer } = await this.connect(at, ["writer-server"]);
+        this.log.log("info", "connected", { to: peer.name, role: peer.role });
+        while (!this.stopped) {
+          this.renewWanted = false;
+          const g = await register(channel, { purpose, offer: this.config.suites });
+          backoff = RECONNECT_MIN_MS;
+          purpose = "renew";
+          this.log.log("info", "registered", { with: peer.name, keyId: hex(g.keyId), generation: g.generation, effectiveAt: new Date(g.effectiveAt).toISOString() });
+          this.publish(g);
+          await this.waitForRenewal(channel, g);
+        }
+      } catch (e) {
+        if (this.stopped) return;
+        const code = e instanceof RegistrationError ? e.code : "error";
+        this.log.log("warn", "registration-lost", { code, reason: (e as Error).message, retryMs: backoff });
+        purpose = "register"; // a new connection starts from a fresh registration (keys.md section 7)
+      }
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
+    }
+  }
+
+  /** Until the renewal time, a renew-request from the writer server, or a restarted reader of ours. */
+  private async waitForRenewal(channel: Channel, g: Generation): Promise<void> {
+    const slack = Math.min(1_000, lifetimeMs(g.rotation) / 10);
+    const renewAt = g.effectiveAt + lifetimeMs(g.rotation) - this.config.provisionLeadMs - slack;
+    while (!this.stopped && !this.renewWanted && Date.now() < renewAt) {
+      try {
+        const m = await channel.receive(["renew-request"], Math.max(1, Math.min(250, renewAt - Date.now())));
+        this.log.log("info", "renewal-requested", { by: "writer-server", reason: m.reason });
+        return;
+      } catch (e) {
+        if (!(e instanceof RegistrationError && e.code === "timeout")) throw e;
+      }
+    }
+  }
+
+  // ---- reader roles ------------------------------------------------------------------
+
+  /** reader-*: join the writer over TLS; keep keys across reconnects, discard them when refused. */
+  private async readerLoop(at: Endpoint, writerRole: Role): Promise<void> {
+    let backoff = RECONNECT_MIN_MS;
+    while (!this.stopped) {
+      try {
+        const { channel, peer } = await this.connect(at, [writerRole]);
+        this.log.log("info", "connected", { to: peer.name, role: peer.role });
+        await followWriter(channel, this.readerStore!, {
+          log: this.log,
+          onInstall: (keyIdHex) => {
+            backoff = RECONNECT_MIN_MS;
+            this.emit("installed", keyIdHex);
+          },
+        });
+        if (!this.stopped) this.log.log("warn", "writer-connection-lost", { retryMs: backoff });
+      } catch (e) {
+        if (this.stopped) return;
+        const code = e instanceof RegistrationError ? e.code : "error";
+        if (code === "peer-error" || code === "invalid-provision") {
+          // Refused by the writer (for example no ack in time): all keys go, and we join afresh.
+          this.readerStore!.discardAll();
+          this.log.log("error", "keys-discarded", { reason: (e as Error).message });
+        } else {
+          this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs: backoff });
+        }
+      }
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
+    }
+  }
+
+  /** A reader role next to its own writer: the same join/provision/ack, in memory. */
+  private async localReader(kind: "server" | "client"): Promise<void> {
+    const [writerEnd, readerEnd] = memoryChannelPair();
+    this.track(writerEnd);
+    this.track(readerEnd);
+    const reader: ReaderPeer = { id: `local:${this.own.fingerprint}`, name: `${this.config.name} (local)`, kind, address: this.own.pdmAddress };
+    const served = writerEnd.receive(["join"], FOREVER_MS).then((join) => this.provisioning!.serveReader(writerEnd, reader, join));
+    await Promise.allSettled([
+      served,
+      followWriter(readerEnd, this.readerStore!, { log: this.log, onInstall: (k) => this.emit("installed", k) }),
+    ]);
+  }
+
+  // ---- connections ---------------------------------------------------------------------
+
+  private connect(at: Endpoint, roles: Role[]): Promise<{ channel: Channel; peer: PeerIdentity }> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect(clientOptions(this.material, at.host, at.port));
+      socket.once("error", (e) => reject(new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e })));
+      socket.once("secureConnect", () => {
+        const channel = this.track(new StreamChannel(socket));
+        try {
+          resolve({ channel, peer: verifyPeer(socket, roles) });
+        } catch (e) {
+          this.log.log("warn", "refused", { peer: `${at.host} port ${at.port}`, code: (e as RegistrationError).code, reason: (e as Error).message });
+          channel.refuse(e as RegistrationError);
+          reject(e);
+        }
+      });
+    });
+  }
+
+  private track<C extends Channel>(channel: C): C {
+    this.channels.add(channel);
+    channel.onClose(() => this.channels.delete(channel));
+    return channel;
+  }
+
+  status(): AgentStatus {
+    const generations = (this.provisioning?.current ?? []).map((g) => ({ keyId: hex(g.keyId), generation: g.generation, effectiveAt: g.effectiveAt }));
+    return {
+      name: this.config.name,
+      roles: this.config.roles,
+      generations,
+      provisioning: this.provisioning ? { ...this.provisioning.stats } : undefined,
+      readerHolds: this.readerStore?.holds().map(hex),
+    };
+  }
+}
+
+export interface AgentStatus {
+  name: string;
+  roles: string[];
+  generations: { keyId: string; generation: number; effectiveAt: number }[];
+  provisioning: ProvisioningService["stats"] | undefined;
+  readerHolds: string[] | undefined;
+}
+
+function pemToDer(pem: string): Buffer {
+  const body = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem)?.[1];
+  if (!body) throw new RegistrationError("bad-certificate", "the agent's own certificate file holds no PEM certificate");
+  return Buffer.from(body.replace(/\s+/g, ""), "base64");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `pdm keys export`: ask a writer for a key log over mutual TLS, as an analyzer. */
+export async function fetchKeyLog(at: Endpoint, files: { ca: string; cert: string; key: string }, client?: Uint8Array): Promise<KeyLogEntry[]> {
+  const material = loadTlsMaterial(files);
+  const socket = tls.connect(clientOptions(material, at.host, at.port));
+  await new Promise<void>((resolve, reject) => {
+    socket.once("secureConnect", resolve);
+    socket.once("error", (e) => reject(new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e })));
+  });
+  const channel = new StreamChannel(socket);
+  try {
+    verifyPeer(socket, ["writer-server", "writer-client"]);
+    channel.send(client ? { type: "export-request", client } : { type: "export-request" });
+    const reply = await channel.receive(["key-log"]);
+    return reply.entries.map((e): KeyLogEntry =>
+      e.grant.kind === "shared"
+        ? { kind: "shared", keyId: e.keyId, suite: e.suite, salt: e.salt, secret: e.grant.secret }
+        : { kind: "client", keyId: e.keyId, suite: e.suite, clientAddress: e.grant.clientAddress, salt: e.salt, secret: e.grant.secret },
+    );
+  } finally {
+    channel.close();
+  }
+}

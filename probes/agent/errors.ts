@@ -1,0 +1,45 @@
+// RegistrationError: a peer, a message or a certificate was refused. `code` is a short
+// stable identifier (logged, counted and sent to the peer in an `error` reply); the
+// message is one sentence a person can act on. ConfigError names the config field.
+
+import { PdmError, UsageError } from "../../pdm/index.ts";
+
+export type RefusalCode =
+  | "no-certificate" // the peer sent no client certificate
+  | "wrong-ca" // the chain does not lead to the deployment's CA
+  | "cert-expired" // outside the certificate's validity period
+  | "bad-certificate" // any other chain problem
+  | "wrong-role" // the certificate's role may not do this
+  | "wrong-address" // the connection does not come from an address the certificate names
+  | "malformed-message" // not a frame, not JSON, or fields of the wrong type
+  | "unexpected-message" // a valid message at the wrong point of the exchange
+  | "unsupported-version" // protocol version other than ours
+  | "no-common-suite" // hello offered no suite this writer accepts
+  | "replayed-registration" // a KEM encapsulation or salt already used
+  | "key-id-mismatch" // the two writers do not hold the same secret
+  | "provision-unacknowledged" // a reader did not ack after 4 resends
+  | "invalid-provision" // a provision a reader cannot install
+  | "timeout" // the peer stopped answering
+  | "closed" // the connection ended mid-exchange
+  | "peer-error"; // the peer refused us (its code is in the message)
+
+export class RegistrationError extends PdmError {
+  constructor(
+    readonly code: RefusalCode,
+    message: string,
+    options?: { cause?: unknown; hint?: string },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A config file problem; the message starts with the field's path, e.g. `tls.cert`. */
+export class ConfigError extends UsageError {
+  constructor(
+    readonly field: string,
+    detail: string,
+    readonly file?: string,
+  ) {
+    super(`${file ? `${file}: ` : ""}${field}: ${detail}`);
+  }
+}

@@ -1,0 +1,164 @@
+// What a reader holds (keys.md sections 4-5): the generations its writer provisioned,
+// the rules for which one seals and which ones open, and per-flow keys derived on
+// demand. The kernel data path (and anything else that seals or opens) plugs in
+// through KeySink, the one narrow interface keys leave the agent by.
+
+import {
+  KeyError,
+  deriveClientSecret,
+  deriveStk,
+  formatIpv6Address,
+  type FlowTuple,
+  type Suite,
+} from "../../pdm/index.ts";
+import { RegistrationError } from "./errors.ts";
+import { hex, maxKriAgeMs } from "./generation.ts";
+import type { MessageOf, RotationAttributes, SecretGrant } from "./messages.ts";
+
+export interface ReaderGeneration {
+  keyId: Uint8Array;
+  keyIdHex: string;
+  generation: number;
+  effectiveAt: number;
+  suite: Suite;
+  salt: Uint8Array;
+  rotation: RotationAttributes;
+  grant: SecretGrant;
+  /** false after a reader restart: open with it, never seal (keys.md section 7). */
+  sealAllowed: boolean;
+  /** The longest one Kri may be used for sealing, from the rotation attributes. */
+  maxKriAgeMs: number;
+}
+
+/** Where installed keys go: the kernel's key map (in-kernel protected layout), a test, a key log. */
+export interface KeySink {
+  install(g: ReaderGeneration): void;
+  retire(keyIdHex: string): void;
+  discardAll(): void;
+}
+
+export interface ReaderKeyStoreOptions {
+  /** "server": holds SharedSecrets; "client": holds the ClientSecret of `ownAddress`. */
+  kind: "server" | "client";
+  ownAddress?: Uint8Array;
+  /** How long the previous generation still opens packets after the next one's effectiveAt. */
+  graceMs: number;
+  now?: () => number;
+}
+
+export class ReaderKeyStore {
+  private generations: ReaderGeneration[] = []; // oldest first
+  private readonly sinks: KeySink[] = [];
+  private readonly now: () => number;
+
+  constructor(private readonly options: ReaderKeyStoreOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  addSink(sink: KeySink): void {
+    this.sinks.push(sink);
+    for (const g of this.generations) sink.install(g);
+  }
+
+  /** keyIds held now (sent in `join` so the writer can tell a reconnect from a restart). */
+  holds(): Uint8Array[] {
+    return this.generations.map((g) => g.keyId);
+  }
+
+  get size(): number {
+    return this.generations.length;
+  }
+
+  /**
+   * Install a provision. Idempotent for a resent provision (same keyId). Refuses a grant
+   * of the wrong kind, or a ClientSecret for an address that is not this reader's.
+   */
+  install(p: MessageOf<"provision">): ReaderGeneration {
+    const kind = this.options.kind === "server" ? "shared" : "client";
+    if (p.grant.kind !== kind) {
+      throw new RegistrationError("invalid-provision", `a reader ${this.options.kind} expects a ${kind} secret, got a ${p.grant.kind} secret`);
+    }
+    if (p.grant.kind === "client" && !sameAddress(p.grant.clientAddress, this.options.ownAddress)) {
+      throw new RegistrationError(
+        "invalid-provision",
+        `the ClientSecret is for ${formatIpv6Address(p.grant.clientAddress)}, not for this reader's address`,
+      );
+    }
+    const keyIdHex = hex(p.keyId);
+    const existing = this.generations.find((g) => g.keyIdHex === keyIdHex);
+    if (existing) return existing;
+    const g: ReaderGeneration = {
+      keyId: p.keyId,
+      keyIdHex,
+      generation: p.generation,
+      effectiveAt: p.effectiveAt,
+      suite: p.suite,
+      salt: p.salt,
+      rotation: p.rotation,
+      grant: p.grant,
+      sealAllowed: p.sealAllowed,
+      maxKriAgeMs: maxKriAgeMs(p.rotation),
+    };
+    this.generations.push(g);
+    this.generations.sort((a, b) => a.effectiveAt - b.effectiveAt || a.generation - b.generation);
+    for (const s of this.sinks) s.install(g);
+    this.prune();
+    return g;
+  }
+
+  /** The generation a sender seals with now: the newest effective one, if sealing is allowed. */
+  sealingGeneration(now = this.now()): ReaderGeneration | undefined {
+    const effective = this.generations.filter((g) => g.effectiveAt <= now);
+    const newest = effective[effective.length - 1];
+    return newest?.sealAllowed ? newest : undefined;
+  }
+
+  /** Generations a receiver tries, best first: current, previous (in its grace), then pending. */
+  openingGenerations(now = this.now()): ReaderGeneration[] {
+    const effective = this.generations.filter((g) => g.effectiveAt <= now).reverse();
+    const out: ReaderGeneration[] = [];
+    if (effective[0]) out.push(effective[0]);
+    if (effective[1] && now < effective[0]!.effectiveAt + this.options.graceMs) out.push(effective[1]);
+    out.push(...this.generations.filter((g) => g.effectiveAt > now)); // a peer whose clock runs ahead
+    return out;
+  }
+
+  /**
+   * STK(flow, kri) of a generation. `clientAddress` is the reader-client end of the flow:
+   * a reader client passes its own address, a reader server the peer's.
+   */
+  stk(g: ReaderGeneration, flow: FlowTuple, kri: number, clientAddress: Uint8Array): Uint8Array {
+    let clientSecret: Uint8Array;
+    if (g.grant.kind === "client") {
+      if (!sameAddress(g.grant.clientAddress, clientAddress)) {
+        throw new KeyError(`a reader client only holds keys for flows of ${formatIpv6Address(g.grant.clientAddress)}`);
+      }
+      clientSecret = g.grant.secret;
+    } else {
+      clientSecret = deriveClientSecret(g.suite.kdf, g.grant.secret, g.salt, clientAddress);
+    }
+    return deriveStk(g.suite, clientSecret, g.salt, flow, kri);
+  }
+
+  /** Forget everything (failed provisioning, or shutdown): the sinks forget too. */
+  discardAll(): void {
+    this.generations = [];
+    for (const s of this.sinks) s.discardAll();
+  }
+
+  /** Drop generations no receiver will try again: older than previous, or previous past its grace. */
+  prune(now = this.now()): void {
+    const effective = this.generations.filter((g) => g.effectiveAt <= now);
+    const current = effective[effective.length - 1];
+    if (!current) return;
+    const keep = new Set(this.openingGenerations(now));
+    const dropped = this.generations.filter((g) => !keep.has(g) && g.effectiveAt <= current.effectiveAt);
+    if (dropped.length === 0) return;
+    this.generations = this.generations.filter((g) => !dropped.includes(g));
+    for (const g of dropped) for (const s of this.sinks) s.retire(g.keyIdHex);
+  }
+}
+
+function sameAddress(a: Uint8Array, b: Uint8Array | undefined): boolean {
+  return b !== undefined && Buffer.from(a).equals(Buffer.from(b));
+}
