@@ -27,6 +27,13 @@ describe("registration agent: writer pair and readers over mutual TLS", () => {
   let ws: Agent, wc: Agent, rs1: Agent, rs2: Agent, rc1: Agent, rc2: Agent;
   let first: Generation;
   const keyLogPath = () => join(d.dir, "ws-keys.log");
+  // What the kernel data path would see through KeySink, the agent's one key interface.
+  const sinkEvents: string[] = [];
+  const sink = {
+    install: (g: { keyIdHex: string }) => sinkEvents.push(`install ${g.keyIdHex}`),
+    retire: (k: string) => sinkEvents.push(`retire ${k}`),
+    discardAll: () => sinkEvents.push("discard"),
+  };
 
   before(async () => {
     await d.init();
@@ -35,6 +42,7 @@ describe("registration agent: writer pair and readers over mutual TLS", () => {
     const firstAtWs = generation(ws);
     wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), { listen: true, writerServer: ws.port });
     rs1 = await d.agent("rs1", ["reader-server"], await d.issue("rs1", "reader-server", [SERVER, "::1"]), { writerServer: ws.port });
+    rs1.readerStore!.addSink(sink);
     rs2 = await d.agent("rs2", ["reader-server"], await d.issue("rs2", "reader-server", ["::1"]), { writerServer: ws.port });
     rc1 = await d.agent("rc1", ["reader-client"], await d.issue("rc1", "reader-client", [RC1, "::1"]), { writerClient: wc.port });
     rc2 = await d.agent("rc2", ["reader-client"], await d.issue("rc2", "reader-client", [RC2, "::1"]), { writerClient: wc.port });
@@ -98,6 +106,9 @@ describe("registration agent: writer pair and readers over mutual TLS", () => {
     assert.equal(opening[0], second.keyIdHex);
     assert.ok(opening.length >= 2, "previous generation still opens during its grace");
     assert.ok(second.effectiveAt - first.effectiveAt <= 2000 + 50, "renewed within keys x period (2 x 1 s)");
+    assert.deepEqual(sinkEvents.slice(0, 2), [`install ${hex(first.keyId)}`, `install ${second.keyIdHex}`], "the key sink gets each generation once");
+    rs1.readerStore!.prune(second.effectiveAt + 1000 + 1); // past the 1 s grace
+    assert.ok(sinkEvents.includes(`retire ${hex(first.keyId)}`), "and is told when the old one is dropped");
   });
 
   it("exports key logs to analyzers: SharedSecret from the writer server, one ClientSecret from the writer client", async () => {
