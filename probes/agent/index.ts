@@ -22,4 +22,5 @@ export type { ReaderPeer } from "./provisioning.ts";
 export { ReaderKeyStore } from "./reader-keys.ts";
 export type { KeySink, ReaderGeneration } from "./reader-keys.ts";
 export { RegistrationServer, register } from "./registration.ts";
-export { parseEndpoint, verifyPeer, loadTlsMaterial } from "./tls.ts";
+export { parseEndpoint, verifyPeer, loadTlsMaterial, clientOptions } from "./tls.ts";
+export type { TlsFiles } from "./tls.ts";

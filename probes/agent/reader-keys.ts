@@ -9,26 +9,17 @@ import {
   deriveStk,
   formatIpv6Address,
   type FlowTuple,
-  type Suite,
 } from "../../pdm/index.ts";
 import { RegistrationError } from "./errors.ts";
 import { hex, maxKriAgeMs } from "./generation.ts";
-import type { MessageOf, RotationAttributes, SecretGrant } from "./messages.ts";
+import type { MessageOf } from "./messages.ts";
 
-export interface ReaderGeneration {
-  keyId: Uint8Array;
+/** An installed provision (its fields, sealAllowed included), plus what readers look up often. */
+export type ReaderGeneration = Omit<MessageOf<"provision">, "type"> & {
   keyIdHex: string;
-  generation: number;
-  effectiveAt: number;
-  suite: Suite;
-  salt: Uint8Array;
-  rotation: RotationAttributes;
-  grant: SecretGrant;
-  /** false after a reader restart: open with it, never seal (keys.md section 7). */
-  sealAllowed: boolean;
   /** The longest one Kri may be used for sealing, from the rotation attributes. */
   maxKriAgeMs: number;
-}
+};
 
 /** Where installed keys go: the kernel's key map (in-kernel protected layout), a test, a key log. */
 export interface KeySink {
@@ -87,18 +78,8 @@ export class ReaderKeyStore {
     const keyIdHex = hex(p.keyId);
     const existing = this.generations.find((g) => g.keyIdHex === keyIdHex);
     if (existing) return existing;
-    const g: ReaderGeneration = {
-      keyId: p.keyId,
-      keyIdHex,
-      generation: p.generation,
-      effectiveAt: p.effectiveAt,
-      suite: p.suite,
-      salt: p.salt,
-      rotation: p.rotation,
-      grant: p.grant,
-      sealAllowed: p.sealAllowed,
-      maxKriAgeMs: maxKriAgeMs(p.rotation),
-    };
+    const { type: _type, ...fields } = p;
+    const g: ReaderGeneration = { ...fields, keyIdHex, maxKriAgeMs: maxKriAgeMs(p.rotation) };
     this.generations.push(g);
     this.generations.sort((a, b) => a.effectiveAt - b.effectiveAt || a.generation - b.generation);
     for (const s of this.sinks) s.install(g);

@@ -16,11 +16,8 @@ export interface TlsFiles {
   key: string;
 }
 
-export interface TlsMaterial {
-  ca: string;
-  cert: string;
-  key: string;
-}
+/** The same three, as PEM text. */
+export type TlsMaterial = Record<keyof TlsFiles, string>;
 
 export function loadTlsMaterial(files: TlsFiles): TlsMaterial {
   const read = (what: string, path: string): string => {

@@ -2,27 +2,26 @@
 // temporary directory, role certificates, and agents built from configs (ports chosen
 // by the kernel). Real TLS 1.3 over ::1; nothing leaves the host.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   Agent,
   StreamChannel,
+  clientOptions,
   initCa,
   issueCertificate,
+  loadTlsMaterial,
   memoryLogger,
   parseAgentConfig,
   type AgentRole,
   type IssueOptions,
   type Role,
+  type TlsFiles,
 } from "../../probes/agent/index.ts";
 
-export interface CertFiles {
-  ca: string;
-  cert: string;
-  key: string;
-}
+export type CertFiles = TlsFiles;
 
 export class Deployment {
   readonly dir = mkdtempSync(join(tmpdir(), "pdm-agent-"));
@@ -87,23 +86,10 @@ export class Deployment {
 /** A raw client connection speaking the message protocol, for refusal tests. */
 export function rawConnect(port: number, files: CertFiles): Promise<{ channel: StreamChannel; socket: tls.TLSSocket }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: "::1",
-      port,
-      ca: readText(files.ca),
-      cert: readText(files.cert),
-      key: readText(files.key),
-      minVersion: "TLSv1.3",
-      rejectUnauthorized: false,
-      checkServerIdentity: () => undefined,
-    });
+    const socket = tls.connect(clientOptions(loadTlsMaterial(files), "::1", port));
     socket.once("error", reject);
     socket.once("secureConnect", () => resolve({ channel: new StreamChannel(socket), socket }));
   });
-}
-
-function readText(path: string): string {
-  return readFileSync(path, "utf8");
 }
 
 /** Poll until `check` holds, or fail after `timeoutMs`. */
