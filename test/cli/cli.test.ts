@@ -94,8 +94,8 @@ describe("pdm CLI", () => {
     assert.doesNotMatch(missing.stderr + notCapture.stderr + badKeys.stderr, /at .*\.ts:\d+/, "no stack traces");
   });
 
-  it("demo measures the bundled protected capture and compares with the injected delays", () => {
-    const r = pdm("demo");
+  it("demo --offline measures the bundled protected capture and compares with the injected delays", () => {
+    const r = pdm("demo", "--offline");
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /v2-protected/);
     assert.match(r.stdout, /samples 59\/59/);
