@@ -100,7 +100,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
       const m = /\bregistered\b.*\bgeneration=(\d+)/.exec(line);
       if (m) {
         generations.push(Number(m[1]));
-        if (generations.length > 1) say(`[${elapsed()}] writers renewed the keys: generation ${m[1]} registered and provisioned (make-before-break)`);
+        if (generations.length > 1) say(`[${elapsed()}] writers renewed the keys: generation ${m[1]} registered; readers get it before it takes effect (make-before-break)`);
       }
     });
     await Promise.all(DEMO_HOSTS.filter((h) => h.role.startsWith("reader")).map((h) => agents.get(h.name)!.waitFor(/provision-installed/, 40_000)));
@@ -119,7 +119,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
     }
     say(`[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: stamping and reading PDMv2`);
     say(`           layout: PDMv2 clear. The protected layout in the kernel is not built yet (issue 6), so the`);
-    say(`           router sees these PDM fields in clear; the key log below is what an analyzer would use for it.`);
+    say(`           router sees the PDM fields in clear; the key log is still exported, as an analyzer of protected traffic would.`);
 
     const servers = SERVER_APPS.map((a) => lab.start(topo.ns[a.host]!, `apps on ${a.host}`, [...APPS, "serve", String(a.httpHoldMs), String(a.udpHoldMs)]));
     await Promise.all(servers.map((s) => s.waitFor(/ready/, 30_000)));
@@ -255,7 +255,7 @@ function compareWithInjected(result: AnalysisResult, say: (l: string) => void): 
       ok &&= within;
       const sign = error >= 0 ? "+" : "-";
       say(
-        `    ${name.padEnd(17)} injected ${formatDuration(injected).padStart(9)}  measured ${formatDuration(measured).padStart(9)}  error ${sign}${formatDuration(Math.abs(error)).padStart(8)}  ${within ? "ok" : `OUTSIDE [${formatDuration(below)}, +${formatDuration(above)}]`}`,
+        `    ${name.padEnd(17)} injected ${formatDuration(injected).padStart(9)}  measured ${formatDuration(measured).padStart(9)}  error ${`${sign}${formatDuration(Math.abs(error))}`.padStart(9)}  ${within ? "ok" : `OUTSIDE [${formatDuration(below)}, +${formatDuration(above)}]`}`,
       );
     }
   }
