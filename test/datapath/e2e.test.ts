@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../helpers/netns.ts";
 import { fileSource, readCapture, ipv6Offset } from "../../analyzer/index.ts";
 import { parseIpv6, formatIpv6Address, type PdmOption } from "../../pdm/index.ts";
@@ -82,10 +83,14 @@ async function pdmPackets(file: string): Promise<Array<{ src: string; dst: strin
 
 describe("data path between two namespaces", { skip, concurrency: false }, () => {
   let dir: string;
-  before(() => {
+  before(async () => {
+    await acquireTimingLock();
     dir = mkdtempSync(join(tmpdir(), "pdm-e2e-"));
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    releaseTimingLock();
+  });
 
   it("RFC 8250 on UDP, ICMPv6 echo and TCP: injected delays come back, applications unaffected", async () => {
     const topo = new Topology({ router: { delayMs: 5 } });

@@ -10,6 +10,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, PDM_BIN, ROOT } from "../helpers/netns.ts";
 
 const skip = datapathSkipReason() ?? (spawnSync("sh", ["-c", "command -v ethtool && command -v ping"]).status !== 0 ? "ethtool or ping is missing (bash scripts/setup.sh)" : undefined);
@@ -46,10 +47,14 @@ function demo(args: string[], interruptOn?: RegExp): Promise<{ code: number; std
 
 describe("pdm demo (live)", { skip, concurrency: false }, () => {
   let out: string;
-  before(() => {
+  before(async () => {
+    await acquireTimingLock();
     out = mkdtempSync(join(tmpdir(), "pdm-demo-test-"));
   });
-  after(() => rmSync(out, { recursive: true, force: true }));
+  after(() => {
+    rmSync(out, { recursive: true, force: true });
+    releaseTimingLock();
+  });
 
   it("Ctrl-C in the middle of a run removes namespaces, pins, state and processes", async () => {
     const r = await demo(["--duration", "30", "-o", out], /eBPF attached/);
