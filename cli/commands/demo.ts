@@ -35,7 +35,8 @@ export function demoCommand(): Command<[], { offline?: true; duration: number; o
 client and two reader clients on one side, a writer server and two reader
 servers on the other, 10 ms and 30 ms round trips with jitter and loss), run
 the registration agents over mutual TLS with a private CA, attach the eBPF
-programs on every reader, drive real HTTP, UDP and ping traffic with known
+programs on every reader (PDMv2 clear layout: the protected layout is not yet
+sealed in the kernel), drive real HTTP, UDP and ping traffic with known
 server delays, capture at the router, and analyze the capture: the per-flow
 table, report.html, a PNG chart, and every measured figure next to the value
 injected, with its error. Everything is removed afterwards, on Ctrl-C too.
