@@ -131,11 +131,13 @@ export class Lab {
             if (check()) finish();
           };
           const timer = setTimeout(() => finish(new Error(`${label}: no "${pattern.source}" after ${timeoutMs / 1000} s${tail(stderr)}`)), timeoutMs);
+          let settled = false;
           const finish = (err?: Error): void => {
+            if (settled) return;
+            settled = true;
             clearTimeout(timer);
             child.stdout!.off("data", onData);
             child.stderr!.off("data", onData);
-            void exit.then(() => undefined);
             if (err) reject(err);
             else resolve();
           };

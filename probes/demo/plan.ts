@@ -77,7 +77,7 @@ export const WORKLOADS: ClientWorkload[] = [
 /** Shortened periods so rotation and renewal happen within a short run. */
 export const DEMO_ROTATION = {
   /** Kernel: Kri (and the F bit) rotate after this many packets per flow and direction. */
-  packetsPerKri: 128,
+  packetsPerKri: 64,
   /** Agent: rotation period and keys per generation; a generation lives 3 x 4 s. */
   periodSeconds: 4,
   keys: 3,
