@@ -1,12 +1,14 @@
 // Capture file in, per-flow PDM metrics out. Reads the capture as a stream,
 // turns each IPv6 frame into a PdmRecord and feeds the flow table.
 
-import { CaptureError, KeyRing, parseIpv6, readKeyLog, formatIpv6Address, type Layout } from "../pdm/index.ts";
+import { CaptureError, KeyRing, emptyIpv6Packet, parseIpv6Into, readKeyLog, formatIpv6Address, type Layout } from "../pdm/index.ts";
 import { fileSource, streamSource, type ByteSource } from "./capture/byte-source.ts";
 import { ipv6Offset, linkTypeName, SUPPORTED_LINKTYPES } from "./capture/link-layer.ts";
 import { readCapture, type CaptureSummary, type CapturedPacket } from "./capture/reader.ts";
-import { FlowTable, type Conversation, type Counters } from "./flow-table.ts";
+import { FlowTable, conversationHash, type Conversation, type Counters } from "./flow-table.ts";
 import type { PdmRecord } from "./record.ts";
+import { analyzeInShards } from "./parallel/run-shards.ts";
+import { availableParallelism } from "node:os";
 import { summarize, type Summary } from "./stats.ts";
 
 export interface AnalyzeOptions {
@@ -14,6 +16,33 @@ export interface AnalyzeOptions {
   input: string;
   keysPath?: string;
   onProgress?: (bytesRead: number, totalBytes: number | undefined) => void;
+  /**
+   * Worker threads for a file input (run-shards.ts); 1 analyses in this thread.
+   * Default: every core when a key log is given and the file is large enough for
+   * decryption to dominate, else 1.
+   */
+  threads?: number;
+  /** Analyse only this shard's conversations (set by run-shards.ts in each worker). */
+  shard?: Shard;
+}
+
+/** Below this, starting threads costs more than it saves. */
+const PARALLEL_MIN_BYTES = 8 * 1024 * 1024;
+const MAX_THREADS = 8;
+
+function defaultThreads(options: AnalyzeOptions, size: number | undefined): number {
+  if (!options.keysPath || size === undefined || size < PARALLEL_MIN_BYTES) return 1;
+  return Math.min(availableParallelism(), MAX_THREADS);
+}
+
+/**
+ * One of `count` workers analysing the same capture: it keeps the conversations
+ * whose hash falls to `index` (both directions of a conversation hash alike), so
+ * every flow is analysed whole, in order, by exactly one shard.
+ */
+export interface Shard {
+  index: number;
+  count: number;
 }
 
 export interface FlowReport {
@@ -59,10 +88,17 @@ export class AnalysisSession {
   private readonly unsupported = new Set<number>();
   private startSec: number | undefined;
   private startNsec = 0;
+  private readonly ipv6 = emptyIpv6Packet(); // reused for every packet
   private readonly record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
 
-  constructor(options: { keyRing?: KeyRing } = {}) {
+  private readonly shard: Shard | undefined;
+  /** Counts what belongs to no flow (non-IPv6, undecodable): the only or the first shard. */
+  private readonly countsUnflowed: boolean;
+
+  constructor(options: { keyRing?: KeyRing; shard?: Shard } = {}) {
     this.table = new FlowTable({ keyRing: options.keyRing });
+    this.shard = options.shard && options.shard.count > 1 ? options.shard : undefined;
+    this.countsUnflowed = !this.shard || this.shard.index === 0;
   }
 
   /** One captured frame; its link type says where the IPv6 header starts. */
@@ -72,25 +108,28 @@ export class AnalysisSession {
       this.startNsec = p.tsNsec;
     }
     if (!SUPPORTED_LINKTYPES.has(p.linkType)) {
-      this.unsupported.add(p.linkType);
-      this.nonIpv6 += 1;
+      if (this.countsUnflowed) {
+        this.unsupported.add(p.linkType);
+        this.nonIpv6 += 1;
+      }
       return;
     }
-    const at = ipv6Offset(p.linkType, p.data, p.data.length);
+    const at = ipv6Offset(p.linkType, p.buffer, p.end - p.start, p.start);
     if (at < 0) {
-      this.nonIpv6 += 1;
+      if (this.countsUnflowed) this.nonIpv6 += 1;
       return;
     }
-    const parsed = parseIpv6(p.data, at);
-    if (!parsed.ok) {
+    const v = this.ipv6;
+    const error = parseIpv6Into(p.buffer, at, p.end, v);
+    if (error) {
+      if (!this.countsUnflowed) return;
       this.undecodable += 1;
-      if (this.examples.length < 5) this.examples.push({ number: p.number, message: parsed.error.message });
+      if (this.examples.length < 5) this.examples.push({ number: p.number, message: error.message });
       return;
     }
-    const v = parsed.value;
     const record = this.record;
     record.timeNs = (p.tsSec - this.startSec) * 1e9 + (p.tsNsec - this.startNsec);
-    record.addresses = p.data;
+    record.addresses = p.buffer;
     record.srcOffset = v.srcOffset;
     record.dstOffset = v.dstOffset;
     record.sport = v.sport;
@@ -99,6 +138,7 @@ export class AnalysisSession {
     record.pdm = v.pdm;
     record.pdmError = v.pdmError;
     record.number = p.number;
+    if (this.shard && conversationHash(record) % this.shard.count !== this.shard.index) return; // another shard's flow
     this.table.add(record);
   }
 
@@ -125,19 +165,40 @@ export class AnalysisSession {
         responseTimeNs: c.responseTime.values(),
       });
     }
-    flows.sort((a, b) => (b.responseTimeNs?.p99 ?? -1) - (a.responseTimeNs?.p99 ?? -1) || b.pdmPackets - a.pdmPackets);
     return {
       input,
       capture,
       counters: { ...this.table.counters, nonIpv6: this.nonIpv6, undecodable: this.undecodable },
-      malformedByCode: Object.fromEntries(this.table.malformedByCode),
-      examples: [...this.examples, ...this.table.firstMalformed].slice(0, 5),
+      malformedByCode: Object.fromEntries([...this.table.malformedByCode].sort(([a], [b]) => (a < b ? -1 : 1))),
+      examples: firstExamples([...this.examples, ...this.table.firstMalformed]),
       unsupportedLinkTypes: [...this.unsupported].map(linkTypeName),
-      flows,
-      series,
+      ...inReportOrder(flows, series),
       startSec,
     };
   }
+}
+
+/** The first five problems of the input, by packet number. */
+export function firstExamples(examples: AnalysisResult["examples"]): AnalysisResult["examples"] {
+  return examples.sort((a, b) => a.number - b.number).slice(0, 5);
+}
+
+/**
+ * Flows worst first (by response-time p99, then by PDM packets, then by first
+ * appearance and id, so that the order never depends on how the work was split),
+ * and their series in the same order.
+ */
+export function inReportOrder(flows: FlowReport[], series: AnalysisResult["series"]): Pick<AnalysisResult, "flows" | "series"> {
+  const sorted = [...flows].sort(
+    (a, b) =>
+      (b.responseTimeNs?.p99 ?? -1) - (a.responseTimeNs?.p99 ?? -1) ||
+      b.pdmPackets - a.pdmPackets ||
+      a.firstSec - b.firstSec ||
+      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
+  const ordered: AnalysisResult["series"] = new Map();
+  for (const f of sorted) ordered.set(f.id, series.get(f.id)!);
+  return { flows: sorted, series: ordered };
 }
 
 export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisResult> {
@@ -148,7 +209,12 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
   } catch (cause) {
     throw new CaptureError(`cannot open capture ${options.input}: ${(cause as Error).message}`, { cause });
   }
-  const session = new AnalysisSession({ keyRing });
+  const threads = options.shard ? 1 : Math.max(1, Math.min(MAX_THREADS, Math.floor(options.threads ?? defaultThreads(options, source.size))));
+  if (threads > 1 && options.input !== "-") {
+    await source.close();
+    return analyzeInShards(options, threads);
+  }
+  const session = new AnalysisSession({ keyRing, shard: options.shard });
   let capture: CaptureSummary;
   try {
     capture = await readCapture(source, (p) => session.addFrame(p), { onProgress: options.onProgress });

@@ -81,10 +81,16 @@ class Direction {
     this.tlrAt[i] = deltaTlrNs;
   }
 
-  /** The stamp this direction sent with `psnTp`, if still remembered. */
-  recall(psnTp: number): { psnLr: number; deltaTlrNs: number } | undefined {
+  /** Where the stamp this direction sent with `psnTp` is kept, or -1 if forgotten (no allocation: hot path). */
+  recall(psnTp: number): number {
     const i = psnTp % HISTORY;
-    return this.psnAt[i] === psnTp ? { psnLr: this.psnLrAt[i]!, deltaTlrNs: this.tlrAt[i]! } : undefined;
+    return this.psnAt[i] === psnTp ? i : -1;
+  }
+  psnLrOf(slot: number): number {
+    return this.psnLrAt[slot]!;
+  }
+  deltaTlrNsOf(slot: number): number {
+    return this.tlrAt[slot]!;
   }
 }
 
@@ -103,6 +109,8 @@ export class Conversation {
   reversePairs = 0;
   /** Next conversation with the same hash (collision chain). */
   nextInBucket: Conversation | undefined;
+  /** conversationHash of its packets (either direction). */
+  hash = 0;
 
   constructor(clientSide: FlowTuple) {
     this.up = new Direction(clientSide);
@@ -165,7 +173,8 @@ export class FlowTable {
       // A GSO super-packet's segments carry the same stamp back to back: one sample.
       if (fields.psnTp === direction.lastPsn) return this.count(direction, "gsoRepeats");
     }
-    this.count(direction, "pdmPackets");
+    this.counters.pdmPackets += 1; // (directly, not through count(): this line runs for every packet)
+    direction.counters.pdmPackets += 1;
     direction.pdmPackets += 1;
     direction.lastPsn = fields.psnTp;
     this.trackSequence(direction, fields.psnTp);
@@ -174,17 +183,18 @@ export class FlowTable {
     direction.remember(fields.psnTp, fields.psnLr, deltaTlrNs);
     if (fields.psnLr === 0 && fields.deltaTls === 0) return; // nothing received yet on this flow
     const answer = peer.recall(fields.psnLr);
-    if (!answer) return;
-    if (answer.psnLr !== ((fields.psnTp - 1) & 0xffff)) {
+    if (answer < 0) return;
+    if (peer.psnLrOf(answer) !== ((fields.psnTp - 1) & 0xffff)) {
       this.count(direction, "unpaired");
       return;
     }
     const responseTimeNs = decodeDeltaNs(fields.deltaTls, fields.scaleDtls);
     if (isUp) {
+      const serverDelayNs = peer.deltaTlrNsOf(answer);
       conversation.time.push(r.timeNs);
-      conversation.serverDelay.push(answer.deltaTlrNs);
+      conversation.serverDelay.push(serverDelayNs);
       conversation.responseTime.push(responseTimeNs);
-      conversation.roundTripDelay.push(responseTimeNs - answer.deltaTlrNs);
+      conversation.roundTripDelay.push(responseTimeNs - serverDelayNs);
     } else {
       conversation.reversePairs += 1;
     }
@@ -220,15 +230,16 @@ export class FlowTable {
 
   /** Find or create the conversation of `r`; sets lastWasUp to the packet's direction. */
   private lookup(r: PdmRecord): Conversation {
+    // The hash first: comparing it rules out other conversations without touching addresses.
+    const hash = conversationHash(r);
     const last = this.last;
-    if (last) {
+    if (last && last.hash === hash) {
       const d = directionOf(last, r);
       if (d !== 0) {
         this.lastWasUp = d > 0;
         return last;
       }
     }
-    const hash = conversationHash(r);
     const head = this.buckets.get(hash);
     for (let c = head; c; c = c.nextInBucket) {
       const d = directionOf(c, r);
@@ -246,6 +257,7 @@ export class FlowTable {
       proto: r.proto,
     };
     const c = new Conversation(clientSideOf(tuple)); // copies the addresses
+    c.hash = hash;
     c.nextInBucket = head;
     this.buckets.set(hash, c);
     this.conversations.push(c);
@@ -255,8 +267,11 @@ export class FlowTable {
   }
 }
 
+/** a[0..16) equals b[at..at+16), compared as four 32-bit words (addresses differ most at the end). */
 function sameBytes(a: Uint8Array, b: Uint8Array, at: number): boolean {
-  for (let i = 15; i >= 0; i -= 1) if (a[i] !== b[at + i]) return false; // addresses differ most at the end
+  for (let i = 12; i >= 0; i -= 4) {
+    if (((a[i]! << 24) | (a[i + 1]! << 16) | (a[i + 2]! << 8) | a[i + 3]!) !== ((b[at + i]! << 24) | (b[at + i + 1]! << 16) | (b[at + i + 2]! << 8) | b[at + i + 3]!)) return false;
+  }
   return true;
 }
 
@@ -279,8 +294,8 @@ function addressHash(b: Uint8Array, at: number): number {
   return h;
 }
 
-/** Equal for both directions of a conversation (ICMPv6 echo: the identifier only). */
-function conversationHash(r: PdmRecord): number {
+/** Equal for both directions of a conversation (ICMPv6 echo: the identifier only). Unsigned 32-bit. */
+export function conversationHash(r: PdmRecord): number {
   const addresses = addressHash(r.addresses, r.srcOffset) ^ addressHash(r.addresses, r.dstOffset);
   const ports = r.proto === 58 ? r.dport : (r.sport + r.dport) ^ Math.imul(r.sport ^ r.dport, 0x9e3779b1);
   return (Math.imul(addresses ^ ports, 0x85ebca6b) ^ r.proto) >>> 0;

@@ -5,6 +5,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PdmError, UsageError } from "../pdm/index.ts";
+import { packageRoot } from "../probes/index.ts";
 import { agentCommand, caCommand, keysCommand } from "./commands/agent.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
 import { captureCommand } from "./commands/capture.ts";
@@ -12,7 +13,7 @@ import { attachCommand, detachCommand, statusCommand } from "./commands/datapath
 import { demoCommand } from "./commands/demo.ts";
 import { reportCommand } from "./commands/report.ts";
 
-const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")) as { version: string };
+const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command("pdm")

@@ -1,12 +1,17 @@
 // A progress bar on stderr for long reads, only when stderr is a terminal
 // (never in pipes, CI logs or tests).
 
-import cliProgress from "cli-progress";
+import type cliProgressModule from "cli-progress";
+import { UsageError } from "../pdm/index.ts";
 import { analyzeCapture, type AnalysisResult, type AnalyzeOptions } from "../analyzer/index.ts";
 
-export function fileProgress(label: string): { update: (done: number, total: number | undefined) => void; stop: () => void } {
+type Progress = { update: (done: number, total: number | undefined) => void; stop: () => void };
+
+/** The bar library is loaded only for a terminal: pipes and CI never pay for it. */
+export async function fileProgress(label: string): Promise<Progress> {
   if (!process.stderr.isTTY) return { update: () => {}, stop: () => {} };
-  let bar: cliProgress.SingleBar | undefined;
+  const cliProgress = (await import("cli-progress")).default as typeof cliProgressModule;
+  let bar: cliProgressModule.SingleBar | undefined;
   return {
     update(done, total) {
       if (!total || total < 32 * 1024 * 1024) return; // small files finish before a bar helps
@@ -17,7 +22,7 @@ export function fileProgress(label: string): { update: (done: number, total: num
         );
         bar.start(Math.ceil(total / 2 ** 20), 0);
       }
-      bar.update(Math.floor(done / 2 ** 20));
+      bar.update(done >= total ? Math.ceil(total / 2 ** 20) : Math.floor(done / 2 ** 20)); // ends at 100 %
     },
     stop() {
       bar?.stop();
@@ -27,10 +32,17 @@ export function fileProgress(label: string): { update: (done: number, total: num
 
 /** analyzeCapture with a progress bar on a terminal. */
 export async function analyzeWithProgress(options: Omit<AnalyzeOptions, "onProgress">): Promise<AnalysisResult> {
-  const progress = fileProgress("reading");
+  const progress = await fileProgress("reading");
   try {
     return await analyzeCapture({ ...options, onProgress: progress.update });
   } finally {
     progress.stop();
   }
+}
+
+/** The --threads option: 1 to 8 analysis threads. */
+export function parseThreads(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 8) throw new UsageError(`--threads needs a whole number from 1 to 8, got "${value}"`);
+  return n;
 }

@@ -47,37 +47,49 @@ export interface Ipv6Packet {
 
 /** Parse the IPv6 packet starting at `at`; `end` is the end of the captured bytes. */
 export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Result<Ipv6Packet> {
+  const packet = emptyIpv6Packet();
+  const error = parseIpv6Into(buf, at, end, packet);
+  return error ? fail(error) : ok(packet);
+}
+
+export function emptyIpv6Packet(): Ipv6Packet {
+  return { srcOffset: 0, dstOffset: 0, hopLimit: 0, protocol: 0, sport: 0, dport: 0, fragment: false, upperOffset: 0, ipLength: 0, extensionHeaders: 0, pdm: undefined, pdmOffset: -1, pdmError: undefined };
+}
+
+/**
+ * parseIpv6 into a caller-owned object (the analyzer reuses one for every packet).
+ * Returns the error, or undefined when `packet` now describes the packet.
+ */
+export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: Ipv6Packet): WireError | undefined {
   end = Math.min(end, buf.length);
-  if (at + IPV6_HEADER_LEN > end) return fail(new WireError("truncated", "ipv6", at, `need 40 bytes, have ${Math.max(0, end - at)}`));
+  if (at + IPV6_HEADER_LEN > end) return new WireError("truncated", "ipv6", at, `need 40 bytes, have ${Math.max(0, end - at)}`);
   const version = buf[at]! >>> 4;
-  if (version !== 6) return fail(new WireError("bad-version", "ipv6.version", at, `expected 6, found ${version}`));
+  if (version !== 6) return new WireError("bad-version", "ipv6.version", at, `expected 6, found ${version}`);
   const payloadLength = (buf[at + 4]! << 8) | buf[at + 5]!;
   // Payload length 0 means a jumbogram (RFC 2675): trust the captured length.
   const stop = payloadLength === 0 ? end : Math.min(end, at + IPV6_HEADER_LEN + payloadLength);
-  const packet: Ipv6Packet = {
-    srcOffset: at + 8,
-    dstOffset: at + 24,
-    hopLimit: buf[at + 7]!,
-    protocol: buf[at + 6]!,
-    sport: 0,
-    dport: 0,
-    fragment: false,
-    upperOffset: at + IPV6_HEADER_LEN,
-    ipLength: IPV6_HEADER_LEN + payloadLength,
-    extensionHeaders: 0,
-    pdm: undefined,
-    pdmOffset: -1,
-    pdmError: undefined,
-  };
+  packet.srcOffset = at + 8;
+  packet.dstOffset = at + 24;
+  packet.hopLimit = buf[at + 7]!;
+  packet.protocol = buf[at + 6]!;
+  packet.sport = 0;
+  packet.dport = 0;
+  packet.fragment = false;
+  packet.upperOffset = at + IPV6_HEADER_LEN;
+  packet.ipLength = IPV6_HEADER_LEN + payloadLength;
+  packet.extensionHeaders = 0;
+  packet.pdm = undefined;
+  packet.pdmOffset = -1;
+  packet.pdmError = undefined;
 
   let next = packet.protocol;
   let cursor = at + IPV6_HEADER_LEN;
   for (;;) {
     if (GENERIC_EXT[next] === 1) {
-      if (cursor + 2 > stop) return fail(new WireError("truncated", extName(next), cursor, "extension header cut off"));
+      if (cursor + 2 > stop) return new WireError("truncated", extName(next), cursor, "extension header cut off");
       const length = (buf[cursor + 1]! + 1) * 8;
       if (cursor + length > stop) {
-        return fail(new WireError("bad-length", `${extName(next)}.hdr_ext_len`, cursor + 1, `header of ${length} bytes runs past the packet`));
+        return new WireError("bad-length", `${extName(next)}.hdr_ext_len`, cursor + 1, `header of ${length} bytes runs past the packet`);
       }
       if (next === NEXT_HEADER_DEST_OPTS) {
         const found = findPdmOption(buf, cursor, cursor + length);
@@ -97,7 +109,7 @@ export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Re
       next = buf[cursor]!;
       cursor += length;
     } else if (next === PROTO.fragment) {
-      if (cursor + 8 > stop) return fail(new WireError("truncated", "ipv6.fragment", cursor, "fragment header cut off"));
+      if (cursor + 8 > stop) return new WireError("truncated", "ipv6.fragment", cursor, "fragment header cut off");
       const fragmentOffset = ((buf[cursor + 2]! << 8) | buf[cursor + 3]!) >>> 3;
       next = buf[cursor]!;
       cursor += 8;
@@ -106,9 +118,9 @@ export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Re
         break;
       }
     } else if (next === PROTO.ah) {
-      if (cursor + 2 > stop) return fail(new WireError("truncated", "ah", cursor, "authentication header cut off"));
+      if (cursor + 2 > stop) return new WireError("truncated", "ah", cursor, "authentication header cut off");
       const length = (buf[cursor + 1]! + 2) * 4;
-      if (cursor + length > stop) return fail(new WireError("bad-length", "ah.payload_len", cursor + 1, `header of ${length} bytes runs past the packet`));
+      if (cursor + length > stop) return new WireError("bad-length", "ah.payload_len", cursor + 1, `header of ${length} bytes runs past the packet`);
       next = buf[cursor]!;
       cursor += length;
     } else {
@@ -116,27 +128,27 @@ export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Re
     }
     packet.extensionHeaders += 1;
     if (packet.extensionHeaders > MAX_EXTENSION_HEADERS) {
-      return fail(new WireError("too-many-headers", "ipv6.next_header", cursor, `more than ${MAX_EXTENSION_HEADERS} extension headers`));
+      return new WireError("too-many-headers", "ipv6.next_header", cursor, `more than ${MAX_EXTENSION_HEADERS} extension headers`);
     }
   }
 
   packet.protocol = next;
   packet.upperOffset = cursor;
-  if (packet.fragment) return ok(packet);
+  if (packet.fragment) return undefined;
   if (next === PROTO.tcp || next === PROTO.udp) {
-    if (cursor + 4 > stop) return fail(new WireError("truncated", next === PROTO.tcp ? "tcp.ports" : "udp.ports", cursor, "ports cut off"));
+    if (cursor + 4 > stop) return new WireError("truncated", next === PROTO.tcp ? "tcp.ports" : "udp.ports", cursor, "ports cut off");
     packet.sport = (buf[cursor]! << 8) | buf[cursor + 1]!;
     packet.dport = (buf[cursor + 2]! << 8) | buf[cursor + 3]!;
   } else if (next === PROTO.icmpv6) {
-    if (cursor + 2 > stop) return fail(new WireError("truncated", "icmpv6.type", cursor, "ICMPv6 header cut off"));
+    if (cursor + 2 > stop) return new WireError("truncated", "icmpv6.type", cursor, "ICMPv6 header cut off");
     const type = buf[cursor]!;
     packet.sport = (type << 8) | buf[cursor + 1]!;
     if (type === ICMPV6_ECHO_REQUEST || type === ICMPV6_ECHO_REPLY) {
-      if (cursor + 6 > stop) return fail(new WireError("truncated", "icmpv6.echo.id", cursor + 4, "echo identifier cut off"));
+      if (cursor + 6 > stop) return new WireError("truncated", "icmpv6.echo.id", cursor + 4, "echo identifier cut off");
       packet.dport = (buf[cursor + 4]! << 8) | buf[cursor + 5]!;
     }
   }
-  return ok(packet);
+  return undefined;
 }
 
 function extName(next: number): string {

@@ -45,6 +45,14 @@ export class ProtectedOpener {
 
   open(option: PdmV2ProtectedOption, nowNs: number): OpenOutcome {
     if (this.contexts.length === 0) return { status: "no-key" };
+    // Fast path, nearly every packet of a synced flow: the verified context at the
+    // tracker's current Kri, without building the candidate lists. Anything else
+    // (a rotation, a reordered packet, a wrong tag) goes through the full search.
+    const kri = this.tracker.kri;
+    if (this.context && this.tracker.isSynced && (kri & 1) === option.fBit) {
+      const opened = openProtectedOption(this.context.suite.aead, this.context.stk(kri), kri, option);
+      if (opened.ok) return this.afterVerified(option, opened.value, kri, this.context.keyId, nowNs);
+    }
     // Once one context has verified, stay with it; until then try each.
     const contexts = this.context ? [this.context, ...this.contexts.filter((c) => c !== this.context)] : this.contexts;
     const kris = this.tracker.candidates(option.fBit, nowNs, this.options.searchUnsynced ?? 0);
@@ -73,7 +81,10 @@ export class ProtectedOpener {
     }
     seen.add(option.randomNumber);
     this.tracker.accept(kri, nowNs);
-    this.last = { kri, randomNumber: option.randomNumber, sealed: Uint8Array.from(option.sealed) };
+    const last = (this.last ??= { kri, randomNumber: 0, sealed: new Uint8Array(option.sealed.length) });
+    last.kri = kri;
+    last.randomNumber = option.randomNumber;
+    last.sealed.set(option.sealed); // a copy: option.sealed is a view into a reused buffer
     return { status: "ok", fields, kri, keyId };
   }
 }

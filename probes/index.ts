@@ -14,3 +14,4 @@ export type { NativeBpf } from "./native.ts";
 export { interfaceInfo, currentNetns, isBpffs } from "./system.ts";
 export { openLiveCapture } from "./pcap-source.ts";
 export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";
+export { packageRoot } from "./package-root.ts";

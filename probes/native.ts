@@ -3,8 +3,9 @@
 
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { BpfError } from "./errors.ts";
+import { packageRoot } from "./package-root.ts";
 
 export interface TcAttachResult {
   createdQdisc: boolean;
@@ -71,8 +72,8 @@ export interface NativeBpf {
   ) => NativeRingBuffer;
 }
 
-export const NATIVE_PATH = fileURLToPath(new URL("./native/build/pdm_bpf.node", import.meta.url));
-export const BPF_OBJECT_PATH = fileURLToPath(new URL("../bpf/build/pdm.bpf.o", import.meta.url));
+export const NATIVE_PATH = join(packageRoot(), "probes", "native", "build", "pdm_bpf.node");
+export const BPF_OBJECT_PATH = join(packageRoot(), "bpf", "build", "pdm.bpf.o");
 
 let cached: NativeBpf | undefined;
 

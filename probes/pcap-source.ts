@@ -87,11 +87,13 @@ export function openLiveCapture(options: LiveCaptureOptions, onPacket: (p: Captu
     throw new BpfError(`Capturing on ${options.ifname} gives link type ${session.link_type}, which the analyzer does not read.`);
   }
   let number = 0;
-  const packet: CapturedPacket = { data: Buffer.alloc(0), originalLength: 0, tsSec: 0, tsNsec: 0, linkType, interfaceId: 0, number: 0 };
+  const packet: CapturedPacket & { data: Buffer } = { data: Buffer.alloc(0), buffer: Buffer.alloc(0), start: 0, end: 0, originalLength: 0, tsSec: 0, tsNsec: 0, linkType, interfaceId: 0, number: 0 };
   session.on("packet", (raw) => {
     const h = raw.header;
     const caplen = h.readUInt32LE(8);
     packet.data = raw.buf.subarray(0, Math.min(caplen, raw.buf.length));
+    packet.buffer = raw.buf;
+    packet.end = packet.data.length;
     packet.originalLength = h.readUInt32LE(12);
     packet.tsSec = h.readUInt32LE(0);
     packet.tsNsec = h.readUInt32LE(4) * 1000;

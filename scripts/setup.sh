@@ -6,6 +6,8 @@
 #     data-path tests and benchmark), chromium (the HTML report is checked in a browser)
 #   - npm packages from package-lock.json (npm ci), when node_modules is missing or stale
 #   - bpf/build/pdm.bpf.o (clang) and probes/native/build/pdm_bpf.node (g++ over libbpf)
+#   - dist/: the CLI bundled by esbuild (bin/bundle.mjs), which starts in a third of
+#     the time the TypeScript sources take through tsx
 # Usage: bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,3 +49,6 @@ if command -v clang >/dev/null && [ -f /usr/include/bpf/libbpf.h ]; then
 else
   say "clang or libbpf-dev is missing, so the eBPF data path is not built; its tests will be skipped."
 fi
+
+say "bundling the CLI into dist/ (esbuild)"
+node --input-type=module -e 'const b = await import("./bin/bundle.mjs"); if (!b.bundleIsFresh()) await b.buildBundle();'

@@ -1,7 +1,7 @@
 // Where capture bytes come from: a file (positional reads) or a stream such as
 // stdin. Both fill a caller-owned buffer, so the reader never concatenates chunks.
 
-import { open, type FileHandle } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import type { Readable } from "node:stream";
 
 export interface ByteSource {
@@ -12,18 +12,27 @@ export interface ByteSource {
   close(): Promise<void>;
 }
 
+/**
+ * A regular file, read synchronously: from the page cache a read takes well under a
+ * millisecond, while the thread-pool round trip of an async read left the analyzer
+ * idle for a third of its time. (Pipes and stdin go through streamSource.)
+ */
 export async function fileSource(path: string): Promise<ByteSource> {
-  const handle: FileHandle = await open(path, "r");
-  const { size } = await handle.stat();
+  const fd = openSync(path, "r");
+  const { size } = fstatSync(fd);
   let position = 0;
+  let closed = false;
   return {
     size,
     async read(target, offset, length) {
-      const { bytesRead } = await handle.read(target, offset, length, position);
+      const bytesRead = readSync(fd, target, offset, length, position);
       position += bytesRead;
       return bytesRead;
     },
-    close: () => handle.close(),
+    async close() {
+      if (!closed) closeSync(fd);
+      closed = true;
+    },
   };
 }
 

@@ -12,7 +12,11 @@ import type { ByteSource } from "./byte-source.ts";
 
 export interface CapturedPacket {
   /** Frame bytes: a view that is only valid during the callback. */
-  data: Buffer;
+  readonly data: Buffer;
+  /** The same bytes without making a view (the analyzer's hot path): buffer[start, end). */
+  buffer: Buffer;
+  start: number;
+  end: number;
   originalLength: number;
   /** Capture time: whole seconds since the epoch and nanoseconds within the second. */
   tsSec: number;
@@ -51,6 +55,30 @@ const PCAPNG_BOM = 0x1a2b3c4d;
 const MAX_RECORD = 262_144;
 const MAX_BLOCK = 16 * 1024 * 1024;
 const PROGRESS_EVERY_BYTES = 8 * 1024 * 1024;
+
+/** The packet handed to the callback: one object reused for every record, its `data` view made only if asked for. */
+class FrameView implements CapturedPacket {
+  buffer: Buffer;
+  start = 0;
+  end = 0;
+  originalLength = 0;
+  tsSec = 0;
+  tsNsec = 0;
+  linkType = 0;
+  interfaceId = 0;
+  number = 0;
+  constructor(buffer: Buffer) {
+    this.buffer = buffer;
+  }
+  get data(): Buffer {
+    return this.buffer.subarray(this.start, this.end);
+  }
+}
+
+// Unsigned integers straight from the bytes: cheaper per packet than Buffer's
+// bounds-checked readUInt32LE behind a byte-order closure.
+const le32 = (b: Buffer, i: number): number => (b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24)) >>> 0;
+const be32 = (b: Buffer, i: number): number => ((b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!) >>> 0;
 
 class Cursor {
   buf = Buffer.allocUnsafe(1 << 20);
@@ -131,7 +159,8 @@ async function readPcap(cur: Cursor, onPacket: (p: CapturedPacket) => void, opti
   const nanos = u32(0) === PCAP_MAGIC_NS;
   const linkType = u32(20) & 0x0fff_ffff; // the high bits may carry FCS information
   cur.pos += 24;
-  const packet: CapturedPacket = { data: cur.buf, originalLength: 0, tsSec: 0, tsNsec: 0, linkType, interfaceId: 0, number: 0 };
+  const packet = new FrameView(cur.buf);
+  packet.linkType = linkType;
   const tick = { next: PROGRESS_EVERY_BYTES };
   for (;;) {
     if (cur.available < 16 && !(await cur.need(16))) {
@@ -145,7 +174,9 @@ async function readPcap(cur: Cursor, onPacket: (p: CapturedPacket) => void, opti
       return stop(`capture truncated inside packet data (${cur.available - 16} of ${capLen} bytes)`);
     }
     const q = cur.pos; // need() may have moved the record to the buffer's start
-    packet.data = cur.buf.subarray(q + 16, q + 16 + capLen);
+    packet.buffer = cur.buf;
+    packet.start = q + 16;
+    packet.end = q + 16 + capLen;
     packet.tsSec = u32(q);
     packet.tsNsec = nanos ? u32(q + 4) : u32(q + 4) * 1000;
     packet.originalLength = u32(q + 12);
@@ -174,42 +205,43 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
   const { summary, stop } = newSummary("pcapng", cur);
   let le = true;
   let interfaces: PcapngInterface[] = [];
-  // Byte-order readers, chosen once per section (not per block: this loop is hot).
+  // Byte-order readers for parseInterface, chosen once per section.
   const u32le = (at: number): number => cur.buf.readUInt32LE(at);
   const u16le = (at: number): number => cur.buf.readUInt16LE(at);
   const u32be = (at: number): number => cur.buf.readUInt32BE(at);
   const u16be = (at: number): number => cur.buf.readUInt16BE(at);
-  let u32 = u32le;
-  let u16 = u16le;
-  const packet: CapturedPacket = { data: cur.buf, originalLength: 0, tsSec: 0, tsNsec: 0, linkType: 0, interfaceId: 0, number: 0 };
-  const tick = { next: PROGRESS_EVERY_BYTES };
+  const packet = new FrameView(cur.buf);
+  let nextProgress = PROGRESS_EVERY_BYTES;
   for (;;) {
-    if (cur.available < 12 && !(await cur.need(12))) {
+    if (cur.end - cur.pos < 12 && !(await cur.need(12))) {
       if (cur.available === 0) break;
       return stop(`capture truncated inside a block header (${cur.available} of 12 bytes)`);
     }
+    let buf = cur.buf;
     let p = cur.pos;
-    const type = cur.buf.readUInt32LE(p); // SHB's type reads the same either way
+    const type = le32(buf, p); // SHB's type reads the same either way
     if (type === PCAPNG_SHB) {
-      const bom = cur.buf.readUInt32LE(p + 8);
+      const bom = le32(buf, p + 8);
       if (bom === PCAPNG_BOM) le = true;
-      else if (cur.buf.readUInt32BE(p + 8) === PCAPNG_BOM) le = false;
+      else if (be32(buf, p + 8) === PCAPNG_BOM) le = false;
       else return stop("section header with an unknown byte-order magic");
       interfaces = [];
-      u32 = le ? u32le : u32be;
-      u16 = le ? u16le : u16be;
     }
-    const blockType = u32(p);
-    const length = u32(p + 4);
+    const blockType = le ? type : be32(buf, p);
+    const length = le ? le32(buf, p + 4) : be32(buf, p + 4);
     if (length < 12 || length % 4 !== 0 || length > MAX_BLOCK) return stop(`corrupt block: length ${length} (block type 0x${blockType.toString(16)})`);
-    if (cur.available < length && !(await cur.need(length))) return stop(`capture truncated inside a block (${cur.available} of ${length} bytes)`);
-    p = cur.pos;
-    if (u32(p + length - 4) !== length) return stop(`corrupt block: trailing length ${u32(p + length - 4)} differs from leading ${length}`);
+    if (cur.end - cur.pos < length) {
+      if (!(await cur.need(length))) return stop(`capture truncated inside a block (${cur.available} of ${length} bytes)`);
+      buf = cur.buf;
+      p = cur.pos;
+    }
+    const trailing = le ? le32(buf, p + length - 4) : be32(buf, p + length - 4);
+    if (trailing !== length) return stop(`corrupt block: trailing length ${trailing} differs from leading ${length}`);
     const at = cur.offset;
     cur.pos = p + length; // the block is consumed whatever happens below
 
     if (blockType === 1) {
-      interfaces.push(parseInterface(cur.buf, p, length, u16, u32, le));
+      interfaces.push(parseInterface(buf, p, length, le ? u16le : u16be, le ? u32le : u32be, le));
       continue;
     }
     let iface: number;
@@ -219,16 +251,24 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
     let low = 0;
     if (blockType === 6 || blockType === 2) {
       if (length < 32) return stop(`corrupt packet block: length ${length}`);
-      iface = blockType === 6 ? u32(p + 8) : u16(p + 8);
-      high = u32(p + 12);
-      low = u32(p + 16);
-      capLen = u32(p + 20);
-      packet.originalLength = u32(p + 24);
+      if (le) {
+        iface = blockType === 6 ? le32(buf, p + 8) : buf[p + 8]! | (buf[p + 9]! << 8);
+        high = le32(buf, p + 12);
+        low = le32(buf, p + 16);
+        capLen = le32(buf, p + 20);
+        packet.originalLength = le32(buf, p + 24);
+      } else {
+        iface = blockType === 6 ? be32(buf, p + 8) : (buf[p + 8]! << 8) | buf[p + 9]!;
+        high = be32(buf, p + 12);
+        low = be32(buf, p + 16);
+        capLen = be32(buf, p + 20);
+        packet.originalLength = be32(buf, p + 24);
+      }
       dataAt = p + 28;
       if (capLen > length - 32) return stop(`corrupt packet block: captured length ${capLen} exceeds the block`);
     } else if (blockType === 3) {
       iface = 0;
-      packet.originalLength = u32(p + 8);
+      packet.originalLength = le ? le32(buf, p + 8) : be32(buf, p + 8);
       dataAt = p + 12;
       capLen = Math.min(packet.originalLength, length - 16, interfaces[0]?.snapLength || Infinity);
     } else {
@@ -252,13 +292,18 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
       packet.tsSec = Number(value / info.unitsPerSecond) + info.offsetSeconds;
       packet.tsNsec = Number(((value % info.unitsPerSecond) * 1_000_000_000n) / info.unitsPerSecond);
     }
-    packet.data = cur.buf.subarray(dataAt, dataAt + capLen);
+    packet.buffer = buf;
+    packet.start = dataAt;
+    packet.end = dataAt + capLen;
     packet.linkType = info.linkType;
     packet.interfaceId = iface;
     packet.number = ++summary.packets;
     summary.bytes += capLen;
     onPacket(packet);
-    progress(options, cur, size, tick);
+    if (options.onProgress && at >= nextProgress) {
+      options.onProgress(at, size);
+      nextProgress = at + PROGRESS_EVERY_BYTES;
+    }
   }
   options.onProgress?.(cur.offset, size);
   return summary;

@@ -2,18 +2,10 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { formatIpv6Address, parseIpv6Address, writeKeyLog } from "../../pdm/index.ts";
-import {
-  AGENT_ROLES,
-  Agent,
-  ROLES,
-  fetchKeyLog,
-  initCa,
-  issueCertificate,
-  parseEndpoint,
-  readAgentConfig,
-  streamLogger,
-  type Role,
-} from "../../probes/agent/index.ts";
+import { AGENT_ROLES, ROLES, type Role } from "../../probes/agent/roles.ts";
+
+/** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
+const loadAgent = () => import("../../probes/agent/index.ts");
 
 export function caCommand() {
   const ca = new Command("ca").summary("make a private CA and role certificates for a deployment").description(
@@ -31,6 +23,7 @@ every file is written with mode 0600.`,
       .option("--days <n>", "validity in days", (v) => Number(v), 3650)
       .option("--force", "replace an existing CA (certificates it issued stop working)")
       .action(async (opts) => {
+        const { initCa } = await loadAgent();
         const files = await initCa(opts.dir, { name: opts.name, days: opts.days, force: opts.force });
         process.stdout.write(`CA certificate ${files.cert}\nCA key         ${files.key} (0600)\n`);
       }) as unknown as Command,
@@ -56,6 +49,7 @@ Example, a writer pair and one reader of each kind:
   pdm ca issue --dir ca --role analyzer      --addr fd00:3::1 -o analyst`,
       )
       .action(async (opts) => {
+        const { issueCertificate } = await loadAgent();
         const files = await issueCertificate(opts.dir, opts.out, {
           role: opts.role as Role,
           addresses: opts.addr,
@@ -98,6 +92,7 @@ Example config (writer server that also reads):
     "rotation": { "criticality": "important", "keys": 4 } }`,
     )
     .action(async (opts) => {
+      const { Agent, readAgentConfig, streamLogger } = await loadAgent();
       const config = readAgentConfig(opts.config);
       const agent = new Agent(config, { log: streamLogger((l) => process.stderr.write(l), opts.logFormat, config.name) });
       await agent.start();
@@ -132,6 +127,7 @@ writer client exports). Use the file with \`pdm analyze --keys\`.`,
       .option("--client <ipv6>", "only the ClientSecret of this reader client")
       .requiredOption("-o, --out <file>", "key log to write (0600)")
       .action(async (opts) => {
+        const { fetchKeyLog, parseEndpoint } = await loadAgent();
         const at = parseEndpoint(opts.writer, "--writer");
         const client = opts.client ? parseIpv6Address(opts.client) : undefined;
         const entries = await fetchKeyLog(at, { ca: opts.ca, cert: opts.cert, key: opts.key }, client);

@@ -3,9 +3,9 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { renderCsv, renderJson, renderSamplesCsv, renderTable } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { analyzeWithProgress } from "../progress.ts";
+import { analyzeWithProgress, parseThreads } from "../progress.ts";
 
-export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string; samples?: true }> {
+export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string; samples?: true; threads?: number }> {
   return new Command("analyze")
     .summary("per-flow server delay, round-trip delay and response time from a capture")
     .description(
@@ -26,6 +26,7 @@ check are counted, never reported.`,
     .addOption(new Option("-f, --format <format>", "output format").choices(["table", "json", "csv"] as const).default("table" as const))
     .option("--flow <filter>", "only flows whose address, port or transport contains this text")
     .option("--samples", "with -f json or csv: every sample (time and the three delays) instead of per-flow statistics")
+    .option("-j, --threads <n>", "worker threads (default: one per core with --keys on files of 8 MiB or more, else 1)", parseThreads)
     .addHelpText(
       "after",
       `
@@ -36,7 +37,7 @@ Examples:
   pdm analyze -r capture.pcapng -f csv --samples > samples.csv`,
     )
     .action(async (opts) => {
-      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys });
+      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys, threads: opts.threads });
       if (opts.flow) {
         const filter = opts.flow;
         result.flows = result.flows.filter((f) => `${f.transport} ${f.client} ${f.clientPort} ${f.server} ${f.serverPort}`.includes(filter));

@@ -8,9 +8,9 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { analyzeCapture, compareWithTruth, formatDuration, readTruth, renderTable } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { DemoUnavailable, runLiveDemo } from "../demo/live.ts";
+import { packageRoot } from "../../probes/index.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
+const ROOT = packageRoot();
 const FIXTURES = join(ROOT, "fixtures", "captures");
 const NAMES = { serverDelayNs: "server delay", roundTripDelayNs: "round-trip delay", responseTimeNs: "response time" } as const;
 
@@ -63,6 +63,8 @@ Examples:
     .action(async (opts) => {
       const why = opts.offline ? undefined : liveDemoUnavailable();
       if (!opts.offline && !why) {
+        // Loaded here: the live demo pulls in the agent (X.509, HPKE), which analysis does not need.
+        const { DemoUnavailable, runLiveDemo } = await import("../demo/live.ts");
         try {
           const r = await runLiveDemo({ duration: opts.duration, outDir: opts.out, say: (l) => console.log(l) });
           process.exitCode = r.ok ? 0 : 1;

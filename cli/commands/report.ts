@@ -3,11 +3,11 @@
 import { Command } from "@commander-js/extra-typings";
 import { writeFileSync } from "node:fs";
 import { UsageError } from "../../pdm/index.ts";
-import { analyzeWithProgress } from "../progress.ts";
+import { analyzeWithProgress, parseThreads } from "../progress.ts";
 import { renderChartPng } from "../report-png.ts";
 import { renderHtmlReport, timeSeriesChart } from "../../analyzer/index.ts";
 
-export function reportCommand(): Command<[], { read: string; keys?: string; output: string; png?: string }> {
+export function reportCommand(): Command<[], { read: string; keys?: string; output: string; png?: string; threads?: number }> {
   return new Command("report")
     .summary("write a self-contained HTML report with charts (and a PNG chart)")
     .description(
@@ -21,10 +21,11 @@ PNG image without a browser.`,
     .option("-k, --keys <file>", "key log to open PDMv2 protected options")
     .requiredOption("-o, --output <file>", "HTML file to write")
     .option("--png <file>", "also write the response-time chart as PNG")
+    .option("-j, --threads <n>", "worker threads (default: one per core with --keys on files of 8 MiB or more, else 1)", parseThreads)
     .addHelpText("after", `\nExample:\n  pdm report -r fixtures/captures/v2-protected.pcapng -k fixtures/captures/v2-protected.keys -o report.html --png report.png`)
     .action(async (opts) => {
       if (!opts.output.endsWith(".html") && !opts.output.endsWith(".htm")) throw new UsageError(`the report is HTML: name it something.html, not ${opts.output}`);
-      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys });
+      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys, threads: opts.threads });
       writeFileSync(opts.output, renderHtmlReport(result));
       console.log(`wrote ${opts.output} (${result.flows.length} flows, ${result.flows.reduce((n, f) => n + (f.responseTimeNs?.count ?? 0), 0)} samples)`);
       if (opts.png) {

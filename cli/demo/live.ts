@@ -16,12 +16,13 @@ import { join, resolve } from "node:path";
 import { analyzeCapture, fileSource, formatDuration, ipv6Offset, readCapture, renderHtmlReport, renderTable, timeSeriesChart, type AnalysisResult, type FlowReport } from "../../analyzer/index.ts";
 import { formatIpv6Address, parseIpv6 } from "../../pdm/index.ts";
 import { initCa, issueCertificate } from "../../probes/agent/index.ts";
+import { packageRoot } from "../../probes/index.ts";
 import { Lab, type LabProcess } from "../../probes/demo/lab.ts";
 import { DEMO_HOSTS, DEMO_PORTS, DEMO_ROTATION, ROUTER_CLIENT_LAN, SERVER_APPS, SERVER_LINKS, WORKLOADS, host } from "../../probes/demo/plan.ts";
 import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF } from "../../probes/demo/topology.ts";
 import { renderChartPng } from "../report-png.ts";
 
-const ROOT = resolve(import.meta.dirname, "..", "..");
+const ROOT = packageRoot();
 const PDM = [process.execPath, join(ROOT, "bin", "pdm.js")];
 const APPS = [process.execPath, "--import", "tsx", join(ROOT, "probes", "demo", "apps.ts")];
 const DELAY_BRIDGE = [process.execPath, "--import", "tsx", join(ROOT, "scripts", "delay-bridge.ts")];

@@ -11,8 +11,8 @@ import { DEFAULT_OFFER, isSupportedSuite } from "./hpke.ts";
 import { CRITICALITIES, type RotationAttributes, type Role } from "./messages.ts";
 import { parseEndpoint, type TlsFiles } from "./tls.ts";
 
-export const AGENT_ROLES = ["writer-server", "writer-client", "reader-server", "reader-client"] as const;
-export type AgentRole = (typeof AGENT_ROLES)[number];
+import { AGENT_ROLES, type AgentRole } from "./roles.ts";
+export { AGENT_ROLES, type AgentRole };
 
 export interface Endpoint {
   host: string;

@@ -10,8 +10,8 @@ import { RegistrationError } from "./errors.ts";
 
 export const PROTOCOL_VERSION = 1;
 
-export const ROLES = ["writer-server", "writer-client", "reader-server", "reader-client", "analyzer"] as const;
-export type Role = (typeof ROLES)[number];
+import { ROLES, type Role } from "./roles.ts";
+export { ROLES, type Role };
 
 export const CRITICALITIES = ["critical", "important", "medium", "low"] as const;
 export type CriticalityName = (typeof CRITICALITIES)[number];
