@@ -9,6 +9,7 @@ import { FlowTable, conversationHash, type Conversation, type Counters } from ".
 import type { PdmRecord } from "./record.ts";
 import { analyzeInShards } from "./parallel/run-shards.ts";
 import { availableParallelism } from "node:os";
+import { statSync } from "node:fs";
 import { summarize, type Summary } from "./stats.ts";
 
 export interface AnalyzeOptions {
@@ -210,7 +211,9 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
     throw new CaptureError(`cannot open capture ${options.input}: ${(cause as Error).message}`, { cause });
   }
   const threads = options.shard ? 1 : Math.max(1, Math.min(MAX_THREADS, Math.floor(options.threads ?? defaultThreads(options, source.size))));
-  if (threads > 1 && options.input !== "-") {
+  // Shards each read the file from the start: only a regular file can be read twice
+  // (a FIFO would hand each shard a different part of the stream).
+  if (threads > 1 && options.input !== "-" && statSync(options.input).isFile()) {
     await source.close();
     return analyzeInShards(options, threads);
   }

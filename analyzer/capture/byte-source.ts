@@ -19,13 +19,15 @@ export interface ByteSource {
  */
 export async function fileSource(path: string): Promise<ByteSource> {
   const fd = openSync(path, "r");
-  const { size } = fstatSync(fd);
+  const stat = fstatSync(fd);
+  // A FIFO or a device (-r /dev/stdin) cannot seek: read it where it stands.
+  const seekable = stat.isFile();
   let position = 0;
   let closed = false;
   return {
-    size,
+    size: seekable ? stat.size : undefined,
     async read(target, offset, length) {
-      const bytesRead = readSync(fd, target, offset, length, position);
+      const bytesRead = readSync(fd, target, offset, length, seekable ? position : null);
       position += bytesRead;
       return bytesRead;
     },

@@ -31,9 +31,10 @@ function workerFor(job: ShardJob): Worker {
   return new Worker(new URL("./tsx-bootstrap.mjs", import.meta.url), { workerData: { ...job, entry } });
 }
 
-function runShard(job: ShardJob, onProgress: AnalyzeOptions["onProgress"]): Promise<AnalysisResult> {
+function runShard(job: ShardJob, onProgress: AnalyzeOptions["onProgress"], workers: Worker[]): Promise<AnalysisResult> {
   return new Promise((resolve, reject) => {
     const worker = workerFor(job);
+    workers.push(worker);
     let settled = false;
     const settle = (f: () => void): void => {
       if (settled) return;
@@ -54,8 +55,13 @@ function runShard(job: ShardJob, onProgress: AnalyzeOptions["onProgress"]): Prom
 /** Analyse `options.input` (a file) on `threads` worker threads and merge their results. */
 export async function analyzeInShards(options: AnalyzeOptions, threads: number): Promise<AnalysisResult> {
   const jobs = Array.from({ length: threads }, (_, index): ShardJob => ({ input: options.input, keysPath: options.keysPath, shard: { index, count: threads } }));
-  const parts = await Promise.all(jobs.map((job) => runShard(job, options.onProgress)));
-  return mergeShardResults(parts);
+  const workers: Worker[] = [];
+  try {
+    const parts = await Promise.all(jobs.map((job) => runShard(job, options.onProgress, workers)));
+    return mergeShardResults(parts);
+  } finally {
+    for (const w of workers) void w.terminate(); // on failure, the shards still running
+  }
 }
 
 /** One result from per-shard ones: flows are disjoint, counters add up, the capture is shard 0's. */

@@ -66,6 +66,19 @@ describe("parallel analysis", () => {
     assert.equal(shards[0]!.counters.packets + shards[1]!.counters.packets, all.counters.packets);
   });
 
+  it("reads a named pipe once, in one thread, whatever --threads says", async () => {
+    const { spawn, spawnSync } = await import("node:child_process");
+    const fifo = join(tmp, "capture.fifo");
+    assert.equal(spawnSync("mkfifo", [fifo]).status, 0, "mkfifo");
+    const input = join(dir, "v2-protected.pcapng");
+    const keysPath = join(dir, "v2-protected.keys");
+    const writer = spawn("sh", ["-c", 'cat "$1" > "$2"', "sh", input, fifo], { stdio: "ignore" });
+    const fromPipe = await analyzeCapture({ input: fifo, keysPath, threads: 2 });
+    await new Promise((resolve) => (writer.exitCode !== null ? resolve(undefined) : writer.once("exit", resolve)));
+    const fromFile = await analyzeCapture({ input, keysPath, threads: 1 });
+    assert.deepStrictEqual({ ...fromPipe, input: "" }, { ...fromFile, input: "" });
+  });
+
   it("reads stdin in one thread whatever --threads says", async () => {
     // "-" cannot be read twice; analyzeCapture must not start shards for it.
     const { spawnSync } = await import("node:child_process");
