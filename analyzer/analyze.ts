@@ -139,8 +139,9 @@ export class AnalysisSession {
     record.pdm = v.pdm;
     record.pdmError = v.pdmError;
     record.number = p.number;
-    if (this.shard && conversationHash(record) % this.shard.count !== this.shard.index) return; // another shard's flow
-    this.table.add(record);
+    const hash = conversationHash(record);
+    if (this.shard && hash % this.shard.count !== this.shard.index) return; // another shard's flow
+    this.table.add(record, hash); // (the table would compute the same hash)
   }
 
   /** A record that is already decoded (eBPF events). `startSec` anchors its timeNs. */

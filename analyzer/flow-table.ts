@@ -135,9 +135,9 @@ export class FlowTable {
   constructor(private readonly options: FlowTableOptions = {}) {}
 
   /** Feed one record. Never throws on bad data; everything odd is counted. */
-  add(r: PdmRecord): void {
+  add(r: PdmRecord, hash: number = conversationHash(r)): void {
     this.counters.packets += 1;
-    const conversation = this.lookup(r);
+    const conversation = this.lookup(r, hash);
     const isUp = this.lastWasUp;
     const direction = isUp ? conversation.up : conversation.down;
     const peer = isUp ? conversation.down : conversation.up;
@@ -229,9 +229,8 @@ export class FlowTable {
   }
 
   /** Find or create the conversation of `r`; sets lastWasUp to the packet's direction. */
-  private lookup(r: PdmRecord): Conversation {
+  private lookup(r: PdmRecord, hash: number): Conversation {
     // The hash first: comparing it rules out other conversations without touching addresses.
-    const hash = conversationHash(r);
     const last = this.last;
     if (last && last.hash === hash) {
       const d = directionOf(last, r);
