@@ -108,16 +108,13 @@ export class AnalysisSession {
       this.startSec = p.tsSec;
       this.startNsec = p.tsNsec;
     }
-    if (!SUPPORTED_LINKTYPES.has(p.linkType)) {
-      if (this.countsUnflowed) {
-        this.unsupported.add(p.linkType);
-        this.nonIpv6 += 1;
-      }
-      return;
-    }
     const at = ipv6Offset(p.linkType, p.buffer, p.end - p.start, p.start);
     if (at < 0) {
-      if (this.countsUnflowed) this.nonIpv6 += 1;
+      // (-1 as well for a link type we cannot read: asked only then, not per packet)
+      if (this.countsUnflowed) {
+        if (!SUPPORTED_LINKTYPES.has(p.linkType)) this.unsupported.add(p.linkType);
+        this.nonIpv6 += 1;
+      }
       return;
     }
     const v = this.ipv6;

@@ -111,10 +111,16 @@ export class Conversation {
   nextInBucket: Conversation | undefined;
   /** conversationHash of its packets (either direction). */
   hash = 0;
+  /** The client's then the server's address as eight 32-bit words: what lookups compare. */
+  readonly addressWords = new Int32Array(8);
 
   constructor(clientSide: FlowTuple) {
     this.up = new Direction(clientSide);
     this.down = new Direction(reverseFlow(clientSide));
+    for (let i = 0; i < 4; i += 1) {
+      this.addressWords[i] = word(this.up.tuple.src, 4 * i);
+      this.addressWords[4 + i] = word(this.up.tuple.dst, 4 * i);
+    }
   }
 }
 
@@ -266,28 +272,32 @@ export class FlowTable {
   }
 }
 
-/** a[0..16) equals b[at..at+16), compared as four 32-bit words (addresses differ most at the end). */
-function sameBytes(a: Uint8Array, b: Uint8Array, at: number): boolean {
-  for (let i = 12; i >= 0; i -= 4) {
-    if (((a[i]! << 24) | (a[i + 1]! << 16) | (a[i + 2]! << 8) | a[i + 3]!) !== ((b[at + i]! << 24) | (b[at + i + 1]! << 16) | (b[at + i + 2]! << 8) | b[at + i + 3]!)) return false;
-  }
-  return true;
+/** The big-endian 32-bit word at b[at]. */
+function word(b: Uint8Array, at: number): number {
+  return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!;
+}
+
+/** b[at..at+16) equals the four words at words[from] (the last word first: addresses differ most at the end). */
+function sameAddress(words: Int32Array, from: number, b: Uint8Array, at: number): boolean {
+  return word(b, at + 12) === words[from + 3] && word(b, at + 8) === words[from + 2] && word(b, at + 4) === words[from + 1] && word(b, at) === words[from];
 }
 
 /** 1 when `r` travels client -> server in `c`, -1 when server -> client, 0 when not in `c`. */
 function directionOf(c: Conversation, r: PdmRecord): number {
   const up = c.up.tuple;
   if (up.proto !== r.proto) return 0;
-  if (r.sport === up.sport && r.dport === up.dport && sameBytes(up.src, r.addresses, r.srcOffset) && sameBytes(up.dst, r.addresses, r.dstOffset)) return 1;
+  const w = c.addressWords; // client address at 0, server address at 4
+  const b = r.addresses;
+  if (r.sport === up.sport && r.dport === up.dport && sameAddress(w, 0, b, r.srcOffset) && sameAddress(w, 4, b, r.dstOffset)) return 1;
   const down = c.down.tuple;
-  if (r.sport === down.sport && r.dport === down.dport && sameBytes(down.src, r.addresses, r.srcOffset) && sameBytes(down.dst, r.addresses, r.dstOffset)) return -1;
+  if (r.sport === down.sport && r.dport === down.dport && sameAddress(w, 4, b, r.srcOffset) && sameAddress(w, 0, b, r.dstOffset)) return -1;
   return 0;
 }
 
 function addressHash(b: Uint8Array, at: number): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < 16; i += 4) {
-    h = Math.imul(h ^ ((b[at + i]! << 24) | (b[at + i + 1]! << 16) | (b[at + i + 2]! << 8) | b[at + i + 3]!), 0x01000193);
+    h = Math.imul(h ^ word(b, at + i), 0x01000193);
     h ^= h >>> 15;
   }
   return h;

@@ -48,6 +48,12 @@ export function destOptionsHeaderSize(optionLength: number): number {
  * Returns the offset of its Type byte, or -1 when the header has none.
  */
 export function findPdmOption(buf: Uint8Array, start: number, end: number): Result<number> {
+  const found = findPdmOptionOrError(buf, start, end);
+  return typeof found === "number" ? ok(found) : fail(found);
+}
+
+/** findPdmOption without the Result wrapper (the IPv6 walk: one allocation less per packet). */
+export function findPdmOptionOrError(buf: Uint8Array, start: number, end: number): number | WireError {
   let at = start + 2;
   let found = -1;
   while (at < end) {
@@ -56,14 +62,14 @@ export function findPdmOption(buf: Uint8Array, start: number, end: number): Resu
       at += 1;
       continue;
     }
-    if (at + 2 > end) return fail(new WireError("truncated", "dstopt.opt_len", at + 1, "option length byte missing"));
+    if (at + 2 > end) return new WireError("truncated", "dstopt.opt_len", at + 1, "option length byte missing");
     const next = at + 2 + buf[at + 1]!;
-    if (next > end) return fail(new WireError("bad-length", "dstopt.opt_len", at + 1, `option runs ${next - end} bytes past the header`));
+    if (next > end) return new WireError("bad-length", "dstopt.opt_len", at + 1, `option runs ${next - end} bytes past the header`);
     if (type === PDM_OPTION_TYPE) {
-      if (found >= 0) return fail(new WireError("duplicate-pdm", "pdm", at, `second PDM option (first at ${found})`));
+      if (found >= 0) return new WireError("duplicate-pdm", "pdm", at, `second PDM option (first at ${found})`);
       found = at;
     }
     at = next;
   }
-  return ok(found);
+  return found;
 }

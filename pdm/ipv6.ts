@@ -7,8 +7,8 @@
 // identifier (echo request/reply; 0 for other messages).
 
 import { WireError, fail, ok, type Result } from "./errors.ts";
-import { decodePdmOption, type PdmOption } from "./option.ts";
-import { findPdmOption, NEXT_HEADER_DEST_OPTS } from "./dest-options.ts";
+import { decodePdmOptionOrError, type PdmOption } from "./option.ts";
+import { findPdmOptionOrError, NEXT_HEADER_DEST_OPTS } from "./dest-options.ts";
 
 export const IPV6_HEADER_LEN = 40;
 export const PROTO = { hopByHop: 0, tcp: 6, udp: 17, routing: 43, fragment: 44, esp: 50, ah: 51, icmpv6: 58, none: 59, destOpts: 60 } as const;
@@ -92,17 +92,17 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
         return new WireError("bad-length", `${extName(next)}.hdr_ext_len`, cursor + 1, `header of ${length} bytes runs past the packet`);
       }
       if (next === NEXT_HEADER_DEST_OPTS) {
-        const found = findPdmOption(buf, cursor, cursor + length);
+        const found = findPdmOptionOrError(buf, cursor, cursor + length);
         // A bad TLV inside a well-sized header spoils only the options: the chain goes on.
-        if (!found.ok) packet.pdmError ??= found.error;
-        else if (found.value >= 0) {
+        if (typeof found !== "number") packet.pdmError ??= found;
+        else if (found >= 0) {
           if (packet.pdmOffset >= 0) {
-            packet.pdmError ??= new WireError("duplicate-pdm", "pdm", found.value, `second PDM option (first at ${packet.pdmOffset})`);
+            packet.pdmError ??= new WireError("duplicate-pdm", "pdm", found, `second PDM option (first at ${packet.pdmOffset})`);
           } else {
-            packet.pdmOffset = found.value;
-            const decoded = decodePdmOption(buf, found.value, cursor + length);
-            if (decoded.ok) packet.pdm = decoded.value;
-            else packet.pdmError = decoded.error;
+            packet.pdmOffset = found;
+            const decoded = decodePdmOptionOrError(buf, found, cursor + length);
+            if (decoded instanceof WireError) packet.pdmError = decoded;
+            else packet.pdm = decoded;
           }
         }
       }

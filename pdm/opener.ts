@@ -4,9 +4,9 @@
 //
 // Never reports an unverified sample: anything but "ok" carries no fields.
 
-import { openProtectedOption } from "./aead.ts";
+import { OptionOpener } from "./aead.ts";
 import type { FlowKeyContext } from "./key-ring.ts";
-import type { PdmV2Fields, PdmV2ProtectedOption } from "./option.ts";
+import { SEALED_LEN, type PdmV2Fields, type PdmV2ProtectedOption } from "./option.ts";
 import { ReceiverKriTracker } from "./rotation.ts";
 
 export type OpenOutcome =
@@ -37,6 +37,7 @@ export class ProtectedOpener {
   private readonly seen = new Map<number, SeenValues>();
   private context: FlowKeyContext | undefined;
   private last: { kri: number; randomNumber: number; sealed: Uint8Array } | undefined;
+  private readonly aead = new OptionOpener();
 
   constructor(
     private readonly contexts: FlowKeyContext[],
@@ -45,23 +46,28 @@ export class ProtectedOpener {
 
   open(option: PdmV2ProtectedOption, nowNs: number): OpenOutcome {
     if (this.contexts.length === 0) return { status: "no-key" };
+    // A GSO burst repeats the verified stamp byte for byte: one sample, no second open.
+    const last = this.last;
+    if (last && last.randomNumber === option.randomNumber && (last.kri & 1) === option.fBit && sameSealed(last.sealed, option)) {
+      return { status: "gso-repeat", kri: last.kri };
+    }
     // Fast path, nearly every packet of a synced flow: the verified context at the
     // tracker's current Kri, without building the candidate lists. Anything else
     // (a rotation, a reordered packet, a wrong tag) goes through the full search.
     const kri = this.tracker.kri;
     if (this.context && this.tracker.isSynced && (kri & 1) === option.fBit) {
-      const opened = openProtectedOption(this.context.suite.aead, this.context.stk(kri), kri, option);
-      if (opened.ok) return this.afterVerified(option, opened.value, kri, this.context.keyId, nowNs);
+      const fields = this.aead.open(this.context.suite.aead, this.context.stk(kri), kri, option);
+      if (fields) return this.afterVerified(option, fields, kri, this.context.keyId, nowNs);
     }
     // Once one context has verified, stay with it; until then try each.
     const contexts = this.context ? [this.context, ...this.contexts.filter((c) => c !== this.context)] : this.contexts;
     const kris = this.tracker.candidates(option.fBit, nowNs, this.options.searchUnsynced ?? 0);
     for (const context of contexts) {
       for (const kri of kris) {
-        const opened = openProtectedOption(context.suite.aead, context.stk(kri), kri, option);
-        if (!opened.ok) continue;
+        const fields = this.aead.open(context.suite.aead, context.stk(kri), kri, option);
+        if (!fields) continue;
         this.context = context;
-        return this.afterVerified(option, opened.value, kri, context.keyId, nowNs);
+        return this.afterVerified(option, fields, kri, context.keyId, nowNs);
       }
     }
     return { status: "auth-fail" };
@@ -76,21 +82,23 @@ export class ProtectedOpener {
     }
     if (seen.has(option.randomNumber)) {
       const last = this.last;
-      const sameStamp = last && last.kri === kri && last.randomNumber === option.randomNumber && equalBytes(last.sealed, option.sealed);
+      const sameStamp = last && last.kri === kri && last.randomNumber === option.randomNumber && sameSealed(last.sealed, option);
       return sameStamp ? { status: "gso-repeat", kri } : { status: "replay", kri };
     }
     seen.add(option.randomNumber);
     this.tracker.accept(kri, nowNs);
-    const last = (this.last ??= { kri, randomNumber: 0, sealed: new Uint8Array(option.sealed.length) });
+    const last = (this.last ??= { kri, randomNumber: 0, sealed: new Uint8Array(SEALED_LEN) });
     last.kri = kri;
     last.randomNumber = option.randomNumber;
-    last.sealed.set(option.sealed); // a copy: option.sealed is a view into a reused buffer
+    // A copy: the option lies in a buffer the reader reuses.
+    for (let i = 0; i < SEALED_LEN; i += 1) last.sealed[i] = option.bytes[option.at + 6 + i]!;
     return { status: "ok", fields, kri, keyId };
   }
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+/** `sealed` equals the option's ciphertext and tag. */
+function sameSealed(sealed: Uint8Array, option: PdmV2ProtectedOption): boolean {
+  const from = option.at + 6;
+  for (let i = 0; i < SEALED_LEN; i += 1) if (sealed[i] !== option.bytes[from + i]) return false;
   return true;
 }

@@ -76,10 +76,34 @@ export interface PdmV2ProtectedOption {
   layout: "v2-protected";
   randomNumber: number;
   fBit: 0 | 1;
+  /** The bytes the option lies in, and the offset of its Type byte (36 bytes from there). */
+  bytes: Uint8Array;
+  at: number;
   /** Type, Opt Data Len and option-data bytes 0-3: the AEAD associated data (6 bytes). */
-  aad: Uint8Array;
+  readonly aad: Uint8Array;
   /** Ciphertext || tag (30 bytes). A view into the packet: copy it to keep it. */
-  sealed: Uint8Array;
+  readonly sealed: Uint8Array;
+}
+
+/**
+ * The decoder's PdmV2ProtectedOption: `aad` and `sealed` are views made only when
+ * asked for, because the analyzer's opener reads bytes[at..] directly and a view
+ * costs more than the rest of the decode.
+ */
+class ProtectedOptionView implements PdmV2ProtectedOption {
+  readonly layout = "v2-protected";
+  constructor(
+    readonly randomNumber: number,
+    readonly fBit: 0 | 1,
+    readonly bytes: Uint8Array,
+    readonly at: number,
+  ) {}
+  get aad(): Uint8Array {
+    return this.bytes.subarray(this.at, this.at + 6);
+  }
+  get sealed(): Uint8Array {
+    return this.bytes.subarray(this.at + 6, this.at + 6 + SEALED_LEN);
+  }
 }
 
 export type PdmOption = PdmV1Option | PdmV2ClearOption | PdmV2ProtectedOption;
@@ -104,16 +128,22 @@ function put32(b: Uint8Array, i: number, v: number): void {
  * enclosing header ends. Never throws, never reads at or past `end`.
  */
 export function decodePdmOption(buf: Uint8Array, at: number, end: number = buf.length): Result<PdmOption> {
+  const decoded = decodePdmOptionOrError(buf, at, end);
+  return decoded instanceof WireError ? fail(decoded) : ok(decoded);
+}
+
+/** decodePdmOption without the Result wrapper (one allocation less per packet: the IPv6 walk uses it). */
+export function decodePdmOptionOrError(buf: Uint8Array, at: number, end: number = buf.length): PdmOption | WireError {
   const limit = Math.min(end, buf.length);
-  if (at + 2 > limit) return fail(new WireError("truncated", "pdm.opt_data_len", at + 1, "option header cut off"));
+  if (at + 2 > limit) return new WireError("truncated", "pdm.opt_data_len", at + 1, "option header cut off");
   const len = buf[at + 1]!;
   const data = at + 2;
   if (data + len > limit) {
-    return fail(new WireError("truncated", "pdm.opt_data", data, `Opt Data Len ${len} runs past the header end`));
+    return new WireError("truncated", "pdm.opt_data", data, `Opt Data Len ${len} runs past the header end`);
   }
   switch (len) {
     case OPT_DATA_LEN.rfc8250:
-      return ok({
+      return {
         layout: "rfc8250",
         scaleDtlr: buf[data]!,
         scaleDtls: buf[data + 1]!,
@@ -121,38 +151,37 @@ export function decodePdmOption(buf: Uint8Array, at: number, end: number = buf.l
         psnLr: u16(buf, data + 4),
         deltaTlr: u16(buf, data + 6),
         deltaTls: u16(buf, data + 8),
-      });
+      };
     case OPT_DATA_LEN["v2-clear"]:
     case OPT_DATA_LEN["v2-protected"]: {
       const version = buf[data]! >>> 4;
       if (version !== PDM_VERSION_2) {
-        return fail(new WireError("bad-version", "pdm.version", data, `expected 2, found ${version}`));
+        return new WireError("bad-version", "pdm.version", data, `expected 2, found ${version}`);
       }
       if ((buf[data]! & 0x0f) !== 0 || buf[data + 1] !== 0) {
-        return fail(new WireError("reserved-set", "pdm.reserved", data, "reserved bits must be zero"));
+        return new WireError("reserved-set", "pdm.reserved", data, "reserved bits must be zero");
       }
       const rnf = u16(buf, data + 2);
       const randomNumber = rnf >>> 1;
       const fBit = (rnf & 1) as 0 | 1;
       if (len === OPT_DATA_LEN["v2-protected"]) {
-        return ok({
-          layout: "v2-protected",
-          randomNumber,
-          fBit,
-          aad: buf.subarray(at, data + 4),
-          sealed: buf.subarray(data + 4, data + 4 + SEALED_LEN),
-        });
+        return new ProtectedOptionView(randomNumber, fBit, buf, at);
       }
-      return ok({ layout: "v2-clear", randomNumber, fBit, ...decodeSealedPlaintext(buf, data + 4) });
+      return { layout: "v2-clear", ...decodeV2Fields(randomNumber, fBit, buf, data + 4) };
     }
     default:
-      return fail(new WireError("unknown-layout", "pdm.opt_data_len", at + 1, `length ${len} is none of 10, 18, 34`));
+      return new WireError("unknown-layout", "pdm.opt_data_len", at + 1, `length ${len} is none of 10, 18, 34`);
   }
 }
 
-/** Read the 14 bytes at offsets 4-17 of the clear layout (or an opened protected option). */
-export function decodeSealedPlaintext(buf: Uint8Array, at = 0): PdmTimes & { globalPointer: number } {
+/**
+ * The PDMv2 fields: the clear Random Number and F, and the 14 bytes at `at` (bytes
+ * 4-17 of the clear layout, or an opened protected option). One object literal: hot path.
+ */
+export function decodeV2Fields(randomNumber: number, fBit: 0 | 1, buf: Uint8Array, at: number): PdmV2Fields {
   return {
+    randomNumber,
+    fBit,
     scaleDtlr: buf[at]!,
     scaleDtls: buf[at + 1]!,
     globalPointer: u32(buf, at + 2),

@@ -20,6 +20,10 @@ export interface ByteSource {
 export async function fileSource(path: string): Promise<ByteSource> {
   const fd = openSync(path, "r");
   const stat = fstatSync(fd);
+  if (stat.isDirectory()) {
+    closeSync(fd);
+    throw new Error("it is a directory");
+  }
   // A FIFO or a device (-r /dev/stdin) cannot seek: read it where it stands.
   const seekable = stat.isFile();
   let position = 0;

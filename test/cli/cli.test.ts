@@ -78,10 +78,13 @@ describe("pdm CLI", () => {
     assert.match(none.stderr, /no flow matches --flow "sctp"/);
   });
 
-  it("one-sentence errors: missing file, not a capture, bad key log, bad option", () => {
+  it("one-sentence errors: missing file, a directory, not a capture, bad key log, bad option", () => {
     const missing = pdm("analyze", "-r", "/nonexistent.pcap");
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^pdm: cannot open capture \/nonexistent.pcap/);
+    const directory = pdm("analyze", "-r", captures);
+    assert.equal(directory.code, 1);
+    assert.match(directory.stderr, /^pdm: cannot open capture .*: it is a directory/);
     const notCapture = pdm("analyze", "-r", join(root, "package.json"));
     assert.equal(notCapture.code, 1);
     assert.match(notCapture.stderr, /not a pcap or pcapng file/);
@@ -91,7 +94,7 @@ describe("pdm CLI", () => {
     const badFormat = pdm("analyze", "-r", "x", "-f", "xml");
     assert.notEqual(badFormat.code, 0);
     assert.match(badFormat.stderr, /Allowed choices are table, json, csv/);
-    assert.doesNotMatch(missing.stderr + notCapture.stderr + badKeys.stderr, /at .*\.ts:\d+/, "no stack traces");
+    assert.doesNotMatch(missing.stderr + directory.stderr + notCapture.stderr + badKeys.stderr, /at .*\.ts:\d+/, "no stack traces");
   });
 
   it("demo --offline measures the bundled protected capture and compares with the injected delays", () => {

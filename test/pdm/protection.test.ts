@@ -73,6 +73,13 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
       const b = asProtected(sealer.seal(fields(2), 1)!.option);
       assert.equal(opener.open(a, 0).status, "ok");
       assert.equal(opener.open(a, 0).status, "gso-repeat");
+      // The same Random Number with one bit changed is not a repeat of the verified stamp.
+      const forged = Uint8Array.from(sealer.seal(fields(3), 0)!.option);
+      forged.set(a.bytes.subarray(a.at, a.at + 6)); // a's clear prefix: same Random Number and F
+      assert.equal(opener.open(asProtected(forged), 0).status, "auth-fail");
+      const flipped = Uint8Array.from(a.bytes.subarray(a.at, a.at + 36));
+      flipped[35]! ^= 1;
+      assert.equal(opener.open(asProtected(flipped), 0).status, "auth-fail");
       assert.equal(opener.open(b, 1).status, "ok");
       assert.equal(opener.open(a, 2).status, "replay");
     });
