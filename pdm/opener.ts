@@ -38,6 +38,8 @@ export class ProtectedOpener {
   private context: FlowKeyContext | undefined;
   private last: { kri: number; randomNumber: number; sealed: Uint8Array } | undefined;
   private readonly aead = new OptionOpener();
+  /** Packets that failed before anything verified (paces the wide Kri search). */
+  private failuresUnsynced = 0;
 
   constructor(
     private readonly contexts: FlowKeyContext[],
@@ -61,7 +63,12 @@ export class ProtectedOpener {
     }
     // Once one context has verified, stay with it; until then try each.
     const contexts = this.context ? [this.context, ...this.contexts.filter((c) => c !== this.context)] : this.contexts;
-    const kris = this.tracker.candidates(option.fBit, nowNs, this.options.searchUnsynced ?? 0);
+    // The wide search of a late joiner costs one key derivation and one failed open
+    // per candidate. With a wrong key log every packet would pay it, so while nothing
+    // has verified it runs on failures 1, 2, 4, 8, ... only (the first packet of a
+    // flow that can be opened still finds its Kri).
+    const wide = !this.tracker.isSynced && isPowerOfTwo(this.failuresUnsynced + 1);
+    const kris = this.tracker.candidates(option.fBit, nowNs, wide ? (this.options.searchUnsynced ?? 0) : 0);
     for (const context of contexts) {
       for (const kri of kris) {
         const fields = this.aead.open(context.suite.aead, context.stk(kri), kri, option);
@@ -70,6 +77,7 @@ export class ProtectedOpener {
         return this.afterVerified(option, fields, kri, context.keyId, nowNs);
       }
     }
+    if (!this.tracker.isSynced) this.failuresUnsynced += 1;
     return { status: "auth-fail" };
   }
 
@@ -94,6 +102,10 @@ export class ProtectedOpener {
     for (let i = 0; i < SEALED_LEN; i += 1) last.sealed[i] = option.bytes[option.at + 6 + i]!;
     return { status: "ok", fields, kri, keyId };
   }
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
 }
 
 /** `sealed` equals the option's ciphertext and tag. */

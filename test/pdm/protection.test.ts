@@ -105,6 +105,31 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
       assert.equal(out.status, "ok");
       assert.equal(out.status === "ok" && out.kri, 7);
     });
+
+    it("the wide search is paced while nothing verifies: a wrong key log stays cheap, a tampered first packet costs one", () => {
+      const sealer = new ProtectedSealer(aead, d.stk, { maxPacketsPerKri: 10 });
+      const options = Array.from({ length: 275 }, (_, i) => sealer.seal(fields(i), i)!.option); // Kri 0..27
+      // Wrong keys: count the keys tried (each is one derivation or cache hit and one open).
+      const wrong = deployment({ ...DEFAULT_SUITE, aead });
+      const wrongRing = new KeyRing([{ kind: "shared", keyId: wrong.keyId, suite: wrong.suite, salt: wrong.salt, secret: wrong.sharedSecret }]);
+      const contexts = wrongRing.contextsFor(flow);
+      let tried = 0;
+      for (const c of contexts) {
+        const stk = c.stk.bind(c);
+        c.stk = (kri: number) => (tried++, stk(kri));
+      }
+      const opener = new ProtectedOpener(contexts, { searchUnsynced: 64 });
+      for (const o of options.slice(75, 275)) assert.equal(opener.open(asProtected(o), 0).status, "auth-fail");
+      // Unpaced: about 200 packets x 2 contexts x 33 candidates = 13,000 keys.
+      assert.ok(tried < 2_000, `${tried} keys tried for 200 packets`);
+      // Right keys, joining at Kri 7 with a tampered first packet: the second one syncs.
+      const late = new ProtectedOpener(ring.contextsFor(flow), { searchUnsynced: 16 });
+      const tampered = Uint8Array.from(options[75]!);
+      tampered[30]! ^= 4;
+      assert.equal(late.open(asProtected(tampered), 0).status, "auth-fail");
+      const second = late.open(asProtected(options[76]!), 1);
+      assert.equal(second.status === "ok" && second.kri, 7);
+    });
   });
 }
 
