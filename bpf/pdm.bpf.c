@@ -56,6 +56,7 @@ struct {
 } pdm_events SEC(".maps");
 
 #define IPV6_HLEN 40
+#define IPV6_MIN_MTU 1280
 #define NEXTHDR_HOP 0
 #define NEXTHDR_ROUTING 43
 #define NEXTHDR_FRAGMENT 44
@@ -93,6 +94,23 @@ static __always_inline struct pdm_counters *counters(void)
 			(c)->field++; \
 	} while (0)
 
+/*
+ * bpf_skb_load_bytes without the helper call when the bytes sit in the skb's linear
+ * area, as headers nearly always do (the helper stays the fallback). `n` is a
+ * compile-time constant; `off` may vary within the verifier's bounds.
+ */
+static __always_inline int load_fixed(struct __sk_buff *skb, __u32 off, void *to, const __u32 n)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	void *at = data + off;
+	if (at + n <= end) {
+		__builtin_memcpy(to, at, n);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, to, n);
+}
+
 static __always_inline int is_extension_header(__u8 nh)
 {
 	return nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_FRAGMENT ||
@@ -105,7 +123,7 @@ static __always_inline int load_ports(struct __sk_buff *skb, struct pkt *p)
 {
 	__u8 l4[8];
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
-		if (bpf_skb_load_bytes(skb, p->l4, l4, 4))
+		if (load_fixed(skb, p->l4, l4, 4))
 			return 0;
 		p->wire_sport = ((__u16)l4[0] << 8) | l4[1];
 		p->wire_dport = ((__u16)l4[2] << 8) | l4[3];
@@ -114,7 +132,7 @@ static __always_inline int load_ports(struct __sk_buff *skb, struct pkt *p)
 		return 1;
 	}
 	if (p->proto == IPPROTO_ICMPV6) {
-		if (bpf_skb_load_bytes(skb, p->l4, l4, 8))
+		if (load_fixed(skb, p->l4, l4, 8))
 			return 0;
 		/* Only echo: NDP and errors must stay untouched (hop-limit and size rules). */
 		if (l4[0] != ICMPV6_ECHO_REQUEST && l4[0] != ICMPV6_ECHO_REPLY)
@@ -264,7 +282,7 @@ int pdm_egress(struct __sk_buff *skb)
 
 	struct pkt p = {};
 	p.l3 = cfg.l2_len;
-	if (bpf_skb_load_bytes(skb, p.l3, &p.ip6, IPV6_HLEN))
+	if (load_fixed(skb, p.l3, &p.ip6, IPV6_HLEN))
 		return TC_ACT_OK;
 	if ((p.ip6.version) != 6 || p.ip6.daddr.s6_addr[0] == 0xff)
 		return TC_ACT_OK; /* not IPv6, or multicast: never stamped */
@@ -285,10 +303,16 @@ int pdm_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 
 	const __u32 hdr_len = cfg.layout == PDM_LAYOUT_RFC8250 ? PDM_HDR_LEN_RFC8250 : PDM_HDR_LEN_V2_CLEAR;
-	__u32 mtu_len = 0;
-	if (bpf_check_mtu(skb, 0, &mtu_len, hdr_len, 0)) {
-		COUNT(c, skipped_mtu);
-		return TC_ACT_OK;
+	/* The MTU check is needed only by a packet that could outgrow its link: not a GSO
+	 * packet (adjust_room lowers its gso_size by the header, and bpf_check_mtu passes
+	 * any GSO packet), nor one of at most 1280 bytes with the header (IPv6's minimum
+	 * link MTU). Skipping the helper for the others saves it on nearly every packet. */
+	if (!skb->gso_size && skb->len - p.l3 + hdr_len > IPV6_MIN_MTU) {
+		__u32 mtu_len = 0;
+		if (bpf_check_mtu(skb, 0, &mtu_len, hdr_len, 0)) {
+			COUNT(c, skipped_mtu);
+			return TC_ACT_OK;
+		}
 	}
 
 	struct pdm_flow_key key = {};
@@ -381,9 +405,18 @@ int pdm_egress(struct __sk_buff *skb)
 		COUNT(c, skipped_room);
 		return TC_ACT_OK;
 	}
-	/* payload_len grows by the header; next header becomes Destination Options. */
-	if (fix_ipv6_header(skb, p.l3, bpf_ntohs(p.ip6.payload_len) + hdr_len, NEXTHDR_DEST, 0) ||
-	    bpf_skb_store_bytes(skb, p.l3 + IPV6_HLEN, h, hdr_len, 0)) {
+	/* One store from the payload length on: payload_len grows by the header, next
+	 * header becomes Destination Options, the addresses are written back as they
+	 * were, and the new header follows (one helper call instead of two). */
+	struct {
+		__u8 fixed[IPV6_HLEN - 4];
+		__u8 h[PDM_HDR_LEN_V2_CLEAR];
+	} out;
+	__builtin_memcpy(out.fixed, (__u8 *)&p.ip6 + 4, IPV6_HLEN - 4);
+	put16(out.fixed, 0, bpf_ntohs(p.ip6.payload_len) + hdr_len);
+	out.fixed[2] = NEXTHDR_DEST;
+	__builtin_memcpy(out.h, h, PDM_HDR_LEN_V2_CLEAR);
+	if (bpf_skb_store_bytes(skb, p.l3 + 4, &out, IPV6_HLEN - 4 + hdr_len, 0)) {
 		/* Cannot happen after a successful adjust_room; counted should it ever. */
 		COUNT(c, skipped_room);
 		return TC_ACT_OK;
@@ -445,19 +478,26 @@ int pdm_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	struct pkt p = {};
 	p.l3 = cfg.l2_len;
-	if (bpf_skb_load_bytes(skb, p.l3, &p.ip6, IPV6_HLEN))
+	if (load_fixed(skb, p.l3, &p.ip6, IPV6_HLEN))
 		return TC_ACT_OK;
 	if (p.ip6.version != 6 || p.ip6.nexthdr != NEXTHDR_DEST)
 		return TC_ACT_OK;
 
 	struct pdm_counters *c = counters();
 	struct opt_walk w = {};
-	if (bpf_skb_load_bytes(skb, p.l3 + IPV6_HLEN, w.h, 2))
+	if (load_fixed(skb, p.l3 + IPV6_HLEN, w.h, 2))
 		return TC_ACT_OK;
 	__u32 len = ((__u32)w.h[1] + 1) * 8;
 	if (len > DEST_OPTS_MAX)
 		return TC_ACT_OK; /* longer than any header a PDM stamper writes: not ours */
-	if (bpf_skb_load_bytes(skb, p.l3 + IPV6_HLEN, w.h, len)) {
+	/* Keeps the bound just checked on the register the helper gets: without it clang
+	 * compares a derived value and the verifier loses the bound. */
+	asm volatile("" : "+r"(len));
+	/* The two sizes PDM stampers write are read in place; others through the helper. */
+	int short_read = len == PDM_HDR_LEN_RFC8250	 ? load_fixed(skb, p.l3 + IPV6_HLEN, w.h, PDM_HDR_LEN_RFC8250)
+			 : len == PDM_HDR_LEN_V2_CLEAR ? load_fixed(skb, p.l3 + IPV6_HLEN, w.h, PDM_HDR_LEN_V2_CLEAR)
+						       : bpf_skb_load_bytes(skb, p.l3 + IPV6_HLEN, w.h, len);
+	if (short_read) {
 		COUNT(c, malformed); /* Hdr Ext Len points past the packet */
 		return TC_ACT_OK;
 	}

@@ -30,9 +30,17 @@ std::string g_log;
 
 int CaptureLog(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
-  char line[4096];
-  int n = vsnprintf(line, sizeof line, fmt, args);
-  if (n > 0) g_log.append(line, std::min<size_t>(n, sizeof line - 1));
+  // One message can be the whole verifier log, whose end says what failed: size it
+  // first instead of cutting it to a fixed buffer.
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (n <= 0) return 0;
+  std::string line(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(line.data(), line.size(), fmt, args);
+  line.resize(static_cast<size_t>(n));
+  g_log += line;
   if (g_log.size() > (1u << 20)) g_log.erase(0, g_log.size() - (1u << 20));
   return 0;
 }

@@ -109,6 +109,27 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
     assert.equal(loaded.flows().length, 1, "both directions share one flow entry");
   });
 
+  it("ingress finds PDM behind another option in a longer header, and counts a header the packet cuts short", () => {
+    loaded = new Loaded({ layout: "rfc8250" });
+    const send = () => pdmOf(loaded!.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) }))).data);
+    send();
+    // 32 bytes (not a size stampers write: read through the helper and walked option by option)
+    const option = encodePdmOption({ layout: "rfc8250", scaleDtlr: 0, scaleDtls: 0, psnTp: 4242, psnLr: 0, deltaTlr: 0, deltaTls: 0 });
+    const header = new Uint8Array(32);
+    header[1] = 32 / 8 - 1;
+    header.set([0x1e, 4, 9, 9, 9, 9], 2); // an option to skip (action bits 00), before PDM
+    header.set(option, 8);
+    header.set([1, 32 - 8 - option.length - 2], 8 + option.length); // PadN to the end
+    const pkt = frame(ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, header]], proto: 17, upper: udpHeader(7000, 40000, 4) }));
+    assert.deepEqual(loaded.run("ingress", pkt).data, pkt);
+    assert.equal(loaded.counters().read, 1);
+    assert.equal((send() as Extract<PdmOption, { layout: "rfc8250" }>).psnLr, 4242, "the option was read");
+    const cut = pkt.subarray(0, 14 + 40 + 20); // Hdr Ext Len says 32 bytes; 20 arrive
+    assert.deepEqual(loaded.run("ingress", cut).data, cut);
+    assert.equal(loaded.counters().malformed, 1);
+    assert.equal(loaded.counters().read, 1);
+  });
+
   it("a packet with another extension header is counted and left alone", () => {
     loaded = new Loaded({ layout: "rfc8250" });
     const hbh = new Uint8Array(8);
