@@ -122,7 +122,8 @@ export class AnalysisSession {
     if (error) {
       if (!this.countsUnflowed) return;
       this.undecodable += 1;
-      if (this.examples.length < 5) this.examples.push({ number: p.number, message: error.message });
+      // Offsets in messages count from the frame's first byte, as Wireshark shows them.
+      if (this.examples.length < 5) this.examples.push({ number: p.number, message: error.relativeTo(p.start).message });
       return;
     }
     const record = this.record;
@@ -134,7 +135,7 @@ export class AnalysisSession {
     record.dport = v.dport;
     record.proto = v.protocol;
     record.pdm = v.pdm;
-    record.pdmError = v.pdmError;
+    record.pdmError = v.pdmError && v.pdmError.relativeTo(p.start);
     record.number = p.number;
     const hash = conversationHash(record);
     if (this.shard && hash % this.shard.count !== this.shard.index) return; // another shard's flow

@@ -18,9 +18,14 @@ export class WireError extends PdmError {
     readonly code: WireErrorCode,
     readonly field: string,
     readonly offset: number,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`${field} at offset ${offset}: ${detail}`);
+  }
+
+  /** The same error with its offset counted from `base` (a frame's first byte in a larger buffer). */
+  relativeTo(base: number): WireError {
+    return base === 0 ? this : new WireError(this.code, this.field, this.offset - base, this.detail);
   }
 }
 
