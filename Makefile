@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent clean
+.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead clean
 
 setup:
 	bash scripts/setup.sh
@@ -31,6 +31,9 @@ bench-datapath:
 # 1,000 readers provisioned over mutual TLS on loopback (issue 4's target: < 10 s).
 bench-agent:
 	node --import tsx bench/agent.bench.ts
+
+bench-aead:
+	node --import tsx bench/aead.bench.ts
 
 clean:
 	rm -rf out bench/out

@@ -65,6 +65,8 @@ export interface NativeBpf {
   tcQuery(ifindex: number, ingress: boolean, handle: number, priority: number): number;
   tcDestroyQdisc(ifindex: number): void;
   progTestRun(progFd: number, data: Buffer, repeat: number, outSize: number): TestRunResult;
+  /** Run a context-only program (SEC("syscall")) once; the kernel writes `ctx` back. Returns its return value. */
+  progRunContext(progFd: number, ctx: Buffer): number;
   RingBuffer: new (
     mapFd: number,
     recordSize: number,

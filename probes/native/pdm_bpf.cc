@@ -307,6 +307,19 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Runs a program that takes a context instead of a packet (BPF_PROG_TYPE_SYSCALL: the
+// kernel's sleepable setup calls, e.g. creating a crypto context). The kernel writes
+// the context back, so `ctx` holds the program's outputs afterwards.
+Napi::Value ProgRunContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto ctx = info[1].As<Napi::Buffer<uint8_t>>();
+  DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = ctx.Data(), .ctx_size_in = static_cast<__u32>(ctx.Length()));
+  int err = bpf_prog_test_run_opts(fd, &opts);
+  if (err) throw ErrnoError(env, "bpf_prog_test_run_opts", errno);
+  return Napi::Number::New(env, static_cast<int32_t>(opts.retval));
+}
+
 // A ring buffer whose records are delivered to a JS callback in batches: one Buffer
 // holding whole records back to back (all of one fixed size, checked here).
 class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
@@ -425,6 +438,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcQuery", Napi::Function::New(env, TcQuery));
   exports.Set("tcDestroyQdisc", Napi::Function::New(env, TcDestroyQdisc));
   exports.Set("progTestRun", Napi::Function::New(env, ProgTestRun));
+  exports.Set("progRunContext", Napi::Function::New(env, ProgRunContext));
   exports.Set("RingBuffer", RingBuffer::Define(env));
   return exports;
 }
