@@ -32,7 +32,8 @@ int aead_seal(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, 0, &in, 64))
 		return TC_ACT_SHOT;
 	__u8 out[PDM_AEAD_TEXT_LEN + PDM_AEAD_TAG_LEN];
-	pdm_chacha20poly1305_seal(in.key, in.nonce, in.aad, in.text, out, out + PDM_AEAD_TEXT_LEN);
+	struct pdm_aead_work w;
+	pdm_chacha20poly1305_seal(&w, in.key, in.nonce, in.aad, in.text, out, out + PDM_AEAD_TEXT_LEN);
 	if (bpf_skb_store_bytes(skb, 64, out, sizeof(out), 0))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
@@ -45,7 +46,8 @@ int aead_open(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, 0, &in, sizeof(in)))
 		return TC_ACT_SHOT;
 	__u8 pt[PDM_AEAD_TEXT_LEN];
-	if (pdm_chacha20poly1305_open(in.key, in.nonce, in.aad, in.text, in.tag, pt))
+	struct pdm_aead_work w;
+	if (pdm_chacha20poly1305_open(&w, in.key, in.nonce, in.aad, in.text, in.tag, pt))
 		return 2;
 	if (bpf_skb_store_bytes(skb, 80, pt, sizeof(pt), 0))
 		return TC_ACT_SHOT;

@@ -24,6 +24,7 @@
 
 #include "include/pdm_abi.h"
 #include "include/pdm_codec.h"
+#include "include/pdm_chacha20poly1305.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -54,6 +55,36 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, PDM_EVENTS_BYTES);
 } pdm_events SEC(".maps");
+
+/* Protected layout: each flow's sealing keys, installed by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PDM_FLOWS_MAX);
+	__type(key, struct pdm_flow_key);
+	__type(value, struct pdm_flow_keys);
+} pdm_keys SEC(".maps");
+
+/*
+ * Protected layout: what the egress program hands to the sealing program (below),
+ * which takes over through a tail call because sealing needs more stack than the
+ * egress program has left. Per CPU, so a packet's work is its own.
+ */
+struct seal_work {
+	struct pdm_aead_work aead;
+	__u8 nonce[PDM_AEAD_NONCE_LEN];
+	__u8 pt[PDM_AEAD_TEXT_LEN];
+	struct pdm_flow_key flow;
+	__u32 kri;
+	__u32 l3;
+	/* IPv6 header bytes 4-39 as they must end up, then the new header (clear fields) */
+	__u8 out[36 + PDM_HDR_LEN_V2_PROTECTED];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct seal_work);
+} pdm_seal_work SEC(".maps");
 
 #define IPV6_HLEN 40
 #define IPV6_MIN_MTU 1280
@@ -272,11 +303,87 @@ static __always_inline void put16(__u8 *b, __u32 off, __u16 v)
 	b[off + 1] = v & 0xff;
 }
 
+/* The flow's key for `kri`, or NULL when it is not installed. */
+static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u32 kri)
+{
+	struct pdm_flow_keys *keys = bpf_map_lookup_elem(&pdm_keys, flow);
+	__u32 slot = kri & 1;
+	if (!keys || !keys->present[slot] || keys->kri[slot] != kri)
+		return NULL;
+	return keys->key[slot];
+}
+
+static __always_inline int has_key(const struct pdm_flow_key *flow, __u32 kri)
+{
+	return key_for(flow, kri) != NULL;
+}
+
+/*
+ * Protected layout (wire.md section 4): seal option-data bytes 4-17 of the header in
+ * w->out (the clear layout's fields, written there already) in place, ciphertext then
+ * tag, under the flow's key for w->kri. Non-zero when that key is not installed.
+ */
+static __always_inline int seal(struct seal_work *w)
+{
+	__u32 kri = w->kri;
+	const __u8 *key = key_for(&w->flow, kri);
+	if (!key)
+		return -1;
+	__u8 *h = w->out + 36;
+	/* nonce: six zero bytes, Kri, then the Random Number and F as on the wire */
+	__builtin_memset(w->nonce, 0, 6);
+	w->nonce[6] = kri >> 24;
+	w->nonce[7] = kri >> 16;
+	w->nonce[8] = kri >> 8;
+	w->nonce[9] = kri;
+	w->nonce[10] = h[6];
+	w->nonce[11] = h[7];
+	__builtin_memcpy(w->pt, h + 8, PDM_AEAD_TEXT_LEN);
+	/* associated data: Option Type, Opt Data Len, option-data bytes 0-3 (h[2..7]) */
+	pdm_chacha20poly1305_seal(&w->aead, key, w->nonce, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
+	return 0;
+}
+
+/* The protected layout's second half of egress: seal, make room, write the header. */
+SEC("tc")
+int pdm_egress_seal(struct __sk_buff *skb)
+{
+	struct pdm_counters *c = counters();
+	__u32 zero = 0;
+	struct seal_work *w = bpf_map_lookup_elem(&pdm_seal_work, &zero);
+	if (!w)
+		return TC_ACT_OK;
+	if (seal(w)) {
+		/* No key for this Kri yet: no PDM at all rather than PDM in the clear. */
+		COUNT(c, skipped_nokey);
+		return TC_ACT_OK;
+	}
+	if (bpf_skb_adjust_room(skb, PDM_HDR_LEN_V2_PROTECTED, BPF_ADJ_ROOM_NET, 0)) {
+		COUNT(c, skipped_room);
+		return TC_ACT_OK;
+	}
+	if (bpf_skb_store_bytes(skb, w->l3 + 4, w->out, sizeof(w->out), 0)) {
+		COUNT(c, skipped_room);
+		return TC_ACT_OK;
+	}
+	COUNT(c, stamped);
+	return TC_ACT_OK;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__array(values, int(struct __sk_buff *));
+} pdm_seal_call SEC(".maps") = {
+	.values = {[0] = (void *)&pdm_egress_seal},
+};
+
 SEC("tc")
 int pdm_egress(struct __sk_buff *skb)
 {
-	if (cfg.layout != PDM_LAYOUT_RFC8250 && cfg.layout != PDM_LAYOUT_V2_CLEAR)
-		return TC_ACT_OK; /* the protected layout in the kernel is issue 6 */
+	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && cfg.aead != PDM_AEAD_CHACHA20POLY1305)
+		return TC_ACT_OK; /* AES-128-GCM sealing here is still to come (issue 6) */
 	if ((cfg.flags & PDM_CFG_NO_STAMP) || skb->protocol != bpf_htons(ETH_P_IPV6))
 		return TC_ACT_OK;
 
@@ -302,7 +409,9 @@ int pdm_egress(struct __sk_buff *skb)
 	if (!prefix_selects(&p.ip6.daddr) || !ports_select(p.flow_sport, p.flow_dport))
 		return TC_ACT_OK;
 
-	const __u32 hdr_len = cfg.layout == PDM_LAYOUT_RFC8250 ? PDM_HDR_LEN_RFC8250 : PDM_HDR_LEN_V2_CLEAR;
+	const __u32 hdr_len = cfg.layout == PDM_LAYOUT_RFC8250	? PDM_HDR_LEN_RFC8250
+			      : cfg.layout == PDM_LAYOUT_V2_CLEAR ? PDM_HDR_LEN_V2_CLEAR
+								  : PDM_HDR_LEN_V2_PROTECTED;
 	/* The MTU check is needed only by a packet that could outgrow its link: not a GSO
 	 * packet (adjust_room lowers its gso_size by the header, and bpf_check_mtu passes
 	 * any GSO packet), nor one of at most 1280 bytes with the header (IPv6's minimum
@@ -323,7 +432,8 @@ int pdm_egress(struct __sk_buff *skb)
 	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
 	if (!st)
 		return TC_ACT_OK;
-	const int v2 = cfg.layout == PDM_LAYOUT_V2_CLEAR;
+	const int v2 = cfg.layout != PDM_LAYOUT_RFC8250;
+	const int protect = cfg.layout == PDM_LAYOUT_V2_PROTECTED;
 	__u16 reseed = v2 ? pdm_lfsr_seed(bpf_get_prandom_u32()) : 0;
 	const __u32 per_kri = cfg.max_packets_per_kri && cfg.max_packets_per_kri < PDM_LFSR_PERIOD
 				      ? cfg.max_packets_per_kri
@@ -365,7 +475,7 @@ int pdm_egress(struct __sk_buff *skb)
 	pdm_encode_delta_ns(tls_ns, &dtls, &stls);
 
 	/* Header: next header, Hdr Ext Len, PDM option, then PadN(0) to the 8-byte boundary. */
-	__u8 h[PDM_HDR_LEN_V2_CLEAR] = {};
+	__u8 h[PDM_HDR_LEN_V2_PROTECTED] = {};
 	__u32 gp = 0;
 	__u16 rn_f = 0;
 	h[0] = p.proto;
@@ -381,12 +491,18 @@ int pdm_egress(struct __sk_buff *skb)
 		put16(h, 12, dtls);
 		h[14] = 1; /* PadN, 0 bytes of padding data */
 	} else {
+		if (protect && !has_key(&key, kri)) {
+			/* No key for this Kri yet: no PDM at all rather than PDM in the clear
+			 * (checked before the Global Pointer, which counts PDM packets only). */
+			COUNT(c, skipped_nokey);
+			return TC_ACT_OK;
+		}
 		__u32 cls = is_link_local(&p.ip6.saddr) ? PDM_GP_LINK_LOCAL : PDM_GP_GLOBAL;
 		__u32 *ctr = bpf_map_lookup_elem(&pdm_global_ptrs, &cls);
 		if (ctr)
 			gp = __sync_fetch_and_add(ctr, 1) + 1;
 		rn_f = (__u16)(rn << 1) | (kri & 1);
-		h[3] = 18;
+		h[3] = protect ? 34 : 18;
 		h[4] = 0x20; /* version 2, reserved 0 */
 		h[5] = 0;
 		put16(h, 6, rn_f);
@@ -398,7 +514,23 @@ int pdm_egress(struct __sk_buff *skb)
 		put16(h, 16, psnlr);
 		put16(h, 18, dtlr);
 		put16(h, 20, dtls);
-		h[22] = 1;
+		h[protect ? 38 : 22] = 1;
+	}
+	if (protect) {
+		__u32 zero = 0;
+		struct seal_work *w = bpf_map_lookup_elem(&pdm_seal_work, &zero);
+		if (!w)
+			return TC_ACT_OK;
+		w->flow = key;
+		w->kri = kri;
+		w->l3 = p.l3;
+		__builtin_memcpy(w->out, (__u8 *)&p.ip6 + 4, IPV6_HLEN - 4);
+		put16(w->out, 0, bpf_ntohs(p.ip6.payload_len) + PDM_HDR_LEN_V2_PROTECTED);
+		w->out[2] = NEXTHDR_DEST;
+		__builtin_memcpy(w->out + 36, h, PDM_HDR_LEN_V2_PROTECTED);
+		bpf_tail_call(skb, &pdm_seal_call, 0);
+		COUNT(c, skipped_nokey); /* only if the sealing program is missing: never stamp in the clear */
+		return TC_ACT_OK;
 	}
 
 	if (bpf_skb_adjust_room(skb, hdr_len, BPF_ADJ_ROOM_NET, 0)) {
@@ -410,12 +542,12 @@ int pdm_egress(struct __sk_buff *skb)
 	 * were, and the new header follows (one helper call instead of two). */
 	struct {
 		__u8 fixed[IPV6_HLEN - 4];
-		__u8 h[PDM_HDR_LEN_V2_CLEAR];
+		__u8 h[PDM_HDR_LEN_V2_PROTECTED];
 	} out;
 	__builtin_memcpy(out.fixed, (__u8 *)&p.ip6 + 4, IPV6_HLEN - 4);
 	put16(out.fixed, 0, bpf_ntohs(p.ip6.payload_len) + hdr_len);
 	out.fixed[2] = NEXTHDR_DEST;
-	__builtin_memcpy(out.h, h, PDM_HDR_LEN_V2_CLEAR);
+	__builtin_memcpy(out.h, h, PDM_HDR_LEN_V2_PROTECTED);
 	if (bpf_skb_store_bytes(skb, p.l3 + 4, &out, IPV6_HLEN - 4 + hdr_len, 0)) {
 		/* Cannot happen after a successful adjust_room; counted should it ever. */
 		COUNT(c, skipped_room);

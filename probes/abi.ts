@@ -78,6 +78,7 @@ export const PDM_MAP = {
   counters: "pdm_counters",
   globalPointers: "pdm_global_ptrs",
   events: "pdm_events",
+  keys: "pdm_keys",
 } as const;
 export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress" } as const;
 export const PDM_FLOWS_MAX = 65536;
@@ -98,6 +99,7 @@ export const CONFIG = new StructLayout("pdm_config", [
   ["n_ports", "u32"],
   ["n_prefixes", "u32"],
   ["prefixes", PREFIX, PDM_MAX_PREFIXES],
+  ["aead", "u32"],
 ]);
 
 export const FLOW_KEY = new StructLayout("pdm_flow_key", [
@@ -129,6 +131,18 @@ export const FLOW_STATE = new StructLayout("pdm_flow_state", [
   ["tx_packets", "u64"],
   ["rx_packets", "u64"],
   ["gso_repeats", "u64"],
+]);
+
+/** HPKE AEAD ids (the protected layout); the kernel seals ChaCha20-Poly1305 so far. */
+export const PDM_AEAD = { "aes-128-gcm": 1, "chacha20-poly1305": 3 } as const;
+export const PDM_AEAD_KEY_MAX = 32;
+
+/** One flow's sealing keys: the STK of Kri k in slot k % 2. */
+export const FLOW_KEYS = new StructLayout("pdm_flow_keys", [
+  ["kri", "u32", 2],
+  ["present", "u8", 2],
+  ["pad", "u8", 6],
+  ["key", "u8", 2 * PDM_AEAD_KEY_MAX],
 ]);
 
 /** Counter names in the order of struct pdm_counters. */
@@ -177,7 +191,7 @@ export const EVENT = new StructLayout("pdm_event", [
 ]);
 
 /** Every struct the header defines, for the layout check. */
-export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, COUNTERS, EVENT];
+export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, FLOW_KEYS, COUNTERS, EVENT];
 
 /** Every #define the TypeScript side relies on, by its C name, for the same check. */
 export const ALL_CONSTANTS: Record<string, number | string> = {
@@ -206,6 +220,10 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_MAP_COUNTERS: PDM_MAP.counters,
   PDM_MAP_GLOBAL_PTRS: PDM_MAP.globalPointers,
   PDM_MAP_EVENTS: PDM_MAP.events,
+  PDM_MAP_KEYS: PDM_MAP.keys,
+  PDM_AEAD_AES128GCM: PDM_AEAD["aes-128-gcm"],
+  PDM_AEAD_CHACHA20POLY1305: PDM_AEAD["chacha20-poly1305"],
+  PDM_AEAD_KEY_MAX,
   PDM_PROG_EGRESS: PDM_PROG.egress,
   PDM_PROG_INGRESS: PDM_PROG.ingress,
   PDM_FLOWS_MAX,

@@ -22,6 +22,7 @@ import {
   PDM_MAX_PORTS,
   PDM_MAX_PREFIXES,
   PDM_PIN_ROOT,
+  PDM_AEAD,
   PDM_PROG,
   PREFIX,
   type KernelLayout,
@@ -71,6 +72,8 @@ export interface AttachOptions {
   noOffload?: boolean;
   /** Benchmarks only: attach a program that does nothing (the cost of the tc hook alone). */
   emptyProgram?: boolean;
+  /** Protected layout: the deployment's AEAD (the kernel seals ChaCha20-Poly1305 so far). */
+  aead?: keyof typeof PDM_AEAD;
 }
 
 /** What attach changed, so that detach can undo exactly that. */
@@ -138,6 +141,7 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw new UsageError(`port must be 1..65535, got ${p}`);
     b.writeUInt16LE(p, CONFIG.offset("ports") + 2 * i);
   });
+  b.writeUInt32LE(options.aead ? PDM_AEAD[options.aead] : 0, CONFIG.offset("aead"));
   b.writeUInt32LE(ports.length, CONFIG.offset("n_ports"));
   b.writeUInt32LE(prefixes.length, CONFIG.offset("n_prefixes"));
   prefixes.forEach((text, i) => {

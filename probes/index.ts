@@ -15,3 +15,4 @@ export { interfaceInfo, currentNetns, isBpffs } from "./system.ts";
 export { openLiveCapture } from "./pcap-source.ts";
 export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";
 export { packageRoot } from "./package-root.ts";
+export { encodeFlowKey, installFlowKey } from "./flow-keys.ts";

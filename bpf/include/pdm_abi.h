@@ -54,6 +54,7 @@ struct pdm_config {
 	__u32 n_ports;
 	__u32 n_prefixes;
 	struct pdm_prefix prefixes[PDM_MAX_PREFIXES]; /* match the remote address; none = any */
+	__u32 aead; /* protected layout: the HPKE AEAD id (the kernel seals PDM_AEAD_CHACHA20POLY1305) */
 };
 
 /* A flow as seen from this host. ICMPv6 echo uses the identifier as both ports. */
@@ -90,6 +91,24 @@ struct pdm_flow_state {
 	__u64 tx_packets;
 	__u64 rx_packets;
 	__u64 gso_repeats;
+};
+
+/* HPKE AEAD ids (keys.md): the protected layout's AEAD. */
+#define PDM_AEAD_AES128GCM 1
+#define PDM_AEAD_CHACHA20POLY1305 3
+#define PDM_AEAD_KEY_MAX 32
+
+/*
+ * The sealing keys of one flow (protected layout), installed by user space: the STK
+ * of Kri k sits in slot k % 2, so the next key is in place before a rotation needs it
+ * and the current one stays until then. A packet whose Kri has no key is sent
+ * without PDM and counted (skipped_nokey), never stamped in the clear.
+ */
+struct pdm_flow_keys {
+	__u32 kri[2];
+	__u8 present[2];
+	__u8 pad[6];
+	__u8 key[2][PDM_AEAD_KEY_MAX];
 };
 
 /* Per-CPU counters (datapath.md "counters"); user space sums the CPUs. */
@@ -155,6 +174,7 @@ struct pdm_event {
 #define PDM_MAP_COUNTERS "pdm_counters"
 #define PDM_MAP_GLOBAL_PTRS "pdm_global_ptrs"
 #define PDM_MAP_EVENTS "pdm_events"
+#define PDM_MAP_KEYS "pdm_keys"
 #define PDM_PROG_EGRESS "pdm_egress"
 #define PDM_PROG_INGRESS "pdm_ingress"
 

@@ -23,6 +23,20 @@
 #define PDM_AEAD_TEXT_LEN 14
 #define PDM_AEAD_TAG_LEN 16
 
+/*
+ * The AEAD's working memory. A caller with room on its stack can keep it there (the
+ * AEAD alone, in aead_test.bpf.c); the data path, whose stack is nearly full, passes
+ * a per-CPU map value.
+ */
+struct pdm_aead_work {
+	__u32 state[16];  /* a ChaCha20 block's input */
+	__u32 x[16];      /* and its rounds */
+	__u8 ks[64];      /* keystream block */
+	__u8 poly_key[32];
+	__u8 block[16];   /* one Poly1305 input block */
+	__u8 tag[PDM_AEAD_TAG_LEN];
+};
+
 static __always_inline __u32 pdm_le32(const __u8 *p)
 {
 	return (__u32)p[0] | ((__u32)p[1] << 8) | ((__u32)p[2] << 16) | ((__u32)p[3] << 24);
@@ -49,11 +63,11 @@ static __always_inline __u32 pdm_rotl32(__u32 v, int n)
 		x[c] += x[d]; x[b] = pdm_rotl32(x[b] ^ x[c], 7);     \
 	} while (0)
 
-/* One 64-byte ChaCha20 block (RFC 8439 2.3) for block counter `counter`. */
-static __always_inline void pdm_chacha20_block(const __u8 key[PDM_AEAD_KEY_LEN], const __u8 nonce[PDM_AEAD_NONCE_LEN],
-					       __u32 counter, __u8 out[64])
+/* One 64-byte ChaCha20 block (RFC 8439 2.3) for block counter `counter`, into w->ks. */
+static __always_inline void pdm_chacha20_block(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+					       const __u8 nonce[PDM_AEAD_NONCE_LEN], __u32 counter)
 {
-	__u32 s[16], x[16];
+	__u32 *s = w->state, *x = w->x;
 	s[0] = 0x61707865; /* "expand 32-byte k" */
 	s[1] = 0x3320646e;
 	s[2] = 0x79622d32;
@@ -80,7 +94,7 @@ static __always_inline void pdm_chacha20_block(const __u8 key[PDM_AEAD_KEY_LEN],
 	}
 #pragma unroll
 	for (int i = 0; i < 16; i++)
-		pdm_put_le32(out + 4 * i, x[i] + s[i]);
+		pdm_put_le32(w->ks + 4 * i, x[i] + s[i]);
 }
 
 #define PDM_M26 0x3ffffff
@@ -170,13 +184,13 @@ static __always_inline void pdm_poly1305_finish(struct pdm_poly1305 *p, __u8 tag
 	f = (__u64)w3 + p->s[3] + (f >> 32); pdm_put_le32(tag + 12, (__u32)f);
 }
 
-/* The Poly1305 tag over aad || pad || ciphertext || pad || le64 lengths (RFC 8439 2.8). */
-static __always_inline void pdm_aead_tag(const __u8 poly_key[32], const __u8 aad[PDM_AEAD_AAD_LEN],
-					 const __u8 ct[PDM_AEAD_TEXT_LEN], __u8 tag[PDM_AEAD_TAG_LEN])
+/* The Poly1305 tag over aad || pad || ciphertext || pad || le64 lengths (RFC 8439 2.8), into w->tag. */
+static __always_inline void pdm_aead_tag(struct pdm_aead_work *w, const __u8 aad[PDM_AEAD_AAD_LEN],
+					 const __u8 ct[PDM_AEAD_TEXT_LEN])
 {
 	struct pdm_poly1305 p;
-	__u8 block[16];
-	pdm_poly1305_init(&p, poly_key);
+	__u8 *block = w->block;
+	pdm_poly1305_init(&p, w->poly_key);
 #pragma unroll
 	for (int i = 0; i < 16; i++)
 		block[i] = i < PDM_AEAD_AAD_LEN ? aad[i] : 0;
@@ -191,46 +205,50 @@ static __always_inline void pdm_aead_tag(const __u8 poly_key[32], const __u8 aad
 	block[0] = PDM_AEAD_AAD_LEN;
 	block[8] = PDM_AEAD_TEXT_LEN;
 	pdm_poly1305_block(&p, block);
-	pdm_poly1305_finish(&p, tag);
+	pdm_poly1305_finish(&p, w->tag);
 }
 
-/* Seal: ct = plaintext XOR keystream(counter 1), tag over aad and ct. */
-static __always_inline void pdm_chacha20poly1305_seal(const __u8 key[PDM_AEAD_KEY_LEN], const __u8 nonce[PDM_AEAD_NONCE_LEN],
-						      const __u8 aad[PDM_AEAD_AAD_LEN], const __u8 pt[PDM_AEAD_TEXT_LEN],
-						      __u8 ct[PDM_AEAD_TEXT_LEN], __u8 tag[PDM_AEAD_TAG_LEN])
+/* Seal: ct = plaintext XOR keystream(counter 1), tag over aad and ct. `pt` may be `ct`. */
+static __always_inline void pdm_chacha20poly1305_seal(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+						      const __u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 aad[PDM_AEAD_AAD_LEN],
+						      const __u8 pt[PDM_AEAD_TEXT_LEN], __u8 ct[PDM_AEAD_TEXT_LEN],
+						      __u8 tag[PDM_AEAD_TAG_LEN])
 {
-	__u8 ks[64];
-	pdm_chacha20_block(key, nonce, 0, ks); /* the first 32 bytes are the one-time Poly1305 key */
-	__u8 poly_key[32];
+	pdm_chacha20_block(w, key, nonce, 0); /* the first 32 bytes are the one-time Poly1305 key */
 #pragma unroll
 	for (int i = 0; i < 32; i++)
-		poly_key[i] = ks[i];
-	pdm_chacha20_block(key, nonce, 1, ks);
+		w->poly_key[i] = w->ks[i];
+	pdm_chacha20_block(w, key, nonce, 1);
 #pragma unroll
 	for (int i = 0; i < PDM_AEAD_TEXT_LEN; i++)
-		ct[i] = pt[i] ^ ks[i];
-	pdm_aead_tag(poly_key, aad, ct, tag);
+		ct[i] = pt[i] ^ w->ks[i];
+	pdm_aead_tag(w, aad, ct);
+#pragma unroll
+	for (int i = 0; i < PDM_AEAD_TAG_LEN; i++)
+		tag[i] = w->tag[i];
 }
 
 /* Open: 0 and the plaintext when the tag verifies; -1 (plaintext untouched) otherwise. */
-static __always_inline int pdm_chacha20poly1305_open(const __u8 key[PDM_AEAD_KEY_LEN], const __u8 nonce[PDM_AEAD_NONCE_LEN],
-						     const __u8 aad[PDM_AEAD_AAD_LEN], const __u8 ct[PDM_AEAD_TEXT_LEN],
-						     const __u8 tag[PDM_AEAD_TAG_LEN], __u8 pt[PDM_AEAD_TEXT_LEN])
+static __always_inline int pdm_chacha20poly1305_open(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+						     const __u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 aad[PDM_AEAD_AAD_LEN],
+						     const __u8 ct[PDM_AEAD_TEXT_LEN], const __u8 tag[PDM_AEAD_TAG_LEN],
+						     __u8 pt[PDM_AEAD_TEXT_LEN])
 {
-	__u8 ks[64];
-	pdm_chacha20_block(key, nonce, 0, ks);
-	__u8 expected[PDM_AEAD_TAG_LEN];
-	pdm_aead_tag(ks, aad, ct, expected);
+	pdm_chacha20_block(w, key, nonce, 0);
+#pragma unroll
+	for (int i = 0; i < 32; i++)
+		w->poly_key[i] = w->ks[i];
+	pdm_aead_tag(w, aad, ct);
 	__u8 diff = 0;
 #pragma unroll
 	for (int i = 0; i < PDM_AEAD_TAG_LEN; i++)
-		diff |= expected[i] ^ tag[i];
+		diff |= w->tag[i] ^ tag[i];
 	if (diff)
 		return -1;
-	pdm_chacha20_block(key, nonce, 1, ks);
+	pdm_chacha20_block(w, key, nonce, 1);
 #pragma unroll
 	for (int i = 0; i < PDM_AEAD_TEXT_LEN; i++)
-		pt[i] = ct[i] ^ ks[i];
+		pt[i] = ct[i] ^ w->ks[i];
 	return 0;
 }
 
