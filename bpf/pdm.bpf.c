@@ -64,6 +64,14 @@ struct {
 	__type(value, struct pdm_flow_keys);
 } pdm_keys SEC(".maps");
 
+/* And each flow's peer's keys, for opening what the peer sealed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PDM_FLOWS_MAX);
+	__type(key, struct pdm_flow_key);
+	__type(value, struct pdm_flow_keys);
+} pdm_peer_keys SEC(".maps");
+
 /*
  * Protected layout: what the egress program hands to the sealing program (below),
  * which takes over through a tail call because sealing needs more stack than the
@@ -307,8 +315,9 @@ static __always_inline void put16(__u8 *b, __u32 off, __u16 v)
 static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u32 kri)
 {
 	struct pdm_flow_keys *keys = bpf_map_lookup_elem(&pdm_keys, flow);
-	__u32 slot = kri & 1;
-	if (!keys || !keys->present[slot] || keys->kri[slot] != kri)
+	__u32 slot = kri % PDM_KEY_SLOTS;
+	asm volatile("" : "+r"(slot)); /* so that the check below stays: the verifier cannot bound a remainder */
+	if (!keys || slot >= PDM_KEY_SLOTS || !keys->present[slot] || keys->kri[slot] != kri)
 		return NULL;
 	return keys->key[slot];
 }
@@ -603,6 +612,226 @@ static __always_inline __u16 get16(const __u8 *h, __u32 off)
 	return ((__u16)h[off & (DEST_OPTS_MAX - 1)] << 8) | h[(off + 1) & (DEST_OPTS_MAX - 1)];
 }
 
+/* A PDM option's fields, read in the clear or opened. */
+struct read_fields {
+	__u16 psntp, psnlr, dtlr, dtls, rn_f;
+	__u8 stlr, stls;
+	__u32 gp;
+	__u32 kri; /* protected: the Kri whose key opened it */
+	__u8 layout;
+};
+
+/* The option was in `p`'s recent (Kri, Random Number) pairs, not back to back: a replay. */
+static __always_inline int seen_before(struct pdm_flow_state *st, __u32 pair)
+{
+	int hit = 0;
+#pragma unroll
+	for (int i = 0; i < PDM_RX_RECENT; i++)
+		if (st->rx_recent[i] == pair)
+			hit = 1;
+	return hit;
+}
+
+/*
+ * The end of reading an option, whatever its layout: the flow's state (PSNLR, receive
+ * time, the peer's Kri), counters, events, and the strip. `len` is the Destination
+ * Options header's length, `only_pdm` whether it holds nothing else.
+ */
+static __always_inline int finish_read(struct __sk_buff *skb, struct pdm_counters *c, struct pkt *p,
+				       struct read_fields *f, __u32 len, int only_pdm)
+{
+	/* The reverse of this packet's 5-tuple is the flow this host stamps. */
+	struct pdm_flow_key key = {};
+	flow_key_of(p, 0, &key);
+	__u64 now = bpf_ktime_get_ns();
+	int created;
+	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
+	if (st) {
+		int repeat = 0, replay = 0;
+		const int protected = f->layout == PDM_LAYOUT_V2_PROTECTED;
+		/* Kri and Random Number + F: what a protected stamp may never repeat */
+		__u32 pair = (f->kri << 16) | f->rn_f;
+		bpf_spin_lock(&st->lock);
+		/* wire.md 5: a GSO burst's segments carry one stamp; count it once */
+		if ((st->flags & PDM_FLOW_HAS_RECEIVED) && st->psn_lr == f->psntp && st->peer_rn_f == f->rn_f &&
+		    (!protected || st->peer_kri == f->kri))
+			repeat = 1;
+		else if (protected && seen_before(st, pair))
+			replay = 1;
+		if (!replay) {
+			if (protected) {
+				st->rx_recent[st->rx_recent_next % PDM_RX_RECENT] = pair;
+				st->rx_recent_next++;
+				if (f->kri > st->peer_kri)
+					st->peer_kri = f->kri;
+			} else if (f->layout == PDM_LAYOUT_V2_CLEAR && (st->flags & PDM_FLOW_HAS_RECEIVED) &&
+				   ((st->peer_rn_f ^ f->rn_f) & 1)) {
+				st->peer_kri++;
+			}
+			st->psn_lr = f->psntp;
+			st->peer_rn_f = f->rn_f;
+			st->last_recv_ns = now;
+			st->flags |= PDM_FLOW_HAS_RECEIVED;
+			st->rx_packets++;
+			if (repeat)
+				st->gso_repeats++;
+			st->last_rx_delta_tlr = f->dtlr;
+			st->last_rx_delta_tls = f->dtls;
+			st->last_rx_scale_dtlr = f->stlr;
+			st->last_rx_scale_dtls = f->stls;
+		}
+		bpf_spin_unlock(&st->lock);
+		if (replay) {
+			COUNT(c, replay); /* counted, its sample not taken; the packet passes */
+			return TC_ACT_OK;
+		}
+		if (repeat)
+			COUNT(c, gso_repeat);
+	}
+	COUNT(c, read);
+	if (created)
+		emit(c, p, PDM_EV_NEW_FLOW, now, f->psntp, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
+	emit(c, p, PDM_EV_READ, now, f->psntp, f->psnlr, f->dtlr, f->stlr, f->dtls, f->stls, f->gp, f->rn_f, f->kri, 0,
+	     skb->ifindex);
+
+	if ((cfg.flags & PDM_CFG_STRIP) && only_pdm) {
+		/* Give the receiving stack its fast path back (datapath.md, measured findings). */
+		if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0) == 0 &&
+		    fix_ipv6_header(skb, p->l3, bpf_ntohs(p->ip6.payload_len) - len, p->proto, BPF_F_RECOMPUTE_CSUM) == 0)
+			COUNT(c, stripped);
+	}
+	return TC_ACT_OK;
+}
+
+/*
+ * Protected layout on ingress: what the reader hands to the opening program (below),
+ * which takes over through a tail call, as on egress, for stack room. Per CPU.
+ */
+struct open_work {
+	struct pdm_aead_work aead;
+	__u8 nonce[PDM_AEAD_NONCE_LEN];
+	__u8 pt[PDM_AEAD_TEXT_LEN];
+	__u8 option[2 + 34]; /* Type, Opt Data Len, option data */
+	struct pkt p;
+	__u32 len;
+	__u32 only_pdm;
+	struct read_fields fields; /* once opened, for pdm_ingress_read */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct open_work);
+} pdm_open_work SEC(".maps");
+
+static __always_inline __u16 be16_at(const __u8 *b)
+{
+	return ((__u16)b[0] << 8) | b[1];
+}
+
+/*
+ * One try at opening w->option under `key` (w->nonce ready). A function of its own, not
+ * inlined: the AEAD's registers spill onto a stack frame of their own this way.
+ */
+static __noinline int open_option(struct open_work *w, const __u8 *key)
+{
+	const __u8 *o = w->option;
+	/* associated data: Type, Opt Data Len, option-data bytes 0-3 */
+	return pdm_chacha20poly1305_open(&w->aead, key, w->nonce, o, o + 6, o + 6 + PDM_AEAD_TEXT_LEN, w->pt);
+}
+
+/* Forward: pdm_ingress_open hands over to pdm_ingress_read through this. */
+int pdm_ingress_read(struct __sk_buff *skb);
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__array(values, int(struct __sk_buff *));
+} pdm_read_call SEC(".maps") = {
+	.values = {[0] = (void *)&pdm_ingress_read},
+};
+
+/*
+ * Verify and open a protected option with the peer's keys (pdm_peer_keys): each
+ * installed key whose Kri has the option's F, so the current, previous and next Kri
+ * when the agent has installed them. A tag that no key verifies is an auth failure:
+ * counted, the sample dropped, the packet untouched.
+ */
+SEC("tc")
+int pdm_ingress_open(struct __sk_buff *skb)
+{
+	struct pdm_counters *c = counters();
+	__u32 zero = 0;
+	struct open_work *w = bpf_map_lookup_elem(&pdm_open_work, &zero);
+	if (!w)
+		return TC_ACT_OK;
+	struct pdm_flow_key key = {};
+	flow_key_of(&w->p, 0, &key);
+	struct pdm_flow_keys *keys = bpf_map_lookup_elem(&pdm_peer_keys, &key);
+	const __u8 *o = w->option;
+	__u16 rn_f = be16_at(o + 4);
+	int opened = -1;
+	__u32 kri = 0;
+	if (keys) {
+		__builtin_memset(w->nonce, 0, 6);
+		w->nonce[10] = o[4];
+		w->nonce[11] = o[5];
+#pragma nounroll
+		for (int slot = 0; slot < PDM_KEY_SLOTS; slot++) { /* not unrolled: three AEADs overflow the stack */
+			if (opened == 0 || !keys->present[slot] || (keys->kri[slot] & 1) != (rn_f & 1))
+				continue;
+			kri = keys->kri[slot];
+			w->nonce[6] = kri >> 24;
+			w->nonce[7] = kri >> 16;
+			w->nonce[8] = kri >> 8;
+			w->nonce[9] = kri;
+			opened = open_option(w, keys->key[slot]);
+		}
+	}
+	if (opened) {
+		COUNT(c, auth_fail);
+		return TC_ACT_OK;
+	}
+	const __u8 *t = w->pt; /* the clear layout's option-data bytes 4-17 */
+	struct read_fields *f = &w->fields;
+	f->stlr = t[0];
+	f->stls = t[1];
+	f->gp = ((__u32)be16_at(t + 2) << 16) | be16_at(t + 4);
+	f->psntp = be16_at(t + 6);
+	f->psnlr = be16_at(t + 8);
+	f->dtlr = be16_at(t + 10);
+	f->dtls = be16_at(t + 12);
+	f->rn_f = rn_f;
+	f->kri = kri;
+	f->layout = PDM_LAYOUT_V2_PROTECTED;
+	/* The rest as for a clear option, in a third program: with the AEAD's, its stack
+	 * would not fit in one. */
+	bpf_tail_call(skb, &pdm_read_call, 0);
+	return TC_ACT_OK;
+}
+
+/* A protected option once opened: the flow's state, counters, events, strip. */
+SEC("tc")
+int pdm_ingress_read(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct open_work *w = bpf_map_lookup_elem(&pdm_open_work, &zero);
+	if (!w)
+		return TC_ACT_OK;
+	struct read_fields f = w->fields;
+	struct pkt p = w->p;
+	return finish_read(skb, counters(), &p, &f, w->len, w->only_pdm);
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__array(values, int(struct __sk_buff *));
+} pdm_open_call SEC(".maps") = {
+	.values = {[0] = (void *)&pdm_ingress_open},
+};
+
 SEC("tc")
 int pdm_ingress(struct __sk_buff *skb)
 {
@@ -683,7 +912,26 @@ int pdm_ingress(struct __sk_buff *skb)
 		dtlr = get16(h, o + 14);
 		dtls = get16(h, o + 16);
 	} else if (olen == 34) {
-		return TC_ACT_OK; /* protected: read in the kernel by issue 6; left untouched */
+		/* Protected: opened by pdm_ingress_open (tail call) when this host reads that
+		 * layout with ChaCha20-Poly1305; otherwise left as it is. */
+		if (cfg.layout != PDM_LAYOUT_V2_PROTECTED || cfg.aead != PDM_AEAD_CHACHA20POLY1305)
+			return TC_ACT_OK;
+		__u32 zero = 0;
+		struct open_work *ow = bpf_map_lookup_elem(&pdm_open_work, &zero);
+		if (!ow)
+			return TC_ACT_OK;
+		p.proto = h[0];
+		p.l4 = p.l3 + IPV6_HLEN + len;
+		if (!load_ports(skb, &p))
+			return TC_ACT_OK;
+		ow->p = p;
+		ow->len = len;
+		ow->only_pdm = w.only_pdm;
+#pragma unroll
+		for (int i = 0; i < 36; i++)
+			ow->option[i] = h[(w.at + i) & (DEST_OPTS_MAX - 1)];
+		bpf_tail_call(skb, &pdm_open_call, 0);
+		return TC_ACT_OK;
 	} else {
 		COUNT(c, malformed);
 		return TC_ACT_OK;
@@ -694,49 +942,9 @@ int pdm_ingress(struct __sk_buff *skb)
 	if (!load_ports(skb, &p))
 		return TC_ACT_OK; /* PDM ahead of something other than TCP/UDP/echo */
 
-	/* The reverse of this packet's 5-tuple is the flow this host stamps. */
-	struct pdm_flow_key key = {};
-	flow_key_of(&p, 0, &key);
-	__u64 now = bpf_ktime_get_ns();
-	int created;
-	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
-	if (st) {
-		int repeat = 0;
-		bpf_spin_lock(&st->lock);
-		/* wire.md 5: a GSO burst's segments carry one stamp; count it once */
-		if ((st->flags & PDM_FLOW_HAS_RECEIVED) && st->psn_lr == psntp && st->peer_rn_f == rn_f)
-			repeat = 1;
-		if (layout == PDM_LAYOUT_V2_CLEAR && (st->flags & PDM_FLOW_HAS_RECEIVED) &&
-		    ((st->peer_rn_f ^ rn_f) & 1))
-			st->peer_kri++;
-		st->psn_lr = psntp;
-		st->peer_rn_f = rn_f;
-		st->last_recv_ns = now;
-		st->flags |= PDM_FLOW_HAS_RECEIVED;
-		st->rx_packets++;
-		if (repeat)
-			st->gso_repeats++;
-		st->last_rx_delta_tlr = dtlr;
-		st->last_rx_delta_tls = dtls;
-		st->last_rx_scale_dtlr = stlr;
-		st->last_rx_scale_dtls = stls;
-		bpf_spin_unlock(&st->lock);
-		if (repeat)
-			COUNT(c, gso_repeat);
-	}
-	COUNT(c, read);
-	if (created)
-		emit(c, &p, PDM_EV_NEW_FLOW, now, psntp, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
-	emit(c, &p, PDM_EV_READ, now, psntp, psnlr, dtlr, stlr, dtls, stls, gp, rn_f, 0, 0,
-	     skb->ifindex);
-
-	if ((cfg.flags & PDM_CFG_STRIP) && w.only_pdm) {
-		/* Give the receiving stack its fast path back (datapath.md, measured findings). */
-		if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0) == 0 &&
-		    fix_ipv6_header(skb, p.l3, bpf_ntohs(p.ip6.payload_len) - len, p.proto, BPF_F_RECOMPUTE_CSUM) == 0)
-			COUNT(c, stripped);
-	}
-	return TC_ACT_OK;
+	struct read_fields f = {.psntp = psntp, .psnlr = psnlr, .dtlr = dtlr, .dtls = dtls, .rn_f = rn_f,
+				.stlr = stlr, .stls = stls, .gp = gp, .layout = layout};
+	return finish_read(skb, c, &p, &f, len, w.only_pdm);
 }
 
 /* Does nothing: the fair baseline for benchmarks (the cost of the tc hook alone). */

@@ -79,6 +79,7 @@ export const PDM_MAP = {
   globalPointers: "pdm_global_ptrs",
   events: "pdm_events",
   keys: "pdm_keys",
+  peerKeys: "pdm_peer_keys",
 } as const;
 export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress" } as const;
 export const PDM_FLOWS_MAX = 65536;
@@ -131,18 +132,25 @@ export const FLOW_STATE = new StructLayout("pdm_flow_state", [
   ["tx_packets", "u64"],
   ["rx_packets", "u64"],
   ["gso_repeats", "u64"],
+  ["rx_recent", "u32", 8],
+  ["rx_recent_next", "u32"],
+  ["pad2", "u32"],
 ]);
 
 /** HPKE AEAD ids (the protected layout); the kernel seals ChaCha20-Poly1305 so far. */
 export const PDM_AEAD = { "aes-128-gcm": 1, "chacha20-poly1305": 3 } as const;
 export const PDM_AEAD_KEY_MAX = 32;
 
-/** One flow's sealing keys: the STK of Kri k in slot k % 2. */
+/** Key slots per flow: the STK of Kri k sits in slot k % 3 (previous, current, next). */
+export const PDM_KEY_SLOTS = 3;
+export const PDM_RX_RECENT = 8;
+
+/** One flow's keys (its own in pdm_keys, its peer's in pdm_peer_keys). */
 export const FLOW_KEYS = new StructLayout("pdm_flow_keys", [
-  ["kri", "u32", 2],
-  ["present", "u8", 2],
-  ["pad", "u8", 6],
-  ["key", "u8", 2 * PDM_AEAD_KEY_MAX],
+  ["kri", "u32", PDM_KEY_SLOTS],
+  ["present", "u8", PDM_KEY_SLOTS],
+  ["pad", "u8", 5],
+  ["key", "u8", PDM_KEY_SLOTS * PDM_AEAD_KEY_MAX],
 ]);
 
 /** Counter names in the order of struct pdm_counters. */
@@ -221,6 +229,9 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_MAP_GLOBAL_PTRS: PDM_MAP.globalPointers,
   PDM_MAP_EVENTS: PDM_MAP.events,
   PDM_MAP_KEYS: PDM_MAP.keys,
+  PDM_MAP_PEER_KEYS: PDM_MAP.peerKeys,
+  PDM_KEY_SLOTS,
+  PDM_RX_RECENT,
   PDM_AEAD_AES128GCM: PDM_AEAD["aes-128-gcm"],
   PDM_AEAD_CHACHA20POLY1305: PDM_AEAD["chacha20-poly1305"],
   PDM_AEAD_KEY_MAX,

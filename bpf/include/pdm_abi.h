@@ -67,6 +67,9 @@ struct pdm_flow_key {
 	__u8 pad[3];
 };
 
+/* How many recent protected stamps a flow remembers to tell a replay (wire.md 4). */
+#define PDM_RX_RECENT 8
+
 /* pdm_flow_state.flags */
 #define PDM_FLOW_HAS_SENT (1u << 0)
 #define PDM_FLOW_HAS_RECEIVED (1u << 1)
@@ -91,6 +94,10 @@ struct pdm_flow_state {
 	__u64 tx_packets;
 	__u64 rx_packets;
 	__u64 gso_repeats;
+	/* Protected layout: the peer's recent (Kri << 16 | Random Number and F), for replays */
+	__u32 rx_recent[PDM_RX_RECENT];
+	__u32 rx_recent_next;
+	__u32 pad2;
 };
 
 /* HPKE AEAD ids (keys.md): the protected layout's AEAD. */
@@ -99,16 +106,19 @@ struct pdm_flow_state {
 #define PDM_AEAD_KEY_MAX 32
 
 /*
- * The sealing keys of one flow (protected layout), installed by user space: the STK
- * of Kri k sits in slot k % 2, so the next key is in place before a rotation needs it
- * and the current one stays until then. A packet whose Kri has no key is sent
- * without PDM and counted (skipped_nokey), never stamped in the clear.
+ * Keys of one flow (protected layout), installed by user space: in pdm_keys the
+ * flow's own STKs (for sealing), in pdm_peer_keys its peer's (for opening). The STK
+ * of Kri k sits in slot k % 3, so the previous, current and next Kri can all have
+ * their key: the next is in place before a rotation needs it, the previous stays for
+ * late packets. A packet whose Kri has no key is sent without PDM and counted
+ * (skipped_nokey), never stamped in the clear.
  */
+#define PDM_KEY_SLOTS 3
 struct pdm_flow_keys {
-	__u32 kri[2];
-	__u8 present[2];
-	__u8 pad[6];
-	__u8 key[2][PDM_AEAD_KEY_MAX];
+	__u32 kri[PDM_KEY_SLOTS];
+	__u8 present[PDM_KEY_SLOTS];
+	__u8 pad[5];
+	__u8 key[PDM_KEY_SLOTS][PDM_AEAD_KEY_MAX];
 };
 
 /* Per-CPU counters (datapath.md "counters"); user space sums the CPUs. */
@@ -175,6 +185,7 @@ struct pdm_event {
 #define PDM_MAP_GLOBAL_PTRS "pdm_global_ptrs"
 #define PDM_MAP_EVENTS "pdm_events"
 #define PDM_MAP_KEYS "pdm_keys"
+#define PDM_MAP_PEER_KEYS "pdm_peer_keys"
 #define PDM_PROG_EGRESS "pdm_egress"
 #define PDM_PROG_INGRESS "pdm_ingress"
 
