@@ -86,6 +86,7 @@ struct seal_work {
 	__u32 l3;
 	/* IPv6 header bytes 4-39 as they must end up, then the new header (clear fields) */
 	__u8 out[36 + PDM_HDR_LEN_V2_PROTECTED];
+	struct pdm_event event; /* sent once stamped, when events are on */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -376,6 +377,8 @@ int pdm_egress_seal(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	COUNT(c, stamped);
+	if ((cfg.flags & PDM_CFG_EVENTS) && bpf_ringbuf_output(&pdm_events, &w->event, sizeof(w->event), 0))
+		COUNT(c, events_lost);
 	return TC_ACT_OK;
 }
 
@@ -500,6 +503,13 @@ int pdm_egress(struct __sk_buff *skb)
 		put16(h, 12, dtls);
 		h[14] = 1; /* PadN, 0 bytes of padding data */
 	} else {
+		if (protect) {
+			/* First, the events that tell the agent which keys to install next. */
+			if (created)
+				emit(c, &p, PDM_EV_NEW_FLOW, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
+			if (rotated)
+				emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
+		}
 		if (protect && !has_key(&key, kri)) {
 			/* No key for this Kri yet: no PDM at all rather than PDM in the clear
 			 * (checked before the Global Pointer, which counts PDM packets only). */
@@ -537,6 +547,27 @@ int pdm_egress(struct __sk_buff *skb)
 		put16(w->out, 0, bpf_ntohs(p.ip6.payload_len) + PDM_HDR_LEN_V2_PROTECTED);
 		w->out[2] = NEXTHDR_DEST;
 		__builtin_memcpy(w->out + 36, h, PDM_HDR_LEN_V2_PROTECTED);
+		/* The STAMPED event, sent by the sealing program once the packet is stamped. */
+		struct pdm_event *e = &w->event;
+		e->ktime_ns = now;
+		__builtin_memcpy(e->src, &p.ip6.saddr, 16);
+		__builtin_memcpy(e->dst, &p.ip6.daddr, 16);
+		e->src_port = p.wire_sport;
+		e->dst_port = p.wire_dport;
+		e->psntp = psntp;
+		e->psnlr = psnlr;
+		e->delta_tlr = dtlr;
+		e->delta_tls = dtls;
+		e->random_f = rn_f;
+		e->scale_dtlr = stlr;
+		e->scale_dtls = stls;
+		e->global_pointer = gp;
+		e->kri = kri;
+		e->ifindex = skb->ifindex;
+		e->type = PDM_EV_STAMPED;
+		e->layout = PDM_LAYOUT_V2_PROTECTED;
+		e->proto = p.proto;
+		e->flags = skb->gso_segs > 1 ? PDM_EVF_GSO : 0;
 		bpf_tail_call(skb, &pdm_seal_call, 0);
 		COUNT(c, skipped_nokey); /* only if the sealing program is missing: never stamp in the clear */
 		return TC_ACT_OK;

@@ -23,7 +23,9 @@ import {
   type PdmV2ProtectedOption,
 } from "../../pdm/index.ts";
 import {
+  EVENT,
   FLOW_STATE,
+  PDM_EV,
   PIN,
   PDM_MAP,
   bpfObjectPath,
@@ -209,6 +211,34 @@ describe("protected layout, host to host (ChaCha20-Poly1305)", { skip, concurren
     } finally {
       native.closeObject(a);
       native.closeObject(b);
+    }
+  });
+});
+
+describe("protected layout: kernel events (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
+  it("a new flow is announced before its first packet needs a key; stamped and read events carry the clear fields", () => {
+    const native = nativeBpf();
+    const a = loadHost(native, { events: true });
+    const events: Buffer[] = [];
+    const ring = new native.RingBuffer(native.mapFd(a, PDM_MAP.events), EVENT.size, (records, count) => {
+      for (let i = 0; i < count; i++) events.push(Buffer.from(records.subarray(i * EVENT.size, (i + 1) * EVENT.size)));
+    });
+    const field = (e: Buffer, name: string): number => (EVENT.field(name).size === 1 ? e[EVENT.offset(name)]! : EVENT.field(name).size === 2 ? e.readUInt16LE(EVENT.offset(name)) : e.readUInt32LE(EVENT.offset(name)));
+    try {
+      native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128); // no key yet
+      ring.consume();
+      assert.deepEqual(events.map((e) => field(e, "type")), [PDM_EV["new-flow"]], "the agent hears of the flow, though nothing was stamped");
+      installFlowKey(native, native.mapFd(a, PDM_MAP.keys), flow, 0, randomBytes(32), "sender");
+      const out = native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128).data;
+      ring.consume();
+      const stamped = events[1]!;
+      assert.equal(field(stamped, "type"), PDM_EV.stamped);
+      assert.equal(field(stamped, "layout"), 3, "protected");
+      assert.equal(field(stamped, "global_pointer"), 1, "the clear fields, for measurement without keys");
+      assert.equal(field(stamped, "random_f"), out.readUInt16BE(14 + 40 + 2 + 4), "the Random Number and F on the wire");
+    } finally {
+      ring.close();
+      native.closeObject(a);
     }
   });
 });
