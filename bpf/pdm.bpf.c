@@ -81,9 +81,10 @@ struct seal_work {
 	struct pdm_aead_work aead;
 	__u8 nonce[PDM_AEAD_NONCE_LEN];
 	__u8 pt[PDM_AEAD_TEXT_LEN];
-	struct pdm_flow_key flow;
+	__u8 key[PDM_AEAD_KEY_LEN]; /* the flow's key for kri, copied by egress (one lookup) */
 	__u32 kri;
 	__u32 l3;
+	__u32 send_event;
 	/* IPv6 header bytes 4-39 as they must end up, then the new header (clear fields) */
 	__u8 out[36 + PDM_HDR_LEN_V2_PROTECTED];
 	struct pdm_event event; /* sent once stamped, when events are on */
@@ -323,22 +324,26 @@ static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u3
 	return keys->key[slot];
 }
 
-static __always_inline int has_key(const struct pdm_flow_key *flow, __u32 kri)
+/* Copy the flow's key for `kri` into the sealing work; 0 when it is not installed. */
+static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 {
-	return key_for(flow, kri) != NULL;
+	__u32 zero = 0;
+	struct seal_work *w = bpf_map_lookup_elem(&pdm_seal_work, &zero);
+	const __u8 *k = key_for(flow, kri);
+	if (!w || !k)
+		return 0;
+	__builtin_memcpy(w->key, k, PDM_AEAD_KEY_LEN);
+	return 1;
 }
 
 /*
  * Protected layout (wire.md section 4): seal option-data bytes 4-17 of the header in
  * w->out (the clear layout's fields, written there already) in place, ciphertext then
- * tag, under the flow's key for w->kri. Non-zero when that key is not installed.
+ * tag, under the key egress copied into w->key (take_key).
  */
-static __always_inline int seal(struct seal_work *w)
+static __always_inline void seal(struct seal_work *w)
 {
 	__u32 kri = w->kri;
-	const __u8 *key = key_for(&w->flow, kri);
-	if (!key)
-		return -1;
 	__u8 *h = w->out + 36;
 	/* nonce: six zero bytes, Kri, then the Random Number and F as on the wire */
 	__builtin_memset(w->nonce, 0, 6);
@@ -350,8 +355,7 @@ static __always_inline int seal(struct seal_work *w)
 	w->nonce[11] = h[7];
 	__builtin_memcpy(w->pt, h + 8, PDM_AEAD_TEXT_LEN);
 	/* associated data: Option Type, Opt Data Len, option-data bytes 0-3 (h[2..7]) */
-	pdm_chacha20poly1305_seal(&w->aead, key, w->nonce, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
-	return 0;
+	pdm_chacha20poly1305_seal(&w->aead, w->key, w->nonce, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
 }
 
 /* The protected layout's second half of egress: seal, make room, write the header. */
@@ -363,11 +367,7 @@ int pdm_egress_seal(struct __sk_buff *skb)
 	struct seal_work *w = bpf_map_lookup_elem(&pdm_seal_work, &zero);
 	if (!w)
 		return TC_ACT_OK;
-	if (seal(w)) {
-		/* No key for this Kri yet: no PDM at all rather than PDM in the clear. */
-		COUNT(c, skipped_nokey);
-		return TC_ACT_OK;
-	}
+	seal(w);
 	if (bpf_skb_adjust_room(skb, PDM_HDR_LEN_V2_PROTECTED, BPF_ADJ_ROOM_NET, 0)) {
 		COUNT(c, skipped_room);
 		return TC_ACT_OK;
@@ -377,7 +377,7 @@ int pdm_egress_seal(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	COUNT(c, stamped);
-	if ((cfg.flags & PDM_CFG_EVENTS) && bpf_ringbuf_output(&pdm_events, &w->event, sizeof(w->event), 0))
+	if (w->send_event && bpf_ringbuf_output(&pdm_events, &w->event, sizeof(w->event), 0))
 		COUNT(c, events_lost);
 	return TC_ACT_OK;
 }
@@ -510,7 +510,7 @@ int pdm_egress(struct __sk_buff *skb)
 			if (rotated)
 				emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
 		}
-		if (protect && !has_key(&key, kri)) {
+		if (protect && !take_key(&key, kri)) {
 			/* No key for this Kri yet: no PDM at all rather than PDM in the clear
 			 * (checked before the Global Pointer, which counts PDM packets only). */
 			COUNT(c, skipped_nokey);
@@ -540,7 +540,6 @@ int pdm_egress(struct __sk_buff *skb)
 		struct seal_work *w = bpf_map_lookup_elem(&pdm_seal_work, &zero);
 		if (!w)
 			return TC_ACT_OK;
-		w->flow = key;
 		w->kri = kri;
 		w->l3 = p.l3;
 		__builtin_memcpy(w->out, (__u8 *)&p.ip6 + 4, IPV6_HLEN - 4);
@@ -548,7 +547,10 @@ int pdm_egress(struct __sk_buff *skb)
 		w->out[2] = NEXTHDR_DEST;
 		__builtin_memcpy(w->out + 36, h, PDM_HDR_LEN_V2_PROTECTED);
 		/* The STAMPED event, sent by the sealing program once the packet is stamped. */
+		w->send_event = (cfg.flags & PDM_CFG_EVENTS) != 0;
 		struct pdm_event *e = &w->event;
+		if (!w->send_event)
+			goto seal;
 		e->ktime_ns = now;
 		__builtin_memcpy(e->src, &p.ip6.saddr, 16);
 		__builtin_memcpy(e->dst, &p.ip6.daddr, 16);
@@ -568,6 +570,7 @@ int pdm_egress(struct __sk_buff *skb)
 		e->layout = PDM_LAYOUT_V2_PROTECTED;
 		e->proto = p.proto;
 		e->flags = skb->gso_segs > 1 ? PDM_EVF_GSO : 0;
+	seal:
 		bpf_tail_call(skb, &pdm_seal_call, 0);
 		COUNT(c, skipped_nokey); /* only if the sealing program is missing: never stamp in the clear */
 		return TC_ACT_OK;
@@ -582,12 +585,12 @@ int pdm_egress(struct __sk_buff *skb)
 	 * were, and the new header follows (one helper call instead of two). */
 	struct {
 		__u8 fixed[IPV6_HLEN - 4];
-		__u8 h[PDM_HDR_LEN_V2_PROTECTED];
+		__u8 h[PDM_HDR_LEN_V2_CLEAR]; /* the clear layouts only: the protected one went above */
 	} out;
 	__builtin_memcpy(out.fixed, (__u8 *)&p.ip6 + 4, IPV6_HLEN - 4);
 	put16(out.fixed, 0, bpf_ntohs(p.ip6.payload_len) + hdr_len);
 	out.fixed[2] = NEXTHDR_DEST;
-	__builtin_memcpy(out.h, h, PDM_HDR_LEN_V2_PROTECTED);
+	__builtin_memcpy(out.h, h, PDM_HDR_LEN_V2_CLEAR);
 	if (bpf_skb_store_bytes(skb, p.l3 + 4, &out, IPV6_HLEN - 4 + hdr_len, 0)) {
 		/* Cannot happen after a successful adjust_room; counted should it ever. */
 		COUNT(c, skipped_room);
