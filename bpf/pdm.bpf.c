@@ -2,12 +2,16 @@
 /*
  * pdm.bpf.c: the PDM data path on tc clsact (datapath.md).
  *
- *   pdm_egress   inserts a Destination Options header carrying a PDM option (RFC 8250
- *                or PDMv2 clear) right after the fixed IPv6 header of each selected
- *                TCP, UDP or ICMPv6 echo packet, filled from the flow's state.
+ *   pdm_egress   inserts a Destination Options header carrying a PDM option (RFC 8250,
+ *                PDMv2 clear or PDMv2 protected) right after the fixed IPv6 header of
+ *                each selected TCP, UDP or ICMPv6 echo packet, filled from the flow's
+ *                state. For the protected layout it hands over to pdm_egress_seal
+ *                (tail call), which seals the option under the flow's key (pdm_keys).
  *   pdm_ingress  reads the PDM option of each arriving packet, updates the state the
  *                next egress packet needs (PSNLR, receive time), counts what it saw,
- *                and optionally removes the header.
+ *                and optionally removes the header. A protected option goes to
+ *                pdm_ingress_open (tail call), which verifies it under the peer's keys
+ *                (pdm_peer_keys), then to pdm_ingress_read for the same bookkeeping.
  *
  * Rule for both: measurement never breaks traffic. Anything this program cannot or
  * should not stamp is counted and passed on unchanged (TC_ACT_OK), never dropped.
@@ -655,7 +659,7 @@ struct read_fields {
 	__u8 layout;
 };
 
-/* The option was in `p`'s recent (Kri, Random Number) pairs, not back to back: a replay. */
+/* `pair` is one of the flow's recent (Kri, Random Number and F) pairs. */
 static __always_inline int seen_before(struct pdm_flow_state *st, __u32 pair)
 {
 	int hit = 0;
