@@ -954,6 +954,10 @@ int pdm_ingress(struct __sk_buff *skb)
 		 * layout with ChaCha20-Poly1305; otherwise left as it is. */
 		if (cfg.layout != PDM_LAYOUT_V2_PROTECTED || cfg.aead != PDM_AEAD_CHACHA20POLY1305)
 			return TC_ACT_OK;
+		if (get16(h, o) != 0x2000) { /* version 2, reserved 0: malformed, as in the clear */
+			COUNT(c, malformed);
+			return TC_ACT_OK;
+		}
 		__u32 zero = 0;
 		struct open_work *ow = bpf_map_lookup_elem(&pdm_open_work, &zero);
 		if (!ow)
