@@ -52,7 +52,7 @@ export const PIN = {
 
 export interface AttachOptions {
   ifname: string;
-  /** The layout stamped on egress; "v2-protected" in the kernel is a later issue. */
+  /** The layout stamped on egress; "v2-protected" is refused until the agent installs keys (issue 6). */
   layout: KernelLayout;
   /** Stamp only flows with one of these ports (either end); empty = any. */
   ports?: number[];
@@ -162,7 +162,7 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
 export function attach(options: AttachOptions): AttachState {
   requireRoot("pdm attach");
   if (options.layout === "v2-protected") {
-    throw new UsageError("the protected layout is not stamped in the kernel yet: use --layout v1 or v2");
+    throw new UsageError("the kernel can seal and open the protected layout, but the agent does not install its keys yet, so every packet would leave without PDM: use --layout v1 or v2");
   }
   ensureBpffs();
   const iface = interfaceInfo(options.ifname);

@@ -50,7 +50,7 @@ describe("pdm attach / detach / status / capture refusals", () => {
     const protectedLayout = pdm(["attach", "-i", "lo", "--layout", "v2-protected"]);
     if (process.getuid?.() === 0) {
       assert.equal(protectedLayout.code, 2);
-      assert.match(protectedLayout.stderr, /protected layout is not stamped in the kernel yet/);
+      assert.match(protectedLayout.stderr, /the agent does not install its keys yet/);
     }
     const badPort = pdm(["attach", "-i", "lo", "--ports", "80,99999"]);
     assert.equal(badPort.code, 2);
