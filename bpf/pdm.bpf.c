@@ -68,6 +68,12 @@ struct {
 	__type(value, struct pdm_flow_keys);
 } pdm_keys SEC(".maps");
 
+/* Which flows need which keys: read by the agent, which installs them (pdm_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, PDM_KEY_NEEDS_BYTES);
+} pdm_key_needs SEC(".maps");
+
 /* And each flow's peer's keys, for opening what the peer sealed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -328,6 +334,21 @@ static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u3
 	return keys->key[slot];
 }
 
+/* Tell the agent that `flow` needs keys (kind PDM_NEED_OWN or PDM_NEED_PEER). */
+static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_flow_key *flow, __u32 kri, __u8 kind)
+{
+	struct pdm_key_need *n = bpf_ringbuf_reserve(&pdm_key_needs, sizeof(*n), 0);
+	if (!n) {
+		COUNT(c, events_lost);
+		return;
+	}
+	n->flow = *flow;
+	n->kri = kri;
+	n->kind = kind;
+	n->pad[0] = n->pad[1] = n->pad[2] = 0;
+	bpf_ringbuf_submit(n, 0);
+}
+
 /* Copy the flow's key for `kri` into the sealing work; 0 when it is not installed. */
 static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 {
@@ -513,12 +534,15 @@ int pdm_egress(struct __sk_buff *skb)
 				emit(c, &p, PDM_EV_NEW_FLOW, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
 			if (rotated)
 				emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
-		}
-		if (protect && !take_key(&key, kri)) {
-			/* No key for this Kri yet: no PDM at all rather than PDM in the clear
-			 * (checked before the Global Pointer, which counts PDM packets only). */
-			COUNT(c, skipped_nokey);
-			return TC_ACT_OK;
+			int have = take_key(&key, kri);
+			if (created || rotated || !have)
+				need_keys(c, &key, kri, PDM_NEED_OWN);
+			if (!have) {
+				/* No key for this Kri yet: no PDM at all rather than PDM in the clear
+				 * (checked before the Global Pointer, which counts PDM packets only). */
+				COUNT(c, skipped_nokey);
+				return TC_ACT_OK;
+			}
 		}
 		__u32 cls = is_link_local(&p.ip6.saddr) ? PDM_GP_LINK_LOCAL : PDM_GP_GLOBAL;
 		__u32 *ctr = bpf_map_lookup_elem(&pdm_global_ptrs, &cls);
@@ -767,6 +791,14 @@ static __always_inline __u16 be16_at(const __u8 *b)
 	return ((__u16)b[0] << 8) | b[1];
 }
 
+/* `keys` holds the key for `kri`. */
+static __always_inline int has_peer_key(const struct pdm_flow_keys *keys, __u32 kri)
+{
+	__u32 slot = kri % PDM_KEY_SLOTS;
+	asm volatile("" : "+r"(slot)); /* the verifier cannot bound a remainder */
+	return slot < PDM_KEY_SLOTS && keys->present[slot] && keys->kri[slot] == kri;
+}
+
 /*
  * One try at opening w->option under `key` (w->nonce ready). A function of its own, not
  * inlined: the AEAD's registers spill onto a stack frame of their own this way.
@@ -828,8 +860,15 @@ int pdm_ingress_open(struct __sk_buff *skb)
 	}
 	if (opened) {
 		COUNT(c, auth_fail);
+		/* No keys at all for this flow: the agent learns of it here. (With keys, a
+		 * failure is a forgery or a Kri far ahead: asking would not help.) */
+		if (!keys)
+			need_keys(c, &key, 0, PDM_NEED_PEER);
 		return TC_ACT_OK;
 	}
+	/* The peer reached the last Kri installed: the next one, before it is needed. */
+	if (!has_peer_key(keys, kri + 1))
+		need_keys(c, &key, kri + 1, PDM_NEED_PEER);
 	const __u8 *t = w->pt; /* the clear layout's option-data bytes 4-17 */
 	struct read_fields *f = &w->fields;
 	f->stlr = t[0];

@@ -80,6 +80,7 @@ export const PDM_MAP = {
   events: "pdm_events",
   keys: "pdm_keys",
   peerKeys: "pdm_peer_keys",
+  keyNeeds: "pdm_key_needs",
 } as const;
 export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress" } as const;
 export const PDM_FLOWS_MAX = 65536;
@@ -153,6 +154,16 @@ export const FLOW_KEYS = new StructLayout("pdm_flow_keys", [
   ["key", "u8", PDM_KEY_SLOTS * PDM_AEAD_KEY_MAX],
 ]);
 
+/** What a pdm_key_needs record asks for (pdm_abi.h): this host's keys, or its peer's. */
+export const PDM_NEED = { own: 1, peer: 2 } as const;
+export const PDM_KEY_NEEDS_BYTES = 256 << 10;
+export const KEY_NEED = new StructLayout("pdm_key_need", [
+  ["flow", FLOW_KEY],
+  ["kri", "u32"],
+  ["kind", "u8"],
+  ["pad", "u8", 3],
+]);
+
 /** Counter names in the order of struct pdm_counters. */
 export const COUNTER_NAMES = [
   "stamped",
@@ -199,7 +210,7 @@ export const EVENT = new StructLayout("pdm_event", [
 ]);
 
 /** Every struct the header defines, for the layout check. */
-export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, FLOW_KEYS, COUNTERS, EVENT];
+export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, FLOW_KEYS, KEY_NEED, COUNTERS, EVENT];
 
 /** Every #define the TypeScript side relies on, by its C name, for the same check. */
 export const ALL_CONSTANTS: Record<string, number | string> = {
@@ -230,6 +241,10 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_MAP_EVENTS: PDM_MAP.events,
   PDM_MAP_KEYS: PDM_MAP.keys,
   PDM_MAP_PEER_KEYS: PDM_MAP.peerKeys,
+  PDM_MAP_KEY_NEEDS: PDM_MAP.keyNeeds,
+  PDM_NEED_OWN: PDM_NEED.own,
+  PDM_NEED_PEER: PDM_NEED.peer,
+  PDM_KEY_NEEDS_BYTES,
   PDM_KEY_SLOTS,
   PDM_RX_RECENT,
   PDM_AEAD_AES128GCM: PDM_AEAD["aes-128-gcm"],

@@ -16,3 +16,4 @@ export { openLiveCapture } from "./pcap-source.ts";
 export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";
 export { packageRoot } from "./package-root.ts";
 export { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
+export { KeyInstaller, type KeyInstallerMaps, type KeyInstallerStats, type StkSource } from "./key-installer.ts";

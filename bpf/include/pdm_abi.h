@@ -174,6 +174,24 @@ struct pdm_event {
 	__u8 flags;
 };
 
+/*
+ * Protected layout: a flow needs keys (pdm_key_needs ring buffer, read by the agent).
+ * The flow is given as this host sees it (pdm_flow_key). PDM_NEED_OWN: install this
+ * host's STKs for `kri` and `kri + 1` (a new flow, a rotation, or a packet that left
+ * without PDM for want of its key). PDM_NEED_PEER: install the peer's STK for `kri`
+ * (an option no installed key could open, with kri 0 when the flow had no peer keys
+ * at all, or the peer has reached the last Kri installed).
+ */
+#define PDM_NEED_OWN 1
+#define PDM_NEED_PEER 2
+struct pdm_key_need {
+	struct pdm_flow_key flow;
+	__u32 kri;
+	__u8 kind;
+	__u8 pad[3];
+};
+#define PDM_KEY_NEEDS_BYTES (256u << 10)
+
 /* Global Pointer classes (wire.md section 3). */
 #define PDM_GP_LINK_LOCAL 0
 #define PDM_GP_GLOBAL 1
@@ -186,6 +204,7 @@ struct pdm_event {
 #define PDM_MAP_EVENTS "pdm_events"
 #define PDM_MAP_KEYS "pdm_keys"
 #define PDM_MAP_PEER_KEYS "pdm_peer_keys"
+#define PDM_MAP_KEY_NEEDS "pdm_key_needs"
 #define PDM_PROG_EGRESS "pdm_egress"
 #define PDM_PROG_INGRESS "pdm_ingress"
 

@@ -1,0 +1,113 @@
+// Installs protected-layout keys where the kernel asks for them. The data path writes
+// a record to pdm_key_needs when a flow needs keys (pdm_abi.h): its own STKs for a Kri
+// and the next (a new flow, a rotation, a packet that left without PDM), or its
+// peer's (an option nothing installed could open, or a peer at the last Kri
+// installed). The installer derives each STK through `stk` (the agent's key store,
+// or a key log) and writes it into pdm_keys or pdm_peer_keys, so that the next Kri's
+// key is in place before the sender rotates to it.
+
+import { formatFlow, type FlowTuple } from "../pdm/index.ts";
+import { FLOW_KEY, KEY_NEED, PDM_NEED } from "./abi.ts";
+import { installFlowKey } from "./flow-keys.ts";
+import type { NativeBpf, NativeRingBuffer } from "./native.ts";
+
+/** The STK that `sender` (a 5-tuple as wire.md section 3 defines it) seals with under `kri`; undefined if unknown. */
+export type StkSource = (sender: FlowTuple, kri: number) => Uint8Array | undefined;
+
+export interface KeyInstallerMaps {
+  keys: number;
+  peerKeys: number;
+  keyNeeds: number;
+}
+
+export interface KeyInstallerStats {
+  /** STKs written into the kernel. */
+  installed: number;
+  /** Needs no STK was found for (the key source does not know the flow). */
+  unknown: number;
+  /** Needs of ICMPv6 echo flows, whose sender 5-tuple the kernel's flow key does not tell apart. */
+  unsupported: number;
+}
+
+const ICMPV6 = 58;
+const MAX_REMEMBERED_FLOWS = 100_000;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+export class KeyInstaller {
+  readonly stats: KeyInstallerStats = { installed: 0, unknown: 0, unsupported: 0 };
+  /** Kri values already installed per (map, sender): a need repeated by many packets costs one derivation. */
+  private readonly done = new Map<string, Set<number>>();
+  private ring: NativeRingBuffer | undefined;
+
+  constructor(
+    private readonly native: NativeBpf,
+    private readonly maps: KeyInstallerMaps,
+    private readonly stk: StkSource,
+    private readonly onProblem: (message: string) => void = () => {},
+  ) {}
+
+  /** Start reading needs as the kernel writes them (uv_poll on the ring buffer). */
+  start(): void {
+    this.ring ??= new this.native.RingBuffer(this.maps.keyNeeds, KEY_NEED.size, (records, count) => {
+      for (let i = 0; i < count; i += 1) this.handle(records.subarray(i * KEY_NEED.size, (i + 1) * KEY_NEED.size));
+    });
+  }
+
+  /** Handle what is waiting now (tests, and a final drain before stopping). */
+  consume(): void {
+    this.start();
+    this.ring!.consume();
+  }
+
+  close(): void {
+    this.ring?.close();
+    this.ring = undefined;
+  }
+
+  /** One pdm_key_need record. */
+  handle(record: Buffer): void {
+    const f = KEY_NEED.offset("flow");
+    const local = record.subarray(f + FLOW_KEY.offset("local"), f + FLOW_KEY.offset("local") + 16);
+    const remote = record.subarray(f + FLOW_KEY.offset("remote"), f + FLOW_KEY.offset("remote") + 16);
+    const localPort = record.readUInt16LE(f + FLOW_KEY.offset("local_port"));
+    const remotePort = record.readUInt16LE(f + FLOW_KEY.offset("remote_port"));
+    const proto = record[f + FLOW_KEY.offset("proto")]!;
+    const kri = record.readUInt32LE(KEY_NEED.offset("kri"));
+    const kind = record[KEY_NEED.offset("kind")]!;
+    if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
+      // ICMPv6 echo: the kernel keys both directions by the identifier, but the sender's
+      // 5-tuple (and so its STK) depends on whether it sends requests or replies.
+      if (proto === ICMPV6) this.stats.unsupported += 1;
+      return;
+    }
+    if (kind === PDM_NEED.own) {
+      const sender: FlowTuple = { src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport: localPort, dport: remotePort, proto };
+      for (const k of [kri, kri + 1]) this.install(this.maps.keys, "sender", sender, k);
+    } else if (kind === PDM_NEED.peer) {
+      const sender: FlowTuple = { src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport: remotePort, dport: localPort, proto };
+      // A first need (Kri 0: the flow had no keys) gets the first two; a later one just
+      // the Kri asked for, so the three slots keep the previous, current and next.
+      for (const k of kri === 0 ? [0, 1] : [kri]) this.install(this.maps.peerKeys, "receiver", sender, k);
+    }
+  }
+
+  private install(mapFd: number, side: "sender" | "receiver", sender: FlowTuple, kri: number): void {
+    if (kri > 0xffff_ffff) return; // Kri never wraps
+    const id = `${mapFd} ${formatFlow(sender)}`;
+    let kris = this.done.get(id);
+    if (kris?.has(kri)) return;
+    const stk = this.stk(sender, kri);
+    if (!stk) {
+      this.stats.unknown += 1;
+      this.onProblem(`no key for ${formatFlow(sender)} at Kri ${kri}`);
+      return;
+    }
+    installFlowKey(this.native, mapFd, sender, kri, stk, side);
+    this.stats.installed += 1;
+    if (this.done.size >= MAX_REMEMBERED_FLOWS) this.done.clear(); // forgetting costs a derivation, nothing more
+    if (!kris) this.done.set(id, (kris = new Set()));
+    kris.add(kri);
+    for (const old of kris) if (old + 2 < kri) kris.delete(old); // its slot now holds a later Kri
+  }
+}

@@ -1,0 +1,80 @@
+// The kernel asks for keys (pdm_key_needs) and the installer (probes/key-installer.ts)
+// puts them in place, through BPF_PROG_TEST_RUN on two hosts' programs: host A sends,
+// host B reads, both rotating Kri every 2 packets. Each host's installer runs after
+// each packet (an agent that keeps up). Measured coverage: A's first packet leaves
+// without PDM (its key is asked for by that packet); every later one is sealed, across
+// rotations, because the next Kri's key is installed before it is needed. B cannot
+// open A's first stamped packet (it learns of the flow from it); it reads every later
+// one. The TypeScript core opens every stamped option with the key the source gives.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { AeadId, formatFlow, openProtectedOption, parseIpv6, parseIpv6Address, type FlowTuple, type PdmV2ProtectedOption } from "../../pdm/index.ts";
+import { KeyInstaller, PIN, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { datapathSkipReason } from "../helpers/netns.ts";
+import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+
+const skip = datapathSkipReason();
+const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
+const plain = Buffer.concat([ETH, ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 20) })]);
+const aToB: FlowTuple = { src: parseIpv6Address("fd00::1"), dst: parseIpv6Address("fd00::2"), sport: 40000, dport: 7000, proto: 17 };
+
+/** The deployment's keys, as both hosts' agents would derive them: one STK per (sender 5-tuple, Kri). */
+const stk = (sender: FlowTuple, kri: number): Uint8Array => createHash("sha256").update(`${formatFlow(sender)} ${kri}`).digest();
+
+describe("key installer: the kernel asks, the installer answers", { skip, concurrency: false }, () => {
+  let native: NativeBpf;
+  const hosts: Array<{ object: number; installer: KeyInstaller }> = [];
+  const host = (): { object: number; installer: KeyInstaller } => {
+    const object = native.openObject(bpfObjectPath());
+    native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", maxPacketsPerKri: 2, events: false }, 14));
+    native.loadObject(object);
+    const maps = { keys: native.mapFd(object, PDM_MAP.keys), peerKeys: native.mapFd(object, PDM_MAP.peerKeys), keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds) };
+    const h = { object, installer: new KeyInstaller(native, maps, stk) };
+    hosts.push(h);
+    return h;
+  };
+  before(() => {
+    native = nativeBpf();
+  });
+  after(() => {
+    for (const h of hosts) {
+      h.installer.close();
+      native.closeObject(h.object);
+    }
+  });
+
+  it("seals every packet after the first, across rotations, and the reader opens every one after the first stamped", () => {
+    const a = host();
+    const b = host();
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 9; i++) {
+      sent.push(native.progTestRun(native.programFd(a.object, PIN.egress), plain, 1, plain.length + 128).data);
+      a.installer.consume();
+    }
+    const ca = sumCounters(native, native.mapFd(a.object, PIN.counters));
+    assert.deepEqual({ stamped: ca.stamped, skipped_nokey: ca.skipped_nokey }, { stamped: 8, skipped_nokey: 1 }, "only the first packet left without PDM");
+    assert.deepEqual(sent[0], plain);
+
+    // Every stamped option opens in the TypeScript core with the source's key for its Kri.
+    const kris: number[] = [];
+    for (const out of sent.slice(1)) {
+      const p = parseIpv6(out, 14);
+      assert.ok(p.ok && p.value.pdm?.layout === "v2-protected");
+      const option = p.value.pdm as PdmV2ProtectedOption;
+      const kri = [0, 1, 2, 3, 4, 5].find((k) => openProtectedOption(AeadId.Chacha20Poly1305, stk(aToB, k), k, option).ok);
+      assert.ok(kri !== undefined, "opens under one of the flow's keys");
+      kris.push(kri);
+    }
+    assert.deepEqual(kris, [0, 1, 1, 2, 2, 3, 3, 4], "Kri rotates every 2 Random Numbers (the first went to the unkeyed packet)");
+
+    for (const out of sent.slice(1)) {
+      native.progTestRun(native.programFd(b.object, PIN.ingress), out, 1, out.length + 64);
+      b.installer.consume();
+    }
+    const cb = sumCounters(native, native.mapFd(b.object, PIN.counters));
+    assert.deepEqual({ read: cb.read, auth_fail: cb.auth_fail }, { read: 7, auth_fail: 1 }, "all but the first stamped packet read");
+    assert.equal(a.installer.stats.unknown + b.installer.stats.unknown, 0);
+  });
+});
