@@ -21,5 +21,6 @@ fi
 echo "test: running ${#files[@]} test files, then ${#TIMED[@]} timing-sensitive ones alone"
 status=0
 node --import tsx --test --test-reporter=spec --test-concurrency=2 "${files[@]}" || status=$?
+sleep 2 # let the machine settle after the parallel phase
 node --import tsx --test --test-reporter=spec --test-concurrency=1 "${TIMED[@]}" || status=$?
 exit $status

@@ -36,6 +36,8 @@ async function tcpBulk(topo: Topology, port: number, bytes: number): Promise<num
   return Number(/received (\d+)/.exec(sink.output().stdout)![1]);
 }
 const MS = 1e6;
+/** Upper bound of a measured round trip through the two 5 ms bridges (see the UDP check). */
+const RTD_MAX = 13 * MS;
 
 interface FlowJson {
   transport: string;
@@ -132,13 +134,15 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       const sd = udp.serverDelayNs!.p50;
       assert.ok(sd >= hold && sd <= hold + 1.5 * MS, `server delay p50 ${sd} ns vs responder hold ${hold} ns`);
       const rtd = udp.roundTripDelayNs!.p50;
-      assert.ok(rtd >= 10 * MS && rtd <= 12 * MS, `round-trip delay p50 ${rtd} ns, injected 10 ms`);
+      // Never below what the bridges inject; above it by what a user-space bridge loses to
+      // scheduling on this shared 2-core VM (usually 0.1 ms, once 2.3 ms in a CI run).
+      assert.ok(rtd >= 10 * MS && rtd <= RTD_MAX, `round-trip delay p50 ${rtd} ns, injected 10 ms`);
       assert.equal(udp.counters.lost, 0, "PSNTP continuous");
 
       const icmp = result.flows.find((f) => f.transport === "icmpv6");
       assert.ok(icmp && icmp.roundTripDelayNs, "ICMPv6 echo flow with samples");
       assert.ok(icmp.roundTripDelayNs.count >= 8, `echo samples: ${icmp.roundTripDelayNs.count}`);
-      assert.ok(icmp.roundTripDelayNs.p50 >= 10 * MS && icmp.roundTripDelayNs.p50 <= 12 * MS, `echo round trip ${icmp.roundTripDelayNs.p50}`);
+      assert.ok(icmp.roundTripDelayNs.p50 >= 10 * MS && icmp.roundTripDelayNs.p50 <= RTD_MAX, `echo round trip ${icmp.roundTripDelayNs.p50}`);
       assert.ok(icmp.serverDelayNs!.p50 < 1 * MS, "the kernel answers echo at once");
 
       const tcp = result.flows.find((f) => f.transport === "tcp" && f.serverPort === 5201 && f.pdmPackets > 100);
