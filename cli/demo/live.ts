@@ -119,8 +119,8 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
       }
     }
     say(`[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: stamping and reading PDMv2`);
-    say(`           layout: PDMv2 clear. The protected layout in the kernel is not built yet (issue 6), so the`);
-    say(`           router sees the PDM fields in clear; the key log is still exported, as an analyzer of protected traffic would.`);
+    say(`           layout: PDMv2 clear. The kernel can seal the protected layout, but the agents do not install its keys yet`);
+    say(`           (issue 6), so the router sees the PDM fields in clear; the key log is still exported, as an analyzer of protected traffic would.`);
 
     const servers = SERVER_APPS.map((a) => lab.start(topo.ns[a.host]!, `apps on ${a.host}`, [...APPS, "serve", String(a.httpHoldMs), String(a.udpHoldMs)]));
     await Promise.all(servers.map((s) => s.waitFor(/ready/, 30_000)));
