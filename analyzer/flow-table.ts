@@ -162,7 +162,7 @@ export class FlowTable {
       this.count(direction, "withoutPdm");
       return;
     }
-    conversation.layout ??= pdm.layout;
+    conversation.layout ??= r.wireLayout ?? pdm.layout;
 
     let fields: PdmTimes;
     if (pdm.layout === "v2-protected") {

@@ -2,7 +2,7 @@
 // some observation point. Captures (pcap/pcapng, live libpcap) and eBPF ring-buffer
 // records both become PdmRecords, so the metrics code does not care where they came from.
 
-import type { PdmOption, WireError } from "../pdm/index.ts";
+import type { Layout, PdmOption, WireError } from "../pdm/index.ts";
 
 export interface PdmRecord {
   /** Observation time, ns since the start of the input (exact, monotonic in practice). */
@@ -19,6 +19,12 @@ export interface PdmRecord {
   pdm: PdmOption | undefined;
   /** Set when the packet carried a malformed PDM option. */
   pdmError: WireError | undefined;
+  /**
+   * The layout on the wire, when it differs from `pdm`'s: a protected option the
+   * kernel has already verified and opened reaches the analyzer (an eBPF event) with
+   * its fields in the clear layout's shape.
+   */
+  wireLayout?: Layout;
   /** Packet number in the input (1-based), for diagnostics. */
   number: number;
 }

@@ -68,7 +68,9 @@ export function eventOption(b: Buffer, at: number): PdmOption | undefined {
   };
   const layout = b[at + AT.layout];
   if (layout === PDM_LAYOUT.rfc8250) return { layout: "rfc8250", ...times };
-  if (layout === PDM_LAYOUT["v2-clear"]) {
+  // A protected option's event carries the fields the kernel sealed or opened (and
+  // verified): the clear layout's shape. eventToRecord notes the wire layout.
+  if (layout === PDM_LAYOUT["v2-clear"] || layout === PDM_LAYOUT["v2-protected"]) {
     const rnf = b.readUInt16LE(at + AT.rnf);
     return {
       layout: "v2-clear",
@@ -114,6 +116,7 @@ export function eventToRecord(b: Buffer, at: number, record: PdmRecord, originNs
   record.dport = b.readUInt16LE(at + AT.dport);
   record.proto = b[at + AT.proto]!;
   record.pdm = eventOption(b, at);
+  record.wireLayout = b[at + AT.layout] === PDM_LAYOUT["v2-protected"] ? "v2-protected" : undefined;
   record.pdmError = undefined;
   record.number = number;
   return true;

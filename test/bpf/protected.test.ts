@@ -31,12 +31,14 @@ import {
   bpfObjectPath,
   encodeConfig,
   encodeFlowKey,
+  eventToRecord,
   installFlowKey,
   nativeBpf,
   sumCounters,
   type AttachOptions,
   type NativeBpf,
 } from "../../probes/index.ts";
+import { AnalysisSession, type PdmRecord } from "../../analyzer/index.ts";
 import { datapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
 
@@ -236,6 +238,16 @@ describe("protected layout: kernel events (ChaCha20-Poly1305)", { skip, concurre
       assert.equal(field(stamped, "layout"), 3, "protected");
       assert.equal(field(stamped, "global_pointer"), 1, "the clear fields, for measurement without keys");
       assert.equal(field(stamped, "random_f"), out.readUInt16BE(14 + 40 + 2 + 4), "the Random Number and F on the wire");
+      // The analyzer measures from such events without any key: the fields are the kernel's.
+      const record = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 } as PdmRecord;
+      assert.ok(eventToRecord(stamped, 0, record, 0, 1));
+      assert.equal(record.wireLayout, "v2-protected");
+      assert.equal(record.pdm?.layout, "v2-clear", "fields in the clear layout's shape");
+      assert.equal((record.pdm as { globalPointer: number }).globalPointer, 1);
+      const session = new AnalysisSession();
+      session.addRecord(record, 0);
+      const flowReport = session.result("events", { format: "ebpf", packets: 1, bytes: 0, stoppedEarly: undefined, warnings: [] }).flows[0]!;
+      assert.deepEqual({ layout: flowReport.layout, pdmPackets: flowReport.pdmPackets }, { layout: "v2-protected", pdmPackets: 1 });
     } finally {
       ring.close();
       native.closeObject(a);
