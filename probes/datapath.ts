@@ -45,6 +45,14 @@ export const PIN = {
   counters: PDM_MAP.counters,
   globalPointers: PDM_MAP.globalPointers,
   events: PDM_MAP.events,
+  keys: PDM_MAP.keys,
+  peerKeys: PDM_MAP.peerKeys,
+  keyNeeds: PDM_MAP.keyNeeds,
+  /** The protected layout's tail calls. Pinned because the kernel empties a program
+   * array once no file descriptor or pin holds it. */
+  sealCall: "pdm_seal_call",
+  openCall: "pdm_open_call",
+  readCall: "pdm_read_call",
   config: "pdm_config",
   egress: PDM_PROG.egress,
   ingress: PDM_PROG.ingress,
@@ -52,7 +60,7 @@ export const PIN = {
 
 export interface AttachOptions {
   ifname: string;
-  /** The layout stamped on egress; "v2-protected" is refused until the agent installs keys (issue 6). */
+  /** The layout stamped on egress. With "v2-protected", keys come from a KeyInstaller (probes/key-installer.ts). */
   layout: KernelLayout;
   /** Stamp only flows with one of these ports (either end); empty = any. */
   ports?: number[];
@@ -161,9 +169,10 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
 /** Loads, pins and attaches. A second attach on the same interface replaces the first. */
 export function attach(options: AttachOptions): AttachState {
   requireRoot("pdm attach");
-  if (options.layout === "v2-protected") {
-    throw new UsageError("the kernel can seal and open the protected layout, but the agent does not install its keys yet, so every packet would leave without PDM: use --layout v1 or v2");
+  if (options.layout === "v2-protected" && (options.aead ?? "chacha20-poly1305") !== "chacha20-poly1305") {
+    throw new UsageError("the data path seals the protected layout with ChaCha20-Poly1305 only so far; AES-128-GCM is still to come");
   }
+  if (options.layout === "v2-protected") options = { ...options, aead: "chacha20-poly1305" };
   ensureBpffs();
   const iface = interfaceInfo(options.ifname);
   if (readAttachState(iface.name) || existsSync(pinDir(iface.name))) detach(iface.name);
@@ -192,7 +201,7 @@ export function attach(options: AttachOptions): AttachState {
       throw explainNativeError("loading the eBPF programs", err);
     }
     mkdirSync(dir, { recursive: true });
-    for (const name of [PIN.flows, PIN.counters, PIN.globalPointers, PIN.events]) {
+    for (const name of [PIN.flows, PIN.counters, PIN.globalPointers, PIN.events, PIN.keys, PIN.peerKeys, PIN.keyNeeds, PIN.sealCall, PIN.openCall, PIN.readCall]) {
       native.objPin(native.mapFd(object, name), join(dir, name));
     }
     native.objPin(native.mapFd(object, ".rodata"), join(dir, PIN.config));

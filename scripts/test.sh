@@ -12,7 +12,7 @@ npx --no-install tsc --noEmit -p .
 
 # Files whose assertions depend on timing (delays injected by user-space bridges and
 # measured back) run last, one at a time, once nothing else competes for the CPU.
-TIMED=(test/datapath/e2e.test.ts test/demo/live-demo.test.ts)
+TIMED=(test/datapath/e2e.test.ts test/datapath/protected-e2e.test.ts test/demo/live-demo.test.ts)
 mapfile -t files < <(find test -name '*.test.ts' | sort | grep -v -x -F "${TIMED[@]/#/-e}")
 if [ ${#files[@]} -eq 0 ]; then
   echo "test: no test files found under test/" >&2

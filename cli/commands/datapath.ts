@@ -55,6 +55,10 @@ Examples:
     )
     .action((opts) => {
       const layout = LAYOUTS[opts.layout]!;
+      // The kernel seals and opens it, but nothing installs its keys outside the tests yet.
+      if (layout === "v2-protected" && process.env.PDM_EXPERIMENTAL_PROTECTED !== "1") {
+        throw new UsageError("the kernel can seal and open the protected layout, but the agent does not install its keys yet, so every packet would leave without PDM: use --layout v1 or v2");
+      }
       const state = attach({
         ifname: opts.interface,
         layout,

@@ -114,10 +114,10 @@ export class Topology {
   }
 
   /** Runs a command inside h's namespace and waits for it. */
-  exec(h: Host, cmd: string[], opts: { timeoutMs?: number; input?: string } = {}): RunResult {
+  exec(h: Host, cmd: string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): RunResult {
     const r = spawnSync("nsenter", [`--net=/run/netns/${h.ns}`, ...cmd], {
       encoding: "utf8",
-      env: this.env,
+      env: opts.env ?? this.env,
       timeout: opts.timeoutMs ?? 60_000,
       input: opts.input,
       cwd: ROOT,
