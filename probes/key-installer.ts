@@ -11,8 +11,12 @@ import { FLOW_KEY, KEY_NEED, PDM_NEED } from "./abi.ts";
 import { installFlowKey } from "./flow-keys.ts";
 import type { NativeBpf, NativeRingBuffer } from "./native.ts";
 
-/** The STK that `sender` (a 5-tuple as wire.md section 3 defines it) seals with under `kri`; undefined if unknown. */
-export type StkSource = (sender: FlowTuple, kri: number) => Uint8Array | undefined;
+/**
+ * The STK that `sender` (a 5-tuple as wire.md section 3 defines it) seals with under
+ * `kri`, undefined if unknown. `side` says which end is this host: "own" when this
+ * host is the sender (its source), "peer" when it receives (its destination).
+ */
+export type StkSource = (sender: FlowTuple, kri: number, side: "own" | "peer") => Uint8Array | undefined;
 
 export interface KeyInstallerMaps {
   keys: number;
@@ -83,27 +87,27 @@ export class KeyInstaller {
     }
     if (kind === PDM_NEED.own) {
       const sender: FlowTuple = { src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport: localPort, dport: remotePort, proto };
-      for (const k of [kri, kri + 1]) this.install(this.maps.keys, "sender", sender, k);
+      for (const k of [kri, kri + 1]) this.install(this.maps.keys, "own", sender, k);
     } else if (kind === PDM_NEED.peer) {
       const sender: FlowTuple = { src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport: remotePort, dport: localPort, proto };
       // A first need (Kri 0: the flow had no keys) gets the first two; a later one just
       // the Kri asked for, so the three slots keep the previous, current and next.
-      for (const k of kri === 0 ? [0, 1] : [kri]) this.install(this.maps.peerKeys, "receiver", sender, k);
+      for (const k of kri === 0 ? [0, 1] : [kri]) this.install(this.maps.peerKeys, "peer", sender, k);
     }
   }
 
-  private install(mapFd: number, side: "sender" | "receiver", sender: FlowTuple, kri: number): void {
+  private install(mapFd: number, side: "own" | "peer", sender: FlowTuple, kri: number): void {
     if (kri > 0xffff_ffff) return; // Kri never wraps
     const id = `${mapFd} ${formatFlow(sender)}`;
     let kris = this.done.get(id);
     if (kris?.has(kri)) return;
-    const stk = this.stk(sender, kri);
+    const stk = this.stk(sender, kri, side);
     if (!stk) {
       this.stats.unknown += 1;
       this.onProblem(`no key for ${formatFlow(sender)} at Kri ${kri}`);
       return;
     }
-    installFlowKey(this.native, mapFd, sender, kri, stk, side);
+    installFlowKey(this.native, mapFd, sender, kri, stk, side === "own" ? "sender" : "receiver");
     this.stats.installed += 1;
     if (this.done.size >= MAX_REMEMBERED_FLOWS) this.done.clear(); // forgetting costs a derivation, nothing more
     if (!kris) this.done.set(id, (kris = new Set()));

@@ -28,19 +28,20 @@ extension header, no room under the MTU) are counted and sent as they are.
 The programs keep running after this command exits; \`pdm status\` shows their
 counters and flows, \`pdm capture --source ebpf\` their per-packet records, and
 \`pdm detach\` removes everything attach changed. Route MTUs through the interface
-are lowered by the header size (16 or 24 bytes) so full-size packets still fit;
+are lowered by the header size (16, 24 or 40 bytes) so full-size packets still fit;
 detach restores them. Attaching again replaces the previous attachment.
 
 Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+.`,
     )
     .requiredOption("-i, --interface <name>", "network interface")
-    .addOption(new Option("--layout <layout>", "PDM layout to stamp: v1 (RFC 8250) or v2 (PDMv2 clear)").choices(["v1", "v2", "rfc8250", "v2-clear", "v2-protected"] as const).default("v1" as const))
+    .addOption(new Option("--layout <layout>", "PDM layout to stamp: v1 (RFC 8250), v2 (PDMv2 clear) or v2-protected (sealed; keys from the host's reader agent)").choices(["v1", "v2", "rfc8250", "v2-clear", "v2-protected"] as const).default("v1" as const))
     .option("--ports <list>", "only flows with one of these ports at either end (comma-separated, up to 8)", parsePorts)
     .option("--prefix <prefix...>", "only flows whose remote address is in one of these prefixes (up to 4)")
     .option("--strip", "remove the header on ingress after reading it (gives the receiver its fast path back)")
     .option("--no-events", "do not emit per-packet records (capture --source ebpf needs them)")
     .option("--read-only", "read incoming PDM only, stamp nothing")
     .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
+    .addOption(new Option("--aead <aead>", "v2-protected: the deployment's AEAD (the data path seals ChaCha20-Poly1305 so far)").choices(["chacha20-poly1305", "aes-128-gcm"] as const))
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
     .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
@@ -55,10 +56,6 @@ Examples:
     )
     .action((opts) => {
       const layout = LAYOUTS[opts.layout]!;
-      // The kernel seals and opens it, but nothing installs its keys outside the tests yet.
-      if (layout === "v2-protected" && process.env.PDM_EXPERIMENTAL_PROTECTED !== "1") {
-        throw new UsageError("the kernel can seal and open the protected layout, but the agent does not install its keys yet, so every packet would leave without PDM: use --layout v1 or v2");
-      }
       const state = attach({
         ifname: opts.interface,
         layout,
@@ -71,11 +68,17 @@ Examples:
         mtuRoom: opts.mtuRoom,
         noOffload: opts.offload === false,
         emptyProgram: opts.emptyProgram,
+        aead: opts.aead,
       });
       const what = opts.emptyProgram ? "an empty program (benchmark baseline), measuring nothing in" : opts.readOnly ? "reading" : `stamping ${layout} and reading`;
       process.stdout.write(`attached to ${state.ifname} (ifindex ${state.ifindex}): ${what} PDM; programs ${state.progIds.egress} (egress) and ${state.progIds.ingress} (ingress)\n`);
       for (const r of state.routes) process.stdout.write(`  route ${r.dst}: MTU lowered to ${r.mtu}\n`);
       if (state.offloadBefore) process.stdout.write(`  segmentation offload turned off\n`);
+      if (layout === "v2-protected") {
+        process.stdout.write(
+          `  keys: installed by this host's reader agent (its config: "datapath": {"interface": "${state.ifname}"}); until then packets leave without PDM (skipped_nokey)\n`,
+        );
+      }
     });
 }
 

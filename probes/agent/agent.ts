@@ -21,6 +21,8 @@ import { silentLogger, type Logger } from "./log.ts";
 import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
 import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
 import { ReaderKeyStore } from "./reader-keys.ts";
+import { readerStkSource, startKernelKeys } from "./kernel-keys.ts";
+import type { KeyInstaller } from "../key-installer.ts";
 import { RegistrationServer, register } from "./registration.ts";
 import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIdentity, type TlsMaterial } from "./tls.ts";
 
@@ -46,6 +48,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private stopped = false;
   private readonly channels = new Set<Channel>();
   private readonly loops: Promise<void>[] = [];
+  private readerKind: "server" | "client" | undefined;
+  /** Installs the protected layout's keys into the host's data path (config `datapath`). */
+  private kernelKeys: KeyInstaller | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -74,6 +79,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         throw new RegistrationError("invalid-provision", "a reader-client certificate must name the host's IPv6 address (--addr)");
       }
       this.readerStore = new ReaderKeyStore({ kind, ownAddress: this.own.pdmAddress, graceMs: config.graceMs });
+      this.readerKind = kind;
     }
   }
 
@@ -93,6 +99,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.has("reader-client")) {
       this.loops.push(this.has("writer-client") ? this.localReader("client") : this.readerLoop(config.writerClient!, "writer-client"));
     }
+    if (config.datapath && this.readerStore) {
+      const ifname = config.datapath.interface;
+      const source = readerStkSource(this.readerStore, this.readerKind!, this.own.pdmAddress);
+      this.kernelKeys = startKernelKeys(ifname, source, (message) => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message }));
+      this.log.log("info", "kernel-keys-started", { interface: ifname });
+    }
   }
 
   get port(): number | undefined {
@@ -102,6 +114,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.kernelKeys?.close();
     for (const c of this.channels) c.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.allSettled(this.loops);

@@ -38,6 +38,8 @@ export interface AgentConfig {
   ackTimeoutMs: number;
   /** writers: keep a key log (0600) of the generations readers hold, for a local analyzer. */
   keyLog?: string;
+  /** reader roles: install the protected layout's keys into the data path attached on this interface. */
+  datapath?: { interface: string };
 }
 
 const FIELDS = new Set([
@@ -53,6 +55,7 @@ const FIELDS = new Set([
   "graceSeconds",
   "ackTimeoutSeconds",
   "keyLog",
+  "datapath",
 ]);
 
 export const CONFIG_DEFAULTS = { provisionLeadSeconds: 2, graceSeconds: 30, ackTimeoutSeconds: 2, keys: 4 };
@@ -167,5 +170,15 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     graceMs: seconds("graceSeconds", CONFIG_DEFAULTS.graceSeconds, 0),
     ackTimeoutMs: seconds("ackTimeoutSeconds", CONFIG_DEFAULTS.ackTimeoutSeconds, 0.01),
     keyLog: c.keyLog === undefined ? undefined : path("keyLog", c.keyLog),
+    datapath: c.datapath === undefined ? undefined : datapathOf(c.datapath, roles, fail),
   };
+}
+
+function datapathOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): { interface: string } {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) fail("datapath", 'expected an object such as {"interface": "eth0"}');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (k !== "interface") fail(`datapath.${k}`, "unknown field");
+  if (typeof o.interface !== "string" || o.interface === "") fail("datapath.interface", "expected an interface name");
+  if (!roles.includes("reader-server") && !roles.includes("reader-client")) fail("datapath", "only a reader role stamps and reads, so only it installs keys into a data path");
+  return { interface: o.interface as string };
 }

@@ -47,10 +47,10 @@ describe("pdm attach / detach / status / capture refusals", () => {
   });
 
   it("usage mistakes exit 2", () => {
-    const protectedLayout = pdm(["attach", "-i", "lo", "--layout", "v2-protected"]);
+    const protectedAes = pdm(["attach", "-i", "nosuchif0", "--layout", "v2-protected", "--aead", "aes-128-gcm"]);
     if (process.getuid?.() === 0) {
-      assert.equal(protectedLayout.code, 2);
-      assert.match(protectedLayout.stderr, /the agent does not install its keys yet/);
+      assert.equal(protectedAes.code, 2);
+      assert.match(protectedAes.stderr, /ChaCha20-Poly1305 only so far/);
     }
     const badPort = pdm(["attach", "-i", "lo", "--ports", "80,99999"]);
     assert.equal(badPort.code, 2);

@@ -1,8 +1,8 @@
 // Issue 6's first proof on real interfaces: two namespaces through a router that delays
 // frames 5 ms each way, the protected layout (ChaCha20-Poly1305) attached on both hosts,
 // their keys installed on the kernel's request by a KeyInstaller per host (here in the
-// test process, reading the pinned maps; the agent is meant to do it), keys derived
-// from one deployment's SharedSecret. UDP request/response rotates Kri every 40
+// test process, reading the pinned maps, as a reader agent with "datapath" does; see
+// test/agent/kernel-keys.test.ts), keys derived from one deployment's SharedSecret. UDP request/response rotates Kri every 40
 // packets. A capture on the receiving interface must show no readable PDM field;
 // the analyzer, given the deployment's key log, must open every stamped option (no
 // auth failure, no replay) and report the injected delays; no (Kri, Random Number)
@@ -62,10 +62,10 @@ describe("protected layout between two namespaces (ChaCha20-Poly1305)", { skip, 
       const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(a.addr));
       const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
 
-      const env = { ...topo.env, PDM_EXPERIMENTAL_PROTECTED: "1" };
       for (const h of [a, b]) {
-        const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--packets-per-kri", "40"], { env });
+        const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--packets-per-kri", "40"]);
         assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /keys: installed by this host's reader agent/);
         const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
         const installer = new KeyInstaller(
           native,

@@ -46,7 +46,7 @@ export class Deployment {
     name: string,
     roles: AgentRole[],
     cert: CertFiles,
-    links: { listen?: boolean; writerServer?: number; writerClient?: number; keyLog?: string } = {},
+    links: { listen?: boolean; writerServer?: number; writerClient?: number; keyLog?: string; datapath?: string } = {},
   ): Promise<Agent> {
     const t = this.timing;
     const config = parseAgentConfig(
@@ -58,6 +58,7 @@ export class Deployment {
         ...(links.writerServer ? { writerServer: `[::1]:${links.writerServer}` } : {}),
         ...(links.writerClient ? { writerClient: `[::1]:${links.writerClient}` } : {}),
         ...(links.keyLog ? { keyLog: links.keyLog } : {}),
+        ...(links.datapath ? { datapath: { interface: links.datapath } } : {}),
         rotation: { criticality: t.criticality, keys: t.keys, periodSeconds: t.periodSeconds },
         provisionLeadSeconds: t.provisionLeadSeconds,
         graceSeconds: t.graceSeconds,

@@ -1,0 +1,102 @@
+// Reader agents as the key source of their hosts' data paths (protected layout,
+// ChaCha20-Poly1305): a writer pair registers, a reader client (host a, fd00:77::1)
+// and a reader server (host b, fd00:77::2) are provisioned, each with `datapath` in
+// its config. The hosts' programs are loaded and their maps pinned where `pdm attach`
+// puts them (no interface needed: packets go through BPF_PROG_TEST_RUN). The kernel
+// asks, each agent derives on its own (the client from its ClientSecret, the server
+// from the SharedSecret), and what a's egress seals, b's ingress opens.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { FLOW_KEYS, PIN, PDM_MAP, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { parseIpv6Address } from "../../pdm/index.ts";
+import { datapathSkipReason } from "../helpers/netns.ts";
+import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { Deployment, eventually } from "../helpers/deployment.ts";
+
+const skip = datapathSkipReason();
+const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
+const A = "fd00:77::1";
+const B = "fd00:77::2";
+const request = Buffer.concat([ETH, ipv6Packet({ src: A, dst: B, proto: 17, upper: udpHeader(40000, 7000, 20) })]);
+const answer = Buffer.concat([ETH, ipv6Packet({ src: B, dst: A, proto: 17, upper: udpHeader(7000, 40000, 20) })]);
+
+describe("reader agents install the data path's keys", { skip, concurrency: false }, () => {
+  const pinRoot = `/sys/fs/bpf/pdm-agent-keys-${process.pid}`;
+  const previousPinRoot = process.env.PDM_PIN_ROOT;
+  let native: NativeBpf;
+  const objects: number[] = [];
+  let d: Deployment;
+
+  /** A host's programs, loaded and pinned as `pdm attach -i IFNAME --layout v2-protected` would. */
+  const host = (ifname: string): number => {
+    const o = native.openObject(bpfObjectPath());
+    native.setInitialValue(o, ".rodata", encodeConfig({ ifname, layout: "v2-protected", aead: "chacha20-poly1305", maxPacketsPerKri: 3, events: false }, 14));
+    native.loadObject(o);
+    const dir = join(pinRoot, ifname);
+    mkdirSync(dir, { recursive: true });
+    for (const name of [PDM_MAP.keys, PDM_MAP.peerKeys, PDM_MAP.keyNeeds]) native.objPin(native.mapFd(o, name), join(dir, name));
+    objects.push(o);
+    return o;
+  };
+
+  before(async () => {
+    process.env.PDM_PIN_ROOT = pinRoot;
+    native = nativeBpf();
+    d = await new Deployment().init();
+    d.timing = { ...d.timing, keys: 4, periodSeconds: 60 }; // no renewal during the test
+  });
+  after(async () => {
+    await d?.cleanup();
+    for (const o of objects) native.closeObject(o);
+    rmSync(pinRoot, { recursive: true, force: true });
+    if (previousPinRoot === undefined) delete process.env.PDM_PIN_ROOT;
+    else process.env.PDM_PIN_ROOT = previousPinRoot;
+  });
+
+  it("a reader client's egress seals what a reader server's ingress opens, across rotations", async () => {
+    const hostA = host("rc0");
+    const hostB = host("rs0");
+    const ws = await d.agent("ws", ["writer-server"], await d.issue("ws", "writer-server", ["::1"]), { listen: true });
+    const wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), { listen: true, writerServer: ws.port });
+    const rs = await d.agent("rs", ["reader-server"], await d.issue("rs", "reader-server", [B, "::1"]), { writerServer: ws.port, datapath: "rs0" });
+    const rc = await d.agent("rc", ["reader-client"], await d.issue("rc", "reader-client", [A, "::1"]), { writerClient: wc.port, datapath: "rc0" });
+    await eventually("both readers provisioned", () => rs.readerStore!.size > 0 && rc.readerStore!.size > 0, 15_000);
+
+    const run = (o: number, prog: string, pkt: Buffer): Buffer => native.progTestRun(native.programFd(o, prog), pkt, 1, pkt.length + 128).data;
+    const counters = (o: number) => sumCounters(native, native.mapFd(o, PIN.counters));
+    /** Let the agents' ring-buffer readers (uv_poll) answer the kernel. */
+    const settle = () => new Promise((r) => setTimeout(r, 50));
+
+    // a's first request leaves without PDM and asks for its keys; the agent installs them.
+    assert.deepEqual(run(hostA, PIN.egress, request), request);
+    assert.equal(counters(hostA).skipped_nokey, 1);
+    const flowKey = encodeFlowKey({ src: parseIpv6Address(A), dst: parseIpv6Address(B), sport: 40000, dport: 7000, proto: 17 });
+    const keys = Buffer.alloc(FLOW_KEYS.size);
+    await eventually("the reader client installed a's keys", () => native.mapLookup(native.mapFd(hostA, PDM_MAP.keys), flowKey, keys), 5000);
+    const sealed: Buffer[] = [];
+    for (let i = 0; i < 10; i++) {
+      sealed.push(run(hostA, PIN.egress, request));
+      await settle();
+    }
+    assert.ok(sealed.every((p) => p.length === request.length + 40), "every later request sealed (40-byte header), across Kri 0 to 3");
+
+    // b opens them with keys its own agent derived from the SharedSecret.
+    for (const p of sealed) {
+      run(hostB, PIN.ingress, p);
+      await settle();
+    }
+    const cb = counters(hostB);
+    assert.equal(cb.read + cb.auth_fail, sealed.length);
+    assert.ok(cb.auth_fail <= 1, `at most the first, before b's agent had the keys: ${cb.auth_fail}`);
+    assert.ok(cb.read >= sealed.length - 1, `read ${cb.read} of ${sealed.length}, across Kri 0 to 3`);
+
+    // And b's answers, sealed with the server's keys, are its own flow's: b's egress asks, b's agent answers.
+    run(hostB, PIN.egress, answer);
+    await settle();
+    assert.equal(run(hostB, PIN.egress, answer).length, answer.length + 40, "b's answers sealed too");
+    assert.ok(!d.allLogLines().some((l) => /kernel-key-missing/.test(l)), "no key the agents could not derive");
+  });
+});
