@@ -11,7 +11,7 @@
 // Which ClientSecret (keys.md 4): the reader-client end of the flow. A reader client is
 // that end itself; for a reader server it is the other end.
 
-import { formatFlow, type FlowTuple } from "../../pdm/index.ts";
+import { AeadId, formatFlow, type FlowTuple } from "../../pdm/index.ts";
 import { KeyInstaller, type StkSource } from "../key-installer.ts";
 import { nativeBpf } from "../native.ts";
 import { PIN, pinDir } from "../datapath.ts";
@@ -44,6 +44,7 @@ export function readerStkSource(store: ReaderKeyStore, kind: "server" | "client"
       if (generationOf.size >= 100_000) generationOf.clear(); // a long-lived agent: forget old flows
       generationOf.set(id, g.keyIdHex);
     }
+    if (g.suite.aead !== AeadId.Chacha20Poly1305) return undefined; // the data path seals ChaCha20-Poly1305 only so far
     return store.stk(g, sender, kri, client);
   };
 }

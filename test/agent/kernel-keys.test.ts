@@ -59,8 +59,10 @@ describe("reader agents install the data path's keys", { skip, concurrency: fals
   it("a reader client's egress seals what a reader server's ingress opens, across rotations", async () => {
     const hostA = host("rc0");
     const hostB = host("rs0");
-    const ws = await d.agent("ws", ["writer-server"], await d.issue("ws", "writer-server", ["::1"]), { listen: true });
-    const wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), { listen: true, writerServer: ws.port });
+    // A ChaCha20-Poly1305 deployment: the AEAD the data path seals with so far.
+    const suites = ["0020:0001:0003"];
+    const ws = await d.agent("ws", ["writer-server"], await d.issue("ws", "writer-server", ["::1"]), { listen: true, suites });
+    const wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), { listen: true, writerServer: ws.port, suites });
     const rs = await d.agent("rs", ["reader-server"], await d.issue("rs", "reader-server", [B, "::1"]), { writerServer: ws.port, datapath: "rs0" });
     const rc = await d.agent("rc", ["reader-client"], await d.issue("rc", "reader-client", [A, "::1"]), { writerClient: wc.port, datapath: "rc0" });
     await eventually("both readers provisioned", () => rs.readerStore!.size > 0 && rc.readerStore!.size > 0, 15_000);

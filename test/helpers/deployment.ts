@@ -46,7 +46,7 @@ export class Deployment {
     name: string,
     roles: AgentRole[],
     cert: CertFiles,
-    links: { listen?: boolean; writerServer?: number; writerClient?: number; keyLog?: string; datapath?: string } = {},
+    links: { listen?: boolean; writerServer?: number; writerClient?: number; keyLog?: string; datapath?: string; suites?: string[] } = {},
   ): Promise<Agent> {
     const t = this.timing;
     const config = parseAgentConfig(
@@ -59,6 +59,7 @@ export class Deployment {
         ...(links.writerClient ? { writerClient: `[::1]:${links.writerClient}` } : {}),
         ...(links.keyLog ? { keyLog: links.keyLog } : {}),
         ...(links.datapath ? { datapath: { interface: links.datapath } } : {}),
+        ...(links.suites ? { suites: links.suites } : {}),
         rotation: { criticality: t.criticality, keys: t.keys, periodSeconds: t.periodSeconds },
         provisionLeadSeconds: t.provisionLeadSeconds,
         graceSeconds: t.graceSeconds,
