@@ -335,7 +335,8 @@ static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u3
 }
 
 /* Tell the agent that `flow` needs keys (kind PDM_NEED_OWN or PDM_NEED_PEER). */
-static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_flow_key *flow, __u32 kri, __u8 kind)
+static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_flow_key *flow, __u32 kri, __u8 kind,
+				      __u8 icmp_type)
 {
 	struct pdm_key_need *n = bpf_ringbuf_reserve(&pdm_key_needs, sizeof(*n), 0);
 	if (!n) {
@@ -345,7 +346,8 @@ static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_f
 	n->flow = *flow;
 	n->kri = kri;
 	n->kind = kind;
-	n->pad[0] = n->pad[1] = n->pad[2] = 0;
+	n->icmp_type = icmp_type;
+	n->pad[0] = n->pad[1] = 0;
 	bpf_ringbuf_submit(n, 0);
 }
 
@@ -536,7 +538,7 @@ int pdm_egress(struct __sk_buff *skb)
 				emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
 			int have = take_key(&key, kri);
 			if (created || rotated || !have)
-				need_keys(c, &key, kri, PDM_NEED_OWN);
+				need_keys(c, &key, kri, PDM_NEED_OWN, p.proto == IPPROTO_ICMPV6 ? p.wire_sport >> 8 : 0);
 			if (!have) {
 				/* No key for this Kri yet: no PDM at all rather than PDM in the clear
 				 * (checked before the Global Pointer, which counts PDM packets only). */
@@ -839,6 +841,7 @@ int pdm_ingress_open(struct __sk_buff *skb)
 	flow_key_of(&w->p, 0, &key);
 	struct pdm_flow_keys *keys = bpf_map_lookup_elem(&pdm_peer_keys, &key);
 	const __u8 *o = w->option;
+	const __u8 icmp_type = w->p.proto == IPPROTO_ICMPV6 ? w->p.wire_sport >> 8 : 0;
 	__u16 rn_f = be16_at(o + 4);
 	int opened = -1;
 	__u32 kri = 0;
@@ -863,12 +866,12 @@ int pdm_ingress_open(struct __sk_buff *skb)
 		/* No keys at all for this flow: the agent learns of it here. (With keys, a
 		 * failure is a forgery or a Kri far ahead: asking would not help.) */
 		if (!keys)
-			need_keys(c, &key, 0, PDM_NEED_PEER);
+			need_keys(c, &key, 0, PDM_NEED_PEER, icmp_type);
 		return TC_ACT_OK;
 	}
 	/* The peer reached the last Kri installed: the next one, before it is needed. */
 	if (!has_peer_key(keys, kri + 1))
-		need_keys(c, &key, kri + 1, PDM_NEED_PEER);
+		need_keys(c, &key, kri + 1, PDM_NEED_PEER, icmp_type);
 	const __u8 *t = w->pt; /* the clear layout's option-data bytes 4-17 */
 	struct read_fields *f = &w->fields;
 	f->stlr = t[0];

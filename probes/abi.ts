@@ -161,7 +161,8 @@ export const KEY_NEED = new StructLayout("pdm_key_need", [
   ["flow", FLOW_KEY],
   ["kri", "u32"],
   ["kind", "u8"],
-  ["pad", "u8", 3],
+  ["icmp_type", "u8"],
+  ["pad", "u8", 2],
 ]);
 
 /** Counter names in the order of struct pdm_counters. */

@@ -21,8 +21,9 @@ export function encodeFlowKey(flow: FlowTuple, side: "sender" | "receiver" = "se
   const b = Buffer.alloc(FLOW_KEY.size);
   b.set(sender ? flow.src : flow.dst, FLOW_KEY.offset("local"));
   b.set(sender ? flow.dst : flow.src, FLOW_KEY.offset("remote"));
-  b.writeUInt16LE(sender ? flow.sport : flow.dport, FLOW_KEY.offset("local_port"));
-  b.writeUInt16LE(sender ? flow.dport : flow.sport, FLOW_KEY.offset("remote_port"));
+  const icmp = flow.proto === 58; // the kernel keys an echo flow by its identifier (the tuple's dport) alone
+  b.writeUInt16LE(icmp ? flow.dport : sender ? flow.sport : flow.dport, FLOW_KEY.offset("local_port"));
+  b.writeUInt16LE(icmp ? flow.dport : sender ? flow.dport : flow.sport, FLOW_KEY.offset("remote_port"));
   b.writeUInt8(flow.proto, FLOW_KEY.offset("proto"));
   return b;
 }

@@ -29,11 +29,13 @@ export interface KeyInstallerStats {
   installed: number;
   /** Needs no STK was found for (the key source does not know the flow). */
   unknown: number;
-  /** Needs of ICMPv6 echo flows, whose sender 5-tuple the kernel's flow key does not tell apart. */
+  /** Needs of flows that are neither TCP, UDP nor ICMPv6 echo. */
   unsupported: number;
 }
 
 const ICMPV6 = 58;
+const ECHO_REQUEST = 128;
+const ECHO_REPLY = 129;
 const MAX_REMEMBERED_FLOWS = 100_000;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
@@ -79,17 +81,27 @@ export class KeyInstaller {
     const proto = record[f + FLOW_KEY.offset("proto")]!;
     const kri = record.readUInt32LE(KEY_NEED.offset("kri"));
     const kind = record[KEY_NEED.offset("kind")]!;
-    if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
-      // ICMPv6 echo: the kernel keys both directions by the identifier, but the sender's
-      // 5-tuple (and so its STK) depends on whether it sends requests or replies.
-      if (proto === ICMPV6) this.stats.unsupported += 1;
+    let ownSport = localPort;
+    let peerSport = remotePort;
+    if (proto === ICMPV6) {
+      // The kernel keys an echo flow by its identifier (both "ports"); the sender's
+      // 5-tuple (wire.md 3) has the type/code word as source port: the record says
+      // which type the sender sends.
+      const type = record[KEY_NEED.offset("icmp_type")]!;
+      if (type !== ECHO_REQUEST && type !== ECHO_REPLY) {
+        this.stats.unsupported += 1;
+        return;
+      }
+      ownSport = peerSport = type << 8;
+    } else if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
+      this.stats.unsupported += 1;
       return;
     }
     if (kind === PDM_NEED.own) {
-      const sender: FlowTuple = { src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport: localPort, dport: remotePort, proto };
+      const sender: FlowTuple = { src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport: ownSport, dport: remotePort, proto };
       for (const k of [kri, kri + 1]) this.install(this.maps.keys, "own", sender, k);
     } else if (kind === PDM_NEED.peer) {
-      const sender: FlowTuple = { src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport: remotePort, dport: localPort, proto };
+      const sender: FlowTuple = { src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport: peerSport, dport: localPort, proto };
       // A first need (Kri 0: the flow had no keys) gets the first two; a later one just
       // the Kri asked for, so the three slots keep the previous, current and next.
       for (const k of kri === 0 ? [0, 1] : [kri]) this.install(this.maps.peerKeys, "peer", sender, k);

@@ -188,7 +188,8 @@ struct pdm_key_need {
 	struct pdm_flow_key flow;
 	__u32 kri;
 	__u8 kind;
-	__u8 pad[3];
+	__u8 icmp_type; /* ICMPv6 echo: the type the sender sends (128 or 129), which its 5-tuple carries */
+	__u8 pad[2];
 };
 #define PDM_KEY_NEEDS_BYTES (256u << 10)
 

@@ -11,7 +11,7 @@
 //     analyzer, the capture analyzed: table, report.html, PNG, measured vs injected;
 //  6. teardown of everything, also on Ctrl-C or failure.
 
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { analyzeCapture, fileSource, formatDuration, ipv6Offset, readCapture, renderHtmlReport, renderTable, timeSeriesChart, type AnalysisResult, type FlowReport } from "../../analyzer/index.ts";
 import { formatIpv6Address, parseIpv6 } from "../../pdm/index.ts";
@@ -97,20 +97,37 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
 
     const agents = startAgents(lab, topo.ns, out);
     const generations: number[] = [];
+    // The router, as an authorized analyzer, exports the key log at each renewal: writers
+    // forget old generations, and the capture holds packets sealed under each of them.
+    const exportArgs = (file: string) => [...PDM, "keys", "export", "--writer", `[${host("ws").addr}]:${DEMO_PORTS.agent}`, "--ca", join(pki, "ca.crt"), "--cert", join(pki, "analyzer.crt"), "--key", join(pki, "analyzer.key"), "-o", file];
+    const exports: Array<Promise<void>> = [];
+    const keyLogs: string[] = [];
+    const exportKeys = (tag: string): void => {
+      const file = join(out, `keys-${tag}.log`);
+      keyLogs.push(file);
+      // At the lowest priority: an export during the workload must not delay the bridges.
+      const p = lab.start(topo.router, `key export ${tag}`, ["nice", "-n", "19", ...exportArgs(file)]);
+      exports.push(p.exited(60_000).then(() => undefined, () => undefined)); // a failed export only loses what it would have added
+    };
     agents.get("wc")!.onStderrLine((line) => {
       const m = /\bregistered\b.*\bgeneration=(\d+)/.exec(line);
       if (m) {
         generations.push(Number(m[1]));
-        if (generations.length > 1) say(`[${elapsed()}] writers renewed the keys: generation ${m[1]} registered; readers get it before it takes effect (make-before-break)`);
+        if (generations.length > 1) {
+          say(`[${elapsed()}] writers renewed the keys: generation ${m[1]} registered; readers get it before it takes effect (make-before-break)`);
+          // once the writer server holds it (its reader-server provisioning follows the registration)
+          setTimeout(() => exportKeys(`g${m[1]}`), 1000);
+        }
       }
     });
     await Promise.all(DEMO_HOSTS.filter((h) => h.role.startsWith("reader")).map((h) => agents.get(h.name)!.waitFor(/provision-installed/, 40_000)));
+    exportKeys("g1");
     say(`[${elapsed()}] agents: writer client registered with the writer server (mutual TLS 1.3 + HPKE); 4 readers provisioned`);
     say(`           shortened for the demo: key rotation period ${DEMO_ROTATION.periodSeconds} s, ${DEMO_ROTATION.keys} keys per generation (renewal every ~${DEMO_ROTATION.periodSeconds * DEMO_ROTATION.keys - 2} s); Kri rotates every ${DEMO_ROTATION.packetsPerKri} packets per flow`);
 
     for (const h of DEMO_HOSTS.filter((x) => x.role.startsWith("reader"))) {
       try {
-        lab.run(topo.ns[h.name]!, [...PDM, "attach", "-i", HOST_IF, "--layout", "v2", "--packets-per-kri", String(DEMO_ROTATION.packetsPerKri)]);
+        lab.run(topo.ns[h.name]!, [...PDM, "attach", "-i", HOST_IF, "--layout", "v2-protected", "--packets-per-kri", String(DEMO_ROTATION.packetsPerKri)]);
       } catch (e) {
         // A kernel without the eBPF features is a machine limit, not a failed run.
         const why = (e as Error).message;
@@ -118,9 +135,8 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
         throw e;
       }
     }
-    say(`[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: stamping and reading PDMv2`);
-    say(`           layout: PDMv2 clear. The kernel can seal the protected layout, but the agents do not install its keys yet`);
-    say(`           (issue 6), so the router sees the PDM fields in clear; the key log is still exported, as an analyzer of protected traffic would.`);
+    say(`[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: sealing and opening PDMv2 protected (ChaCha20-Poly1305)`);
+    say(`           each reader agent installs its host's keys as the kernel asks for them; no key leaves a host, and the router sees no PDM field in clear.`);
 
     const servers = SERVER_APPS.map((a) => lab.start(topo.ns[a.host]!, `apps on ${a.host}`, [...APPS, "serve", String(a.httpHoldMs), String(a.udpHoldMs)]));
     await Promise.all(servers.map((s) => s.waitFor(/ready/, 30_000)));
@@ -140,8 +156,10 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
     say(`\n[${elapsed()}] pdm status -i eth0 on rc1:`);
     say(indent(lab.run(topo.ns.rc1!, [...PDM, "status", "-i", HOST_IF]).trimEnd()));
 
-    lab.run(topo.router, [...PDM, "keys", "export", "--writer", `[${host("ws").addr}]:${DEMO_PORTS.agent}`, "--ca", join(pki, "ca.crt"), "--cert", join(pki, "analyzer.crt"), "--key", join(pki, "analyzer.key"), "-o", files.keys]);
-    say(`\n[${elapsed()}] key log exported by the router as an authorized analyzer (mutual TLS, analyzer certificate) -> ${files.keys} (0600)`);
+    exportKeys("end");
+    await Promise.all(exports);
+    mergeKeyLogs(keyLogs, files.keys);
+    say(`\n[${elapsed()}] key log exported by the router as an authorized analyzer at each renewal (mutual TLS, analyzer certificate) -> ${files.keys} (0600)`);
 
     await lab.stop(capture, "SIGINT");
     for (const s of servers) await lab.stop(s);
@@ -178,6 +196,18 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
   }
 }
 
+/** The union of the exported key logs (each generation once), written 0600. */
+function mergeKeyLogs(parts: string[], to: string): void {
+  const lines = new Set<string>();
+  for (const part of parts) {
+    if (!existsSync(part)) continue;
+    for (const line of readFileSync(part, "utf8").split("\n")) if (line.startsWith("PDMV2_")) lines.add(line);
+    rmSync(part, { force: true });
+  }
+  writeFileSync(to, [...lines].join("\n") + "\n", { mode: 0o600 });
+  chmodSync(to, 0o600);
+}
+
 /** Writes the agents' configs and starts one agent per host. */
 function startAgents(lab: Lab, ns: Record<string, string>, out: string): Map<string, LabProcess> {
   const ws = `[${host("ws").addr}]:${DEMO_PORTS.agent}`;
@@ -194,8 +224,11 @@ function startAgents(lab: Lab, ns: Record<string, string>, out: string): Map<str
       config.rotation = { criticality: "important", keys: DEMO_ROTATION.keys, periodSeconds: DEMO_ROTATION.periodSeconds };
     }
     if (h.role === "writer-client") Object.assign(config, { listen: wc, writerServer: ws });
+    // ChaCha20-Poly1305: the AEAD the kernel seals with so far.
+    if (h.role.startsWith("writer")) config.suites = ["0020:0001:0003"];
     if (h.role === "reader-server") config.writerServer = ws;
     if (h.role === "reader-client") config.writerClient = wc;
+    if (h.role.startsWith("reader")) config.datapath = { interface: HOST_IF };
     const file = join(out, "agents", `${h.name}.json`);
     writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
     chmodSync(file, 0o600);
@@ -276,7 +309,7 @@ async function countKriRotations(file: string): Promise<number> {
       const parsed = parseIpv6(p.data, at);
       if (!parsed.ok) return;
       const v = parsed.value;
-      if (v.pdm?.layout !== "v2-clear") return;
+      if (v.pdm?.layout !== "v2-clear" && v.pdm?.layout !== "v2-protected") return; // F is in the clear in both
       const key = `${formatIpv6Address(p.data.subarray(v.srcOffset, v.srcOffset + 16))} ${formatIpv6Address(p.data.subarray(v.dstOffset, v.dstOffset + 16))} ${v.protocol} ${v.sport} ${v.dport}`;
       const f = v.pdm.fBit;
       const before = lastF.get(key);

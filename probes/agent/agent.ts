@@ -99,11 +99,26 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.has("reader-client")) {
       this.loops.push(this.has("writer-client") ? this.localReader("client") : this.readerLoop(config.writerClient!, "writer-client"));
     }
-    if (config.datapath && this.readerStore) {
-      const ifname = config.datapath.interface;
-      const source = readerStkSource(this.readerStore, this.readerKind!, this.own.pdmAddress);
-      this.kernelKeys = startKernelKeys(ifname, source, (message) => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message }));
-      this.log.log("info", "kernel-keys-started", { interface: ifname });
+    if (config.datapath && this.readerStore) this.loops.push(this.kernelKeysLoop(config.datapath.interface));
+  }
+
+  /**
+   * Install the data path's keys once it is attached on `ifname`: the agent may well
+   * start first (it needs its keys before traffic does), so it looks again each second.
+   */
+  private async kernelKeysLoop(ifname: string): Promise<void> {
+    const source = readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress);
+    let told = false;
+    while (!this.stopped) {
+      try {
+        this.kernelKeys = startKernelKeys(ifname, source, (message) => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message }));
+        this.log.log("info", "kernel-keys-started", { interface: ifname });
+        return;
+      } catch (e) {
+        if (!told) this.log.log("info", "kernel-keys-waiting", { interface: ifname, reason: (e as Error).message });
+        told = true;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
   }
 
