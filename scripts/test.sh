@@ -22,5 +22,11 @@ echo "test: running ${#files[@]} test files, then ${#TIMED[@]} timing-sensitive 
 status=0
 node --import tsx --test --test-reporter=spec --test-concurrency=2 "${files[@]}" || status=$?
 sleep 2 # let the machine settle after the parallel phase
-node --import tsx --test --test-reporter=spec --test-concurrency=1 "${TIMED[@]}" || status=$?
+if ! node --import tsx --test --test-reporter=spec --test-concurrency=1 "${TIMED[@]}"; then
+  # This shared VM sometimes runs at half speed for minutes, and the user-space delay
+  # bridges then fall late. A real regression fails the second run as well.
+  echo "test: a timing-sensitive file failed; running them once more (see the failure above)"
+  sleep 5
+  node --import tsx --test --test-reporter=spec --test-concurrency=1 "${TIMED[@]}" || status=$?
+fi
 exit $status
