@@ -22,6 +22,11 @@ export interface DelayBridgeOptions {
   loss?: number;
   /** Deterministic jitter/loss for tests. */
   seed?: number;
+  /**
+   * Tests of the protected layout: flip one bit in the sealed part of the PDM option of
+   * every Nth frame (per direction) that carries one right after the IPv6 header.
+   */
+  tamperEvery?: number;
 }
 
 interface PcapSession {
@@ -45,7 +50,23 @@ const macOf = (ifname: string): string =>
 export interface DelayBridge {
   forwarded(): number;
   dropped(): number;
+  /** Frames tampered with, from left to right and from right to left. */
+  tampered(): { leftToRight: number; rightToLeft: number };
   close(): void;
+}
+
+const ETH_HLEN = 14;
+const NEXTHDR_DEST = 60;
+const PDM_OPTION_TYPE = 0x0f;
+const PROTECTED_OPT_LEN = 34;
+
+/** Where the byte to flip is: the first ciphertext byte of a protected option right after the IPv6 header, or -1. */
+function sealedByteOf(frame: Buffer): number {
+  const opt = ETH_HLEN + 40 + 2;
+  if (frame.length < opt + 2 + PROTECTED_OPT_LEN) return -1;
+  if (frame.readUInt16BE(12) !== 0x86dd || frame[ETH_HLEN + 6] !== NEXTHDR_DEST) return -1;
+  if (frame[opt] !== PDM_OPTION_TYPE || frame[opt + 1] !== PROTECTED_OPT_LEN) return -1;
+  return opt + 6; // past Type, Opt Data Len and the 4 clear bytes
 }
 
 export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
@@ -64,6 +85,8 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
   const queue: Pending[] = [];
   let forwarded = 0;
   let dropped = 0;
+  const tampered = { leftToRight: 0, rightToLeft: 0 };
+  const seen = { leftToRight: 0, rightToLeft: 0 };
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
 
@@ -90,7 +113,7 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
   };
 
   const sessions: PcapSession[] = [];
-  const open = (from: string, to: () => PcapSession): PcapSession => {
+  const open = (from: string, to: () => PcapSession, direction: "leftToRight" | "rightToLeft"): PcapSession => {
     // Only frames arriving from the host: our own injections on `from` are outbound.
     const s = pcap.createSession(from, { filter: `inbound and not ether src ${macOf(from)}`, snap_length: 65535, buffer_timeout: 1, buffer_size: 16 * 1024 * 1024 });
     s.on("packet", (p) => {
@@ -101,10 +124,18 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
         dropped += 1;
         return;
       }
+      const frame = Buffer.from(p.buf.subarray(0, caplen));
+      if (opts.tamperEvery) {
+        const at = sealedByteOf(frame);
+        if (at >= 0 && ++seen[direction] % opts.tamperEvery === 0) {
+          frame[at]! ^= 0x01;
+          tampered[direction] += 1;
+        }
+      }
       const jitter = opts.jitterMs ? (random() * 2 - 1) * opts.jitterMs : 0;
       // FIFO per direction: jitter never reorders frames (netem's default as well).
       const due = Math.max(tsMs + opts.delayMs + jitter, queue.length ? queue[queue.length - 1]!.dueMs : 0);
-      queue.push({ dueMs: due, frame: Buffer.from(p.buf.subarray(0, caplen)), out: to() });
+      queue.push({ dueMs: due, frame, out: to() });
       if (!timer) flush();
     });
     const inner = s.session;
@@ -118,8 +149,8 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
   let left: PcapSession;
   let right: PcapSession;
   try {
-    left = open(opts.left, () => right);
-    right = open(opts.right, () => left);
+    left = open(opts.left, () => right, "leftToRight");
+    right = open(opts.right, () => left, "rightToLeft");
     sessions.push(left, right);
   } catch (err) {
     for (const s of sessions) s.close();
@@ -128,6 +159,7 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
   return {
     forwarded: () => forwarded,
     dropped: () => dropped,
+    tampered: () => ({ ...tampered }),
     close: () => {
       closed = true;
       if (timer) clearTimeout(timer);

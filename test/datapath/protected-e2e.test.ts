@@ -130,4 +130,64 @@ describe("protected layout between two namespaces (ChaCha20-Poly1305)", { skip, 
       topo.cleanup();
     }
   });
+
+  it("a router that flips a bit in every 10th option: the receivers count exactly those, and the measurement ignores them", async () => {
+    const topo = new Topology({ router: { delayMs: 5, tamperEvery: 10 } });
+    const { a, b } = topo;
+    const native = nativeBpf();
+    const installers: KeyInstaller[] = [];
+    try {
+      await topo.start();
+      const suite = { ...DEFAULT_SUITE, aead: AeadId.Chacha20Poly1305 };
+      const sharedSecret = randomBytes(32);
+      const salt = randomBytes(32);
+      const keys = join(dir, "tamper.keys");
+      writeKeyLog(keys, [{ kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret }]);
+      const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(a.addr));
+      const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
+      for (const h of [a, b]) {
+        const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--packets-per-kri", "40"]);
+        assert.equal(r.code, 0, r.stderr);
+        const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
+        const installer = new KeyInstaller(native, { keys: native.objGet(join(pins, PIN.keys)), peerKeys: native.objGet(join(pins, PIN.peerKeys)), keyNeeds: native.objGet(join(pins, PIN.keyNeeds)) }, stk);
+        installer.start();
+        installers.push(installer);
+      }
+      const file = join(dir, "tamper.pcapng");
+      const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
+      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 1500));
+      const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "5"]);
+      await Topology.waitFor(server, /ready/);
+      const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "100", "2"]);
+      assert.equal(await Topology.exited(ask, 60_000), 0, ask.output().stderr);
+      assert.equal((JSON.parse(ask.output().stdout) as { answered: number }).answered, 100, "tampered options never cost a packet");
+      await new Promise((r) => setTimeout(r, 300));
+      capture.kill("SIGINT");
+      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+      topo.bridge!.kill("SIGINT");
+      await Topology.exited(topo.bridge!);
+      const m = /tampered (\d+) left to right and (\d+) right to left/.exec(topo.bridge!.output().stdout);
+      assert.ok(m, topo.bridge!.output().stdout);
+      const [aToB, bToA] = [Number(m[1]), Number(m[2])];
+      assert.ok(aToB >= 8 && bToA >= 8, `tampered ${aToB} a -> b, ${bToA} b -> a`);
+
+      // Each kernel: the tampered options, plus the first one from its peer (it had no key yet).
+      const status = (h: typeof a) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      assert.equal(status(b).auth_fail, aToB + 1, "b: the tampered options from a, and a's first");
+      assert.equal(status(a).auth_fail, bToA + 1, "a: the tampered options from b, and b's first");
+
+      // The analyzer, on the capture after the router (a -> b tampered, b -> a not yet):
+      const result = await analyzeCapture({ input: file, keysPath: keys });
+      assert.equal(result.counters.authFail, aToB, "exactly the tampered options fail");
+      assert.equal(result.counters.replay, 0);
+      const udp = result.flows.find((f) => f.transport === "udp" && f.serverPort === 7000)!;
+      assert.ok(udp.serverDelayNs!.count >= 70, `samples: ${udp.serverDelayNs!.count}`);
+      const rtd = udp.roundTripDelayNs!.p50;
+      assert.ok(rtd >= 10 * MS && rtd <= 13 * MS, `round-trip delay p50 ${rtd} ns, injected 10 ms`);
+    } finally {
+      for (const i of installers) i.close();
+      topo.cleanup();
+    }
+  });
 });

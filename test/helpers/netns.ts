@@ -40,6 +40,8 @@ export interface RouterOptions {
   delayMs: number;
   jitterMs?: number;
   loss?: number;
+  /** Flip a bit in the protected PDM option of every Nth frame, per direction. */
+  tamperEvery?: number;
 }
 
 export class Topology {
@@ -98,15 +100,19 @@ export class Topology {
 
   private readonly routerOptions: RouterOptions | undefined;
 
+  /** The router's delay bridge, once started. */
+  bridge: ReturnType<Topology["spawn"]> | undefined;
+
   /** Starts the router's delay bridge (if any) and waits until it forwards. */
   async start(): Promise<void> {
     if (!this.router || !this.routerOptions) return;
     const o = this.routerOptions;
     const bridge = this.spawn({ name: "r", ns: this.router.ns, ifname: this.router.left, addr: "" }, [
       process.execPath, "--import", "tsx", join(ROOT, "scripts", "delay-bridge.ts"),
-      this.router.left, this.router.right, String(o.delayMs), String(o.jitterMs ?? 0), String(o.loss ?? 0),
+      this.router.left, this.router.right, String(o.delayMs), String(o.jitterMs ?? 0), String(o.loss ?? 0), String(o.tamperEvery ?? 0),
     ]);
     await Topology.waitFor(bridge, /bridging/);
+    this.bridge = bridge;
   }
 
   ip(h: Host, args: string[]): string {
