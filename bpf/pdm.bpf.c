@@ -254,6 +254,7 @@ static __always_inline struct pdm_flow_state *flow_state(struct pdm_flow_key *ke
 	init.psn_next = (__u16)r;
 	init.rn_state = pdm_lfsr_seed(bpf_get_prandom_u32());
 	init.first_ns = now;
+	init.kri_since_ns = now;
 	if (bpf_map_update_elem(&pdm_flows, key, &init, BPF_NOEXIST) == 0) {
 		*created = 1;
 		COUNT(c, flows_created);
@@ -495,10 +496,14 @@ int pdm_egress(struct __sk_buff *skb)
 	st->flags |= PDM_FLOW_HAS_SENT;
 	st->tx_packets++;
 	if (v2) {
-		if (st->rn_drawn >= per_kri && st->kri != 0xffffffff) {
+		/* Rotate when the Kri's Random Numbers run out (or the policy's count), or when it
+		 * has been in use for the policy's longest age (keys.md 6). */
+		int aged = cfg.max_kri_age_ms && now - st->kri_since_ns >= (__u64)cfg.max_kri_age_ms * 1000000;
+		if ((st->rn_drawn >= per_kri || aged) && st->kri != 0xffffffff) {
 			st->kri++;
 			st->rn_state = reseed;
 			st->rn_drawn = 0;
+			st->kri_since_ns = now;
 			rotated = 1;
 		}
 		st->rn_state = pdm_lfsr_step(st->rn_state);

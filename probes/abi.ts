@@ -102,6 +102,7 @@ export const CONFIG = new StructLayout("pdm_config", [
   ["n_prefixes", "u32"],
   ["prefixes", PREFIX, PDM_MAX_PREFIXES],
   ["aead", "u32"],
+  ["max_kri_age_ms", "u32"],
 ]);
 
 export const FLOW_KEY = new StructLayout("pdm_flow_key", [
@@ -136,6 +137,7 @@ export const FLOW_STATE = new StructLayout("pdm_flow_state", [
   ["rx_recent", "u32", 8],
   ["rx_recent_next", "u32"],
   ["pad2", "u32"],
+  ["kri_since_ns", "u64"],
 ]);
 
 /** HPKE AEAD ids (the protected layout); the kernel seals ChaCha20-Poly1305 so far. */

@@ -74,6 +74,8 @@ export interface AttachOptions {
   readOnly?: boolean;
   /** Rotate Kri after this many packets (v2 layouts); default the LFSR period. */
   maxPacketsPerKri?: number;
+  /** Also rotate Kri once it has been in use this long, in ms (v2 layouts; the rotation policy's age). */
+  maxKriAgeMs?: number;
   /** Lower route MTUs by the header size (default true). */
   mtuRoom?: boolean;
   /** Turn GSO/TSO off for per-segment stamps (default: leave offload as it is). */
@@ -145,6 +147,9 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
     throw new UsageError(`packets per Kri must be 1..32767, got ${perKri}`);
   }
   b.writeUInt32LE(perKri, CONFIG.offset("max_packets_per_kri"));
+  const maxAge = options.maxKriAgeMs ?? 0;
+  if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 0xffff_ffff) throw new UsageError(`Kri age must be a whole number of ms, got ${maxAge}`);
+  b.writeUInt32LE(maxAge, CONFIG.offset("max_kri_age_ms"));
   ports.forEach((p, i) => {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw new UsageError(`port must be 1..65535, got ${p}`);
     b.writeUInt16LE(p, CONFIG.offset("ports") + 2 * i);

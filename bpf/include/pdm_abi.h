@@ -55,6 +55,7 @@ struct pdm_config {
 	__u32 n_prefixes;
 	struct pdm_prefix prefixes[PDM_MAX_PREFIXES]; /* match the remote address; none = any */
 	__u32 aead; /* protected layout: the HPKE AEAD id (the kernel seals PDM_AEAD_CHACHA20POLY1305) */
+	__u32 max_kri_age_ms; /* v2: also rotate a Kri in use this long; 0 means no age limit */
 };
 
 /* A flow as seen from this host. ICMPv6 echo uses the identifier as both ports. */
@@ -98,6 +99,7 @@ struct pdm_flow_state {
 	__u32 rx_recent[PDM_RX_RECENT];
 	__u32 rx_recent_next;
 	__u32 pad2;
+	__u64 kri_since_ns; /* when the own Kri began (the age limit) */
 };
 
 /* HPKE AEAD ids (keys.md): the protected layout's AEAD. */

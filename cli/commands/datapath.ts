@@ -41,6 +41,7 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
     .option("--no-events", "do not emit per-packet records (capture --source ebpf needs them)")
     .option("--read-only", "read incoming PDM only, stamp nothing")
     .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
+    .option("--kri-max-age <ms>", "v2: also rotate the Key Rotation Index once it has been in use this long (the rotation policy's age)", (v) => Number(v))
     .addOption(new Option("--aead <aead>", "v2-protected: the deployment's AEAD (the data path seals ChaCha20-Poly1305 so far)").choices(["chacha20-poly1305", "aes-128-gcm"] as const))
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
@@ -65,6 +66,7 @@ Examples:
         events: opts.events,
         readOnly: opts.readOnly,
         maxPacketsPerKri: opts.packetsPerKri,
+        maxKriAgeMs: opts.kriMaxAge,
         mtuRoom: opts.mtuRoom,
         noOffload: opts.offload === false,
         emptyProgram: opts.emptyProgram,

@@ -195,6 +195,15 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
     assert.equal(loaded.counters().read, 1);
   });
 
+  it("PDMv2: Kri also rotates once it has been in use for the policy's age (--kri-max-age)", async () => {
+    loaded = new Loaded({ layout: "v2-clear", maxKriAgeMs: 60 });
+    const send = () => pdmOf(loaded!.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(1000, 7000, 4) }))).data) as Extract<PdmOption, { layout: "v2-clear" }>;
+    const f = [send().fBit, send().fBit];
+    await new Promise((r) => setTimeout(r, 120));
+    f.push(send().fBit, send().fBit);
+    assert.deepEqual(f, [0, 0, 1, 1], "F flips once the Kri is older than 60 ms, not per packet");
+  });
+
   it("PDMv2 clear: version nibble, one Global Pointer per source class, Random Number and F", () => {
     loaded = new Loaded({ layout: "v2-clear", maxPacketsPerKri: 2 });
     const send = (src: string, dst: string, sport: number) => pdmOf(loaded!.run("egress", frame(ipv6Packet({ src, dst, proto: 17, upper: udpHeader(sport, 7000, 4) }))).data) as Extract<PdmOption, { layout: "v2-clear" }>;
