@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead clean
+.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected clean
 
 setup:
 	bash scripts/setup.sh
@@ -34,6 +34,9 @@ bench-agent:
 
 bench-aead:
 	node --import tsx bench/aead.bench.ts
+
+bench-protected:
+	node --import tsx bench/protected.bench.ts
 
 clean:
 	rm -rf out bench/out
