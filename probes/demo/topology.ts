@@ -69,7 +69,35 @@ export function buildTopology(lab: Lab): DemoTopology {
     lab.run(router, ["ethtool", "-K", i, ...OFFLOADS_OFF]);
     lab.ip(router, ["link", "set", i, "up"]);
   }
+  knowNeighbors(lab, router, ns);
   return { router, ns, delayLinks };
+}
+
+/**
+ * Every host and the router know each other's MACs on each link from the start:
+ * neighbor discovery between namespaces sometimes loses its first exchange on this VM,
+ * and its 1 s retry would then delay the first packets of the run.
+ */
+function knowNeighbors(lab: Lab, router: string, ns: Record<string, string>): void {
+  const macOf = (n: string, ifname: string): string => (JSON.parse(lab.run(n, ["ip", "-j", "link", "show", ifname])) as Array<{ address: string }>)[0]!.address;
+  type End = { ns: string; ifname: string; addr: string };
+  const segments: End[][] = [[{ ns: router, ifname: ROUTER_CAPTURE_IF, addr: ROUTER_CLIENT_LAN }]];
+  for (const h of DEMO_HOSTS) {
+    const end = { ns: ns[h.name]!, ifname: HOST_IF, addr: h.addr };
+    if (h.gateway === ROUTER_CLIENT_LAN) segments[0]!.push(end);
+    else {
+      const delayed = SERVER_LINKS.some((l) => l.host === h.name);
+      segments.push([{ ns: router, ifname: delayed ? `s-${h.name}` : `s-${h.name}p`, addr: h.gateway }, end]);
+    }
+  }
+  for (const segment of segments) {
+    const macs = segment.map((e) => macOf(e.ns, e.ifname));
+    segment.forEach((x, i) =>
+      segment.forEach((y, j) => {
+        if (i !== j) lab.ip(x.ns, ["-6", "neigh", "replace", y.addr, "lladdr", macs[j]!, "dev", x.ifname, "nud", "permanent"]);
+      }),
+    );
+  }
 }
 
 function configureHost(lab: Lab, ns: string, h: DemoHost): void {

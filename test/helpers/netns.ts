@@ -92,6 +92,13 @@ export class Topology {
         if (this.router) this.exec(h, ["ethtool", "-K", h.ifname, "tx", "off", "tso", "off", "gso", "off"]);
         this.ip(h, ["link", "set", "lo", "up"]);
       }
+      // Each host knows the other's MAC from the start: neighbor discovery between
+      // namespaces sometimes loses its first exchange on this VM, and its 1 s retry
+      // then delays the first packets (seen as round trips of up to 1 s).
+      const macOf = (h: Host): string => (JSON.parse(this.exec(h, ["ip", "-j", "link", "show", h.ifname]).stdout) as Array<{ address: string }>)[0]!.address;
+      const [macA, macB] = [macOf(this.a), macOf(this.b)];
+      this.ip(this.a, ["-6", "neigh", "replace", this.b.addr, "lladdr", macB, "dev", this.a.ifname, "nud", "permanent"]);
+      this.ip(this.b, ["-6", "neigh", "replace", this.a.addr, "lladdr", macA, "dev", this.b.ifname, "nud", "permanent"]);
     } catch (err) {
       this.cleanup();
       throw err;
