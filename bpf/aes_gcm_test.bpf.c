@@ -21,28 +21,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "include/pdm_aes128gcm.h"
+#include "include/pdm_bpf_crypto.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-#define __kptr __attribute__((btf_type_tag("kptr")))
-
-/* The kernel's types, as far as the kfuncs need them. A complete struct, not a
- * forward declaration: libbpf 1.1 refuses to match a forward one against the kernel's. */
-struct bpf_crypto_ctx {
-	int opaque;
-};
-struct bpf_crypto_params {
-	char type[14];
-	__u8 reserved[2];
-	char algo[128];
-	__u8 key[256];
-	__u32 key_len;
-	__u32 authsize;
-};
-extern struct bpf_crypto_ctx *bpf_crypto_ctx_create(const struct bpf_crypto_params *params, __u32 params__sz, int *err) __ksym;
-extern void bpf_crypto_ctx_release(struct bpf_crypto_ctx *ctx) __ksym;
-extern int bpf_crypto_encrypt(struct bpf_crypto_ctx *ctx, const struct bpf_dynptr *src, const struct bpf_dynptr *dst,
-			      const struct bpf_dynptr *siv__nullable) __ksym;
 
 /* One key: the kernel's AES context, and the GHASH table of H = E(K, 0^128). */
 struct gcm_key_value {

@@ -13,6 +13,11 @@
  *                pdm_ingress_open (tail call), which verifies it under the peer's keys
  *                (pdm_peer_keys), then to pdm_ingress_read for the same bookkeeping.
  *
+ * The protected layout seals with ChaCha20-Poly1305 in BPF C (pdm.bpf.o). Built with
+ * PDM_WITH_GCM (pdm_gcm.bpf.o: clang 15+, Linux 6.10+), it also seals with AES-128-GCM:
+ * the kernel's AES through the BPF crypto kfuncs, GHASH in BPF C, each key's context
+ * and table installed by user space through pdm_gcm_install (a syscall program).
+ *
  * Rule for both: measurement never breaks traffic. Anything this program cannot or
  * should not stamp is counted and passed on unchanged (TC_ACT_OK), never dropped.
  * Layout, policy and flags come from `cfg`, a const volatile global user space fills
@@ -29,6 +34,10 @@
 #include "include/pdm_abi.h"
 #include "include/pdm_codec.h"
 #include "include/pdm_chacha20poly1305.h"
+#ifdef PDM_WITH_GCM
+#include "include/pdm_aes128gcm.h"
+#include "include/pdm_bpf_crypto.h"
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -82,6 +91,89 @@ struct {
 	__type(value, struct pdm_flow_keys);
 } pdm_peer_keys SEC(".maps");
 
+#ifdef PDM_WITH_GCM
+/* One installed AES-128-GCM key: the kernel's AES context for it, its GHASH table. */
+struct gcm_key {
+	struct bpf_crypto_ctx __kptr *ctx;
+	__u32 kri;
+	__u32 pad;
+	struct pdm_gcm_htable htable;
+};
+/* Allocated as keys come (no preallocation: 3 slots, 2 sides, 65,536 flows, 280 bytes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * PDM_KEY_SLOTS * PDM_FLOWS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pdm_gcm_key_id);
+	__type(value, struct gcm_key);
+} pdm_gcm_keys SEC(".maps");
+
+/* What pdm_gcm_install asks the kernel for ("ecb(aes)": the two counter blocks per
+ * packet are encrypted as single blocks). A global: 408 bytes do not fit the stack. */
+struct bpf_crypto_params gcm_params = {
+	.type = "skcipher",
+	.algo = "ecb(aes)",
+	.key_len = 16,
+};
+
+/*
+ * Install one AES-128-GCM key (run by user space through BPF_PROG_TEST_RUN, one at a
+ * time): the kernel's AES context for it and the GHASH table of H, into pdm_gcm_keys
+ * at the key's flow, side and slot, replacing (and releasing) what the slot held.
+ * Returns 0, or 1 when the kernel refused the key (args->err), 2 when the map is full.
+ */
+SEC("syscall")
+int pdm_gcm_install(struct pdm_gcm_install_args *args)
+{
+	__builtin_memcpy(gcm_params.key, args->key, 16);
+	int err = 0;
+	struct bpf_crypto_ctx *ctx = bpf_crypto_ctx_create(&gcm_params, sizeof(gcm_params), &err);
+	__builtin_memset(gcm_params.key, 0, 16); /* the key stays in the kernel's context only */
+	args->err = err;
+	if (!ctx)
+		return 1;
+	struct pdm_gcm_key_id id = args->id;
+	struct gcm_key fresh = {.kri = args->kri};
+	pdm_gcm_htable_init(&fresh.htable, args->h);
+	if (bpf_map_update_elem(&pdm_gcm_keys, &id, &fresh, BPF_ANY)) {
+		bpf_crypto_ctx_release(ctx);
+		return 2;
+	}
+	struct gcm_key *v = bpf_map_lookup_elem(&pdm_gcm_keys, &id);
+	if (!v) {
+		bpf_crypto_ctx_release(ctx);
+		return 2;
+	}
+	ctx = bpf_kptr_xchg(&v->ctx, ctx);
+	if (ctx)
+		bpf_crypto_ctx_release(ctx);
+	return 0;
+}
+
+/*
+ * The AES part of one AES-128-GCM option: the two counter blocks for `nonce` (in[]),
+ * encrypted under the key of `id` into out[]. The key's table, or NULL when the slot
+ * holds no key for `kri` (not installed yet, or already replaced).
+ */
+static __always_inline struct gcm_key *gcm_blocks(const struct pdm_gcm_key_id *id, __u32 kri, const __u8 *nonce,
+						   __u8 *in, __u8 *out)
+{
+	struct gcm_key *k = bpf_map_lookup_elem(&pdm_gcm_keys, id);
+	if (!k || k->kri != kri)
+		return NULL;
+	struct bpf_crypto_ctx *ctx = k->ctx;
+	if (!ctx)
+		return NULL;
+	pdm_gcm_counter_blocks(in, nonce);
+	struct bpf_dynptr src, dst;
+	bpf_dynptr_from_mem(in, PDM_GCM_BLOCKS_LEN, 0, &src);
+	bpf_dynptr_from_mem(out, PDM_GCM_BLOCKS_LEN, 0, &dst);
+	if (bpf_crypto_encrypt(ctx, &src, &dst, NULL))
+		return NULL;
+	return k;
+}
+#endif
+
 /*
  * Protected layout: what the egress program hands to the sealing program (below),
  * which takes over through a tail call because sealing needs more stack than the
@@ -98,6 +190,11 @@ struct seal_work {
 	/* IPv6 header bytes 4-39 as they must end up, then the new header (clear fields) */
 	__u8 out[36 + PDM_HDR_LEN_V2_PROTECTED];
 	struct pdm_event event; /* sent once stamped, when events are on */
+#ifdef PDM_WITH_GCM
+	struct pdm_gcm_key_id gcm_id; /* AES-128-GCM: where the flow's key is */
+	__u8 gcm_in[PDM_GCM_BLOCKS_LEN];
+	__u8 gcm_out[PDM_GCM_BLOCKS_LEN];
+#endif
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -324,6 +421,16 @@ static __always_inline void put16(__u8 *b, __u32 off, __u16 v)
 	b[off + 1] = v & 0xff;
 }
 
+/* The protected layout's AEAD is one this build seals with. */
+static __always_inline int aead_supported(void)
+{
+#ifdef PDM_WITH_GCM
+	if (cfg.aead == PDM_AEAD_AES128GCM)
+		return 1;
+#endif
+	return cfg.aead == PDM_AEAD_CHACHA20POLY1305;
+}
+
 /* The flow's key for `kri`, or NULL when it is not installed. */
 static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u32 kri)
 {
@@ -352,7 +459,7 @@ static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_f
 	bpf_ringbuf_submit(n, 0);
 }
 
-/* Copy the flow's key for `kri` into the sealing work; 0 when it is not installed. */
+/* Copy the flow's key for `kri` into the sealing work (AES-128-GCM: where it is); 0 when it is not installed. */
 static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 {
 	__u32 zero = 0;
@@ -360,6 +467,14 @@ static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 	const __u8 *k = key_for(flow, kri);
 	if (!w || !k)
 		return 0;
+#ifdef PDM_WITH_GCM
+	if (cfg.aead == PDM_AEAD_AES128GCM) {
+		w->gcm_id.flow = *flow;
+		w->gcm_id.side = PDM_GCM_OWN;
+		w->gcm_id.slot = kri % PDM_KEY_SLOTS;
+		return 1;
+	}
+#endif
 	__builtin_memcpy(w->key, k, PDM_AEAD_KEY_LEN);
 	return 1;
 }
@@ -367,9 +482,10 @@ static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 /*
  * Protected layout (wire.md section 4): seal option-data bytes 4-17 of the header in
  * w->out (the clear layout's fields, written there already) in place, ciphertext then
- * tag, under the key egress copied into w->key (take_key).
+ * tag, under the key egress copied into w->key (take_key), or with AES-128-GCM the
+ * key at w->gcm_id. 0 once sealed; -1 when the AES key went missing meanwhile.
  */
-static __always_inline void seal(struct seal_work *w)
+static __always_inline int seal(struct seal_work *w)
 {
 	__u32 kri = w->kri;
 	__u8 *h = w->out + 36;
@@ -383,7 +499,17 @@ static __always_inline void seal(struct seal_work *w)
 	w->nonce[11] = h[7];
 	__builtin_memcpy(w->pt, h + 8, PDM_AEAD_TEXT_LEN);
 	/* associated data: Option Type, Opt Data Len, option-data bytes 0-3 (h[2..7]) */
+#ifdef PDM_WITH_GCM
+	if (cfg.aead == PDM_AEAD_AES128GCM) {
+		struct gcm_key *k = gcm_blocks(&w->gcm_id, kri, w->nonce, w->gcm_in, w->gcm_out);
+		if (!k)
+			return -1;
+		pdm_gcm_seal(&k->htable, w->gcm_out, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
+		return 0;
+	}
+#endif
 	pdm_chacha20poly1305_seal(&w->aead, w->key, w->nonce, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
+	return 0;
 }
 
 /* The protected layout's second half of egress: seal, make room, write the header. */
@@ -395,7 +521,10 @@ int pdm_egress_seal(struct __sk_buff *skb)
 	struct seal_work *w = bpf_map_lookup_elem(&pdm_seal_work, &zero);
 	if (!w)
 		return TC_ACT_OK;
-	seal(w);
+	if (seal(w)) {
+		COUNT(c, skipped_nokey); /* the key was replaced between egress and here: no PDM rather than PDM in the clear */
+		return TC_ACT_OK;
+	}
 	if (bpf_skb_adjust_room(skb, PDM_HDR_LEN_V2_PROTECTED, BPF_ADJ_ROOM_NET, 0)) {
 		COUNT(c, skipped_room);
 		return TC_ACT_OK;
@@ -422,8 +551,8 @@ struct {
 SEC("tc")
 int pdm_egress(struct __sk_buff *skb)
 {
-	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && cfg.aead != PDM_AEAD_CHACHA20POLY1305)
-		return TC_ACT_OK; /* AES-128-GCM sealing here is still to come (issue 6) */
+	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && !aead_supported())
+		return TC_ACT_OK; /* user space refuses this at attach; never stamp in the clear */
 	if ((cfg.flags & PDM_CFG_NO_STAMP) || skb->protocol != bpf_htons(ETH_P_IPV6))
 		return TC_ACT_OK;
 
@@ -785,6 +914,11 @@ struct open_work {
 	__u32 len;
 	__u32 only_pdm;
 	struct read_fields fields; /* once opened, for pdm_ingress_read */
+#ifdef PDM_WITH_GCM
+	struct pdm_gcm_key_id gcm_id;
+	__u8 gcm_in[PDM_GCM_BLOCKS_LEN];
+	__u8 gcm_out[PDM_GCM_BLOCKS_LEN];
+#endif
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -813,9 +947,25 @@ static __always_inline int has_peer_key(const struct pdm_flow_keys *keys, __u32 
 static __noinline int open_option(struct open_work *w, const __u8 *key)
 {
 	const __u8 *o = w->option;
+#ifdef PDM_WITH_GCM
+	if (cfg.aead == PDM_AEAD_AES128GCM)
+		return -1; /* see open_option_gcm */
+#endif
 	/* associated data: Type, Opt Data Len, option-data bytes 0-3 */
 	return pdm_chacha20poly1305_open(&w->aead, key, w->nonce, o, o + 6, o + 6 + PDM_AEAD_TEXT_LEN, w->pt);
 }
+
+#ifdef PDM_WITH_GCM
+/* The same with AES-128-GCM: the key of w->gcm_id (its slot set by the caller) for `kri`. */
+static __noinline int open_option_gcm(struct open_work *w, __u32 kri)
+{
+	const __u8 *o = w->option;
+	struct gcm_key *k = gcm_blocks(&w->gcm_id, kri, w->nonce, w->gcm_in, w->gcm_out);
+	if (!k)
+		return -1;
+	return pdm_gcm_open(&k->htable, w->gcm_out, o, o + 6, o + 6 + PDM_AEAD_TEXT_LEN, w->pt);
+}
+#endif
 
 /* Forward: pdm_ingress_open hands over to pdm_ingress_read through this. */
 int pdm_ingress_read(struct __sk_buff *skb);
@@ -851,6 +1001,10 @@ int pdm_ingress_open(struct __sk_buff *skb)
 	int opened = -1;
 	__u32 kri = 0;
 	if (keys) {
+#ifdef PDM_WITH_GCM
+		w->gcm_id.flow = key;
+		w->gcm_id.side = PDM_GCM_PEER;
+#endif
 		__builtin_memset(w->nonce, 0, 6);
 		w->nonce[10] = o[4];
 		w->nonce[11] = o[5];
@@ -863,6 +1017,13 @@ int pdm_ingress_open(struct __sk_buff *skb)
 			w->nonce[7] = kri >> 16;
 			w->nonce[8] = kri >> 8;
 			w->nonce[9] = kri;
+#ifdef PDM_WITH_GCM
+			if (cfg.aead == PDM_AEAD_AES128GCM) {
+				w->gcm_id.slot = slot;
+				opened = open_option_gcm(w, kri);
+				continue;
+			}
+#endif
 			opened = open_option(w, keys->key[slot]);
 		}
 	}
@@ -998,8 +1159,8 @@ int pdm_ingress(struct __sk_buff *skb)
 		dtls = get16(h, o + 16);
 	} else if (olen == 34) {
 		/* Protected: opened by pdm_ingress_open (tail call) when this host reads that
-		 * layout with ChaCha20-Poly1305; otherwise left as it is. */
-		if (cfg.layout != PDM_LAYOUT_V2_PROTECTED || cfg.aead != PDM_AEAD_CHACHA20POLY1305)
+		 * layout with an AEAD this build has; otherwise left as it is. */
+		if (cfg.layout != PDM_LAYOUT_V2_PROTECTED || !aead_supported())
 			return TC_ACT_OK;
 		if (get16(h, o) != 0x2000) { /* version 2, reserved 0: malformed, as in the clear */
 			COUNT(c, malformed);

@@ -56,7 +56,8 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.PDM_REPORT_PEAK_RSS) process.stderr.write(`peak-rss-kib ${process.resourceUsage().maxRSS}\n`);
     return 0;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode; // commander already printed help or the error
+    // Commander has printed help (exit 0) or a usage mistake, which exits 2 like ours.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     if (e instanceof PdmError) {
       process.stderr.write(`pdm: ${e.message}\n`);
       if (e.hint) process.stderr.write(`  ${e.hint}\n`);

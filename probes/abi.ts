@@ -81,8 +81,10 @@ export const PDM_MAP = {
   keys: "pdm_keys",
   peerKeys: "pdm_peer_keys",
   keyNeeds: "pdm_key_needs",
+  /** AES-128-GCM builds only (pdm_gcm.bpf.o): each installed key's AES context and GHASH table. */
+  gcmKeys: "pdm_gcm_keys",
 } as const;
-export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress" } as const;
+export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress", gcmInstall: "pdm_gcm_install" } as const;
 export const PDM_FLOWS_MAX = 65536;
 export const PDM_EVENTS_BYTES = 4 << 20;
 
@@ -140,7 +142,7 @@ export const FLOW_STATE = new StructLayout("pdm_flow_state", [
   ["kri_since_ns", "u64"],
 ]);
 
-/** HPKE AEAD ids (the protected layout); the kernel seals ChaCha20-Poly1305 so far. */
+/** HPKE AEAD ids (the protected layout); AES-128-GCM needs the pdm_gcm.bpf.o build. */
 export const PDM_AEAD = { "aes-128-gcm": 1, "chacha20-poly1305": 3 } as const;
 export const PDM_AEAD_KEY_MAX = 32;
 
@@ -212,8 +214,25 @@ export const EVENT = new StructLayout("pdm_event", [
   ["flags", "u8"],
 ]);
 
+/** Where an AES-128-GCM key sits in pdm_gcm_keys: its flow, side and slot. */
+export const PDM_GCM = { own: 0, peer: 1 } as const;
+export const GCM_KEY_ID = new StructLayout("pdm_gcm_key_id", [
+  ["flow", FLOW_KEY],
+  ["side", "u8"],
+  ["slot", "u8"],
+  ["pad", "u8", 2],
+]);
+/** The context of pdm_gcm_install (a syscall program): one AES-128-GCM key to install. */
+export const GCM_INSTALL_ARGS = new StructLayout("pdm_gcm_install_args", [
+  ["id", GCM_KEY_ID],
+  ["kri", "u32"],
+  ["key", "u8", 16],
+  ["h", "u8", 16],
+  ["err", "u32"],
+]);
+
 /** Every struct the header defines, for the layout check. */
-export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, FLOW_KEYS, KEY_NEED, COUNTERS, EVENT];
+export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, FLOW_KEYS, KEY_NEED, COUNTERS, EVENT, GCM_KEY_ID, GCM_INSTALL_ARGS];
 
 /** Every #define the TypeScript side relies on, by its C name, for the same check. */
 export const ALL_CONSTANTS: Record<string, number | string> = {
@@ -255,6 +274,10 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_AEAD_KEY_MAX,
   PDM_PROG_EGRESS: PDM_PROG.egress,
   PDM_PROG_INGRESS: PDM_PROG.ingress,
+  PDM_MAP_GCM_KEYS: PDM_MAP.gcmKeys,
+  PDM_PROG_GCM_INSTALL: PDM_PROG.gcmInstall,
+  PDM_GCM_OWN: PDM_GCM.own,
+  PDM_GCM_PEER: PDM_GCM.peer,
   PDM_FLOWS_MAX,
   PDM_EVENTS_BYTES,
 };

@@ -48,6 +48,9 @@ export const PIN = {
   keys: PDM_MAP.keys,
   peerKeys: PDM_MAP.peerKeys,
   keyNeeds: PDM_MAP.keyNeeds,
+  /** AES-128-GCM data paths only: the keys' AES contexts, and the program that installs one. */
+  gcmKeys: PDM_MAP.gcmKeys,
+  gcmInstall: PDM_PROG.gcmInstall,
   /** The protected layout's tail calls. Pinned because the kernel empties a program
    * array once no file descriptor or pin holds it. */
   sealCall: "pdm_seal_call",
@@ -82,7 +85,7 @@ export interface AttachOptions {
   noOffload?: boolean;
   /** Benchmarks only: attach a program that does nothing (the cost of the tc hook alone). */
   emptyProgram?: boolean;
-  /** Protected layout: the deployment's AEAD (the kernel seals ChaCha20-Poly1305 so far). */
+  /** Protected layout: the deployment's AEAD (default AES-128-GCM, which needs the pdm_gcm.bpf.o build and Linux 6.10+). */
   aead?: keyof typeof PDM_AEAD;
 }
 
@@ -174,10 +177,8 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
 /** Loads, pins and attaches. A second attach on the same interface replaces the first. */
 export function attach(options: AttachOptions): AttachState {
   requireRoot("pdm attach");
-  if (options.layout === "v2-protected" && (options.aead ?? "chacha20-poly1305") !== "chacha20-poly1305") {
-    throw new UsageError("the data path seals the protected layout with ChaCha20-Poly1305 only so far; AES-128-GCM is still to come");
-  }
-  if (options.layout === "v2-protected") options = { ...options, aead: "chacha20-poly1305" };
+  if (options.layout === "v2-protected") options = { ...options, aead: options.aead ?? "aes-128-gcm" };
+  const aes = options.layout === "v2-protected" && options.aead === "aes-128-gcm";
   ensureBpffs();
   const iface = interfaceInfo(options.ifname);
   if (readAttachState(iface.name) || existsSync(pinDir(iface.name))) detach(iface.name);
@@ -198,18 +199,26 @@ export function attach(options: AttachOptions): AttachState {
   const config = encodeConfig(options, iface.l2Len);
   let object: number | undefined;
   try {
-    object = native.openObject(bpfObjectPath());
+    object = native.openObject(bpfObjectPath({ aes }));
     native.setInitialValue(object, ".rodata", config);
     try {
       native.loadObject(object);
     } catch (err) {
-      throw explainNativeError("loading the eBPF programs", err);
+      const e = explainNativeError("loading the eBPF programs", err);
+      if (aes && /bpf_crypto|kfunc|ksym/i.test(String((err as Error)?.message ?? err))) {
+        throw new BpfError(`This kernel has no BPF crypto kfuncs (Linux 6.10 or later), which AES-128-GCM in the data path needs: attach with --aead chacha20-poly1305. (${e.message})`, { cause: err });
+      }
+      throw e;
     }
     mkdirSync(dir, { recursive: true });
     for (const name of [PIN.flows, PIN.counters, PIN.globalPointers, PIN.events, PIN.keys, PIN.peerKeys, PIN.keyNeeds, PIN.sealCall, PIN.openCall, PIN.readCall]) {
       native.objPin(native.mapFd(object, name), join(dir, name));
     }
     native.objPin(native.mapFd(object, ".rodata"), join(dir, PIN.config));
+    if (aes) {
+      native.objPin(native.mapFd(object, PIN.gcmKeys), join(dir, PIN.gcmKeys));
+      native.objPin(native.programFd(object, PIN.gcmInstall), join(dir, PIN.gcmInstall));
+    }
     const egressFd = native.programFd(object, options.emptyProgram ? EMPTY_PROGRAM : PIN.egress);
     const ingressFd = native.programFd(object, options.emptyProgram ? EMPTY_PROGRAM : PIN.ingress);
     native.objPin(egressFd, join(dir, PIN.egress));

@@ -9,7 +9,7 @@ export { readStatus, readCounters, readFlows, sumCounters } from "./status.ts";
 export type { FlowStatus, InterfaceStatus } from "./status.ts";
 export { decodeEvent, eventOption, eventToRecord, eventKtimeNs, openEventStream } from "./events.ts";
 export type { KernelEvent, EventStream } from "./events.ts";
-export { nativeBpf, bpfObjectPath, NATIVE_PATH, BPF_OBJECT_PATH } from "./native.ts";
+export { nativeBpf, bpfObjectPath, aesDataPathUnavailable, NATIVE_PATH, BPF_OBJECT_PATH, BPF_GCM_OBJECT_PATH } from "./native.ts";
 export type { NativeBpf } from "./native.ts";
 export { interfaceInfo, currentNetns, isBpffs } from "./system.ts";
 export { openLiveCapture } from "./pcap-source.ts";

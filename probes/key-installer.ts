@@ -22,6 +22,8 @@ export interface KeyInstallerMaps {
   keys: number;
   peerKeys: number;
   keyNeeds: number;
+  /** An AES-128-GCM data path: the fd of its pdm_gcm_install program (STKs of 16 bytes). */
+  gcmInstall?: number;
 }
 
 export interface KeyInstallerStats {
@@ -31,6 +33,8 @@ export interface KeyInstallerStats {
   unknown: number;
   /** Needs of flows that are neither TCP, UDP nor ICMPv6 echo. */
   unsupported: number;
+  /** STKs the kernel refused (a wrong size for the data path's AEAD, no room). */
+  failed: number;
 }
 
 const ICMPV6 = 58;
@@ -41,7 +45,7 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 export class KeyInstaller {
-  readonly stats: KeyInstallerStats = { installed: 0, unknown: 0, unsupported: 0 };
+  readonly stats: KeyInstallerStats = { installed: 0, unknown: 0, unsupported: 0, failed: 0 };
   /** Kri values already installed per (map, sender): a need repeated by many packets costs one derivation. */
   private readonly done = new Map<string, Set<number>>();
   private ring: NativeRingBuffer | undefined;
@@ -119,7 +123,13 @@ export class KeyInstaller {
       this.onProblem(`no key for ${formatFlow(sender)} at Kri ${kri}`);
       return;
     }
-    installFlowKey(this.native, mapFd, sender, kri, stk, side === "own" ? "sender" : "receiver");
+    try {
+      installFlowKey(this.native, mapFd, sender, kri, stk, side === "own" ? "sender" : "receiver", this.maps.gcmInstall);
+    } catch (err) {
+      this.stats.failed += 1;
+      this.onProblem(`cannot install the key of ${formatFlow(sender)} at Kri ${kri}: ${(err as Error).message}`);
+      return;
+    }
     this.stats.installed += 1;
     if (this.done.size >= MAX_REMEMBERED_FLOWS) this.done.clear(); // forgetting costs a derivation, nothing more
     if (!kris) this.done.set(id, (kris = new Set()));

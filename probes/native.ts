@@ -2,7 +2,7 @@
 // Built by scripts/setup.sh (make -C probes/native); a missing build is one clear error.
 
 import { createRequire } from "node:module";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BpfError } from "./errors.ts";
 import { packageRoot } from "./package-root.ts";
@@ -76,6 +76,8 @@ export interface NativeBpf {
 
 export const NATIVE_PATH = join(packageRoot(), "probes", "native", "build", "pdm_bpf.node");
 export const BPF_OBJECT_PATH = join(packageRoot(), "bpf", "build", "pdm.bpf.o");
+/** The same programs with AES-128-GCM as well (built only with clang 15 or later). */
+export const BPF_GCM_OBJECT_PATH = join(packageRoot(), "bpf", "build", "pdm_gcm.bpf.o");
 
 let cached: NativeBpf | undefined;
 
@@ -90,10 +92,33 @@ export function nativeBpf(): NativeBpf {
   return cached;
 }
 
-/** The compiled programs, or a BpfError saying how to build them. */
-export function bpfObjectPath(): string {
+/** The compiled programs (with `aes`: the build that also seals AES-128-GCM), or a BpfError saying how to build them. */
+export function bpfObjectPath(opts: { aes?: boolean } = {}): string {
   if (!existsSync(BPF_OBJECT_PATH)) {
     throw new BpfError("The eBPF programs are not built: run `bash scripts/setup.sh` (needs clang).");
   }
-  return BPF_OBJECT_PATH;
+  if (opts.aes && !existsSync(BPF_GCM_OBJECT_PATH)) {
+    throw new BpfError(
+      "The AES-128-GCM data path is not built (it needs clang 15 or later): run `bash scripts/setup.sh`, or attach with --aead chacha20-poly1305.",
+    );
+  }
+  return opts.aes ? BPF_GCM_OBJECT_PATH : BPF_OBJECT_PATH;
+}
+
+/**
+ * Why this machine cannot seal AES-128-GCM in the data path, or undefined if it can:
+ * that needs the pdm_gcm.bpf.o build (clang 15+) and the kernel's BPF crypto kfuncs
+ * (Linux 6.10+).
+ */
+export function aesDataPathUnavailable(): string | undefined {
+  if (!existsSync(BPF_GCM_OBJECT_PATH)) return "bpf/build/pdm_gcm.bpf.o is not built (it needs clang 15 or later: bash scripts/setup.sh)";
+  let release = "";
+  try {
+    release = readFileSync("/proc/sys/kernel/osrelease", "utf8");
+  } catch {
+    return "cannot read the kernel's version";
+  }
+  const [major = 0, minor = 0] = (/^(\d+)\.(\d+)/.exec(release) ?? []).slice(1).map(Number);
+  if (major < 6 || (major === 6 && minor < 10)) return `Linux ${major}.${minor} has no BPF crypto kfuncs (6.10 or later)`;
+  return undefined;
 }

@@ -54,7 +54,7 @@ struct pdm_config {
 	__u32 n_ports;
 	__u32 n_prefixes;
 	struct pdm_prefix prefixes[PDM_MAX_PREFIXES]; /* match the remote address; none = any */
-	__u32 aead; /* protected layout: the HPKE AEAD id (the kernel seals PDM_AEAD_CHACHA20POLY1305) */
+	__u32 aead; /* protected layout: the HPKE AEAD id (AES-128-GCM needs pdm_gcm.bpf.o) */
 	__u32 max_kri_age_ms; /* v2: also rotate a Kri in use this long; 0 means no age limit */
 };
 
@@ -121,6 +121,30 @@ struct pdm_flow_keys {
 	__u8 present[PDM_KEY_SLOTS];
 	__u8 pad[5];
 	__u8 key[PDM_KEY_SLOTS][PDM_AEAD_KEY_MAX];
+};
+
+/*
+ * AES-128-GCM keys (the data path built with PDM_WITH_GCM, pdm_gcm.bpf.o). The kernel
+ * keeps, per installed key, its AES context and the GHASH table of H in pdm_gcm_keys,
+ * keyed by flow, side and slot; pdm_keys / pdm_peer_keys still say which Kri each slot
+ * holds (their key bytes stay zero: the AES key lives in the kernel's context only).
+ * User space installs a key by running the syscall program pdm_gcm_install with
+ * struct pdm_gcm_install_args, H = E(K, 0^128) computed beforehand.
+ */
+#define PDM_GCM_OWN 0
+#define PDM_GCM_PEER 1
+struct pdm_gcm_key_id {
+	struct pdm_flow_key flow;
+	__u8 side; /* PDM_GCM_OWN: a key of pdm_keys; PDM_GCM_PEER: of pdm_peer_keys */
+	__u8 slot; /* kri % PDM_KEY_SLOTS */
+	__u8 pad[2];
+};
+struct pdm_gcm_install_args {
+	struct pdm_gcm_key_id id;
+	__u32 kri;
+	__u8 key[16];
+	__u8 h[16];
+	__s32 err; /* out: the kernel's error when it refused the key */
 };
 
 /* Per-CPU counters (datapath.md "counters"); user space sums the CPUs. */
@@ -208,6 +232,8 @@ struct pdm_key_need {
 #define PDM_MAP_KEYS "pdm_keys"
 #define PDM_MAP_PEER_KEYS "pdm_peer_keys"
 #define PDM_MAP_KEY_NEEDS "pdm_key_needs"
+#define PDM_MAP_GCM_KEYS "pdm_gcm_keys"
+#define PDM_PROG_GCM_INSTALL "pdm_gcm_install"
 #define PDM_PROG_EGRESS "pdm_egress"
 #define PDM_PROG_INGRESS "pdm_ingress"
 

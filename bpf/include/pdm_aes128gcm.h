@@ -37,8 +37,10 @@ struct pdm_gcm_htable {
 	__u64 lo[16];
 };
 
-/* x^-4 reduction, per remainder nibble, already shifted to the top 16 bits. */
-static const __u64 pdm_gcm_rem4[16] = {
+/* x^-4 reduction, per remainder nibble, already shifted to the top 16 bits. In a
+ * read-only section of its own: .rodata is the data path's config, which user space
+ * fills before load and checks by size. */
+static const __u64 pdm_gcm_rem4[16] __attribute__((section(".rodata.pdm_gcm"))) = {
 	0x0000ULL << 48, 0x1C20ULL << 48, 0x3840ULL << 48, 0x2460ULL << 48,
 	0x7080ULL << 48, 0x6CA0ULL << 48, 0x48C0ULL << 48, 0x54E0ULL << 48,
 	0xE100ULL << 48, 0xFD20ULL << 48, 0xD940ULL << 48, 0xC560ULL << 48,

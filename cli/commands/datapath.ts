@@ -42,7 +42,7 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
     .option("--read-only", "read incoming PDM only, stamp nothing")
     .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
     .option("--kri-max-age <ms>", "v2: also rotate the Key Rotation Index once it has been in use this long (the rotation policy's age)", (v) => Number(v))
-    .addOption(new Option("--aead <aead>", "v2-protected: the deployment's AEAD (the data path seals ChaCha20-Poly1305 so far)").choices(["chacha20-poly1305", "aes-128-gcm"] as const))
+    .addOption(new Option("--aead <aead>", "v2-protected: the deployment's AEAD, as in its suite (aes-128-gcm needs Linux 6.10+ for the kernel's AES)").choices(["aes-128-gcm", "chacha20-poly1305"] as const).default("aes-128-gcm" as const))
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
     .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
@@ -53,6 +53,7 @@ Examples:
   pdm attach -i eth0                                 # RFC 8250 on every IPv6 TCP/UDP/echo flow
   pdm attach -i eth0 --layout v2 --ports 443,8443     # PDMv2 on two services only
   pdm attach -i eth0 --prefix fd00::/8 --strip
+  pdm attach -i eth0 --layout v2-protected            # sealed (AES-128-GCM); run the reader agent with "datapath"
   pdm status -i eth0 && pdm detach -i eth0`,
     )
     .action((opts) => {
@@ -78,7 +79,7 @@ Examples:
       if (state.offloadBefore) process.stdout.write(`  segmentation offload turned off\n`);
       if (layout === "v2-protected") {
         process.stdout.write(
-          `  keys: installed by this host's reader agent (its config: "datapath": {"interface": "${state.ifname}"}); until then packets leave without PDM (skipped_nokey)\n`,
+          `  sealing with ${state.options.aead === "chacha20-poly1305" ? "ChaCha20-Poly1305" : "AES-128-GCM"}; keys: installed by this host's reader agent (its config: "datapath": {"interface": "${state.ifname}"}); until then packets leave without PDM (skipped_nokey)\n`,
         );
       }
     });

@@ -16,7 +16,7 @@ import { join, resolve } from "node:path";
 import { analyzeCapture, fileSource, formatDuration, ipv6Offset, readCapture, renderHtmlReport, renderTable, timeSeriesChart, type AnalysisResult, type FlowReport } from "../../analyzer/index.ts";
 import { formatIpv6Address, parseIpv6 } from "../../pdm/index.ts";
 import { initCa, issueCertificate } from "../../probes/agent/index.ts";
-import { packageRoot } from "../../probes/index.ts";
+import { aesDataPathUnavailable, packageRoot } from "../../probes/index.ts";
 import { Lab, type LabProcess } from "../../probes/demo/lab.ts";
 import { DEMO_HOSTS, DEMO_PORTS, DEMO_ROTATION, ROUTER_CLIENT_LAN, SERVER_APPS, SERVER_LINKS, WORKLOADS, host } from "../../probes/demo/plan.ts";
 import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF } from "../../probes/demo/topology.ts";
@@ -25,6 +25,8 @@ import { renderChartPng } from "../report-png.ts";
 const ROOT = packageRoot();
 const PDM = [process.execPath, join(ROOT, "bin", "pdm.js")];
 const APPS = [process.execPath, "--import", "tsx", join(ROOT, "probes", "demo", "apps.ts")];
+/** The deployment's AEAD: the default suite's AES-128-GCM where the kernel can seal it (Linux 6.10+, the pdm_gcm build). */
+const DEMO_AEAD = !aesDataPathUnavailable() ? ("aes-128-gcm" as const) : ("chacha20-poly1305" as const);
 const DELAY_BRIDGE = [process.execPath, "--import", "tsx", join(ROOT, "scripts", "delay-bridge.ts")];
 const MS = 1e6;
 
@@ -127,7 +129,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
 
     for (const h of DEMO_HOSTS.filter((x) => x.role.startsWith("reader"))) {
       try {
-        lab.run(topo.ns[h.name]!, [...PDM, "attach", "-i", HOST_IF, "--layout", "v2-protected", "--packets-per-kri", String(DEMO_ROTATION.packetsPerKri)]);
+        lab.run(topo.ns[h.name]!, [...PDM, "attach", "-i", HOST_IF, "--layout", "v2-protected", "--aead", DEMO_AEAD, "--packets-per-kri", String(DEMO_ROTATION.packetsPerKri)]);
       } catch (e) {
         // A kernel without the eBPF features is a machine limit, not a failed run.
         const why = (e as Error).message;
@@ -135,7 +137,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
         throw e;
       }
     }
-    say(`[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: sealing and opening PDMv2 protected (ChaCha20-Poly1305)`);
+    say(`[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: sealing and opening PDMv2 protected (${DEMO_AEAD === "aes-128-gcm" ? "AES-128-GCM, the kernel's AES" : "ChaCha20-Poly1305: this kernel has no BPF crypto kfuncs for AES"})`);
     say(`           each reader agent installs its host's keys as the kernel asks for them; no key leaves a host, and the router sees no PDM field in clear.`);
 
     const servers = SERVER_APPS.map((a) => lab.start(topo.ns[a.host]!, `apps on ${a.host}`, [...APPS, "serve", String(a.httpHoldMs), String(a.udpHoldMs)]));
@@ -224,8 +226,9 @@ function startAgents(lab: Lab, ns: Record<string, string>, out: string): Map<str
       config.rotation = { criticality: "important", keys: DEMO_ROTATION.keys, periodSeconds: DEMO_ROTATION.periodSeconds };
     }
     if (h.role === "writer-client") Object.assign(config, { listen: wc, writerServer: ws });
-    // ChaCha20-Poly1305: the AEAD the kernel seals with so far.
-    if (h.role.startsWith("writer")) config.suites = ["0020:0001:0003"];
+    // No "suites": the default one (X25519, HKDF-SHA256, AES-128-GCM), which the data path
+    // seals with the kernel's AES; on a kernel without BPF crypto kfuncs, ChaCha20-Poly1305.
+    if (h.role.startsWith("writer") && DEMO_AEAD === "chacha20-poly1305") config.suites = ["0020:0001:0003"];
     if (h.role === "reader-server") config.writerServer = ws;
     if (h.role === "reader-client") config.writerClient = wc;
     if (h.role.startsWith("reader")) config.datapath = { interface: HOST_IF };

@@ -107,11 +107,12 @@ export class Agent extends EventEmitter<AgentEvents> {
    * start first (it needs its keys before traffic does), so it looks again each second.
    */
   private async kernelKeysLoop(ifname: string): Promise<void> {
-    const source = readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress);
+    const warn = (message: string): void => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
+    const source = (aead: number) => readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn);
     let told = false;
     while (!this.stopped) {
       try {
-        this.kernelKeys = startKernelKeys(ifname, source, (message) => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message }));
+        this.kernelKeys = startKernelKeys(ifname, source, warn);
         this.log.log("info", "kernel-keys-started", { interface: ifname });
         return;
       } catch (e) {

@@ -11,6 +11,9 @@
 //
 // Which ClientSecret (keys.md 4): the reader-client end of the flow. A reader client is
 // that end itself; for a reader server it is the other end.
+//
+// Which AEAD: the data path's (`pdm attach --aead`, AES-128-GCM unless told otherwise).
+// A generation whose suite has another AEAD gives the kernel no keys, and says why once.
 
 import { AeadId, type FlowTuple } from "../../pdm/index.ts";
 import { KeyInstaller, type StkSource } from "../key-installer.ts";
@@ -23,7 +26,14 @@ import { existsSync } from "node:fs";
 
 const sameAddress = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
 
-export function readerStkSource(store: ReaderKeyStore, kind: "server" | "client", ownAddress: Uint8Array | undefined): StkSource {
+export function readerStkSource(
+  store: ReaderKeyStore,
+  kind: "server" | "client",
+  ownAddress: Uint8Array | undefined,
+  aead: number = AeadId.Aes128Gcm,
+  onProblem: (message: string) => void = () => {},
+): StkSource {
+  let toldMismatch = false;
   return (sender: FlowTuple, kri: number, side: "own" | "peer"): Uint8Array | undefined => {
     const local = side === "own" ? sender.src : sender.dst;
     const remote = side === "own" ? sender.dst : sender.src;
@@ -36,20 +46,35 @@ export function readerStkSource(store: ReaderKeyStore, kind: "server" | "client"
     }
     const g = store.sealingGeneration() ?? store.openingGenerations()[0];
     if (!g) return undefined;
-    if (g.suite.aead !== AeadId.Chacha20Poly1305) return undefined; // the data path seals ChaCha20-Poly1305 only so far
+    if (g.suite.aead !== aead) {
+      if (!toldMismatch) onProblem(`the deployment's suite seals with AEAD ${g.suite.aead}, the data path with ${aead}: attach with the suite's --aead`);
+      toldMismatch = true;
+      return undefined;
+    }
     return store.stk(g, sender, kri, client);
   };
 }
 
-/** Start installing keys into the data path attached on `ifname` (pins made by `pdm attach`). */
-export function startKernelKeys(ifname: string, stk: StkSource, onProblem: (message: string) => void): KeyInstaller {
+/**
+ * Start installing keys into the data path attached on `ifname` (pins made by `pdm
+ * attach`), with the STKs `stkFor` gives for the data path's AEAD.
+ */
+export function startKernelKeys(ifname: string, stkFor: (aead: number) => StkSource, onProblem: (message: string) => void): KeyInstaller {
   const dir = pinDir(ifname);
-  const pins = { keys: join(dir, PIN.keys), peerKeys: join(dir, PIN.peerKeys), keyNeeds: join(dir, PIN.keyNeeds) };
+  const pins = { keys: join(dir, PIN.keys), peerKeys: join(dir, PIN.peerKeys), keyNeeds: join(dir, PIN.keyNeeds), gcmInstall: join(dir, PIN.gcmInstall) };
   if (!existsSync(pins.keyNeeds)) {
     throw new BpfError(`the data path is not attached on ${ifname} (no ${pins.keyNeeds}): run pdm attach -i ${ifname} --layout v2-protected first`);
   }
   const native = nativeBpf();
-  const installer = new KeyInstaller(native, { keys: native.objGet(pins.keys), peerKeys: native.objGet(pins.peerKeys), keyNeeds: native.objGet(pins.keyNeeds) }, stk, onProblem);
+  // An AES-128-GCM data path pins its key-installing program; a ChaCha20-Poly1305 one has none.
+  const aes = existsSync(pins.gcmInstall);
+  const maps = {
+    keys: native.objGet(pins.keys),
+    peerKeys: native.objGet(pins.peerKeys),
+    keyNeeds: native.objGet(pins.keyNeeds),
+    gcmInstall: aes ? native.objGet(pins.gcmInstall) : undefined,
+  };
+  const installer = new KeyInstaller(native, maps, stkFor(aes ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305), onProblem);
   installer.start();
   return installer;
 }

@@ -1,5 +1,5 @@
-// Reader agents as the key source of their hosts' data paths (protected layout,
-// ChaCha20-Poly1305): a writer pair registers, a reader client (host a, fd00:77::1)
+// Reader agents as the key source of their hosts' data paths (protected layout, with
+// the default suite's AES-128-GCM and with ChaCha20-Poly1305): a writer pair registers, a reader client (host a, fd00:77::1)
 // and a reader server (host b, fd00:77::2) are provisioned, each with `datapath` in
 // its config. The hosts' programs are loaded and their maps pinned where `pdm attach`
 // puts them (no interface needed: packets go through BPF_PROG_TEST_RUN). The kernel
@@ -10,9 +10,9 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { FLOW_KEYS, PIN, PDM_MAP, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { FLOW_KEYS, PIN, PDM_MAP, PDM_PROG, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
 import { parseIpv6Address } from "../../pdm/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
+import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
 import { Deployment, eventually } from "../helpers/deployment.ts";
 
@@ -23,8 +23,15 @@ const B = "fd00:77::2";
 const request = Buffer.concat([ETH, ipv6Packet({ src: A, dst: B, proto: 17, upper: udpHeader(40000, 7000, 20) })]);
 const answer = Buffer.concat([ETH, ipv6Packet({ src: B, dst: A, proto: 17, upper: udpHeader(7000, 40000, 20) })]);
 
-describe("reader agents install the data path's keys", { skip, concurrency: false }, () => {
-  const pinRoot = `/sys/fs/bpf/pdm-agent-keys-${process.pid}`;
+const AEADS = [
+  // The default suite (X25519, HKDF-SHA256, AES-128-GCM), as agents offer it unless told otherwise.
+  { name: "AES-128-GCM", aead: "aes-128-gcm" as const, suites: undefined, skip: gcmDatapathSkipReason() },
+  { name: "ChaCha20-Poly1305", aead: "chacha20-poly1305" as const, suites: ["0020:0001:0003"], skip },
+];
+
+for (const k of AEADS) {
+describe(`reader agents install the data path's keys (${k.name})`, { skip: k.skip, concurrency: false }, () => {
+  const pinRoot = `/sys/fs/bpf/pdm-agent-keys-${process.pid}-${k.aead}`;
   const previousPinRoot = process.env.PDM_PIN_ROOT;
   let native: NativeBpf;
   const objects: number[] = [];
@@ -32,12 +39,14 @@ describe("reader agents install the data path's keys", { skip, concurrency: fals
 
   /** A host's programs, loaded and pinned as `pdm attach -i IFNAME --layout v2-protected` would. */
   const host = (ifname: string): number => {
-    const o = native.openObject(bpfObjectPath());
-    native.setInitialValue(o, ".rodata", encodeConfig({ ifname, layout: "v2-protected", aead: "chacha20-poly1305", maxPacketsPerKri: 3, events: false }, 14));
+    const aes = k.aead === "aes-128-gcm";
+    const o = native.openObject(bpfObjectPath({ aes }));
+    native.setInitialValue(o, ".rodata", encodeConfig({ ifname, layout: "v2-protected", aead: k.aead, maxPacketsPerKri: 3, events: false }, 14));
     native.loadObject(o);
     const dir = join(pinRoot, ifname);
     mkdirSync(dir, { recursive: true });
     for (const name of [PDM_MAP.keys, PDM_MAP.peerKeys, PDM_MAP.keyNeeds]) native.objPin(native.mapFd(o, name), join(dir, name));
+    if (aes) native.objPin(native.programFd(o, PDM_PROG.gcmInstall), join(dir, PIN.gcmInstall));
     objects.push(o);
     return o;
   };
@@ -59,8 +68,7 @@ describe("reader agents install the data path's keys", { skip, concurrency: fals
   it("a reader client's egress seals what a reader server's ingress opens, across rotations", async () => {
     const hostA = host("rc0");
     const hostB = host("rs0");
-    // A ChaCha20-Poly1305 deployment: the AEAD the data path seals with so far.
-    const suites = ["0020:0001:0003"];
+    const suites = k.suites;
     const ws = await d.agent("ws", ["writer-server"], await d.issue("ws", "writer-server", ["::1"]), { listen: true, suites });
     const wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), { listen: true, writerServer: ws.port, suites });
     const rs = await d.agent("rs", ["reader-server"], await d.issue("rs", "reader-server", [B, "::1"]), { writerServer: ws.port, datapath: "rs0" });
@@ -102,3 +110,4 @@ describe("reader agents install the data path's keys", { skip, concurrency: fals
     assert.ok(!d.allLogLines().some((l) => /kernel-key-missing/.test(l)), "no key the agents could not derive");
   });
 });
+}

@@ -1,5 +1,6 @@
-// The protected layout in the kernel (issue 6), ChaCha20-Poly1305, through
-// BPF_PROG_TEST_RUN, with keys installed the way the agent will (probes/flow-keys.ts):
+// The protected layout in the kernel (issue 6), ChaCha20-Poly1305 (pdm.bpf.o) and
+// AES-128-GCM (pdm_gcm.bpf.o: the kernel's AES), through BPF_PROG_TEST_RUN, with keys
+// installed the way the agent does (probes/flow-keys.ts):
 //
 // - egress: every packet leaves with a 40-byte header whose option the TypeScript
 //   core opens with the STK of the Kri the sender used, and no other; F follows the
@@ -28,6 +29,7 @@ import {
   PDM_EV,
   PIN,
   PDM_MAP,
+  PDM_PROG,
   bpfObjectPath,
   encodeConfig,
   encodeFlowKey,
@@ -39,7 +41,7 @@ import {
   type NativeBpf,
 } from "../../probes/index.ts";
 import { AnalysisSession, type PdmRecord } from "../../analyzer/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
+import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
 
 const skip = datapathSkipReason();
@@ -47,14 +49,42 @@ const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
 const flow = { src: parseIpv6Address("fd00::1"), dst: parseIpv6Address("fd00::2"), sport: 40000, dport: 7000, proto: 17 };
 const plain = Buffer.concat([ETH, ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 20) })]);
 
-describe("protected layout sealed on egress (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
+/** The two AEADs the kernel seals with, and how each one's keys are installed. */
+interface KernelAead {
+  name: string;
+  aead: "chacha20-poly1305" | "aes-128-gcm";
+  id: number;
+  keyLength: number;
+  skip: string | undefined;
+}
+const AEADS: KernelAead[] = [
+  { name: "ChaCha20-Poly1305", aead: "chacha20-poly1305", id: AeadId.Chacha20Poly1305, keyLength: 32, skip },
+  {
+    name: "AES-128-GCM",
+    aead: "aes-128-gcm",
+    id: AeadId.Aes128Gcm,
+    keyLength: 16,
+    skip: gcmDatapathSkipReason(),
+  },
+];
+
+/** Install `stk` as a host's key for `kri` (the AES build: through pdm_gcm_install). */
+function installKey(native: NativeBpf, object: number, k: KernelAead, kri: number, stk: Buffer, side: "sender" | "receiver"): void {
+  const map = native.mapFd(object, side === "sender" ? PDM_MAP.keys : PDM_MAP.peerKeys);
+  const gcm = k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined;
+  installFlowKey(native, map, flow, kri, stk, side, gcm);
+}
+
+for (const k of AEADS) {
+
+describe(`protected layout sealed on egress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
   let native: NativeBpf;
   let object: number;
   const stks = new Map<number, Buffer>();
   const install = (kri: number): void => {
-    const stk = randomBytes(32);
+    const stk = randomBytes(k.keyLength);
     stks.set(kri, stk);
-    installFlowKey(native, native.mapFd(object, PDM_MAP.keys), flow, kri, stk);
+    installKey(native, object, k, kri, stk, "sender");
   };
   const send = (): Buffer => {
     const r = native.progTestRun(native.programFd(object, PIN.egress), plain, 1, plain.length + 128);
@@ -65,8 +95,8 @@ describe("protected layout sealed on egress (ChaCha20-Poly1305)", { skip, concur
 
   before(() => {
     native = nativeBpf();
-    object = native.openObject(bpfObjectPath());
-    const config = encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", maxPacketsPerKri: 3, events: false }, 14);
+    object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
+    const config = encodeConfig({ ifname: "test", layout: "v2-protected", aead: k.aead, maxPacketsPerKri: 3, events: false }, 14);
     native.setInitialValue(object, ".rodata", config);
     native.loadObject(object);
   });
@@ -83,7 +113,7 @@ describe("protected layout sealed on egress (ChaCha20-Poly1305)", { skip, concur
     const opened: Array<{ kri: number; fields: ReturnType<typeof openWith> }> = [];
     const seen = new Set<string>();
     const openWith = (option: PdmV2ProtectedOption, kri: number) => {
-      const r = openProtectedOption(AeadId.Chacha20Poly1305, stks.get(kri)!, kri, option);
+      const r = openProtectedOption(k.id, stks.get(kri)!, kri, option);
       return r.ok ? r.value : undefined;
     };
     const stampedOption = (out: Buffer): PdmV2ProtectedOption => {
@@ -124,20 +154,20 @@ describe("protected layout sealed on egress (ChaCha20-Poly1305)", { skip, concur
 
 /** One host's programs, loaded for the protected layout (nothing attached). */
 function loadHost(native: NativeBpf, extra: Partial<AttachOptions> = {}): number {
-  const object = native.openObject(bpfObjectPath());
-  native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", events: false, ...extra }, 14));
+  const object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
+  native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: k.aead, events: false, ...extra }, 14));
   native.loadObject(object);
   return object;
 }
 
-describe("protected layout read on ingress (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
+describe(`protected layout read on ingress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
   let native: NativeBpf;
   let object: number;
   const stks = new Map<number, Buffer>();
   // A sends to B; these are B's programs, holding A's keys in pdm_peer_keys.
   const peer = (kri: number, psnTp: number, randomNumber: number): Buffer => {
     const option = sealProtectedOption({
-      aead: AeadId.Chacha20Poly1305,
+      aead: k.id,
       key: stks.get(kri)!,
       kri,
       randomNumber,
@@ -161,8 +191,8 @@ describe("protected layout read on ingress (ChaCha20-Poly1305)", { skip, concurr
   before(() => {
     native = nativeBpf();
     object = loadHost(native);
-    for (const kri of [0, 1, 2]) stks.set(kri, randomBytes(32));
-    for (const kri of [0, 1]) installFlowKey(native, native.mapFd(object, PDM_MAP.peerKeys), flow, kri, stks.get(kri)!, "receiver");
+    for (const kri of [0, 1, 2]) stks.set(kri, randomBytes(k.keyLength));
+    for (const kri of [0, 1]) installKey(native, object, k, kri, stks.get(kri)!, "receiver");
   });
   after(() => native?.closeObject(object));
 
@@ -195,15 +225,15 @@ describe("protected layout read on ingress (ChaCha20-Poly1305)", { skip, concurr
   });
 });
 
-describe("protected layout, host to host (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
+describe(`protected layout, host to host (${k.name})`, { skip: k.skip, concurrency: false }, () => {
   it("what A's egress seals, B's ingress opens and reads; with --strip B hands its stack the plain packet", () => {
     const native = nativeBpf();
     const a = loadHost(native);
     const b = loadHost(native, { strip: true });
     try {
-      const stk = randomBytes(32);
-      installFlowKey(native, native.mapFd(a, PDM_MAP.keys), flow, 0, stk, "sender");
-      installFlowKey(native, native.mapFd(b, PDM_MAP.peerKeys), flow, 0, stk, "receiver");
+      const stk = randomBytes(k.keyLength);
+      installKey(native, a, k, 0, stk, "sender");
+      installKey(native, b, k, 0, stk, "receiver");
       const sent = native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128).data;
       assert.equal(sent.length, plain.length + 40);
       const received = native.progTestRun(native.programFd(b, PIN.ingress), sent, 1, sent.length + 64).data;
@@ -216,11 +246,14 @@ describe("protected layout, host to host (ChaCha20-Poly1305)", { skip, concurren
     }
   });
 });
+}
 
 describe("protected layout: kernel events (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
   it("a new flow is announced before its first packet needs a key; stamped and read events carry the clear fields", () => {
     const native = nativeBpf();
-    const a = loadHost(native, { events: true });
+    const a = native.openObject(bpfObjectPath());
+    native.setInitialValue(a, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", events: true }, 14));
+    native.loadObject(a);
     const events: Buffer[] = [];
     const ring = new native.RingBuffer(native.mapFd(a, PDM_MAP.events), EVENT.size, (records, count) => {
       for (let i = 0; i < count; i++) events.push(Buffer.from(records.subarray(i * EVENT.size, (i + 1) * EVENT.size)));

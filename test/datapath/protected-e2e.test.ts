@@ -1,4 +1,4 @@
-// Issue 6's first proof on real interfaces: two namespaces through a router that delays
+// Issue 6's proof on real interfaces. First: two namespaces through a router that delays
 // frames 5 ms each way, the protected layout (ChaCha20-Poly1305) attached on both hosts,
 // their keys installed on the kernel's request by a KeyInstaller per host (here in the
 // test process, reading the pinned maps, as a reader agent with "datapath" does; see
@@ -6,7 +6,9 @@
 // packets. A capture on the receiving interface must show no readable PDM field;
 // the analyzer, given the deployment's key log, must open every stamped option (no
 // auth failure, no replay) and report the injected delays; no (Kri, Random Number)
-// pair may repeat. The coverage (packets that left without PDM) is printed.
+// pair may repeat. The coverage (packets that left without PDM) is printed. Then, with
+// the default AEAD (AES-128-GCM: the kernel's AES; ChaCha20-Poly1305 where this kernel
+// or build cannot), a rotation test and a tamper test.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -26,15 +28,50 @@ import {
 } from "../../pdm/index.ts";
 import { KeyInstaller, nativeBpf, PIN } from "../../probes/index.ts";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
-import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../helpers/netns.ts";
+import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../helpers/netns.ts";
 import { analyzeCapture, fileSource, readCapture, ipv6Offset } from "../../analyzer/index.ts";
 import { parseIpv6 } from "../../pdm/index.ts";
 
 const skip = datapathSkipReason();
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
 const MS = 1e6;
+/** The rotation and tamper tests' AEAD: the default one where the kernel can seal it. */
+const DEFAULT_AEAD = gcmDatapathSkipReason() ? ("chacha20-poly1305" as const) : ("aes-128-gcm" as const);
 
-describe("protected layout between two namespaces (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
+/** One deployment's keys: its SharedSecret in a key log, and the STKs of flows whose client is `client`. */
+function deployment(dir: string, name: string, aead: "aes-128-gcm" | "chacha20-poly1305", client: string) {
+  const suite = { ...DEFAULT_SUITE, aead: aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305 };
+  const sharedSecret = randomBytes(32);
+  const salt = randomBytes(32);
+  const keys = join(dir, `${name}.keys`);
+  writeKeyLog(keys, [{ kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret }]);
+  const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(client));
+  const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
+  return { keys, stk };
+}
+
+/** `pdm attach --layout v2-protected` on h, and a key installer reading its pins (as a reader agent with "datapath" does). */
+function attachProtected(topo: Topology, h: Host, aead: "aes-128-gcm" | "chacha20-poly1305", packetsPerKri: number, stk: (sender: FlowTuple, kri: number) => Uint8Array): KeyInstaller {
+  const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--aead", aead, "--packets-per-kri", String(packetsPerKri)]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /keys: installed by this host's reader agent/);
+  const native = nativeBpf();
+  const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
+  const installer = new KeyInstaller(
+    native,
+    {
+      keys: native.objGet(join(pins, PIN.keys)),
+      peerKeys: native.objGet(join(pins, PIN.peerKeys)),
+      keyNeeds: native.objGet(join(pins, PIN.keyNeeds)),
+      gcmInstall: aead === "aes-128-gcm" ? native.objGet(join(pins, PIN.gcmInstall)) : undefined,
+    },
+    stk,
+  );
+  installer.start();
+  return installer;
+}
+
+describe("protected layout between two namespaces", { skip, concurrency: false }, () => {
   let dir: string;
   before(async () => {
     await acquireTimingLock();
@@ -45,36 +82,15 @@ describe("protected layout between two namespaces (ChaCha20-Poly1305)", { skip, 
     releaseTimingLock();
   });
 
-  it("sealed on the wire, opened with the key log, injected delays measured, no pair repeated", async () => {
+  it("ChaCha20-Poly1305: sealed on the wire, opened with the key log, injected delays measured, no pair repeated", async () => {
     const topo = new Topology({ router: { delayMs: 5 } });
     const { a, b } = topo;
-    const native = nativeBpf();
     const installers: KeyInstaller[] = [];
     try {
       await topo.start();
       // One deployment: its SharedSecret, and the client end of the flows (host a).
-      const suite = { ...DEFAULT_SUITE, aead: AeadId.Chacha20Poly1305 };
-      const sharedSecret = randomBytes(32);
-      const salt = randomBytes(32);
-      const keyId = deriveKeyId(suite.kdf, sharedSecret, salt);
-      const keys = join(dir, "deployment.keys");
-      writeKeyLog(keys, [{ kind: "shared", keyId, suite, salt, secret: sharedSecret }]);
-      const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(a.addr));
-      const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
-
-      for (const h of [a, b]) {
-        const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--packets-per-kri", "40"]);
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stdout, /keys: installed by this host's reader agent/);
-        const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
-        const installer = new KeyInstaller(
-          native,
-          { keys: native.objGet(join(pins, PIN.keys)), peerKeys: native.objGet(join(pins, PIN.peerKeys)), keyNeeds: native.objGet(join(pins, PIN.keyNeeds)) },
-          stk,
-        );
-        installer.start();
-        installers.push(installer);
-      }
+      const { keys, stk } = deployment(dir, "deployment", "chacha20-poly1305", a.addr);
+      for (const h of [a, b]) installers.push(attachProtected(topo, h, "chacha20-poly1305", 40, stk));
 
       const file = join(dir, "protected.pcapng");
       const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
@@ -133,27 +149,13 @@ describe("protected layout between two namespaces (ChaCha20-Poly1305)", { skip, 
     }
   });
 
-  it("rotation: 2,000 exchanges at 300 packets per Kri, no (Kri, Random Number) pair repeated, nothing failing", async () => {
+  it(`${DEFAULT_AEAD}, rotation: 2,000 exchanges at 300 packets per Kri, no (Kri, Random Number) pair repeated, nothing failing`, async () => {
     const topo = new Topology(); // no router: rotations need packets, not delay
     const { a, b } = topo;
-    const native = nativeBpf();
     const installers: KeyInstaller[] = [];
     try {
-      const suite = { ...DEFAULT_SUITE, aead: AeadId.Chacha20Poly1305 };
-      const sharedSecret = randomBytes(32);
-      const salt = randomBytes(32);
-      const keys = join(dir, "rotation.keys");
-      writeKeyLog(keys, [{ kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret }]);
-      const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(a.addr));
-      const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
-      for (const h of [a, b]) {
-        const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--packets-per-kri", "300"]);
-        assert.equal(r.code, 0, r.stderr);
-        const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
-        const installer = new KeyInstaller(native, { keys: native.objGet(join(pins, PIN.keys)), peerKeys: native.objGet(join(pins, PIN.peerKeys)), keyNeeds: native.objGet(join(pins, PIN.keyNeeds)) }, stk);
-        installer.start();
-        installers.push(installer);
-      }
+      const { keys, stk } = deployment(dir, "rotation", DEFAULT_AEAD, a.addr);
+      for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 300, stk));
       const file = join(dir, "rotation.pcapng");
       const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
       await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
@@ -207,28 +209,14 @@ describe("protected layout between two namespaces (ChaCha20-Poly1305)", { skip, 
     }
   });
 
-  it("a router that flips a bit in every 10th option: the receivers count exactly those, and the measurement ignores them", async () => {
+  it(`${DEFAULT_AEAD}, a router that flips a bit in every 10th option: the receivers count exactly those, and the measurement ignores them`, async () => {
     const topo = new Topology({ router: { delayMs: 5, tamperEvery: 10 } });
     const { a, b } = topo;
-    const native = nativeBpf();
     const installers: KeyInstaller[] = [];
     try {
       await topo.start();
-      const suite = { ...DEFAULT_SUITE, aead: AeadId.Chacha20Poly1305 };
-      const sharedSecret = randomBytes(32);
-      const salt = randomBytes(32);
-      const keys = join(dir, "tamper.keys");
-      writeKeyLog(keys, [{ kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret }]);
-      const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(a.addr));
-      const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
-      for (const h of [a, b]) {
-        const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--packets-per-kri", "40"]);
-        assert.equal(r.code, 0, r.stderr);
-        const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
-        const installer = new KeyInstaller(native, { keys: native.objGet(join(pins, PIN.keys)), peerKeys: native.objGet(join(pins, PIN.peerKeys)), keyNeeds: native.objGet(join(pins, PIN.keyNeeds)) }, stk);
-        installer.start();
-        installers.push(installer);
-      }
+      const { keys, stk } = deployment(dir, "tamper", DEFAULT_AEAD, a.addr);
+      for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 40, stk));
       const file = join(dir, "tamper.pcapng");
       const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
       await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);

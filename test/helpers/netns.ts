@@ -7,6 +7,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { aesDataPathUnavailable } from "../../probes/native.ts";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const PDM_BIN = join(ROOT, "bin", "pdm.js");
@@ -18,6 +19,11 @@ export function datapathSkipReason(): string | undefined {
   if (!existsSync(join(ROOT, "probes", "native", "build", "pdm_bpf.node"))) return "the eBPF loader is not built (bash scripts/setup.sh)";
   if (spawnSync("ip", ["-V"]).status !== 0) return "iproute2 is missing";
   return undefined;
+}
+
+/** Why the AES-128-GCM data path (pdm_gcm.bpf.o, the kernel's AES) cannot run here, or undefined. */
+export function gcmDatapathSkipReason(): string | undefined {
+  return datapathSkipReason() ?? aesDataPathUnavailable();
 }
 
 export interface Host {
