@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes, createCipheriv } from "node:crypto";
 import { parseIpv6Address } from "../pdm/index.ts";
-import { PDM_MAP, PDM_PROG, encodeConfig, installFlowKey, nativeBpf, bpfObjectPath } from "../probes/index.ts";
+import { PDM_MAP, PDM_PROG, encodeConfig, installFlowKey, nativeBpf, bpfObjectPath, aesDataPathUnavailable } from "../probes/index.ts";
 import { ipv6Packet, udpHeader } from "../test/helpers/packets.ts";
 import { datapathSkipReason, ROOT } from "../test/helpers/netns.ts";
 
@@ -70,32 +70,47 @@ if (existsSync(gcmObject)) {
   gcmNote = "\nAES-128-GCM not measured: bpf/build/aes_gcm_test.bpf.o is not built (needs clang 15 or later).\n";
 }
 
-// The whole data path on the protected layout (ChaCha20-Poly1305), one 64-byte UDP
-// packet per run, next to PDMv2 clear: egress stamping (the sealing program reached by
-// tail call), and ingress reading what that egress sealed (opening by tail call).
+// The whole data path on the protected layout (ChaCha20-Poly1305, and AES-128-GCM where
+// the kernel has the crypto kfuncs), one 64-byte UDP packet per run, next to PDMv2
+// clear: egress stamping (the sealing program reached by tail call), and ingress
+// reading what that egress sealed (opening by tail call).
 const flow = { src: parseIpv6Address("fd00::1"), dst: parseIpv6Address("fd00::2"), sport: 40000, dport: 7000, proto: 17 };
 const frame = Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]), ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 64) })]);
-const hostFor = (layout: "v2-clear" | "v2-protected"): number => {
-  const o = native.openObject(bpfObjectPath());
-  native.setInitialValue(o, ".rodata", encodeConfig({ ifname: "bench", layout, aead: "chacha20-poly1305", events: false }, 14));
+type Aead = "chacha20-poly1305" | "aes-128-gcm";
+const dataPathObjects: number[] = [];
+const hostFor = (layout: "v2-clear" | "v2-protected", aead: Aead = "chacha20-poly1305"): number => {
+  const o = native.openObject(bpfObjectPath({ aes: aead === "aes-128-gcm" }));
+  native.setInitialValue(o, ".rodata", encodeConfig({ ifname: "bench", layout, aead, events: false }, 14));
   native.loadObject(o);
+  dataPathObjects.push(o);
   return o;
 };
-const sender = { clear: hostFor("v2-clear"), protected: hostFor("v2-protected") };
-const receiver = { clear: hostFor("v2-clear"), protected: hostFor("v2-protected") };
-const stk = randomBytes(32);
-// 75,000 packets on one flow run through Kri 0, 1 and 2 (32,767 each): keys for all three.
-for (const kri of [0, 1, 2]) {
-  installFlowKey(native, native.mapFd(sender.protected, PDM_MAP.keys), flow, kri, stk, "sender");
-  installFlowKey(native, native.mapFd(receiver.protected, PDM_MAP.peerKeys), flow, kri, stk, "receiver");
-}
 const stampedBy = (o: number): Buffer => native.progTestRun(native.programFd(o, PDM_PROG.egress), frame, 1, frame.length + 128).data;
+const clear = { sender: hostFor("v2-clear"), receiver: hostFor("v2-clear") };
 cases.push(
-  { name: "egress program, PDMv2 clear", fd: native.programFd(sender.clear, PDM_PROG.egress), input: frame },
-  { name: "egress program, PDMv2 protected (ChaCha20-Poly1305)", fd: native.programFd(sender.protected, PDM_PROG.egress), input: frame },
-  { name: "ingress program, PDMv2 clear", fd: native.programFd(receiver.clear, PDM_PROG.ingress), input: stampedBy(sender.clear) },
-  { name: "ingress program, PDMv2 protected (ChaCha20-Poly1305)", fd: native.programFd(receiver.protected, PDM_PROG.ingress), input: stampedBy(sender.protected) },
+  { name: "egress program, PDMv2 clear", fd: native.programFd(clear.sender, PDM_PROG.egress), input: frame },
+  { name: "ingress program, PDMv2 clear", fd: native.programFd(clear.receiver, PDM_PROG.ingress), input: stampedBy(clear.sender) },
 );
+const noAes = aesDataPathUnavailable();
+for (const [aead, name, keyLength] of [["chacha20-poly1305", "ChaCha20-Poly1305", 32], ["aes-128-gcm", "AES-128-GCM", 16]] as const) {
+  if (aead === "aes-128-gcm" && noAes) {
+    gcmNote += `\nThe data path with AES-128-GCM not measured: ${noAes}.\n`;
+    continue;
+  }
+  const sender = hostFor("v2-protected", aead);
+  const receiver = hostFor("v2-protected", aead);
+  const gcm = (o: number): number | undefined => (aead === "aes-128-gcm" ? native.programFd(o, PDM_PROG.gcmInstall) : undefined);
+  const stk = randomBytes(keyLength);
+  // 75,000 packets on one flow run through Kri 0, 1 and 2 (32,767 each): keys for all three.
+  for (const kri of [0, 1, 2]) {
+    installFlowKey(native, native.mapFd(sender, PDM_MAP.keys), flow, kri, stk, "sender", gcm(sender));
+    installFlowKey(native, native.mapFd(receiver, PDM_MAP.peerKeys), flow, kri, stk, "receiver", gcm(receiver));
+  }
+  cases.push(
+    { name: `egress program, PDMv2 protected (${name})`, fd: native.programFd(sender, PDM_PROG.egress), input: frame },
+    { name: `ingress program, PDMv2 protected (${name})`, fd: native.programFd(receiver, PDM_PROG.ingress), input: stampedBy(sender) },
+  );
+}
 
 const best = new Map<string, number>();
 const isDataPath = (c: Case): boolean => c.name.includes(" program,");
@@ -123,4 +138,4 @@ const out = lines.join("\n") + "\n";
 process.stdout.write(out);
 mkdirSync(join(ROOT, "bench", "out"), { recursive: true });
 writeFileSync(join(ROOT, "bench", "out", "aead.md"), out);
-for (const o of [pdm, chacha]) native.closeObject(o);
+for (const o of [pdm, chacha, ...dataPathObjects]) native.closeObject(o);

@@ -6,7 +6,7 @@
  *
  *   gcm_setup  (syscall program) in: key(16); out: err(4) at 16. Makes the "ecb(aes)"
  *              context for the key and keeps it in gcm_key. Returns 0 or what failed.
- *   gcm_htable then, once per key: the GHASH table of H = E(K, 0^128), into gcm_key.
+ *   gcm_htable then, once per key: the GHASH tables from H = E(K, 0^128), into gcm_key.
  *              Returns 0 or what failed.
  *   gcm_seal   in:  nonce(12) aad(6) plaintext(14)        at 0..31
  *              out: ciphertext(14) tag(16)                at 32..61
@@ -25,10 +25,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* One key: the kernel's AES context, and the GHASH table of H = E(K, 0^128). */
+/* One key: the kernel's AES context, and the GHASH tables from H = E(K, 0^128). */
 struct gcm_key_value {
 	struct bpf_crypto_ctx __kptr *ctx;
-	struct pdm_gcm_htable htable;
+	struct pdm_gcm_key_tables tables;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -37,10 +37,12 @@ struct {
 	__type(value, struct gcm_key_value);
 } gcm_key SEC(".maps");
 
-/* Per-packet blocks in and out of the kernel's AES (a map value: dynptrs need one). */
+/* Per-packet blocks in and out of the kernel's AES (a map value: dynptrs need one),
+ * and the table of H while a key's tables are made. */
 struct gcm_blocks {
 	__u8 in[PDM_GCM_BLOCKS_LEN];
 	__u8 out[PDM_GCM_BLOCKS_LEN];
+	struct pdm_gcm_htable h1;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -105,7 +107,7 @@ int gcm_htable(struct __sk_buff *skb)
 	bpf_dynptr_from_mem(b->out, 16, 0, &dst);
 	if (bpf_crypto_encrypt(ctx, &src, &dst, NULL))
 		return 3;
-	pdm_gcm_htable_init(&v->htable, b->out);
+	pdm_gcm_key_init(&v->tables, &b->h1, b->out);
 	__builtin_memset(b->out, 0, 16); /* H stays in the table only */
 	return 0;
 }
@@ -149,7 +151,7 @@ int gcm_seal(struct __sk_buff *skb)
 	if (!k)
 		return TC_ACT_SHOT;
 	__u8 out[PDM_GCM_TEXT_LEN + PDM_GCM_TAG_LEN];
-	pdm_gcm_seal(&k->htable, b->out, in.aad, in.text, out, out + PDM_GCM_TEXT_LEN);
+	pdm_gcm_seal(&k->tables, b->out, in.aad, in.text, out, out + PDM_GCM_TEXT_LEN);
 	if (bpf_skb_store_bytes(skb, 32, out, sizeof(out), 0))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
@@ -166,7 +168,7 @@ int gcm_open(struct __sk_buff *skb)
 	if (!k)
 		return TC_ACT_SHOT;
 	__u8 pt[PDM_GCM_TEXT_LEN] = {};
-	int bad = pdm_gcm_open(&k->htable, b->out, in.aad, in.text, in.tag, pt);
+	int bad = pdm_gcm_open(&k->tables, b->out, in.aad, in.text, in.tag, pt);
 	if (bpf_skb_store_bytes(skb, 48, pt, sizeof(pt), 0))
 		return TC_ACT_SHOT;
 	return bad ? 2 : 1;

@@ -92,14 +92,14 @@ struct {
 } pdm_peer_keys SEC(".maps");
 
 #ifdef PDM_WITH_GCM
-/* One installed AES-128-GCM key: the kernel's AES context for it, its GHASH table. */
+/* One installed AES-128-GCM key: the kernel's AES context for it, its GHASH tables. */
 struct gcm_key {
 	struct bpf_crypto_ctx __kptr *ctx;
 	__u32 kri;
 	__u32 pad;
-	struct pdm_gcm_htable htable;
+	struct pdm_gcm_key_tables tables;
 };
-/* Allocated as keys come (no preallocation: 3 slots, 2 sides, 65,536 flows, 280 bytes). */
+/* Allocated as keys come (no preallocation: 3 slots, 2 sides, 65,536 flows, 544 bytes). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 2 * PDM_KEY_SLOTS * PDM_FLOWS_MAX);
@@ -115,6 +115,8 @@ struct bpf_crypto_params gcm_params = {
 	.algo = "ecb(aes)",
 	.key_len = 16,
 };
+/* A new pdm_gcm_keys entry starts as zeros (read-only: just a source of them). */
+static const __u8 gcm_zero_key[sizeof(struct gcm_key)] __attribute__((section(".rodata.pdm_gcm")));
 
 /*
  * Install one AES-128-GCM key (run by user space through BPF_PROG_TEST_RUN, one at a
@@ -132,10 +134,12 @@ int pdm_gcm_install(struct pdm_gcm_install_args *args)
 	args->err = err;
 	if (!ctx)
 		return 1;
+	/* A fresh entry (the slot's previous key, if any, is released with its entry),
+	 * its tables made in place, its context set last: until then packets find no
+	 * context and treat the slot as keyless. */
 	struct pdm_gcm_key_id id = args->id;
-	struct gcm_key fresh = {.kri = args->kri};
-	pdm_gcm_htable_init(&fresh.htable, args->h);
-	if (bpf_map_update_elem(&pdm_gcm_keys, &id, &fresh, BPF_ANY)) {
+	struct pdm_gcm_htable h1;
+	if (bpf_map_update_elem(&pdm_gcm_keys, &id, gcm_zero_key, BPF_ANY)) {
 		bpf_crypto_ctx_release(ctx);
 		return 2;
 	}
@@ -144,6 +148,10 @@ int pdm_gcm_install(struct pdm_gcm_install_args *args)
 		bpf_crypto_ctx_release(ctx);
 		return 2;
 	}
+	__u8 h[16];
+	__builtin_memcpy(h, args->h, 16); /* the tables read it at computed offsets, which a context may not have */
+	pdm_gcm_key_init(&v->tables, &h1, h);
+	v->kri = args->kri;
 	ctx = bpf_kptr_xchg(&v->ctx, ctx);
 	if (ctx)
 		bpf_crypto_ctx_release(ctx);
@@ -504,7 +512,7 @@ static __always_inline int seal(struct seal_work *w)
 		struct gcm_key *k = gcm_blocks(&w->gcm_id, kri, w->nonce, w->gcm_in, w->gcm_out);
 		if (!k)
 			return -1;
-		pdm_gcm_seal(&k->htable, w->gcm_out, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
+		pdm_gcm_seal(&k->tables, w->gcm_out, h + 2, w->pt, h + 8, h + 8 + PDM_AEAD_TEXT_LEN);
 		return 0;
 	}
 #endif
@@ -963,7 +971,7 @@ static __noinline int open_option_gcm(struct open_work *w, __u32 kri)
 	struct gcm_key *k = gcm_blocks(&w->gcm_id, kri, w->nonce, w->gcm_in, w->gcm_out);
 	if (!k)
 		return -1;
-	return pdm_gcm_open(&k->htable, w->gcm_out, o, o + 6, o + 6 + PDM_AEAD_TEXT_LEN, w->pt);
+	return pdm_gcm_open(&k->tables, w->gcm_out, o, o + 6, o + 6 + PDM_AEAD_TEXT_LEN, w->pt);
 }
 #endif
 

@@ -109,7 +109,7 @@ const PROTO: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
 export function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}): string {
   const lines: string[] = [];
   const o = s.state?.options;
-  lines.push(`${s.ifname}: ${o ? `${o.readOnly ? "reading" : `stamping ${o.layout}`}${o.strip ? ", stripping on ingress" : ""}, attached ${s.state?.attachedAt}` : "attached (no state file)"}`);
+  lines.push(`${s.ifname}: ${o ? `${o.readOnly ? "reading" : `stamping ${o.layout}${o.layout === "v2-protected" ? ` (${o.aead ?? "chacha20-poly1305"})` : ""}`}${o.strip ? ", stripping on ingress" : ""}, attached ${s.state?.attachedAt}` : "attached (no state file)"}`);
   for (const [dir, p] of [["egress", s.programs.egress], ["ingress", s.programs.ingress]] as const) {
     const cost = p.runCount > 0 ? `, ${formatCount(p.runCount)} runs, ${Math.round(p.runTimeNs / p.runCount)} ns/run` : " (run time: sysctl kernel.bpf_stats_enabled=1)";
     lines.push(`  ${dir.padEnd(7)} program id ${p.id}, ${p.instructions} instructions${cost}`);
