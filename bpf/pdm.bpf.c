@@ -346,6 +346,97 @@ static __always_inline int is_link_local(const struct in6_addr *a)
 	return a->s6_addr[0] == 0xfe && (a->s6_addr[1] & 0xc0) == 0x80;
 }
 
+/*
+ * Idle flows are forgotten (cfg.flow_timeout_s): a timer, started with the first flow,
+ * walks the flow table every quarter of the timeout (at least each second) and deletes
+ * each flow with no packet either way for that long, with its keys, so that the table
+ * never fills up with flows long gone. Its map is pinned: the kernel cancels a map's
+ * timers once no file descriptor or pin holds it.
+ */
+struct sweep {
+	struct bpf_timer timer;
+	__u32 started;
+	__u32 pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sweep);
+} pdm_sweep SEC(".maps");
+
+#define CLOCK_MONOTONIC 1
+#define NS_PER_S 1000000000ULL
+
+static __always_inline __u64 sweep_interval_ns(void)
+{
+	__u64 quarter = (__u64)cfg.flow_timeout_s * NS_PER_S / 4;
+	return quarter > NS_PER_S ? quarter : NS_PER_S;
+}
+
+struct expire_ctx {
+	__u64 now;
+	struct pdm_counters *c;
+};
+
+/* Delete a flow's keys, both sides (they are keyed by the same flow key). */
+static __always_inline void forget_keys(struct pdm_flow_key *key)
+{
+	bpf_map_delete_elem(&pdm_keys, key);
+	bpf_map_delete_elem(&pdm_peer_keys, key);
+#ifdef PDM_WITH_GCM
+	struct pdm_gcm_key_id id = {.flow = *key};
+	for (__u8 side = 0; side < 2; side++) {
+		id.side = side;
+		for (__u8 slot = 0; slot < PDM_KEY_SLOTS; slot++) {
+			id.slot = slot;
+			bpf_map_delete_elem(&pdm_gcm_keys, &id); /* releases the AES context */
+		}
+	}
+#endif
+}
+
+static long expire_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_state *st, struct expire_ctx *x)
+{
+	__u64 last = st->first_ns;
+	if (st->last_send_ns > last)
+		last = st->last_send_ns;
+	if (st->last_recv_ns > last)
+		last = st->last_recv_ns;
+	if (x->now - last < (__u64)cfg.flow_timeout_s * NS_PER_S || last > x->now)
+		return 0;
+	struct pdm_flow_key k = *key;
+	if (bpf_map_delete_elem(&pdm_flows, &k) == 0)
+		COUNT(x->c, flows_expired);
+	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED)
+		forget_keys(&k);
+	return 0;
+}
+
+static int sweep_flows(void *map, __u32 *key, struct sweep *s)
+{
+	struct expire_ctx x = {.now = bpf_ktime_get_ns(), .c = counters()};
+	bpf_for_each_map_elem(&pdm_flows, expire_flow, &x, 0);
+	bpf_timer_start(&s->timer, sweep_interval_ns(), 0);
+	return 0;
+}
+
+/* Start the sweeping timer, once (with the first flow). */
+static __always_inline void start_sweeping(void)
+{
+	if (!cfg.flow_timeout_s)
+		return;
+	__u32 zero = 0;
+	struct sweep *s = bpf_map_lookup_elem(&pdm_sweep, &zero);
+	if (!s || s->started)
+		return;
+	s->started = 1;
+	if (bpf_timer_init(&s->timer, &pdm_sweep, CLOCK_MONOTONIC))
+		return; /* another CPU was first */
+	bpf_timer_set_callback(&s->timer, sweep_flows);
+	bpf_timer_start(&s->timer, sweep_interval_ns(), 0);
+}
+
 /* Find or create the flow's state. New flows start at a random PSNTP and LFSR state. */
 static __always_inline struct pdm_flow_state *flow_state(struct pdm_flow_key *key, __u64 now,
 							 struct pdm_counters *c, int *created)
@@ -363,6 +454,7 @@ static __always_inline struct pdm_flow_state *flow_state(struct pdm_flow_key *ke
 	if (bpf_map_update_elem(&pdm_flows, key, &init, BPF_NOEXIST) == 0) {
 		*created = 1;
 		COUNT(c, flows_created);
+		start_sweeping();
 	}
 	st = bpf_map_lookup_elem(&pdm_flows, key);
 	if (!st)

@@ -83,6 +83,8 @@ export const PDM_MAP = {
   keyNeeds: "pdm_key_needs",
   /** AES-128-GCM builds only (pdm_gcm.bpf.o): each installed key's AES context and GHASH table. */
   gcmKeys: "pdm_gcm_keys",
+  /** The timer that forgets idle flows (pinned: the kernel cancels the timers of a map nobody holds). */
+  sweep: "pdm_sweep",
 } as const;
 export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress", gcmInstall: "pdm_gcm_install" } as const;
 export const PDM_FLOWS_MAX = 65536;
@@ -105,6 +107,7 @@ export const CONFIG = new StructLayout("pdm_config", [
   ["prefixes", PREFIX, PDM_MAX_PREFIXES],
   ["aead", "u32"],
   ["max_kri_age_ms", "u32"],
+  ["flow_timeout_s", "u32"],
 ]);
 
 export const FLOW_KEY = new StructLayout("pdm_flow_key", [
@@ -185,6 +188,7 @@ export const COUNTER_NAMES = [
   "flows_created",
   "flows_full",
   "events_lost",
+  "flows_expired",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTERS = new StructLayout(
@@ -275,6 +279,7 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_PROG_EGRESS: PDM_PROG.egress,
   PDM_PROG_INGRESS: PDM_PROG.ingress,
   PDM_MAP_GCM_KEYS: PDM_MAP.gcmKeys,
+  PDM_MAP_SWEEP: PDM_MAP.sweep,
   PDM_PROG_GCM_INSTALL: PDM_PROG.gcmInstall,
   PDM_GCM_OWN: PDM_GCM.own,
   PDM_GCM_PEER: PDM_GCM.peer,

@@ -51,6 +51,7 @@ export const PIN = {
   /** AES-128-GCM data paths only: the keys' AES contexts, and the program that installs one. */
   gcmKeys: PDM_MAP.gcmKeys,
   gcmInstall: PDM_PROG.gcmInstall,
+  sweep: PDM_MAP.sweep,
   /** The protected layout's tail calls. Pinned because the kernel empties a program
    * array once no file descriptor or pin holds it. */
   sealCall: "pdm_seal_call",
@@ -79,6 +80,8 @@ export interface AttachOptions {
   maxPacketsPerKri?: number;
   /** Also rotate Kri once it has been in use this long, in ms (v2 layouts; the rotation policy's age). */
   maxKriAgeMs?: number;
+  /** Forget a flow (and its keys) after this many seconds without a packet; 0 = never. Default 300. */
+  flowTimeoutS?: number;
   /** Lower route MTUs by the header size (default true). */
   mtuRoom?: boolean;
   /** Turn GSO/TSO off for per-segment stamps (default: leave offload as it is). */
@@ -104,6 +107,9 @@ export interface AttachState {
   offloadBefore?: Record<string, boolean>;
   gsoMaxSegsBefore?: number;
 }
+
+/** Seconds without a packet after which the kernel forgets a flow (attach --flow-timeout). */
+export const DEFAULT_FLOW_TIMEOUT_S = 300;
 
 export const stateDir = (): string => process.env.PDM_STATE_DIR ?? "/run/pdm";
 export const pinDir = (ifname: string): string => join(process.env.PDM_PIN_ROOT ?? PDM_PIN_ROOT, ifname);
@@ -153,6 +159,9 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
   const maxAge = options.maxKriAgeMs ?? 0;
   if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 0xffff_ffff) throw new UsageError(`Kri age must be a whole number of ms, got ${maxAge}`);
   b.writeUInt32LE(maxAge, CONFIG.offset("max_kri_age_ms"));
+  const timeout = options.flowTimeoutS ?? DEFAULT_FLOW_TIMEOUT_S;
+  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffff_ffff) throw new UsageError(`the flow timeout must be a whole number of seconds, got ${timeout}`);
+  b.writeUInt32LE(timeout, CONFIG.offset("flow_timeout_s"));
   ports.forEach((p, i) => {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw new UsageError(`port must be 1..65535, got ${p}`);
     b.writeUInt16LE(p, CONFIG.offset("ports") + 2 * i);
@@ -211,7 +220,7 @@ export function attach(options: AttachOptions): AttachState {
       throw e;
     }
     mkdirSync(dir, { recursive: true });
-    for (const name of [PIN.flows, PIN.counters, PIN.globalPointers, PIN.events, PIN.keys, PIN.peerKeys, PIN.keyNeeds, PIN.sealCall, PIN.openCall, PIN.readCall]) {
+    for (const name of [PIN.flows, PIN.counters, PIN.globalPointers, PIN.events, PIN.keys, PIN.peerKeys, PIN.keyNeeds, PIN.sealCall, PIN.openCall, PIN.readCall, PIN.sweep]) {
       native.objPin(native.mapFd(object, name), join(dir, name));
     }
     native.objPin(native.mapFd(object, ".rodata"), join(dir, PIN.config));

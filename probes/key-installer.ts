@@ -5,10 +5,18 @@
 // installed). The installer derives each STK through `stk` (the agent's key store,
 // or a key log) and writes it into pdm_keys or pdm_peer_keys, so that the next Kri's
 // key is in place before the sender rotates to it.
+//
+// A sealing key is given to the kernel once. A flow the kernel forgot (idle past
+// `attach --flow-timeout`, or a data path attached again) starts over at Kri 0 with a
+// fresh random sequence, which under the same key could repeat a nonce the flow used
+// before. So when the kernel asks again for a sealing key it already had, the
+// installer refuses (counted, said once per flow): that flow leaves without PDM until
+// the next key generation brings new keys (keys.md 7).
 
+import { createHash } from "node:crypto";
 import { formatFlow, type FlowTuple } from "../pdm/index.ts";
-import { FLOW_KEY, KEY_NEED, PDM_NEED } from "./abi.ts";
-import { installFlowKey } from "./flow-keys.ts";
+import { FLOW_KEY, FLOW_KEYS, KEY_NEED, PDM_KEY_SLOTS, PDM_NEED } from "./abi.ts";
+import { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
 import type { NativeBpf, NativeRingBuffer } from "./native.ts";
 
 /**
@@ -35,6 +43,8 @@ export interface KeyInstallerStats {
   unsupported: number;
   /** STKs the kernel refused (a wrong size for the data path's AEAD, no room). */
   failed: number;
+  /** Sealing keys asked for again after the kernel forgot their flow: refused, so no nonce repeats. */
+  refused: number;
 }
 
 const ICMPV6 = 58;
@@ -45,15 +55,19 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 export class KeyInstaller {
-  readonly stats: KeyInstallerStats = { installed: 0, unknown: 0, unsupported: 0, failed: 0 };
+  readonly stats: KeyInstallerStats = { installed: 0, unknown: 0, unsupported: 0, failed: 0, refused: 0 };
   /** Kri values already installed per (map, sender): a need repeated by many packets costs one derivation. */
   private readonly done = new Map<string, Set<number>>();
   private ring: NativeRingBuffer | undefined;
+  /** Every sealing key given to the kernel, by fingerprint (48 bits of its SHA-256). */
+  private readonly sealingKeysGiven = new Set<number>();
+  /** Sealing keys refused, per flow (by `done` id): each packet asks again; one answer is enough. */
+  private readonly refusedFlows = new Map<string, Set<number>>();
 
   constructor(
     private readonly native: NativeBpf,
-    private readonly maps: KeyInstallerMaps,
-    private readonly stk: StkSource,
+    private maps: KeyInstallerMaps,
+    private stk: StkSource,
     private readonly onProblem: (message: string) => void = () => {},
   ) {}
 
@@ -62,6 +76,26 @@ export class KeyInstaller {
     this.ring ??= new this.native.RingBuffer(this.maps.keyNeeds, KEY_NEED.size, (records, count) => {
       for (let i = 0; i < count; i += 1) this.handle(records.subarray(i * KEY_NEED.size, (i + 1) * KEY_NEED.size));
     });
+  }
+
+  /**
+   * Serve another data path (the interface was attached again: new maps behind the
+   * pins), with the key source for its AEAD. The sealing keys given so far are still
+   * remembered, so flows the new data path starts over are refused their old keys.
+   */
+  retarget(maps: KeyInstallerMaps, stk: StkSource): void {
+    const running = this.ring !== undefined;
+    this.close();
+    this.maps = maps;
+    this.stk = stk;
+    this.done.clear();
+    this.refusedFlows.clear();
+    if (running) this.start();
+  }
+
+  /** The maps served now. */
+  get target(): KeyInstallerMaps {
+    return this.maps;
   }
 
   /** Handle what is waiting now (tests, and a final drain before stopping). */
@@ -112,16 +146,57 @@ export class KeyInstaller {
     }
   }
 
+  /** A forgotten flow asks for a sealing key it had: refused (counted once per key; said once per flow). */
+  private refuse(id: string, sender: FlowTuple, kri: number): void {
+    let refused = this.refusedFlows.get(id);
+    if (!refused) this.refusedFlows.set(id, (refused = new Set()));
+    if (refused.has(kri)) return;
+    refused.add(kri);
+    this.stats.refused += 1;
+    if (refused.size > 1) return;
+    this.onProblem(`${formatFlow(sender)} started over under keys it used before (the kernel forgot the flow): left without PDM until the next key generation, so that no nonce repeats`);
+  }
+
+  /** The map's slot for `kri` holds that Kri's key already. */
+  private inPlace(mapFd: number, sender: FlowTuple, kri: number, side: "own" | "peer"): boolean {
+    const value = Buffer.alloc(FLOW_KEYS.size);
+    if (!this.native.mapLookup(mapFd, encodeFlowKey(sender, side === "own" ? "sender" : "receiver"), value)) return false;
+    const slot = kri % PDM_KEY_SLOTS;
+    const present = value[FLOW_KEYS.offset("present") + slot] === 1 && value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot) === kri >>> 0;
+    value.fill(0); // it may hold a key
+    return present;
+  }
+
   private install(mapFd: number, side: "own" | "peer", sender: FlowTuple, kri: number): void {
     if (kri > 0xffff_ffff) return; // Kri never wraps
     const id = `${mapFd} ${formatFlow(sender)}`;
     let kris = this.done.get(id);
-    if (kris?.has(kri)) return;
+    if (!kris) this.done.set(id, (kris = new Set()));
+    if (kris.has(kri)) {
+      // Asked again: usually by packets that left before the key was in place. A sealing
+      // key no longer in the kernel means the kernel forgot the flow since.
+      if (side === "peer" || this.refusedFlows.get(id)?.has(kri) || this.inPlace(mapFd, sender, kri, side)) return;
+      this.refuse(id, sender, kri);
+      return;
+    }
+    if (this.inPlace(mapFd, sender, kri, side)) {
+      kris.add(kri);
+      return;
+    }
     const stk = this.stk(sender, kri, side);
     if (!stk) {
       this.stats.unknown += 1;
       this.onProblem(`no key for ${formatFlow(sender)} at Kri ${kri}`);
       return;
+    }
+    if (side === "own") {
+      const fingerprint = createHash("sha256").update(stk).digest().readUIntBE(0, 6);
+      if (this.sealingKeysGiven.has(fingerprint)) {
+        kris.add(kri);
+        this.refuse(id, sender, kri);
+        return;
+      }
+      this.sealingKeysGiven.add(fingerprint);
     }
     try {
       installFlowKey(this.native, mapFd, sender, kri, stk, side === "own" ? "sender" : "receiver", this.maps.gcmInstall);
@@ -131,8 +206,10 @@ export class KeyInstaller {
       return;
     }
     this.stats.installed += 1;
-    if (this.done.size >= MAX_REMEMBERED_FLOWS) this.done.clear(); // forgetting costs a derivation, nothing more
-    if (!kris) this.done.set(id, (kris = new Set()));
+    if (this.done.size >= MAX_REMEMBERED_FLOWS) {
+      this.done.clear(); // forgetting costs a derivation, nothing more (sealingKeysGiven keeps the safety)
+      this.done.set(id, kris);
+    }
     kris.add(kri);
     for (const old of kris) if (old + 2 < kri) kris.delete(old); // its slot now holds a later Kri
   }

@@ -56,6 +56,7 @@ struct pdm_config {
 	struct pdm_prefix prefixes[PDM_MAX_PREFIXES]; /* match the remote address; none = any */
 	__u32 aead; /* protected layout: the HPKE AEAD id (AES-128-GCM needs pdm_gcm.bpf.o) */
 	__u32 max_kri_age_ms; /* v2: also rotate a Kri in use this long; 0 means no age limit */
+	__u32 flow_timeout_s; /* forget a flow (and its keys) idle this long; 0 means never */
 };
 
 /* A flow as seen from this host. ICMPv6 echo uses the identifier as both ports. */
@@ -163,6 +164,7 @@ struct pdm_counters {
 	__u64 flows_created;
 	__u64 flows_full;     /* the flow table refused a new flow */
 	__u64 events_lost;    /* ring buffer full */
+	__u64 flows_expired;  /* flows forgotten after flow_timeout_s without a packet */
 };
 
 /* Event types on the ring buffer. */
@@ -233,6 +235,7 @@ struct pdm_key_need {
 #define PDM_MAP_PEER_KEYS "pdm_peer_keys"
 #define PDM_MAP_KEY_NEEDS "pdm_key_needs"
 #define PDM_MAP_GCM_KEYS "pdm_gcm_keys"
+#define PDM_MAP_SWEEP "pdm_sweep"
 #define PDM_PROG_GCM_INSTALL "pdm_gcm_install"
 #define PDM_PROG_EGRESS "pdm_egress"
 #define PDM_PROG_INGRESS "pdm_ingress"

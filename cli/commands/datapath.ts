@@ -43,6 +43,7 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
     .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
     .option("--kri-max-age <ms>", "v2: also rotate the Key Rotation Index once it has been in use this long (the rotation policy's age)", (v) => Number(v))
     .addOption(new Option("--aead <aead>", "v2-protected: the deployment's AEAD, as in its suite (aes-128-gcm needs Linux 6.10+ for the kernel's AES)").choices(["aes-128-gcm", "chacha20-poly1305"] as const).default("aes-128-gcm" as const))
+    .option("--flow-timeout <seconds>", "forget a flow, and its keys, after this long without a packet either way (0: never; a full table stamps no new flow)", (v) => Number(v), 300)
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
     .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
@@ -68,6 +69,7 @@ Examples:
         readOnly: opts.readOnly,
         maxPacketsPerKri: opts.packetsPerKri,
         maxKriAgeMs: opts.kriMaxAge,
+        flowTimeoutS: opts.flowTimeout,
         mtuRoom: opts.mtuRoom,
         noOffload: opts.offload === false,
         emptyProgram: opts.emptyProgram,

@@ -21,8 +21,7 @@ import { silentLogger, type Logger } from "./log.ts";
 import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
 import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
 import { ReaderKeyStore } from "./reader-keys.ts";
-import { readerStkSource, startKernelKeys } from "./kernel-keys.ts";
-import type { KeyInstaller } from "../key-installer.ts";
+import { KernelKeys, readerStkSource } from "./kernel-keys.ts";
 import { RegistrationServer, register } from "./registration.ts";
 import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIdentity, type TlsMaterial } from "./tls.ts";
 
@@ -50,7 +49,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly loops: Promise<void>[] = [];
   private readerKind: "server" | "client" | undefined;
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
-  private kernelKeys: KeyInstaller | undefined;
+  private kernelKeys: KernelKeys | undefined;
+  /** Ends the kernel-keys loop's wait at once (stop). */
+  private wakeKernelKeys: (() => void) | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -105,21 +106,34 @@ export class Agent extends EventEmitter<AgentEvents> {
   /**
    * Install the data path's keys once it is attached on `ifname`: the agent may well
    * start first (it needs its keys before traffic does), so it looks again each second.
+   * Then it follows the interface: attached again, it serves the new data path.
    */
   private async kernelKeysLoop(ifname: string): Promise<void> {
     const warn = (message: string): void => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
     const source = (aead: number) => readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn);
-    let told = false;
+    let waiting = false;
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        this.wakeKernelKeys = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     while (!this.stopped) {
       try {
-        this.kernelKeys = startKernelKeys(ifname, source, warn);
-        this.log.log("info", "kernel-keys-started", { interface: ifname });
-        return;
+        if (!this.kernelKeys) {
+          this.kernelKeys = KernelKeys.start(ifname, source, warn);
+          this.log.log("info", "kernel-keys-started", { interface: ifname });
+        } else if (this.kernelKeys.follow()) {
+          this.log.log("info", "kernel-keys-reattached", { interface: ifname });
+        }
+        waiting = false;
       } catch (e) {
-        if (!told) this.log.log("info", "kernel-keys-waiting", { interface: ifname, reason: (e as Error).message });
-        told = true;
-        await new Promise((r) => setTimeout(r, 1000));
+        if (!waiting) this.log.log("info", "kernel-keys-waiting", { interface: ifname, reason: (e as Error).message });
+        waiting = true;
       }
+      await sleep(this.kernelKeys && !waiting ? 2000 : 1000);
     }
   }
 
@@ -130,6 +144,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wakeKernelKeys?.();
     this.kernelKeys?.close();
     for (const c of this.channels) c.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));

@@ -16,7 +16,7 @@
 // A generation whose suite has another AEAD gives the kernel no keys, and says why once.
 
 import { AeadId, type FlowTuple } from "../../pdm/index.ts";
-import { KeyInstaller, type StkSource } from "../key-installer.ts";
+import { KeyInstaller, type KeyInstallerMaps, type StkSource } from "../key-installer.ts";
 import { nativeBpf } from "../native.ts";
 import { PIN, pinDir } from "../datapath.ts";
 import { BpfError } from "../errors.ts";
@@ -56,10 +56,59 @@ export function readerStkSource(
 }
 
 /**
- * Start installing keys into the data path attached on `ifname` (pins made by `pdm
- * attach`), with the STKs `stkFor` gives for the data path's AEAD.
+ * The keys of the data path attached on `ifname` (pins made by `pdm attach`), installed
+ * as its kernel asks, with the STKs `stkFor` gives for the data path's AEAD. `follow()`
+ * moves to a data path attached again on the same interface.
  */
-export function startKernelKeys(ifname: string, stkFor: (aead: number) => StkSource, onProblem: (message: string) => void): KeyInstaller {
+export class KernelKeys {
+  private constructor(
+    private readonly ifname: string,
+    private readonly stkFor: (aead: number) => StkSource,
+    readonly installer: KeyInstaller,
+    private mapId: number,
+  ) {}
+
+  /** Start; a BpfError when nothing is attached on `ifname` yet. */
+  static start(ifname: string, stkFor: (aead: number) => StkSource, onProblem: (message: string) => void): KernelKeys {
+    const { maps, aead, mapId } = openPins(ifname);
+    const installer = new KeyInstaller(nativeBpf(), maps, stkFor(aead), onProblem);
+    installer.start();
+    return new KernelKeys(ifname, stkFor, installer, mapId);
+  }
+
+  /**
+   * If the interface was attached again since (other maps behind the pins), serve the
+   * new data path and return true. A BpfError when it is detached now.
+   */
+  follow(): boolean {
+    const dir = pinDir(this.ifname);
+    const native = nativeBpf();
+    const fd = native.objGet(join(dir, PIN.keyNeeds)); // throws once detached
+    let id: number;
+    try {
+      id = native.mapInfo(fd).id;
+    } finally {
+      native.closeFd(fd);
+    }
+    if (id === this.mapId) return false;
+    const old = this.installer.target;
+    const { maps, aead, mapId } = openPins(this.ifname);
+    this.installer.retarget(maps, this.stkFor(aead));
+    this.mapId = mapId;
+    for (const f of [old.keys, old.peerKeys, old.keyNeeds, old.gcmInstall]) if (f !== undefined) native.closeFd(f);
+    return true;
+  }
+
+  close(): void {
+    this.installer.close();
+    const native = nativeBpf();
+    const m = this.installer.target;
+    for (const f of [m.keys, m.peerKeys, m.keyNeeds, m.gcmInstall]) if (f !== undefined) native.closeFd(f);
+  }
+}
+
+/** The pinned maps of the data path on `ifname`, its AEAD, and the id of its key-needs ring. */
+function openPins(ifname: string): { maps: KeyInstallerMaps; aead: number; mapId: number } {
   const dir = pinDir(ifname);
   const pins = { keys: join(dir, PIN.keys), peerKeys: join(dir, PIN.peerKeys), keyNeeds: join(dir, PIN.keyNeeds), gcmInstall: join(dir, PIN.gcmInstall) };
   if (!existsSync(pins.keyNeeds)) {
@@ -68,13 +117,11 @@ export function startKernelKeys(ifname: string, stkFor: (aead: number) => StkSou
   const native = nativeBpf();
   // An AES-128-GCM data path pins its key-installing program; a ChaCha20-Poly1305 one has none.
   const aes = existsSync(pins.gcmInstall);
-  const maps = {
+  const maps: KeyInstallerMaps = {
     keys: native.objGet(pins.keys),
     peerKeys: native.objGet(pins.peerKeys),
     keyNeeds: native.objGet(pins.keyNeeds),
     gcmInstall: aes ? native.objGet(pins.gcmInstall) : undefined,
   };
-  const installer = new KeyInstaller(native, maps, stkFor(aes ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305), onProblem);
-  installer.start();
-  return installer;
+  return { maps, aead: aes ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305, mapId: native.mapInfo(maps.keyNeeds).id };
 }

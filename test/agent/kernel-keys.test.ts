@@ -108,6 +108,21 @@ describe(`reader agents install the data path's keys (${k.name})`, { skip: k.ski
     await settle();
     assert.equal(run(hostB, PIN.egress, answer).length, answer.length + 40, "b's answers sealed too");
     assert.ok(!d.allLogLines().some((l) => /kernel-key-missing/.test(l)), "no key the agents could not derive");
+
+    // a's interface is attached again: new maps behind the same pins. The agent follows.
+    rmSync(join(pinRoot, "rc0"), { recursive: true, force: true });
+    const hostA2 = host("rc0");
+    await eventually("a's agent serves the new data path", () => d.allLogLines().some((l) => /kernel-keys-reattached/.test(l)), 10_000);
+    // The same flow starts over at Kri 0 there: its old keys are refused (a nonce could repeat).
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(run(hostA2, PIN.egress, request), request, "the old flow leaves without PDM");
+      await settle();
+    }
+    await eventually("the refusal is said", () => d.allLogLines().some((l) => /started over under keys it used before/.test(l)), 5000);
+    // A new flow gets its keys as before.
+    const other = Buffer.concat([ETH, ipv6Packet({ src: A, dst: B, proto: 17, upper: udpHeader(40001, 7000, 20) })]);
+    run(hostA2, PIN.egress, other);
+    await eventually("a new flow is sealed on the new data path", () => run(hostA2, PIN.egress, other).length === other.length + 40, 5000);
   });
 });
 }

@@ -1,0 +1,119 @@
+// Idle flows are forgotten (attach --flow-timeout): the kernel's sweeping timer deletes
+// a flow with no packet either way for that long, with its keys (both AEADs: for
+// AES-128-GCM the kernel's AES contexts too), and counts it (flows_expired); a flow
+// still sending stays. Programs run through BPF_PROG_TEST_RUN, with a 1 s timeout; the
+// timer is the kernel's own.
+//
+// A forgotten protected flow that starts again starts at Kri 0 with a fresh random
+// sequence: under the keys it had, a nonce could repeat. The key installer refuses to
+// give those keys back (counted, said once), so the flow leaves without PDM rather
+// than risk it.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { formatFlow, parseIpv6Address, type FlowTuple } from "../../pdm/index.ts";
+import { FLOW_KEY, KeyInstaller, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
+import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+
+const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
+const packet = (sport: number): Buffer => Buffer.concat([ETH, ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(sport, 7000, 20) })]);
+const tuple = (sport: number): FlowTuple => ({ src: parseIpv6Address("fd00::1"), dst: parseIpv6Address("fd00::2"), sport, dport: 7000, proto: 17 });
+
+function mapKeys(native: NativeBpf, fd: number, keySize: number): Buffer[] {
+  const keys: Buffer[] = [];
+  let prev: Buffer | null = null;
+  for (;;) {
+    const next = Buffer.alloc(keySize);
+    if (!native.mapNextKey(fd, prev, next)) return keys;
+    keys.push(next);
+    prev = next;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const CASES = [
+  { name: "PDMv2 clear", layout: "v2-clear" as const, aead: undefined, keyLength: 0, skip: datapathSkipReason() },
+  { name: "protected, ChaCha20-Poly1305", layout: "v2-protected" as const, aead: "chacha20-poly1305" as const, keyLength: 32, skip: datapathSkipReason() },
+  { name: "protected, AES-128-GCM", layout: "v2-protected" as const, aead: "aes-128-gcm" as const, keyLength: 16, skip: gcmDatapathSkipReason() },
+];
+
+for (const k of CASES) {
+  describe(`idle flows are forgotten (${k.name})`, { skip: k.skip, concurrency: false }, () => {
+    let native: NativeBpf;
+    let object: number;
+    const problems: string[] = [];
+    let installer: KeyInstaller | undefined;
+    const stk = (sender: FlowTuple, kri: number): Uint8Array => createHash("sha256").update(`${formatFlow(sender)} ${kri}`).digest().subarray(0, k.keyLength);
+    const send = (sport: number): Buffer => native.progTestRun(native.programFd(object, PDM_PROG.egress), packet(sport), 1, 256).data;
+    const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
+
+    before(() => {
+      native = nativeBpf();
+      object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
+      native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: k.layout, aead: k.aead, events: false, flowTimeoutS: 1 }, 14));
+      native.loadObject(object);
+      if (k.aead) {
+        const maps = {
+          keys: native.mapFd(object, PDM_MAP.keys),
+          peerKeys: native.mapFd(object, PDM_MAP.peerKeys),
+          keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds),
+          gcmInstall: k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
+        };
+        installer = new KeyInstaller(native, maps, stk, (m) => problems.push(m));
+      }
+    });
+    after(() => {
+      installer?.close();
+      native?.closeObject(object);
+    });
+
+    it("a flow idle for the timeout goes, with its keys; a busy one stays; a forgotten protected flow gets no old key back", async () => {
+      const idle = 40000;
+      const busy = 40001;
+      for (const sport of [idle, busy]) {
+        send(sport);
+        installer?.consume();
+      }
+      const stamped = send(idle); // with its key now, where there is one
+      assert.equal(stamped.length, packet(idle).length + (k.layout === "v2-clear" ? 24 : 40), "stamped");
+      const flows = native.mapFd(object, PIN.flows);
+      assert.equal(mapKeys(native, flows, FLOW_KEY.size).length, 2);
+      if (k.aead) assert.equal(mapKeys(native, native.mapFd(object, PDM_MAP.keys), FLOW_KEY.size).length, 2, "both flows have keys");
+
+      // The busy flow sends every 200 ms; the idle one nothing. Sweeps run each second.
+      const deadline = Date.now() + 4000;
+      while (Date.now() < deadline && counters().flows_expired === 0) {
+        send(busy);
+        await sleep(200);
+      }
+      const left = mapKeys(native, flows, FLOW_KEY.size);
+      assert.equal(counters().flows_expired, 1, "the idle flow expired");
+      assert.deepEqual(left, [encodeFlowKey(tuple(busy))], "the busy flow stays");
+      if (k.aead) {
+        assert.deepEqual(mapKeys(native, native.mapFd(object, PDM_MAP.keys), FLOW_KEY.size), [encodeFlowKey(tuple(busy))], "the idle flow's keys went with it");
+      }
+      if (k.aead === "aes-128-gcm") {
+        // 2 keys (Kri 0 and 1) of the busy flow remain; the idle flow's contexts were released with their entries.
+        const gcmKeys = mapKeys(native, native.mapFd(object, PDM_MAP.gcmKeys), FLOW_KEY.size + 4);
+        assert.ok(gcmKeys.every((key) => key.subarray(0, FLOW_KEY.size).equals(encodeFlowKey(tuple(busy)))), "only the busy flow's AES contexts remain");
+        assert.ok(gcmKeys.length >= 2);
+      }
+
+      // The idle flow starts again: a new flow to the kernel, at Kri 0.
+      const again = send(idle);
+      installer?.consume();
+      const then = send(idle);
+      assert.equal(counters().flows_created, 3);
+      if (k.aead) {
+        assert.deepEqual([again, then], [packet(idle), packet(idle)], "without PDM: its old keys are not given back");
+        assert.equal(installer!.stats.refused, 2, "Kri 0 and 1 refused");
+        assert.equal(problems.filter((m) => /started over under keys it used before/.test(m)).length, 1, "said once");
+      } else {
+        assert.equal(then.length, packet(idle).length + 24, "the clear layout just starts over");
+      }
+    });
+  });
+}
