@@ -27,11 +27,17 @@ extension header, no room under the MTU) are counted and sent as they are.
 
 The programs keep running after this command exits; \`pdm status\` shows their
 counters and flows, \`pdm capture --source ebpf\` their per-packet records, and
-\`pdm detach\` removes everything attach changed. Route MTUs through the interface
-are lowered by the header size (16, 24 or 40 bytes) so full-size packets still fit;
-detach restores them. Attaching again replaces the previous attachment.
+\`pdm detach\` removes everything attach changed. Route MTUs through the
+interface are lowered by the header size (16, 24 or 40 bytes) so full-size
+packets still fit; detach restores them. Attaching again replaces the previous
+attachment. A flow idle for --flow-timeout seconds is forgotten, with its keys.
 
-Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+.`,
+With --layout v2-protected each option is sealed with the deployment's AEAD
+(--aead) under per-flow keys that the host's reader agent installs as the kernel
+asks for them; a packet whose key is not there yet leaves without PDM.
+
+Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
+(6.10+ for AES-128-GCM).`,
     )
     .requiredOption("-i, --interface <name>", "network interface")
     .addOption(new Option("--layout <layout>", "PDM layout to stamp: v1 (RFC 8250), v2 (PDMv2 clear) or v2-protected (sealed; keys from the host's reader agent)").choices(["v1", "v2", "rfc8250", "v2-clear", "v2-protected"] as const).default("v1" as const))
