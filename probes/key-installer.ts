@@ -173,13 +173,15 @@ export class KeyInstaller {
     let kris = this.done.get(id);
     if (!kris) this.done.set(id, (kris = new Set()));
     if (kris.has(kri)) {
-      // Asked again: usually by packets that left before the key was in place. A sealing
-      // key no longer in the kernel means the kernel forgot the flow since.
-      if (side === "peer" || this.refusedFlows.get(id)?.has(kri) || this.inPlace(mapFd, sender, kri, side)) return;
-      this.refuse(id, sender, kri);
-      return;
-    }
-    if (this.inPlace(mapFd, sender, kri, side)) {
+      // Asked again: usually by packets that left before the key was in place. A key no
+      // longer in the kernel means the kernel forgot the flow since: a peer's key is
+      // installed again (opening reuses no nonce); a sealing key is refused.
+      if (this.refusedFlows.get(id)?.has(kri) || this.inPlace(mapFd, sender, kri, side)) return;
+      if (side === "own") {
+        this.refuse(id, sender, kri);
+        return;
+      }
+    } else if (this.inPlace(mapFd, sender, kri, side)) {
       kris.add(kri);
       return;
     }

@@ -7,12 +7,13 @@
 // A forgotten protected flow that starts again starts at Kri 0 with a fresh random
 // sequence: under the keys it had, a nonce could repeat. The key installer refuses to
 // give those keys back (counted, said once), so the flow leaves without PDM rather
-// than risk it.
+// than risk it. A reader that forgot a flow is given its peer's keys again (opening
+// repeats no nonce), so it reads the flow again.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { formatFlow, parseIpv6Address, type FlowTuple } from "../../pdm/index.ts";
+import { AeadId, encodeDestOptionsHeader, formatFlow, parseIpv6Address, sealProtectedOption, type FlowTuple } from "../../pdm/index.ts";
 import { FLOW_KEY, KeyInstaller, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
 import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
@@ -114,6 +115,41 @@ for (const k of CASES) {
       } else {
         assert.equal(then.length, packet(idle).length + 24, "the clear layout just starts over");
       }
+    });
+
+    it("a reader that forgot a flow is given its peer's keys again and reads it again", { skip: k.aead ? undefined : "protected layout only" }, async () => {
+      // Packets from fd00::2:7000 to this host's port 41000, sealed by the peer under its Kri 0.
+      const peer: FlowTuple = { src: parseIpv6Address("fd00::2"), dst: parseIpv6Address("fd00::1"), sport: 7000, dport: 41000, proto: 17 };
+      let rn = 1;
+      const fromPeer = (): Buffer => {
+        const option = sealProtectedOption({
+          aead: k.aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305,
+          key: stk(peer, 0),
+          kri: 0,
+          randomNumber: rn++,
+          fBit: 0,
+          fields: { scaleDtlr: 0, scaleDtls: 0, globalPointer: rn, psnTp: rn, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
+        });
+        return Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(7000, 41000, 20) })]);
+      };
+      const receive = (): void => {
+        const pkt = fromPeer();
+        native.progTestRun(native.programFd(object, PDM_PROG.ingress), pkt, 1, pkt.length + 64);
+        installer!.consume();
+      };
+      const before = counters();
+      receive(); // no keys yet: an auth failure that asks for them
+      receive();
+      assert.deepEqual([counters().auth_fail - before.auth_fail, counters().read - before.read], [1, 1], "read once its keys are in");
+      // Nothing sends now, so every flow goes idle; wait until the table is empty.
+      const flows = native.mapFd(object, PIN.flows);
+      const deadline = Date.now() + 5000;
+      while (Date.now() < deadline && mapKeys(native, flows, FLOW_KEY.size).length > 0) await sleep(200);
+      assert.equal(mapKeys(native, flows, FLOW_KEY.size).length, 0, "the flow expired");
+      assert.equal(mapKeys(native, native.mapFd(object, PDM_MAP.peerKeys), FLOW_KEY.size).length, 0, "with its peer's keys");
+      receive(); // the flow again: no keys, asks again
+      receive();
+      assert.deepEqual([counters().auth_fail - before.auth_fail, counters().read - before.read], [2, 2], "read again once its keys are back");
     });
   });
 }
