@@ -1128,11 +1128,15 @@ int pdm_ingress_open(struct __sk_buff *skb)
 		}
 	}
 	if (opened) {
-		COUNT(c, auth_fail);
-		/* No keys at all for this flow: the agent learns of it here. (With keys, a
-		 * failure is a forgery or a Kri far ahead: asking would not help.) */
-		if (!keys)
+		/* No keys at all for this flow: not an authentication failure but a flow the
+		 * agent has not keyed yet, which learns of it here. With keys, a failure is a
+		 * forgery or a Kri far ahead: asking would not help. */
+		if (!keys) {
+			COUNT(c, rx_nokey);
 			need_keys(c, &key, 0, PDM_NEED_PEER, icmp_type);
+		} else {
+			COUNT(c, auth_fail);
+		}
 		return TC_ACT_OK;
 	}
 	/* The peer reached the last Kri installed: the next one, before it is needed. */
@@ -1178,6 +1182,39 @@ struct {
 	.values = {[0] = (void *)&pdm_ingress_open},
 };
 
+/*
+ * Protected layout: a packet of a selected flow arrived without PDM (a new flow's first,
+ * whose sender had no key yet), and this host has no key to seal its answers with.
+ * Asking now rather than when the first answer leaves gives the agent the time the
+ * application takes to answer, so a responder's first answer is sealed too. The flow
+ * is made here, so that it expires with its keys should no answer ever leave.
+ */
+static __always_inline void ask_keys_for_answers(struct __sk_buff *skb, struct pkt *p)
+{
+	if (p->ip6.daddr.s6_addr[0] == 0xff || is_extension_header(p->ip6.nexthdr))
+		return; /* multicast is never stamped; behind another header, PDM never goes */
+	p->proto = p->ip6.nexthdr;
+	p->l4 = p->l3 + IPV6_HLEN;
+	if (!load_ports(skb, p) || !prefix_selects(&p->ip6.saddr) || !ports_select(p->flow_sport, p->flow_dport))
+		return;
+	struct pdm_flow_key key = {};
+	flow_key_of(p, 0, &key);
+	if (bpf_map_lookup_elem(&pdm_keys, &key))
+		return; /* keyed already */
+	struct pdm_counters *c = counters();
+	__u64 now = bpf_ktime_get_ns();
+	int created;
+	if (!flow_state(&key, now, c, &created))
+		return;
+	if (created)
+		emit(c, p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
+	/* An echo's answer is the other echo type, which the answer's 5-tuple carries. */
+	__u8 answer_type = 0;
+	if (p->proto == IPPROTO_ICMPV6)
+		answer_type = (p->wire_sport >> 8) == ICMPV6_ECHO_REQUEST ? ICMPV6_ECHO_REPLY : ICMPV6_ECHO_REQUEST;
+	need_keys(c, &key, 0, PDM_NEED_OWN, answer_type);
+}
+
 SEC("tc")
 int pdm_ingress(struct __sk_buff *skb)
 {
@@ -1187,8 +1224,13 @@ int pdm_ingress(struct __sk_buff *skb)
 	p.l3 = cfg.l2_len;
 	if (load_fixed(skb, p.l3, &p.ip6, IPV6_HLEN))
 		return TC_ACT_OK;
-	if (p.ip6.version != 6 || p.ip6.nexthdr != NEXTHDR_DEST)
+	if (p.ip6.version != 6)
 		return TC_ACT_OK;
+	if (p.ip6.nexthdr != NEXTHDR_DEST) {
+		if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && aead_supported())
+			ask_keys_for_answers(skb, &p);
+		return TC_ACT_OK;
+	}
 
 	struct pdm_counters *c = counters();
 	struct opt_walk w = {};

@@ -189,6 +189,7 @@ export const COUNTER_NAMES = [
   "flows_full",
   "events_lost",
   "flows_expired",
+  "rx_nokey",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTERS = new StructLayout(

@@ -4,8 +4,9 @@
 // it sends; pdm_peer_keys the keys its peers seal with, keyed by the same flow as this
 // host sees it. Installing the key of the next Kri before the sender rotates keeps
 // every packet protected; a packet whose Kri has no key leaves without PDM and is
-// counted (skipped_nokey), and one that arrives without a key to open it is an auth
-// failure.
+// counted (skipped_nokey); one that arrives while its flow has no peer key at all is
+// counted as rx_nokey (the agent is asked for the keys), and one that no installed key
+// opens as an auth failure.
 //
 // AES-128-GCM (the pdm_gcm.bpf.o build): the key goes to the kernel's crypto API, not
 // into a map. pdm_gcm_install, a syscall program, makes the AES context for it and the

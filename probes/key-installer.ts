@@ -4,7 +4,10 @@
 // peer's (an option nothing installed could open, or a peer at the last Kri
 // installed). The installer derives each STK through `stk` (the agent's key store,
 // or a key log) and writes it into pdm_keys or pdm_peer_keys, so that the next Kri's
-// key is in place before the sender rotates to it.
+// key is in place before the sender rotates to it. A flow's first need brings the
+// first keys of both directions: the answers to a flow this host starts are read from
+// the first, and a host answering a flow (its kernel asks when the flow's first packet
+// arrives, with or without PDM) seals its first answer.
 //
 // A sealing key is given to the kernel once. A flow the kernel forgot (idle past
 // `attach --flow-timeout`, or a data path attached again) starts over at Kri 0 with a
@@ -37,7 +40,7 @@ export interface KeyInstallerMaps {
 export interface KeyInstallerStats {
   /** STKs written into the kernel. */
   installed: number;
-  /** Needs no STK was found for (the key source does not know the flow). */
+  /** Needs no STK was found for (the key source does not know the flow; asked again at most once a second). */
   unknown: number;
   /** Needs of flows that are neither TCP, UDP nor ICMPv6 echo. */
   unsupported: number;
@@ -51,6 +54,7 @@ const ICMPV6 = 58;
 const ECHO_REQUEST = 128;
 const ECHO_REPLY = 129;
 const MAX_REMEMBERED_FLOWS = 100_000;
+const UNKNOWN_RETRY_MS = 1000;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
@@ -61,6 +65,8 @@ export class KeyInstaller {
   private ring: NativeRingBuffer | undefined;
   /** Every sealing key given to the kernel, by fingerprint (48 bits of its SHA-256). */
   private readonly sealingKeysGiven = new Set<number>();
+  /** Flows (by `done` id) the key source had no key for, and when it was last asked. */
+  private readonly unknownFlows = new Map<string, number>();
   /** Sealing keys refused, per flow (by `done` id): each packet asks again; one answer is enough. */
   private readonly refusedFlows = new Map<string, Set<number>>();
 
@@ -135,14 +141,21 @@ export class KeyInstaller {
       this.stats.unsupported += 1;
       return;
     }
+    const ownSender = (sport: number): FlowTuple => ({ src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport, dport: remotePort, proto });
+    const peerSender = (sport: number): FlowTuple => ({ src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport, dport: localPort, proto });
+    // The other direction's source port: for an echo, the other echo type.
+    const answering = (sport: number, port: number): number => (proto === ICMPV6 ? (sport >> 8 === ECHO_REQUEST ? ECHO_REPLY : ECHO_REQUEST) << 8 : port);
     if (kind === PDM_NEED.own) {
-      const sender: FlowTuple = { src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport: ownSport, dport: remotePort, proto };
-      for (const k of [kri, kri + 1]) this.install(this.maps.keys, "own", sender, k);
+      for (const k of [kri, kri + 1]) this.install(this.maps.keys, "own", ownSender(ownSport), k);
+      // A flow this host starts (or answers): the peer's first keys too, so that its
+      // first answer is read rather than arriving before the keys to open it.
+      if (kri === 0) for (const k of [0, 1]) this.install(this.maps.peerKeys, "peer", peerSender(answering(ownSport, remotePort)), k);
     } else if (kind === PDM_NEED.peer) {
-      const sender: FlowTuple = { src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport: peerSport, dport: localPort, proto };
       // A first need (Kri 0: the flow had no keys) gets the first two; a later one just
       // the Kri asked for, so the three slots keep the previous, current and next.
-      for (const k of kri === 0 ? [0, 1] : [kri]) this.install(this.maps.peerKeys, "peer", sender, k);
+      for (const k of kri === 0 ? [0, 1] : [kri]) this.install(this.maps.peerKeys, "peer", peerSender(peerSport), k);
+      // This host's first keys for its answers, before its first answer leaves.
+      if (kri === 0) for (const k of [0, 1]) this.install(this.maps.keys, "own", ownSender(answering(peerSport, localPort)), k);
     }
   }
 
@@ -185,12 +198,19 @@ export class KeyInstaller {
       kris.add(kri);
       return;
     }
+    // A flow the key source does not know asks with every packet: try again at most
+    // once a second, and say so once.
+    const triedAt = this.unknownFlows.get(id);
+    if (triedAt !== undefined && Date.now() - triedAt < UNKNOWN_RETRY_MS) return;
     const stk = this.stk(sender, kri, side);
     if (!stk) {
       this.stats.unknown += 1;
-      this.onProblem(`no key for ${formatFlow(sender)} at Kri ${kri}`);
+      if (triedAt === undefined) this.onProblem(`no key for ${formatFlow(sender)} at Kri ${kri}`);
+      if (this.unknownFlows.size >= MAX_REMEMBERED_FLOWS) this.unknownFlows.clear();
+      this.unknownFlows.set(id, Date.now());
       return;
     }
+    this.unknownFlows.delete(id);
     if (side === "own") {
       const fingerprint = createHash("sha256").update(stk).digest().readUIntBE(0, 6);
       if (this.sealingKeysGiven.has(fingerprint)) {

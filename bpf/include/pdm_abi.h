@@ -165,6 +165,7 @@ struct pdm_counters {
 	__u64 flows_full;     /* the flow table refused a new flow */
 	__u64 events_lost;    /* ring buffer full */
 	__u64 flows_expired;  /* flows forgotten after flow_timeout_s without a packet */
+	__u64 rx_nokey;       /* protected options received while no key of the flow's peer was installed */
 };
 
 /* Event types on the ring buffer. */

@@ -3,9 +3,11 @@
 // host B reads, both rotating Kri every 2 packets. Each host's installer runs after
 // each packet (an agent that keeps up). Measured coverage: A's first packet leaves
 // without PDM (its key is asked for by that packet); every later one is sealed, across
-// rotations, because the next Kri's key is installed before it is needed. B cannot
-// open A's first stamped packet (it learns of the flow from it); it reads every later
-// one. The TypeScript core opens every stamped option with the key the source gives.
+// rotations, because the next Kri's key is installed before it is needed. A B that
+// never saw that first packet cannot open A's first stamped one (it learns of the flow
+// from it: counted as rx_nokey, not as an auth failure); it reads every later one. A B
+// that saw it asked for its keys then: it seals its first answer and reads everything.
+// The TypeScript core opens every stamped option with the key the source gives.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -74,7 +76,62 @@ describe("key installer: the kernel asks, the installer answers", { skip, concur
       b.installer.consume();
     }
     const cb = sumCounters(native, native.mapFd(b.object, PIN.counters));
-    assert.deepEqual({ read: cb.read, auth_fail: cb.auth_fail }, { read: 7, auth_fail: 1 }, "all but the first stamped packet read");
+    assert.deepEqual({ read: cb.read, rx_nokey: cb.rx_nokey, auth_fail: cb.auth_fail }, { read: 7, rx_nokey: 1, auth_fail: 0 }, "all but the first stamped packet read; that one counted as unkeyed, not as a forgery");
     assert.equal(a.installer.stats.unknown + b.installer.stats.unknown, 0);
+  });
+
+  it("a flow the key source does not know: asked for by every packet, looked up at most once a second per direction, said once", () => {
+    const object = native.openObject(bpfObjectPath());
+    native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", events: false }, 14));
+    native.loadObject(object);
+    const maps = { keys: native.mapFd(object, PDM_MAP.keys), peerKeys: native.mapFd(object, PDM_MAP.peerKeys), keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds) };
+    const problems: string[] = [];
+    let asked = 0;
+    const installer = new KeyInstaller(native, maps, () => {
+      asked += 1;
+      return undefined;
+    }, (m) => problems.push(m));
+    hosts.push({ object, installer });
+    for (let i = 0; i < 20; i++) {
+      assert.deepEqual(native.progTestRun(native.programFd(object, PIN.egress), plain, 1, plain.length + 128).data, plain);
+      installer.consume();
+    }
+    assert.equal(sumCounters(native, native.mapFd(object, PIN.counters)).skipped_nokey, 20, "every packet left without PDM, and asked");
+    assert.deepEqual([asked, installer.stats.unknown], [2, 2], "one look-up for its own keys, one for its peer's");
+    assert.equal(problems.filter((m) => m.startsWith("no key for")).length, 2);
+  });
+
+  it("a flow's first packet, without PDM, makes the responder ask for keys: its first answer is sealed, and each side reads everything stamped", () => {
+    const a = host();
+    const b = host();
+    const reply = Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", proto: 17, upper: udpHeader(7000, 40000, 20) })]);
+    const egress = (h: typeof a, pkt: Buffer): Buffer => native.progTestRun(native.programFd(h.object, PIN.egress), pkt, 1, pkt.length + 128).data;
+    const ingress = (h: typeof a, pkt: Buffer): void => {
+      native.progTestRun(native.programFd(h.object, PIN.ingress), pkt, 1, pkt.length + 64);
+    };
+    const first = egress(a, plain);
+    a.installer.consume();
+    assert.deepEqual(first, plain, "A's first packet leaves before its key");
+    ingress(b, first);
+    b.installer.consume(); // B's kernel asked for the keys of its answers on that packet
+    const flows = sumCounters(native, native.mapFd(b.object, PIN.counters)).flows_created;
+    assert.equal(flows, 1, "B knows the flow from its first packet");
+    for (let i = 0; i < 6; i++) {
+      const answer = egress(b, reply);
+      assert.equal(answer.length, reply.length + 40, `B's answer ${i + 1} sealed`);
+      ingress(a, answer);
+      a.installer.consume();
+      const ask = egress(a, plain);
+      assert.equal(ask.length, plain.length + 40, `A's packet ${i + 2} sealed`);
+      ingress(b, ask);
+      b.installer.consume();
+    }
+    const ca = sumCounters(native, native.mapFd(a.object, PIN.counters));
+    const cb = sumCounters(native, native.mapFd(b.object, PIN.counters));
+    assert.deepEqual(
+      [ca.read, ca.rx_nokey, ca.auth_fail, cb.read, cb.rx_nokey, cb.auth_fail, cb.skipped_nokey, ca.skipped_nokey],
+      [6, 0, 0, 6, 0, 0, 0, 1],
+      "read: A 6, B 6; nothing unkeyed or failing; only A's first packet left without PDM",
+    );
   });
 });
