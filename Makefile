@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected clean
+.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected profile-datapath clean
 
 setup:
 	bash scripts/setup.sh
@@ -27,6 +27,9 @@ bench:
 # Needs root: namespaces, eBPF, iperf3 (bash scripts/setup.sh installs it).
 bench-datapath:
 	node --import tsx bench/datapath.bench.ts
+
+profile-datapath:
+	node --import tsx bench/datapath-profile.ts
 
 # 1,000 readers provisioned over mutual TLS on loopback (issue 4's target: < 10 s).
 bench-agent:
