@@ -559,6 +559,22 @@ static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_f
 	bpf_ringbuf_submit(n, 0);
 }
 
+/*
+ * A flow whose keys are missing asks again at most every PDM_NEED_INTERVAL_MS, however
+ * many packets it sends: a flow the agent cannot key (a peer outside the deployment)
+ * would otherwise put a record on the ring for each of its packets. The racy store is
+ * fine: at worst two CPUs both ask.
+ */
+#define PDM_NEED_INTERVAL_MS 10
+static __always_inline int may_ask(struct pdm_flow_state *st, __u64 now)
+{
+	__u32 ms = (__u32)(now / 1000000) | 1; /* never 0, which means "never asked" */
+	if (st->asked_ms && ms - st->asked_ms < PDM_NEED_INTERVAL_MS)
+		return 0;
+	st->asked_ms = ms;
+	return 1;
+}
+
 /* Copy the flow's key for `kri` into the sealing work (AES-128-GCM: where it is); 0 when it is not installed. */
 static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 {
@@ -771,7 +787,7 @@ int pdm_egress(struct __sk_buff *skb)
 			if (rotated)
 				emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
 			int have = take_key(&key, kri);
-			if (created || rotated || !have)
+			if (created || rotated || (!have && may_ask(st, now)))
 				need_keys(c, &key, kri, PDM_NEED_OWN, p.proto == IPPROTO_ICMPV6 ? p.wire_sport >> 8 : 0);
 			if (!have) {
 				/* No key for this Kri yet: no PDM at all rather than PDM in the clear
@@ -1133,7 +1149,15 @@ int pdm_ingress_open(struct __sk_buff *skb)
 		 * forgery or a Kri far ahead: asking would not help. */
 		if (!keys) {
 			COUNT(c, rx_nokey);
-			need_keys(c, &key, 0, PDM_NEED_PEER, icmp_type);
+			/* The flow is made here (not only once an option opens), so that its
+			 * asking is paced and its keys expire with it. */
+			__u64 now = bpf_ktime_get_ns();
+			int created;
+			struct pdm_flow_state *st = flow_state(&key, now, c, &created);
+			if (created)
+				emit(c, &w->p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
+			if (st && may_ask(st, now))
+				need_keys(c, &key, 0, PDM_NEED_PEER, icmp_type);
 		} else {
 			COUNT(c, auth_fail);
 		}
@@ -1204,7 +1228,8 @@ static __always_inline void ask_keys_for_answers(struct __sk_buff *skb, struct p
 	struct pdm_counters *c = counters();
 	__u64 now = bpf_ktime_get_ns();
 	int created;
-	if (!flow_state(&key, now, c, &created))
+	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
+	if (!st || !may_ask(st, now))
 		return;
 	if (created)
 		emit(c, p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);

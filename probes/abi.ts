@@ -141,7 +141,7 @@ export const FLOW_STATE = new StructLayout("pdm_flow_state", [
   ["gso_repeats", "u64"],
   ["rx_recent", "u32", 8],
   ["rx_recent_next", "u32"],
-  ["pad2", "u32"],
+  ["asked_ms", "u32"],
   ["kri_since_ns", "u64"],
 ]);
 

@@ -38,6 +38,8 @@ export interface KeyInstallerMaps {
 }
 
 export interface KeyInstallerStats {
+  /** Need records read from the kernel (a flow missing keys asks at most every 10 ms). */
+  needs: number;
   /** STKs written into the kernel. */
   installed: number;
   /** Needs no STK was found for (the key source does not know the flow; asked again at most once a second). */
@@ -59,7 +61,7 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 export class KeyInstaller {
-  readonly stats: KeyInstallerStats = { installed: 0, unknown: 0, unsupported: 0, failed: 0, refused: 0 };
+  readonly stats: KeyInstallerStats = { needs: 0, installed: 0, unknown: 0, unsupported: 0, failed: 0, refused: 0 };
   /** Kri values already installed per (map, sender): a need repeated by many packets costs one derivation. */
   private readonly done = new Map<string, Set<number>>();
   private ring: NativeRingBuffer | undefined;
@@ -117,6 +119,7 @@ export class KeyInstaller {
 
   /** One pdm_key_need record. */
   handle(record: Buffer): void {
+    this.stats.needs += 1;
     const f = KEY_NEED.offset("flow");
     const local = record.subarray(f + FLOW_KEY.offset("local"), f + FLOW_KEY.offset("local") + 16);
     const remote = record.subarray(f + FLOW_KEY.offset("remote"), f + FLOW_KEY.offset("remote") + 16);

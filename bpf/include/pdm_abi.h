@@ -99,7 +99,7 @@ struct pdm_flow_state {
 	/* Protected layout: the peer's recent (Kri << 16 | Random Number and F), for replays */
 	__u32 rx_recent[PDM_RX_RECENT];
 	__u32 rx_recent_next;
-	__u32 pad2;
+	__u32 asked_ms;   /* when this flow last asked for keys (ms of the monotonic clock, low 32 bits; 0: never) */
 	__u64 kri_since_ns; /* when the own Kri began (the age limit) */
 };
 
