@@ -438,7 +438,7 @@ static __always_inline void start_sweeping(void)
 }
 
 /* Find or create the flow's state. New flows start at a random PSNTP and LFSR state. */
-static __always_inline struct pdm_flow_state *flow_state(struct pdm_flow_key *key, __u64 now,
+static __always_inline struct pdm_flow_state *flow_state(const struct pdm_flow_key *key, __u64 now,
 							 struct pdm_counters *c, int *created)
 {
 	struct pdm_flow_state *st = bpf_map_lookup_elem(&pdm_flows, key);
@@ -573,6 +573,25 @@ static __always_inline int may_ask(struct pdm_flow_state *st, __u64 now)
 		return 0;
 	st->asked_ms = ms;
 	return 1;
+}
+
+/*
+ * Ingress, a flow without keys: make the flow (so that its asking is paced and its keys
+ * expire with it) and ask for its Kri 0 keys of `kind`, at most every
+ * PDM_NEED_INTERVAL_MS.
+ */
+static __always_inline void ask_for_first_keys(struct __sk_buff *skb, struct pdm_counters *c, const struct pkt *p,
+					       const struct pdm_flow_key *key, __u8 kind, __u8 icmp_type)
+{
+	__u64 now = bpf_ktime_get_ns();
+	int created;
+	struct pdm_flow_state *st = flow_state(key, now, c, &created);
+	if (!st)
+		return;
+	if (created)
+		emit(c, p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
+	if (may_ask(st, now))
+		need_keys(c, key, 0, kind, icmp_type);
 }
 
 /* Copy the flow's key for `kri` into the sealing work (AES-128-GCM: where it is); 0 when it is not installed. */
@@ -1149,15 +1168,7 @@ int pdm_ingress_open(struct __sk_buff *skb)
 		 * forgery or a Kri far ahead: asking would not help. */
 		if (!keys) {
 			COUNT(c, rx_nokey);
-			/* The flow is made here (not only once an option opens), so that its
-			 * asking is paced and its keys expire with it. */
-			__u64 now = bpf_ktime_get_ns();
-			int created;
-			struct pdm_flow_state *st = flow_state(&key, now, c, &created);
-			if (created)
-				emit(c, &w->p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
-			if (st && may_ask(st, now))
-				need_keys(c, &key, 0, PDM_NEED_PEER, icmp_type);
+			ask_for_first_keys(skb, c, &w->p, &key, PDM_NEED_PEER, icmp_type);
 		} else {
 			COUNT(c, auth_fail);
 		}
@@ -1225,19 +1236,11 @@ static __always_inline void ask_keys_for_answers(struct __sk_buff *skb, struct p
 	flow_key_of(p, 0, &key);
 	if (bpf_map_lookup_elem(&pdm_keys, &key))
 		return; /* keyed already */
-	struct pdm_counters *c = counters();
-	__u64 now = bpf_ktime_get_ns();
-	int created;
-	struct pdm_flow_state *st = flow_state(&key, now, c, &created);
-	if (!st || !may_ask(st, now))
-		return;
-	if (created)
-		emit(c, p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
 	/* An echo's answer is the other echo type, which the answer's 5-tuple carries. */
 	__u8 answer_type = 0;
 	if (p->proto == IPPROTO_ICMPV6)
 		answer_type = (p->wire_sport >> 8) == ICMPV6_ECHO_REQUEST ? ICMPV6_ECHO_REPLY : ICMPV6_ECHO_REQUEST;
-	need_keys(c, &key, 0, PDM_NEED_OWN, answer_type);
+	ask_for_first_keys(skb, counters(), p, &key, PDM_NEED_OWN, answer_type);
 }
 
 SEC("tc")

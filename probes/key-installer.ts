@@ -201,8 +201,8 @@ export class KeyInstaller {
       kris.add(kri);
       return;
     }
-    // A flow the key source does not know asks with every packet: try again at most
-    // once a second, and say so once.
+    // A flow the key source does not know keeps asking (every 10 ms while it sends):
+    // look it up again at most once a second, and say so once.
     const triedAt = this.unknownFlows.get(id);
     if (triedAt !== undefined && Date.now() - triedAt < UNKNOWN_RETRY_MS) return;
     const stk = this.stk(sender, kri, side);
