@@ -166,7 +166,7 @@ export class FlowTable {
 
     let fields: PdmTimes;
     if (pdm.layout === "v2-protected") {
-      direction.opener ??= new ProtectedOpener(this.options.keyRing?.contextsFor(direction.tuple) ?? [], { searchUnsynced: 64 });
+      direction.opener ??= new ProtectedOpener(this.options.keyRing?.contextsFor(direction.tuple) ?? [], { searchAhead: 64 });
       const outcome = direction.opener.open(pdm, r.timeNs);
       if (outcome.status === "gso-repeat") return this.count(direction, "gsoRepeats");
       if (outcome.status === "replay") return this.count(direction, "replay");

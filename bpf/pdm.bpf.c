@@ -542,9 +542,12 @@ static __always_inline const __u8 *key_for(const struct pdm_flow_key *flow, __u3
 	return keys->key[slot];
 }
 
-/* Tell the agent that `flow` needs keys (kind PDM_NEED_OWN or PDM_NEED_PEER). */
+/*
+ * Tell the agent that `flow` needs keys (kind PDM_NEED_OWN or PDM_NEED_PEER); `option`,
+ * when not NULL, is a received option no installed key opened (PDM_NEEDF_OPTION).
+ */
 static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_flow_key *flow, __u32 kri, __u8 kind,
-				      __u8 icmp_type)
+				      __u8 icmp_type, const __u8 *option)
 {
 	struct pdm_key_need *n = bpf_ringbuf_reserve(&pdm_key_needs, sizeof(*n), 0);
 	if (!n) {
@@ -555,7 +558,14 @@ static __always_inline void need_keys(struct pdm_counters *c, const struct pdm_f
 	n->kri = kri;
 	n->kind = kind;
 	n->icmp_type = icmp_type;
-	n->pad[0] = n->pad[1] = 0;
+	n->pad = 0;
+	if (option) {
+		n->flags = PDM_NEEDF_OPTION;
+		__builtin_memcpy(n->option, option, PDM_PROTECTED_OPTION_LEN);
+	} else {
+		n->flags = 0;
+		__builtin_memset(n->option, 0, PDM_PROTECTED_OPTION_LEN);
+	}
 	bpf_ringbuf_submit(n, 0);
 }
 
@@ -576,12 +586,13 @@ static __always_inline int may_ask(struct pdm_flow_state *st, __u64 now)
 }
 
 /*
- * Ingress, a flow without keys: make the flow (so that its asking is paced and its keys
- * expire with it) and ask for its Kri 0 keys of `kind`, at most every
- * PDM_NEED_INTERVAL_MS.
+ * Ingress, a flow without the keys it needs: make the flow (so that its asking is paced
+ * and its keys expire with it) and ask for its peer's or its own keys of Kri `kri`, at
+ * most every PDM_NEED_INTERVAL_MS, with the option no key opened if there is one.
  */
-static __always_inline void ask_for_first_keys(struct __sk_buff *skb, struct pdm_counters *c, const struct pkt *p,
-					       const struct pdm_flow_key *key, __u8 kind, __u8 icmp_type)
+static __always_inline void ask_for_keys(struct __sk_buff *skb, struct pdm_counters *c, const struct pkt *p,
+					 const struct pdm_flow_key *key, __u32 kri, __u8 kind, __u8 icmp_type,
+					 const __u8 *option)
 {
 	__u64 now = bpf_ktime_get_ns();
 	int created;
@@ -591,7 +602,7 @@ static __always_inline void ask_for_first_keys(struct __sk_buff *skb, struct pdm
 	if (created)
 		emit(c, p, PDM_EV_NEW_FLOW, now, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
 	if (may_ask(st, now))
-		need_keys(c, key, 0, kind, icmp_type);
+		need_keys(c, key, kri, kind, icmp_type, option);
 }
 
 /* Copy the flow's key for `kri` into the sealing work (AES-128-GCM: where it is); 0 when it is not installed. */
@@ -612,6 +623,49 @@ static __always_inline int take_key(const struct pdm_flow_key *flow, __u32 kri)
 #endif
 	__builtin_memcpy(w->key, k, PDM_AEAD_KEY_LEN);
 	return 1;
+}
+
+/* The lowest Kri above `kri` the flow has a sealing key for; 0 when none. */
+static __always_inline __u32 later_key(const struct pdm_flow_key *flow, __u32 kri)
+{
+	struct pdm_flow_keys *keys = bpf_map_lookup_elem(&pdm_keys, flow);
+	__u32 later = 0;
+	if (!keys)
+		return 0;
+	for (int slot = 0; slot < PDM_KEY_SLOTS; slot++)
+		if (keys->present[slot] && keys->kri[slot] > kri && (!later || keys->kri[slot] < later))
+			later = keys->kri[slot];
+	return later;
+}
+
+/*
+ * Move the flow from `kri`, which has no key, to `later`, the lowest later Kri that has one, with
+ * a fresh random sequence, and draw this packet's Random Number (*kri, *rn). Safe for
+ * nonces: the agent gives each sealing key once, so nothing was sealed under it yet.
+ * Returns 1 when moved, 0 when another CPU moved the flow first (the number drawn is
+ * then the next of its sequence), -1 when that sequence has no number left.
+ */
+static __always_inline int resume_at_later_kri(struct pdm_flow_state *st, __u32 kri, __u32 later, __u16 reseed,
+					       __u32 per_kri, __u64 now, __u32 *kri_out, __u16 *rn_out)
+{
+	int moved = 0;
+	bpf_spin_lock(&st->lock);
+	if (st->kri == kri) {
+		st->kri = later;
+		st->rn_state = reseed;
+		st->rn_drawn = 0;
+		st->kri_since_ns = now;
+		moved = 1;
+	} else if (st->rn_drawn >= per_kri) {
+		bpf_spin_unlock(&st->lock);
+		return -1;
+	}
+	st->rn_state = pdm_lfsr_step(st->rn_state);
+	st->rn_drawn++;
+	*rn_out = st->rn_state;
+	*kri_out = st->kri;
+	bpf_spin_unlock(&st->lock);
+	return moved;
 }
 
 /*
@@ -806,8 +860,18 @@ int pdm_egress(struct __sk_buff *skb)
 			if (rotated)
 				emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
 			int have = take_key(&key, kri);
+			__u32 later = have ? 0 : later_key(&key, kri);
+			if (later) {
+				/* The agent gave keys of a later, never used Kri: a flow this kernel
+				 * forgot resumes there instead of starting over under its old keys. */
+				int moved = resume_at_later_kri(st, kri, later, reseed, per_kri, now, &kri, &rn);
+				if (moved > 0)
+					emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
+				if (moved >= 0)
+					have = take_key(&key, kri);
+			}
 			if (created || rotated || (!have && may_ask(st, now)))
-				need_keys(c, &key, kri, PDM_NEED_OWN, p.proto == IPPROTO_ICMPV6 ? p.wire_sport >> 8 : 0);
+				need_keys(c, &key, kri, PDM_NEED_OWN, p.proto == IPPROTO_ICMPV6 ? p.wire_sport >> 8 : 0, NULL);
 			if (!have) {
 				/* No key for this Kri yet: no PDM at all rather than PDM in the clear
 				 * (checked before the Global Pointer, which counts PDM packets only). */
@@ -1044,7 +1108,7 @@ struct open_work {
 	struct pdm_aead_work aead;
 	__u8 nonce[PDM_AEAD_NONCE_LEN];
 	__u8 pt[PDM_AEAD_TEXT_LEN];
-	__u8 option[2 + 34]; /* Type, Opt Data Len, option data */
+	__u8 option[PDM_PROTECTED_OPTION_LEN]; /* Type, Opt Data Len, option data */
 	struct pkt p;
 	__u32 len;
 	__u32 only_pdm;
@@ -1165,18 +1229,24 @@ int pdm_ingress_open(struct __sk_buff *skb)
 	if (opened) {
 		/* No keys at all for this flow: not an authentication failure but a flow the
 		 * agent has not keyed yet, which learns of it here. With keys, a failure is a
-		 * forgery or a Kri far ahead: asking would not help. */
+		 * forgery, or a peer that resumed the flow at a Kri these keys do not reach
+		 * (this host forgot it, or the peer did). Either way the agent is shown the
+		 * option, paced: it finds the Kri that opens it, if any. */
+		__u32 highest = 0;
 		if (!keys) {
 			COUNT(c, rx_nokey);
-			ask_for_first_keys(skb, c, &w->p, &key, PDM_NEED_PEER, icmp_type);
 		} else {
 			COUNT(c, auth_fail);
+			for (int slot = 0; slot < PDM_KEY_SLOTS; slot++)
+				if (keys->present[slot] && keys->kri[slot] > highest)
+					highest = keys->kri[slot];
 		}
+		ask_for_keys(skb, c, &w->p, &key, highest, PDM_NEED_PEER, icmp_type, w->option);
 		return TC_ACT_OK;
 	}
 	/* The peer reached the last Kri installed: the next one, before it is needed. */
 	if (!has_peer_key(keys, kri + 1))
-		need_keys(c, &key, kri + 1, PDM_NEED_PEER, icmp_type);
+		need_keys(c, &key, kri + 1, PDM_NEED_PEER, icmp_type, NULL);
 	const __u8 *t = w->pt; /* the clear layout's option-data bytes 4-17 */
 	struct read_fields *f = &w->fields;
 	f->stlr = t[0];
@@ -1240,7 +1310,7 @@ static __always_inline void ask_keys_for_answers(struct __sk_buff *skb, struct p
 	__u8 answer_type = 0;
 	if (p->proto == IPPROTO_ICMPV6)
 		answer_type = (p->wire_sport >> 8) == ICMPV6_ECHO_REQUEST ? ICMPV6_ECHO_REPLY : ICMPV6_ECHO_REQUEST;
-	ask_for_first_keys(skb, counters(), p, &key, PDM_NEED_OWN, answer_type);
+	ask_for_keys(skb, counters(), p, &key, 0, PDM_NEED_OWN, answer_type, NULL);
 }
 
 SEC("tc")

@@ -28,9 +28,16 @@ class SeenValues {
 }
 
 export interface OpenerOptions {
-  /** How many Kri values past the guess to try before the first success (late joiners). */
-  searchUnsynced?: number;
+  /**
+   * How many Kri values past the current one to try when the flow is not where the
+   * tracker expects: before the first success (a late joiner), and when a synced flow
+   * stops opening (a sender that resumed a flow its kernel forgot, at a later Kri).
+   */
+  searchAhead?: number;
 }
+
+/** A flow silent this long whose next option fails may have been resumed: search at once. */
+const RESUME_SILENCE_NS = 1e9;
 
 export class ProtectedOpener {
   private readonly tracker = new ReceiverKriTracker();
@@ -40,6 +47,9 @@ export class ProtectedOpener {
   private readonly aead = new OptionOpener();
   /** Packets that failed before anything verified (paces the wide Kri search). */
   private failuresUnsynced = 0;
+  /** Packets that failed since the last verified one (paces the search of a synced flow). */
+  private failuresInRow = 0;
+  private lastVerifiedNs = -Infinity;
 
   constructor(
     private readonly contexts: FlowKeyContext[],
@@ -63,12 +73,16 @@ export class ProtectedOpener {
     }
     // Once one context has verified, stay with it; until then try each.
     const contexts = this.context ? [this.context, ...this.contexts.filter((c) => c !== this.context)] : this.contexts;
-    // The wide search of a late joiner costs one key derivation and one failed open
-    // per candidate. With a wrong key log every packet would pay it, so while nothing
-    // has verified it runs on failures 1, 2, 4, 8, ... only (the first packet of a
-    // flow that can be opened still finds its Kri).
-    const wide = !this.tracker.isSynced && isPowerOfTwo(this.failuresUnsynced + 1);
-    const kris = this.tracker.candidates(option.fBit, nowNs, wide ? (this.options.searchUnsynced ?? 0) : 0);
+    // The wide search costs one key derivation and one failed open per candidate.
+    // With a wrong key log every packet would pay it, so while nothing has verified it
+    // runs on failures 1, 2, 4, 8, ... only (the first packet of a flow that can be
+    // opened still finds its Kri). A synced flow searches when its failures come in a
+    // row (the 2nd, 4th, 8th, ...), or at once after a second of silence, which is how
+    // a resumed flow looks: a forged option between good ones costs no search.
+    const wide = this.tracker.isSynced
+      ? (this.failuresInRow === 0 && nowNs - this.lastVerifiedNs >= RESUME_SILENCE_NS) || (this.failuresInRow > 0 && isPowerOfTwo(this.failuresInRow + 1))
+      : isPowerOfTwo(this.failuresUnsynced + 1);
+    const kris = this.tracker.candidates(option.fBit, nowNs, wide ? (this.options.searchAhead ?? 0) : 0);
     for (const context of contexts) {
       for (const kri of kris) {
         const fields = this.aead.open(context.suite.aead, context.stk(kri), kri, option);
@@ -78,6 +92,7 @@ export class ProtectedOpener {
       }
     }
     if (!this.tracker.isSynced) this.failuresUnsynced += 1;
+    this.failuresInRow += 1;
     return { status: "auth-fail" };
   }
 
@@ -95,6 +110,8 @@ export class ProtectedOpener {
     }
     seen.add(option.randomNumber);
     this.tracker.accept(kri, nowNs);
+    this.failuresInRow = 0;
+    this.lastVerifiedNs = nowNs;
     const last = (this.last ??= { kri, randomNumber: 0, sealed: new Uint8Array(SEALED_LEN) });
     last.kri = kri;
     last.randomNumber = option.randomNumber;

@@ -94,8 +94,9 @@ export class SenderRotation {
 /**
  * The receiver side: which Kri values to try for a packet, and what to remember
  * once one authenticated. Kri of a fresh flow is unknown to a receiver that joins
- * late (an analyzer on a capture started mid-flow); `initialKri` lets it start from a
- * guess, and `searchUnsynced` lists a wider window until the first success.
+ * late (an analyzer on a capture started mid-flow), and a sender whose kernel forgot
+ * the flow resumes it at a later Kri than F can tell: `initialKri` lets it start from
+ * a guess, and `searchAhead` lists a wider window (the caller says when).
  */
 export class ReceiverKriTracker {
   private current: number;
@@ -115,7 +116,7 @@ export class ReceiverKriTracker {
   }
 
   /** Kri values to try, best first, for a packet carrying `fBit`, received at `nowNs`. */
-  candidates(fBit: 0 | 1, nowNs: number, searchUnsynced = 0): number[] {
+  candidates(fBit: 0 | 1, nowNs: number, searchAhead = 0): number[] {
     const out: number[] = [];
     const push = (kri: number): void => {
       if (kri >= 0 && kri <= MAX_KRI && (kri & 1) === fBit && !out.includes(kri)) out.push(kri);
@@ -123,7 +124,7 @@ export class ReceiverKriTracker {
     push(this.current);
     if (nowNs <= this.previousUntilNs || !this.synced) push(this.current - 1);
     push(this.current + 1);
-    if (!this.synced) for (let k = 0; k <= searchUnsynced; k += 1) push(this.current + k);
+    for (let k = 0; k <= searchAhead; k += 1) push(this.current + k);
     return out;
   }
 

@@ -163,13 +163,18 @@ export const FLOW_KEYS = new StructLayout("pdm_flow_keys", [
 
 /** What a pdm_key_needs record asks for (pdm_abi.h): this host's keys, or its peer's. */
 export const PDM_NEED = { own: 1, peer: 2 } as const;
+/** pdm_key_need.flags: the record carries an option no installed key opened. */
+export const PDM_NEEDF_OPTION = 1;
+export const PDM_PROTECTED_OPTION_LEN = 36;
 export const PDM_KEY_NEEDS_BYTES = 256 << 10;
 export const KEY_NEED = new StructLayout("pdm_key_need", [
   ["flow", FLOW_KEY],
   ["kri", "u32"],
   ["kind", "u8"],
   ["icmp_type", "u8"],
-  ["pad", "u8", 2],
+  ["flags", "u8"],
+  ["pad", "u8"],
+  ["option", "u8", PDM_PROTECTED_OPTION_LEN],
 ]);
 
 /** Counter names in the order of struct pdm_counters. */
@@ -271,6 +276,8 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_MAP_KEY_NEEDS: PDM_MAP.keyNeeds,
   PDM_NEED_OWN: PDM_NEED.own,
   PDM_NEED_PEER: PDM_NEED.peer,
+  PDM_NEEDF_OPTION,
+  PDM_PROTECTED_OPTION_LEN,
   PDM_KEY_NEEDS_BYTES,
   PDM_KEY_SLOTS,
   PDM_RX_RECENT,

@@ -208,17 +208,28 @@ struct pdm_event {
  * The flow is given as this host sees it (pdm_flow_key). PDM_NEED_OWN: install this
  * host's STKs for `kri` and `kri + 1` (a new flow, a rotation, or a packet that left
  * without PDM for want of its key). PDM_NEED_PEER: install the peer's STK for `kri`
- * (an option no installed key could open, with kri 0 when the flow had no peer keys
- * at all, or the peer has reached the last Kri installed).
+ * (the peer has reached the last Kri installed; kri 0 when the flow has no keys yet).
+ * With PDM_NEEDF_OPTION the record also carries an option no installed key opened:
+ * the agent finds the peer's Kri by trying keys on it (a peer that resumed a flow
+ * this host forgot, at a Kri its F bit alone cannot tell), `kri` being the highest
+ * the flow had installed.
+ *
+ * A sender whose kernel forgot a flow must not start it over under keys it used (the
+ * nonces would repeat). The agent instead installs keys of Kri values never used, and
+ * egress, finding no key for its Kri but one for a later Kri, moves the flow there.
  */
 #define PDM_NEED_OWN 1
 #define PDM_NEED_PEER 2
+#define PDM_NEEDF_OPTION (1u << 0)
+#define PDM_PROTECTED_OPTION_LEN 36 /* Option Type, Opt Data Len, 34 bytes of option data */
 struct pdm_key_need {
 	struct pdm_flow_key flow;
 	__u32 kri;
 	__u8 kind;
 	__u8 icmp_type; /* ICMPv6 echo: the type the sender sends (128 or 129), which its 5-tuple carries */
-	__u8 pad[2];
+	__u8 flags;     /* PDM_NEEDF_* */
+	__u8 pad;
+	__u8 option[PDM_PROTECTED_OPTION_LEN]; /* PDM_NEEDF_OPTION: the option as received */
 };
 #define PDM_KEY_NEEDS_BYTES (256u << 10)
 

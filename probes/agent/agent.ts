@@ -22,6 +22,7 @@ import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
 import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
 import { ReaderKeyStore } from "./reader-keys.ts";
 import { KernelKeys, readerStkSource } from "./kernel-keys.ts";
+import type { KeyInstallerStats } from "../key-installer.ts";
 import { RegistrationServer, register } from "./registration.ts";
 import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIdentity, type TlsMaterial } from "./tls.ts";
 
@@ -110,6 +111,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   private async kernelKeysLoop(ifname: string): Promise<void> {
     const warn = (message: string): void => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
+    const notice = (message: string): void => this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
     const source = (aead: number) => readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn);
     let waiting = false;
     const sleep = (ms: number) =>
@@ -123,7 +125,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     while (!this.stopped) {
       try {
         if (!this.kernelKeys) {
-          this.kernelKeys = KernelKeys.start(ifname, source, warn);
+          this.kernelKeys = KernelKeys.start(ifname, source, warn, notice);
           this.log.log("info", "kernel-keys-started", { interface: ifname });
         } else if (this.kernelKeys.follow()) {
           this.log.log("info", "kernel-keys-reattached", { interface: ifname });
@@ -410,6 +412,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       generations,
       provisioning: this.provisioning ? { ...this.provisioning.stats } : undefined,
       readerHolds: this.readerStore?.holds().map(hex),
+      kernelKeys: this.kernelKeys ? { ...this.kernelKeys.installer.stats } : undefined,
     };
   }
 }
@@ -420,6 +423,8 @@ export interface AgentStatus {
   generations: { keyId: string; generation: number; effectiveAt: number }[];
   provisioning: ProvisioningService["stats"] | undefined;
   readerHolds: string[] | undefined;
+  /** A reader with a data path: what its key installer did (needs read, keys installed, flows resumed, ...). */
+  kernelKeys: KeyInstallerStats | undefined;
 }
 
 function pemToDer(pem: string): Buffer {

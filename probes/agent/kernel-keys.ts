@@ -68,10 +68,15 @@ export class KernelKeys {
     private mapId: number,
   ) {}
 
-  /** Start; a BpfError when nothing is attached on `ifname` yet. */
-  static start(ifname: string, stkFor: (aead: number) => StkSource, onProblem: (message: string) => void): KernelKeys {
+  /** Start; a BpfError when nothing is attached on `ifname` yet. `onNotice`: a forgotten flow resumed. */
+  static start(
+    ifname: string,
+    stkFor: (aead: number) => StkSource,
+    onProblem: (message: string) => void,
+    onNotice: (message: string) => void = onProblem,
+  ): KernelKeys {
     const { maps, aead, mapId } = openPins(ifname);
-    const installer = new KeyInstaller(nativeBpf(), maps, stkFor(aead), onProblem);
+    const installer = new KeyInstaller(nativeBpf(), maps, stkFor(aead), onProblem, onNotice);
     installer.start();
     return new KernelKeys(ifname, stkFor, installer, mapId);
   }

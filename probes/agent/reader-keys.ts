@@ -37,8 +37,12 @@ export interface ReaderKeyStoreOptions {
   now?: () => number;
 }
 
+const MAX_CACHED_CLIENT_SECRETS = 4096;
+
 export class ReaderKeyStore {
   private generations: ReaderGeneration[] = []; // oldest first
+  /** ClientSecrets derived per generation (reader server); they go with their generation. */
+  private readonly clientSecrets = new WeakMap<ReaderGeneration, Map<string, Uint8Array>>();
   private readonly sinks: KeySink[] = [];
   private readonly now: () => number;
 
@@ -116,9 +120,26 @@ export class ReaderKeyStore {
       }
       clientSecret = g.grant.secret;
     } else {
-      clientSecret = deriveClientSecret(g.suite.kdf, g.grant.secret, g.salt, clientAddress);
+      clientSecret = this.clientSecretOf(g, clientAddress);
     }
     return deriveStk(g.suite, clientSecret, g.salt, flow, kri);
+  }
+
+  /**
+   * A reader server's ClientSecret for one client, derived once per generation: a key
+   * installer trying a peer's Kri values asks for many STKs of one flow in a row.
+   */
+  private clientSecretOf(g: ReaderGeneration, clientAddress: Uint8Array): Uint8Array {
+    let secrets = this.clientSecrets.get(g);
+    if (!secrets) this.clientSecrets.set(g, (secrets = new Map()));
+    const client = Buffer.from(clientAddress).toString("hex");
+    let secret = secrets.get(client);
+    if (!secret) {
+      if (secrets.size >= MAX_CACHED_CLIENT_SECRETS) secrets.clear();
+      secret = deriveClientSecret(g.suite.kdf, g.grant.secret, g.salt, clientAddress);
+      secrets.set(client, secret);
+    }
+    return secret;
   }
 
   /** Forget everything (failed provisioning, or shutdown): the sinks forget too. */

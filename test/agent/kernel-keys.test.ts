@@ -114,12 +114,33 @@ describe(`reader agents install the data path's keys (${k.name})`, { skip: k.ski
     rmSync(join(pinRoot, "rc0"), { recursive: true, force: true });
     const hostA2 = host("rc0");
     await eventually("a's agent serves the new data path", () => d.allLogLines().some((l) => /kernel-keys-reattached/.test(l)), 10_000);
-    // The same flow starts over at Kri 0 there: its old keys are refused (a nonce could repeat).
-    for (let i = 0; i < 3; i++) {
-      assert.deepEqual(run(hostA2, PIN.egress, request), request, "the old flow leaves without PDM");
+    // The same flow starts over at Kri 0 there, whose keys it had: its agent resumes it
+    // at a Kri never given instead (under the old keys a nonce could repeat).
+    const readBefore = counters(hostB).read;
+    const failBefore = counters(hostB).auth_fail;
+    assert.deepEqual(run(hostA2, PIN.egress, request), request, "its first packet, before the agent answers, leaves without PDM");
+    await eventually("the resume is said", () => d.allLogLines().some((l) => /kernel-flow-resumed.*resumed at Kri \d+/.test(l)), 5000);
+    const resumedAt = Number(/resumed at Kri (\d+)/.exec(d.allLogLines().find((l) => /resumed at Kri \d+/.test(l))!)![1]);
+    assert.ok(resumedAt > 3, `resumed beyond the Kri values used (0 to 3) and the next given: ${resumedAt}`);
+    assert.ok(!d.allLogLines().some((l) => /started over under keys it used before/.test(l)), "nothing refused");
+    const resumed: Buffer[] = [];
+    for (let i = 0; i < 4; i++) {
+      resumed.push(run(hostA2, PIN.egress, request));
       await settle();
     }
-    await eventually("the refusal is said", () => d.allLogLines().some((l) => /started over under keys it used before/.test(l)), 5000);
+    assert.ok(resumed.every((p) => p.length === request.length + 40), "sealed again from the next packet on");
+    // Its first packets carry the resumed Kri's F (the policy here rotates every few packets).
+    assert.equal(resumed[0]![14 + 40 + 7]! & 1, resumedAt & 1, "F says the resumed Kri");
+    // b still holds the flow at Kri 3: the option shows its agent the Kri to install.
+    for (const p of resumed) {
+      run(hostB, PIN.ingress, p);
+      await settle();
+    }
+    const cb2 = counters(hostB);
+    assert.ok(cb2.read - readBefore >= resumed.length - 1, `b reads the resumed flow: ${cb2.read - readBefore} of ${resumed.length}`);
+    assert.ok(cb2.auth_fail - failBefore <= 1, `at most the first, before b's agent found the Kri: ${cb2.auth_fail - failBefore}`);
+    assert.deepEqual({ resumed: rc.status().kernelKeys!.resumed, refused: rc.status().kernelKeys!.refused }, { resumed: 1, refused: 0 }, "a's agent resumed the flow once");
+    assert.ok(rs.status().kernelKeys!.found >= 1, "b's agent found the resumed Kri from an option");
     // A new flow gets its keys as before.
     const other = Buffer.concat([ETH, ipv6Packet({ src: A, dst: B, proto: 17, upper: udpHeader(40001, 7000, 20) })]);
     run(hostA2, PIN.egress, other);

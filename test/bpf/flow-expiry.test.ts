@@ -5,16 +5,17 @@
 // timer is the kernel's own.
 //
 // A forgotten protected flow that starts again starts at Kri 0 with a fresh random
-// sequence: under the keys it had, a nonce could repeat. The key installer refuses to
-// give those keys back (counted, said once), so the flow leaves without PDM rather
-// than risk it. A reader that forgot a flow is given its peer's keys again (opening
-// repeats no nonce), so it reads the flow again.
+// sequence: under the keys it had, a nonce could repeat. The key installer never gives
+// those keys back; it gives the keys of a Kri never used, and egress moves the flow
+// there. A reader that cannot tell that Kri from F shows its installer the option,
+// which finds the Kri by trying keys. A reader that forgot a flow is given its peer's
+// keys again (opening repeats no nonce), so it reads the flow again.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { AeadId, encodeDestOptionsHeader, formatFlow, parseIpv6Address, sealProtectedOption, type FlowTuple } from "../../pdm/index.ts";
-import { FLOW_KEY, KeyInstaller, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { AeadId, decodePdmOption, encodeDestOptionsHeader, formatFlow, openProtectedOption, parseIpv6Address, sealProtectedOption, type FlowTuple, type PdmV2ProtectedOption } from "../../pdm/index.ts";
+import { FLOW_KEY, FLOW_KEYS, FLOW_STATE, KeyInstaller, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
 import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
 
@@ -71,7 +72,7 @@ for (const k of CASES) {
       native?.closeObject(object);
     });
 
-    it("a flow idle for the timeout goes, with its keys; a busy one stays; a forgotten protected flow gets no old key back", async () => {
+    it("a flow idle for the timeout goes, with its keys; a busy one stays; a forgotten protected flow resumes under keys never used", async () => {
       const idle = 40000;
       const busy = 40001;
       for (const sport of [idle, busy]) {
@@ -109,9 +110,33 @@ for (const k of CASES) {
       const then = send(idle);
       assert.equal(counters().flows_created, 3);
       if (k.aead) {
-        assert.deepEqual([again, then], [packet(idle), packet(idle)], "without PDM: its old keys are not given back");
-        assert.equal(installer!.stats.refused, 2, "Kri 0 and 1 refused");
-        assert.equal(problems.filter((m) => /started over under keys it used before/.test(m)).length, 1, "said once");
+        assert.deepEqual(again, packet(idle), "its first packet asks, and leaves without PDM");
+        // Kri 0 and 1 were given before the flow was forgotten: it resumes at Kri 2.
+        assert.deepEqual({ resumed: installer!.stats.resumed, refused: installer!.stats.refused }, { resumed: 1, refused: 0 });
+        assert.equal(problems.filter((m) => /resumed at Kri 2,/.test(m)).length, 1, "said once");
+        assert.equal(then.length, packet(idle).length + 40, "sealed again");
+        const aead = k.aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305;
+        const option = decodePdmOption(then, 14 + 40 + 2);
+        assert.ok(option.ok && option.value.layout === "v2-protected");
+        const opensUnder = [0, 1, 2, 3].filter((kri) => openProtectedOption(aead, stk(tuple(idle), kri), kri, option.value as PdmV2ProtectedOption).ok);
+        assert.deepEqual(opensUnder, [2], "sealed under Kri 2, whose key had never been used");
+        const flowState = Buffer.alloc(FLOW_STATE.size);
+        assert.ok(native.mapLookup(native.mapFd(object, PIN.flows), encodeFlowKey(tuple(idle)), flowState));
+        assert.equal(flowState.readUInt32LE(FLOW_STATE.offset("kri")), 2, "the kernel's flow is at Kri 2");
+
+        // Its reader, which never had the flow (this host's ingress, as the other end):
+        // asks with the option, and its installer finds Kri 2 by trying keys.
+        const reader = (pkt: Buffer) => native.progTestRun(native.programFd(object, PDM_PROG.ingress), pkt, 1, pkt.length + 64);
+        const before = counters();
+        reader(then);
+        installer!.consume();
+        reader(send(idle));
+        const after = counters();
+        assert.deepEqual(
+          { rx_nokey: after.rx_nokey - before.rx_nokey, read: after.read - before.read, auth_fail: after.auth_fail - before.auth_fail, found: installer!.stats.found },
+          { rx_nokey: 1, read: 1, auth_fail: 0, found: 1 },
+          "the first counted as unkeyed; the next read under the Kri found",
+        );
       } else {
         assert.equal(then.length, packet(idle).length + 24, "the clear layout just starts over");
       }
@@ -150,6 +175,99 @@ for (const k of CASES) {
       receive(); // the flow again: no keys, asks again
       receive();
       assert.deepEqual([counters().rx_nokey - before.rx_nokey, counters().read - before.read, counters().auth_fail - before.auth_fail], [2, 2, 0], "read again once its keys are back");
+    });
+
+    it("a reader finds a resumed peer's Kri from its option; a forged option finds none and moves no key", { skip: k.aead ? undefined : "protected layout only" }, async () => {
+      const peer: FlowTuple = { src: parseIpv6Address("fd00::2"), dst: parseIpv6Address("fd00::1"), sport: 7001, dport: 41001, proto: 17 };
+      const sealed = (kri: number, rn: number): Buffer => {
+        const option = sealProtectedOption({
+          aead: k.aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305,
+          key: stk(peer, kri),
+          kri,
+          randomNumber: rn,
+          fBit: (kri & 1) as 0 | 1,
+          fields: { scaleDtlr: 0, scaleDtls: 0, globalPointer: rn, psnTp: rn, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
+        });
+        return Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(7001, 41001, 20) })]);
+      };
+      const receive = (pkt: Buffer): void => {
+        native.progTestRun(native.programFd(object, PDM_PROG.ingress), pkt, 1, pkt.length + 64);
+        installer!.consume();
+      };
+      const peerKris = (): number[] => {
+        const value = Buffer.alloc(FLOW_KEYS.size);
+        assert.ok(native.mapLookup(native.mapFd(object, PDM_MAP.peerKeys), encodeFlowKey(peer, "receiver"), value));
+        return [0, 1, 2].filter((slot) => value[FLOW_KEYS.offset("present") + slot] === 1).map((slot) => value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot)).sort((a, b) => a - b);
+      };
+      const delta = (from: ReturnType<typeof counters>) => {
+        const now = counters();
+        return { rx_nokey: now.rx_nokey - from.rx_nokey, read: now.read - from.read, auth_fail: now.auth_fail - from.auth_fail };
+      };
+      const found = installer!.stats.found;
+      let at = counters();
+      receive(sealed(0, 1)); // no keys: asks; its installer tries Kri 0 first
+      receive(sealed(0, 2));
+      assert.deepEqual(delta(at), { rx_nokey: 1, read: 1, auth_fail: 0 });
+      assert.deepEqual(peerKris(), [0, 1]);
+
+      // The peer's kernel forgot the flow and its agent resumed it at Kri 41 (odd, like
+      // Kri 1, whose key is in place): no installed key opens it.
+      await sleep(11); // a flow asks at most every 10 ms
+      at = counters();
+      receive(sealed(41, 3));
+      receive(sealed(41, 4));
+      assert.deepEqual(delta(at), { rx_nokey: 0, read: 1, auth_fail: 1 }, "one auth failure, then read under the Kri found");
+      assert.equal(installer!.stats.found, found + 2);
+      assert.deepEqual(peerKris(), [1, 41, 42], "Kri 41 and the next installed");
+
+      // A forged option (a tag bit flipped): no Kri opens it; the keys stay.
+      const unopened = installer!.stats.unopened;
+      const forged = sealed(41, 5);
+      forged[14 + 40 + 2 + 36 - 1]! ^= 0x01;
+      await sleep(11);
+      at = counters();
+      receive(forged);
+      assert.equal(installer!.stats.unopened, unopened + 1);
+      assert.deepEqual(peerKris(), [1, 41, 42], "a forgery moves no key");
+      const needs = installer!.stats.needs;
+      const forged2 = sealed(41, 6);
+      forged2[14 + 40 + 2 + 36 - 1]! ^= 0x01;
+      receive(forged2); // the kernel asks at most every 10 ms, the installer searches a flow at most once a second
+      assert.ok(installer!.stats.needs === needs || installer!.stats.unopened === unopened + 1, "not searched again at once");
+      receive(sealed(41, 7));
+      assert.deepEqual(delta(at), { rx_nokey: 0, read: 1, auth_fail: 2 }, "exactly the forgeries are auth failures");
+      assert.equal(installer!.stats.found, found + 2);
+    });
+
+    it("a forgotten flow with no Kri left to resume at is refused its old keys", { skip: k.aead ? undefined : "protected layout only" }, () => {
+      // A key source that gives one key for every Kri: every Kri's key was "given" once
+      // the first was, so there is nowhere to resume (as at the 32-bit end of Kri).
+      const messages: string[] = [];
+      const one = stk(tuple(40200), 0);
+      const maps = {
+        keys: native.mapFd(object, PDM_MAP.keys),
+        peerKeys: native.mapFd(object, PDM_MAP.peerKeys),
+        keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds),
+        gcmInstall: k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
+      };
+      installer!.close(); // one reader of the needs at a time
+      const lone = new KeyInstaller(native, maps, () => one, (m) => messages.push(m));
+      try {
+        send(40200);
+        lone.consume();
+        assert.equal(send(40200).length, packet(40200).length + 40, "sealed under its first key");
+        // The kernel forgets the flow (as the sweep would).
+        native.mapDelete(native.mapFd(object, PIN.flows), encodeFlowKey(tuple(40200)));
+        native.mapDelete(maps.keys, encodeFlowKey(tuple(40200)));
+        send(40200);
+        lone.consume();
+        assert.deepEqual(send(40200), packet(40200), "without PDM rather than under a key used before");
+        assert.deepEqual({ resumed: lone.stats.resumed, refused: lone.stats.refused }, { resumed: 0, refused: 1 });
+        assert.equal(messages.filter((m) => /no later Kri to resume at/.test(m)).length, 1);
+      } finally {
+        lone.close();
+        installer!.start();
+      }
     });
   });
 }

@@ -23,6 +23,7 @@ import {
   deriveClientSecret,
   deriveKeyId,
   deriveStk,
+  openProtectedOption,
   parseIpv6Address,
   writeKeyLog,
   type FlowTuple,
@@ -52,8 +53,15 @@ function deployment(dir: string, name: string, aead: "aes-128-gcm" | "chacha20-p
 }
 
 /** `pdm attach --layout v2-protected` on h, and a key installer reading its pins (as a reader agent with "datapath" does). */
-function attachProtected(topo: Topology, h: Host, aead: "aes-128-gcm" | "chacha20-poly1305", packetsPerKri: number, stk: (sender: FlowTuple, kri: number) => Uint8Array): KeyInstaller {
-  const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--aead", aead, "--packets-per-kri", String(packetsPerKri)]);
+function attachProtected(
+  topo: Topology,
+  h: Host,
+  aead: "aes-128-gcm" | "chacha20-poly1305",
+  packetsPerKri: number,
+  stk: (sender: FlowTuple, kri: number) => Uint8Array,
+  extra: string[] = [],
+): KeyInstaller {
+  const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--aead", aead, "--packets-per-kri", String(packetsPerKri), ...extra]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /keys: installed by this host's reader agent/);
   const native = nativeBpf();
@@ -263,6 +271,82 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       assert.ok(udp.serverDelayNs!.count >= 70, `samples: ${udp.serverDelayNs!.count}`);
       const rtd = udp.roundTripDelayNs!.p50;
       assert.ok(rtd >= 10 * MS && rtd <= 13 * MS, `round-trip delay p50 ${rtd} ns, injected 10 ms`);
+    } finally {
+      for (const i of installers) i.close();
+      topo.cleanup();
+    }
+  });
+  it(`${DEFAULT_AEAD}, a flow idle past --flow-timeout: both kernels forget it, it resumes at Kri values never used, and everything after is read`, async () => {
+    const topo = new Topology({ router: { delayMs: 5 } });
+    const { a, b } = topo;
+    const installers: KeyInstaller[] = [];
+    try {
+      await topo.start();
+      const { keys, stk } = deployment(dir, "resume", DEFAULT_AEAD, a.addr);
+      for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 10, stk, ["--flow-timeout", "1"]));
+      const file = join(dir, "resume.pcapng");
+      const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
+      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 1500));
+      const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "2"]);
+      await Topology.waitFor(server, /ready/);
+      // 40 exchanges, 3.5 s of silence on the same socket (the flows expire within 2 s), 40 more.
+      const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "80", "2", "64", "40", "3500"]);
+      assert.equal(await Topology.exited(ask, 60_000), 0, ask.output().stderr);
+      assert.equal((JSON.parse(ask.output().stdout) as { answered: number }).answered, 80);
+      await new Promise((r) => setTimeout(r, 300));
+      capture.kill("SIGINT");
+      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+
+      const status = (h: typeof a) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      for (const [i, h] of [a, b].entries()) {
+        const c = status(h);
+        assert.ok(c.flows_expired >= 1, `${h.name}: the flow expired (${c.flows_expired})`);
+        assert.equal(c.auth_fail, 0, `${h.name}: no auth failure`);
+        assert.ok(c.rx_nokey <= 2, `${h.name}: at most the first option after the silence (and its repeat) before the Kri was found: ${c.rx_nokey}`);
+        const st = installers[i]!.stats;
+        console.log(`# resume on ${h.name}: rx_nokey ${c.rx_nokey}, skipped_nokey ${c.skipped_nokey}, flows_expired ${c.flows_expired}; installer resumed ${st.resumed}, found ${st.found}`);
+        assert.deepEqual({ resumed: st.resumed >= 1, refused: st.refused, unopened: st.unopened }, { resumed: true, refused: 0, unopened: 0 }, `${h.name}: ${JSON.stringify(st)}`);
+      }
+
+      // Every option on the wire, with the Kri that opens it: per direction the Kri never
+      // goes back and no (Kri, Random Number) pair repeats; after the silence both
+      // directions are sealed again, beyond every Kri used before it.
+      const aead = DEFAULT_AEAD === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305;
+      const options = new Map<string, { t: number; kri: number; rn: number }[]>();
+      const source = await fileSource(file);
+      await readCapture(source, (p) => {
+        const at = ipv6Offset(p.linkType, p.data, p.data.length);
+        if (at < 0) return;
+        const v = parseIpv6(p.data, at);
+        if (!v.ok || v.value.pdm?.layout !== "v2-protected" || v.value.protocol !== 17) return;
+        const o = v.value.pdm;
+        const address = (off: number) => Uint8Array.from(p.data.subarray(off, off + 16));
+        const sender: FlowTuple = { src: address(v.value.srcOffset), dst: address(v.value.dstOffset), sport: v.value.sport, dport: v.value.dport, proto: 17 };
+        let kri = -1;
+        for (let k = o.fBit; k < 64 && kri < 0; k += 2) if (openProtectedOption(aead, stk(sender, k), k, o).ok) kri = k;
+        assert.ok(kri >= 0, "every option opens under some Kri");
+        const dir = `${v.value.sport}>${v.value.dport}`;
+        options.set(dir, [...(options.get(dir) ?? []), { t: p.tsSec * 1e9 + p.tsNsec, kri, rn: o.randomNumber }]);
+      });
+      await source.close();
+      assert.equal(options.size, 2, "both directions protected");
+      for (const [dir, list] of options) {
+        const pairs = new Set(list.map((o) => `${o.kri}:${o.rn}`));
+        assert.equal(pairs.size, list.length, `${dir}: no (Kri, Random Number) pair twice`);
+        for (let i = 1; i < list.length; i += 1) assert.ok(list[i]!.kri >= list[i - 1]!.kri, `${dir}: Kri never goes back`);
+        const gap = list.findIndex((o, i) => i > 0 && o.t - list[i - 1]!.t > 3e9);
+        assert.ok(gap > 0, `${dir}: options on both sides of the silence`);
+        assert.ok(list[gap]!.kri > list[gap - 1]!.kri + 1, `${dir}: resumed at Kri ${list[gap]!.kri}, past ${list[gap - 1]!.kri} and its next`);
+        assert.ok(list.length - gap >= 38, `${dir}: ${list.length - gap} options after the silence`);
+        console.log(`# resume ${dir}: Kri ${list[gap - 1]!.kri} before the silence, ${list[gap]!.kri} after; ${list.length - gap} options after it`);
+      }
+
+      // The analyzer follows the jump (a silent flow's first failing option searches ahead).
+      const result = await analyzeCapture({ input: file, keysPath: keys });
+      assert.deepEqual({ authFail: result.counters.authFail, replay: result.counters.replay }, { authFail: 0, replay: 0 });
+      const udp = result.flows.find((f) => f.transport === "udp" && f.serverPort === 7000)!;
+      assert.ok(udp.serverDelayNs!.count >= 74, `samples: ${udp.serverDelayNs!.count}`);
     } finally {
       for (const i of installers) i.close();
       topo.cleanup();

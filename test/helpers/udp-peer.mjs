@@ -3,8 +3,10 @@
 //   node udp-peer.mjs serve PORT DELAY_MS      answers each datagram after DELAY_MS;
 //                                             prints "ready", then one line per answer
 //                                             with the hold time it measured (ns)
-//   node udp-peer.mjs ask ADDR PORT N GAP_MS [SIZE]   sends N requests one at a time,
-//                                             waits for each answer, prints a JSON summary
+//   node udp-peer.mjs ask ADDR PORT N GAP_MS [SIZE [PAUSE_AFTER PAUSE_MS]]
+//                                             sends N requests one at a time from one
+//                                             socket, waits for each answer (and PAUSE_MS
+//                                             after answer PAUSE_AFTER), prints a JSON summary
 import dgram from "node:dgram";
 
 const [mode, ...args] = process.argv.slice(2);
@@ -21,8 +23,9 @@ if (mode === "serve") {
   });
   sock.bind(port, "::", () => process.stdout.write("ready\n"));
 } else if (mode === "ask") {
-  const [addr, portText, nText, gapText, sizeText] = args;
+  const [addr, portText, nText, gapText, sizeText, pauseAfterText, pauseMsText] = args;
   const port = Number(portText), n = Number(nText), gap = Number(gapText), size = Number(sizeText ?? 64);
+  const pauseAfter = Number(pauseAfterText ?? 0), pauseMs = Number(pauseMsText ?? 0);
   const sock = dgram.createSocket({ type: "udp6", ipv6Only: true });
   let answered = 0;
   let sent = 0;
@@ -44,7 +47,7 @@ if (mode === "serve") {
     clearTimeout(timer);
     answered += 1;
     rtts.push(Number(process.hrtime.bigint() - t0));
-    setTimeout(next, gap);
+    setTimeout(next, answered === pauseAfter ? pauseMs : gap);
   });
   sock.bind(0, "::", next);
 }

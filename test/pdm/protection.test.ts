@@ -15,6 +15,7 @@ import {
   deriveKeyId,
   deriveStk,
   parseIpv6Address,
+  sealProtectedOption,
   type PdmV2ProtectedOption,
   type Suite,
 } from "../../pdm/index.ts";
@@ -100,7 +101,7 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
       for (let i = 0; i < 75; i += 1) last = sealer.seal(fields(i), i)!.option; // Kri 7 now
       const strict = new ProtectedOpener(ring.contextsFor(flow));
       assert.equal(strict.open(asProtected(last!), 100).status, "auth-fail");
-      const searching = new ProtectedOpener(ring.contextsFor(flow), { searchUnsynced: 16 });
+      const searching = new ProtectedOpener(ring.contextsFor(flow), { searchAhead: 16 });
       const out = searching.open(asProtected(last!), 100);
       assert.equal(out.status, "ok");
       assert.equal(out.status === "ok" && out.kri, 7);
@@ -118,17 +119,50 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
         const stk = c.stk.bind(c);
         c.stk = (kri: number) => (tried++, stk(kri));
       }
-      const opener = new ProtectedOpener(contexts, { searchUnsynced: 64 });
+      const opener = new ProtectedOpener(contexts, { searchAhead: 64 });
       for (const o of options.slice(75, 275)) assert.equal(opener.open(asProtected(o), 0).status, "auth-fail");
       // Unpaced: about 200 packets x 2 contexts x 33 candidates = 13,000 keys.
       assert.ok(tried < 2_000, `${tried} keys tried for 200 packets`);
       // Right keys, joining at Kri 7 with a tampered first packet: the second one syncs.
-      const late = new ProtectedOpener(ring.contextsFor(flow), { searchUnsynced: 16 });
+      const late = new ProtectedOpener(ring.contextsFor(flow), { searchAhead: 16 });
       const tampered = Uint8Array.from(options[75]!);
       tampered[30]! ^= 4;
       assert.equal(late.open(asProtected(tampered), 0).status, "auth-fail");
       const second = late.open(asProtected(options[76]!), 1);
       assert.equal(second.status === "ok" && second.kri, 7);
+    });
+
+    it("a synced flow that resumes at a later Kri is found again; a forgery between good options costs no search", () => {
+      // The sender at Kri 0 to 2, then (its kernel forgot the flow) at Kri 9 with a
+      // fresh sequence, as the key installer resumes it.
+      const sealer = new ProtectedSealer(aead, d.stk, { maxPacketsPerKri: 10 });
+      const before = Array.from({ length: 25 }, (_, i) => sealer.seal(fields(i), i)!.option); // Kri 0..2
+      const contexts = ring.contextsFor(flow);
+      let tried = 0;
+      for (const c of contexts) {
+        const stk = c.stk.bind(c);
+        c.stk = (kri: number) => (tried++, stk(kri));
+      }
+      const opener = new ProtectedOpener(contexts, { searchAhead: 64 });
+      const ms = 1_000_000;
+      for (const [i, o] of before.entries()) assert.equal(opener.open(asProtected(o), i * ms).status, "ok");
+      // A forged option between good ones: an auth failure, and no search.
+      const forged = Uint8Array.from(before[24]!);
+      forged[30]! ^= 4;
+      tried = 0;
+      assert.equal(opener.open(asProtected(forged), 25 * ms).status, "auth-fail");
+      assert.ok(tried <= 3, `${tried} keys tried for a forgery`);
+      // Resumed at Kri 9 after 5 minutes of silence: found on its first option.
+      const later = Array.from({ length: 5 }, (_, i) => sealProtectedOption({ aead, key: d.stk(9), kri: 9, randomNumber: 100 + i, fBit: 1, fields: fields(100 + i) }));
+      const t = 300_000 * ms;
+      const first = opener.open(asProtected(later[0]!), t);
+      assert.equal(first.status === "ok" && first.kri, 9, "found at once after a silence");
+      for (const [i, o] of later.slice(1).entries()) assert.equal(opener.open(asProtected(o), t + (i + 1) * ms).status, "ok");
+      // Without the silence (a jump mid-stream), the second failure in a row searches.
+      const jumper = new ProtectedOpener(ring.contextsFor(flow), { searchAhead: 64 });
+      for (const [i, o] of before.entries()) jumper.open(asProtected(o), i * ms);
+      const outcomes = later.map((o, i) => jumper.open(asProtected(o), (25 + i) * ms).status);
+      assert.deepEqual(outcomes, ["auth-fail", "ok", "ok", "ok", "ok"]);
     });
   });
 }
