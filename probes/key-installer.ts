@@ -228,7 +228,7 @@ export class KeyInstaller {
       const stk = this.stk(sender, k, "own");
       return stk ? this.sealingKeysGiven.has(fingerprint(stk)) : undefined;
     };
-    const later = this.ownKrisInPlace(sender).filter((k) => k > kri);
+    const later = this.krisInPlace(this.maps.keys, sender, "own").filter((k) => k > kri);
     if (later.some((k) => this.done.get(id)?.has(k))) return; // given already: the kernel moves on its next packet
     // The Kri values given for a flow run from 0 nearly without gaps: gallop up, then
     // halve, keeping given(low) and !given(high). Any Kri never given is safe.
@@ -255,18 +255,6 @@ export class KeyInstaller {
       this.resumedFlows.add(id);
       this.onNotice(`${formatFlow(sender)} started over after the kernel forgot it: resumed at Kri ${high}, whose keys were never used, so that no nonce repeats`);
     }
-  }
-
-  /** The Kri values of this host's sealing keys in the kernel for `sender`. */
-  private ownKrisInPlace(sender: FlowTuple): number[] {
-    const value = Buffer.alloc(FLOW_KEYS.size);
-    if (!this.native.mapLookup(this.maps.keys, encodeFlowKey(sender, "sender"), value)) return [];
-    const kris: number[] = [];
-    for (let slot = 0; slot < PDM_KEY_SLOTS; slot += 1) {
-      if (value[FLOW_KEYS.offset("present") + slot] === 1) kris.push(value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot));
-    }
-    value.fill(0); // it may hold keys
-    return kris;
   }
 
   /**
@@ -339,14 +327,21 @@ export class KeyInstaller {
     this.onProblem(`${formatFlow(sender)} started over under keys it used before (the kernel forgot the flow) and has no later Kri to resume at: left without PDM until the next key generation, so that no nonce repeats`);
   }
 
-  /** The map's slot for `kri` holds that Kri's key already. */
-  private inPlace(mapFd: number, sender: FlowTuple, kri: number, side: "own" | "peer"): boolean {
+  /** The Kri values whose keys `mapFd` holds for `sender`. */
+  private krisInPlace(mapFd: number, sender: FlowTuple, side: "own" | "peer"): number[] {
     const value = Buffer.alloc(FLOW_KEYS.size);
-    if (!this.native.mapLookup(mapFd, encodeFlowKey(sender, side === "own" ? "sender" : "receiver"), value)) return false;
-    const slot = kri % PDM_KEY_SLOTS;
-    const present = value[FLOW_KEYS.offset("present") + slot] === 1 && value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot) === kri >>> 0;
-    value.fill(0); // it may hold a key
-    return present;
+    if (!this.native.mapLookup(mapFd, encodeFlowKey(sender, side === "own" ? "sender" : "receiver"), value)) return [];
+    const kris: number[] = [];
+    for (let slot = 0; slot < PDM_KEY_SLOTS; slot += 1) {
+      if (value[FLOW_KEYS.offset("present") + slot] === 1) kris.push(value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot));
+    }
+    value.fill(0); // it may hold keys
+    return kris;
+  }
+
+  /** The map holds the key of `kri` already. */
+  private inPlace(mapFd: number, sender: FlowTuple, kri: number, side: "own" | "peer"): boolean {
+    return this.krisInPlace(mapFd, sender, side).includes(kri >>> 0);
   }
 
   /**

@@ -51,6 +51,19 @@ for (const k of CASES) {
     const stk = (sender: FlowTuple, kri: number): Uint8Array => createHash("sha256").update(`${formatFlow(sender)} ${kri}`).digest().subarray(0, k.keyLength);
     const send = (sport: number): Buffer => native.progTestRun(native.programFd(object, PDM_PROG.egress), packet(sport), 1, 256).data;
     const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
+    /** A UDP packet from `peer` (fd00::2 to this host, fd00::1) whose option the peer sealed under `kri`. */
+    const sealedBy = (peer: FlowTuple, kri: number, rn: number): Buffer => {
+      const option = sealProtectedOption({
+        aead: k.aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305,
+        key: stk(peer, kri),
+        kri,
+        randomNumber: rn,
+        fBit: (kri & 1) as 0 | 1,
+        fields: { scaleDtlr: 0, scaleDtls: 0, globalPointer: rn, psnTp: rn, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
+      });
+      const udp = udpHeader(peer.sport, peer.dport, 20);
+      return Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udp })]);
+    };
 
     before(() => {
       native = nativeBpf();
@@ -146,17 +159,7 @@ for (const k of CASES) {
       // Packets from fd00::2:7000 to this host's port 41000, sealed by the peer under its Kri 0.
       const peer: FlowTuple = { src: parseIpv6Address("fd00::2"), dst: parseIpv6Address("fd00::1"), sport: 7000, dport: 41000, proto: 17 };
       let rn = 1;
-      const fromPeer = (): Buffer => {
-        const option = sealProtectedOption({
-          aead: k.aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305,
-          key: stk(peer, 0),
-          kri: 0,
-          randomNumber: rn++,
-          fBit: 0,
-          fields: { scaleDtlr: 0, scaleDtls: 0, globalPointer: rn, psnTp: rn, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
-        });
-        return Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(7000, 41000, 20) })]);
-      };
+      const fromPeer = (): Buffer => sealedBy(peer, 0, rn++);
       const receive = (): void => {
         const pkt = fromPeer();
         native.progTestRun(native.programFd(object, PDM_PROG.ingress), pkt, 1, pkt.length + 64);
@@ -179,17 +182,7 @@ for (const k of CASES) {
 
     it("a reader finds a resumed peer's Kri from its option; a forged option finds none and moves no key", { skip: k.aead ? undefined : "protected layout only" }, async () => {
       const peer: FlowTuple = { src: parseIpv6Address("fd00::2"), dst: parseIpv6Address("fd00::1"), sport: 7001, dport: 41001, proto: 17 };
-      const sealed = (kri: number, rn: number): Buffer => {
-        const option = sealProtectedOption({
-          aead: k.aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305,
-          key: stk(peer, kri),
-          kri,
-          randomNumber: rn,
-          fBit: (kri & 1) as 0 | 1,
-          fields: { scaleDtlr: 0, scaleDtls: 0, globalPointer: rn, psnTp: rn, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
-        });
-        return Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(7001, 41001, 20) })]);
-      };
+      const sealed = (kri: number, rn: number): Buffer => sealedBy(peer, kri, rn);
       const receive = (pkt: Buffer): void => {
         native.progTestRun(native.programFd(object, PDM_PROG.ingress), pkt, 1, pkt.length + 64);
         installer!.consume();

@@ -80,6 +80,29 @@ function attachProtected(
   return installer;
 }
 
+/**
+ * UDP request/response (udp-peer.mjs) from a to port 7000 on b, which holds each answer
+ * `holdMs`, captured on b's interface into `file`. `askArgs`: the asker's arguments after
+ * the port. Asynchronous, so that this process's installers answer the kernels during
+ * the run. Returns the asker's summary and the hold times the responder measured.
+ */
+async function exchangeCaptured(topo: Topology, file: string, holdMs: number, askArgs: string[], timeoutMs: number): Promise<{ sent: number; answered: number; held: number[] }> {
+  const { a, b } = topo;
+  const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
+  await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 1500));
+  const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", String(holdMs)]);
+  await Topology.waitFor(server, /ready/);
+  const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", ...askArgs]);
+  assert.equal(await Topology.exited(ask, timeoutMs), 0, ask.output().stderr);
+  const asked = JSON.parse(ask.output().stdout) as { sent: number; answered: number };
+  await new Promise((r) => setTimeout(r, 300));
+  capture.kill("SIGINT");
+  assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+  const held = server.output().stdout.split("\n").filter((l) => l.startsWith("held")).map((l) => Number(l.split(" ")[1]));
+  return { sent: asked.sent, answered: asked.answered, held };
+}
+
 describe("protected layout between two namespaces", { skip, concurrency: false }, () => {
   let dir: string;
   before(async () => {
@@ -102,20 +125,8 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       for (const h of [a, b]) installers.push(attachProtected(topo, h, "chacha20-poly1305", 40, stk));
 
       const file = join(dir, "protected.pcapng");
-      const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 1500));
-      const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "20"]);
-      await Topology.waitFor(server, /ready/);
-      // Asynchronous, so that this process's installers answer the kernel during the run.
-      const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "200", "2"]);
-      assert.equal(await Topology.exited(ask, 60_000), 0, ask.output().stderr);
-      const asked = JSON.parse(ask.output().stdout) as { sent: number; answered: number };
-      assert.deepEqual([asked.sent, asked.answered], [200, 200], "every request answered with protection on");
-      await new Promise((r) => setTimeout(r, 300));
-      capture.kill("SIGINT");
-      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
-      const held = server.output().stdout.split("\n").filter((l) => l.startsWith("held")).map((l) => Number(l.split(" ")[1]));
+      const { sent, answered, held } = await exchangeCaptured(topo, file, 20, ["200", "2"], 60_000);
+      assert.deepEqual([sent, answered], [200, 200], "every request answered with protection on");
 
       // On the wire: every PDM option is protected, no field readable without a key.
       const layouts = new Map<string, number>();
@@ -177,17 +188,7 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       const { keys, stk } = deployment(dir, "rotation", DEFAULT_AEAD, a.addr);
       for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 300, stk));
       const file = join(dir, "rotation.pcapng");
-      const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 1500));
-      const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "0"]);
-      await Topology.waitFor(server, /ready/);
-      const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "2000", "0"]);
-      assert.equal(await Topology.exited(ask, 120_000), 0, ask.output().stderr);
-      assert.equal((JSON.parse(ask.output().stdout) as { answered: number }).answered, 2000);
-      await new Promise((r) => setTimeout(r, 300));
-      capture.kill("SIGINT");
-      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+      assert.equal((await exchangeCaptured(topo, file, 0, ["2000", "0"], 120_000)).answered, 2000);
 
       // Every option on the wire: its direction, F, Random Number. A (Kri, Random Number)
       // pair repeats only if (F, Random Number) repeats within one stretch of equal F.
@@ -239,17 +240,7 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       const { keys, stk } = deployment(dir, "tamper", DEFAULT_AEAD, a.addr);
       for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 40, stk));
       const file = join(dir, "tamper.pcapng");
-      const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 1500));
-      const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "5"]);
-      await Topology.waitFor(server, /ready/);
-      const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "100", "2"]);
-      assert.equal(await Topology.exited(ask, 60_000), 0, ask.output().stderr);
-      assert.equal((JSON.parse(ask.output().stdout) as { answered: number }).answered, 100, "tampered options never cost a packet");
-      await new Promise((r) => setTimeout(r, 300));
-      capture.kill("SIGINT");
-      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+      assert.equal((await exchangeCaptured(topo, file, 5, ["100", "2"], 60_000)).answered, 100, "tampered options never cost a packet");
       topo.bridge!.kill("SIGINT");
       await Topology.exited(topo.bridge!);
       const m = /tampered (\d+) left to right and (\d+) right to left/.exec(topo.bridge!.output().stdout);
@@ -285,18 +276,8 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       const { keys, stk } = deployment(dir, "resume", DEFAULT_AEAD, a.addr);
       for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 10, stk, ["--flow-timeout", "1"]));
       const file = join(dir, "resume.pcapng");
-      const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 1500));
-      const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "2"]);
-      await Topology.waitFor(server, /ready/);
       // 40 exchanges, 3.5 s of silence on the same socket (the flows expire within 2 s), 40 more.
-      const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "80", "2", "64", "40", "3500"]);
-      assert.equal(await Topology.exited(ask, 60_000), 0, ask.output().stderr);
-      assert.equal((JSON.parse(ask.output().stdout) as { answered: number }).answered, 80);
-      await new Promise((r) => setTimeout(r, 300));
-      capture.kill("SIGINT");
-      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+      assert.equal((await exchangeCaptured(topo, file, 2, ["80", "2", "64", "40", "3500"], 60_000)).answered, 80);
 
       const status = (h: typeof a) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
       for (const [i, h] of [a, b].entries()) {
