@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { AeadId, DEFAULT_SUITE, deriveClientSecret, deriveStk, parseIpv6Address, type FlowTuple } from "../pdm/index.ts";
-import { KeyInstaller, PIN, nativeBpf } from "../probes/index.ts";
+import { KeyInstaller, PIN, nativeBpf, oneGeneration } from "../probes/index.ts";
 import { datapathSkipReason, gcmDatapathSkipReason, ROOT, Topology } from "../test/helpers/netns.ts";
 
 const rounds = Number(process.argv[2] ?? 3);
@@ -63,7 +63,7 @@ function setMode(mode: Mode): void {
         keyNeeds: native.objGet(join(pins, PIN.keyNeeds)),
         gcmInstall: mode === "aes" ? native.objGet(join(pins, PIN.gcmInstall)) : undefined,
       };
-      const installer = new KeyInstaller(native, maps, stkOf(mode === "aes" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305));
+      const installer = new KeyInstaller(native, maps, oneGeneration(stkOf(mode === "aes" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305)));
       installer.start();
       installers.push(installer);
     }

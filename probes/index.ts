@@ -16,4 +16,5 @@ export { openLiveCapture } from "./pcap-source.ts";
 export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";
 export { packageRoot } from "./package-root.ts";
 export { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
-export { KeyInstaller, type KeyInstallerMaps, type KeyInstallerStats, type StkSource } from "./key-installer.ts";
+export { KeyInstaller, oneGeneration, type KeyInstallerMaps, type KeyInstallerStats, type Stk, type StkSource } from "./key-installer.ts";
+export { FingerprintSet, SealingKeyMemory, LIVE_GENERATIONS } from "./sealing-key-memory.ts";

@@ -20,18 +20,34 @@
 // tries the peer's keys near the Kri it last installed for the flow and installs the
 // one that opens it.
 
-import { createHash } from "node:crypto";
 import { AeadId, decodePdmOption, formatFlow, openProtectedOption, type FlowTuple } from "../pdm/index.ts";
 import { FLOW_KEY, FLOW_KEYS, KEY_NEED, PDM_KEY_SLOTS, PDM_NEED, PDM_NEEDF_OPTION, PDM_PROTECTED_OPTION_LEN } from "./abi.ts";
 import { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
 import type { NativeBpf, NativeRingBuffer } from "./native.ts";
+import { SealingKeyMemory } from "./sealing-key-memory.ts";
+
+/** An STK, and the key generation it derives from (its keyId): what the installer remembers sealing keys by. */
+export interface Stk {
+  key: Uint8Array;
+  generation: string;
+}
 
 /**
  * The STK that `sender` (a 5-tuple as wire.md section 3 defines it) seals with under
  * `kri`, undefined if unknown. `side` says which end is this host: "own" when this
- * host is the sender (its source), "peer" when it receives (its destination).
+ * host is the sender (its source), "peer" when it receives (its destination). A
+ * source's generations must move forward: the installer forgets the sealing keys of
+ * all but the last two it saw, and refuses the keys of older ones.
  */
-export type StkSource = (sender: FlowTuple, kri: number, side: "own" | "peer") => Uint8Array | undefined;
+export type StkSource = (sender: FlowTuple, kri: number, side: "own" | "peer") => Stk | undefined;
+
+/** A source of one generation's keys (tests, benchmarks, a key log): `key` gives each STK. */
+export function oneGeneration(key: (sender: FlowTuple, kri: number, side: "own" | "peer") => Uint8Array | undefined, generation = "only"): StkSource {
+  return (sender, kri, side) => {
+    const k = key(sender, kri, side);
+    return k && { key: k, generation };
+  };
+}
 
 export interface KeyInstallerMaps {
   keys: number;
@@ -62,6 +78,11 @@ export interface KeyInstallerStats {
   unopened: number;
   /** Searches cut short by the budget of keys tried per second (taken up at the kernel's next ask). */
   deferred: number;
+  /** Sealing keys remembered (fingerprints of the live generations'), and the bytes that takes. */
+  sealingKeysRemembered: number;
+  sealingKeysBytes: number;
+  /** Generations whose sealing keys were forgotten (and are refused from then on). */
+  generationsRetired: number;
 }
 
 const ICMPV6 = 58;
@@ -82,15 +103,15 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 export class KeyInstaller {
-  readonly stats: KeyInstallerStats = { needs: 0, installed: 0, unknown: 0, unsupported: 0, failed: 0, resumed: 0, refused: 0, found: 0, unopened: 0, deferred: 0 };
+  readonly stats: KeyInstallerStats = { needs: 0, installed: 0, unknown: 0, unsupported: 0, failed: 0, resumed: 0, refused: 0, found: 0, unopened: 0, deferred: 0, sealingKeysRemembered: 0, sealingKeysBytes: 0, generationsRetired: 0 };
   /** Keys the Kri search may still try this second. */
   private searchTries = SEARCH_TRIES_PER_SECOND;
   private searchTriesSince = Date.now();
   /** Kri values already installed per (map, sender): a need repeated by many packets costs one derivation. */
   private readonly done = new Map<string, Set<number>>();
   private ring: NativeRingBuffer | undefined;
-  /** Every sealing key given to the kernel, by fingerprint (48 bits of its SHA-256). */
-  private readonly sealingKeysGiven = new Set<number>();
+  /** The sealing keys given to the kernel (of the live generations). */
+  private readonly sealingKeysGiven = new SealingKeyMemory();
   /** Flows (by `done` id) the key source had no key for, and when it was last asked. */
   private readonly unknownFlows = new Map<string, number>();
   /** Sealing keys refused, per flow (by `done` id): each packet asks again; one answer is enough. */
@@ -224,9 +245,12 @@ export class KeyInstaller {
    */
   private resume(sender: FlowTuple, kri: number): void {
     const id = `${this.maps.keys} ${formatFlow(sender)}`;
+    let retired = false;
     const given = (k: number): boolean | undefined => {
       const stk = this.stk(sender, k, "own");
-      return stk ? this.sealingKeysGiven.has(fingerprint(stk)) : undefined;
+      const was = stk && this.sealingKeysGiven.recall(stk.key, stk.generation);
+      if (was === "retired generation") retired = true;
+      return was === undefined || retired ? undefined : was === "given before"; // undefined: stop the search
     };
     const later = this.krisInPlace(this.maps.keys, sender, "own").filter((k) => k > kri);
     if (later.some((k) => this.done.get(id)?.has(k))) return; // given already: the kernel moves on its next packet
@@ -245,7 +269,7 @@ export class KeyInstaller {
       else high = mid;
     }
     if (high > 0xffff_fffe || given(high) !== false || this.install(this.maps.keys, "own", sender, high) !== "installed") {
-      this.refuse(id, sender, kri);
+      this.refuse(id, sender, kri, retired ? "retired generation" : "no later Kri");
       return;
     }
     if (given(high + 1) === false) this.install(this.maps.keys, "own", sender, high + 1);
@@ -291,8 +315,8 @@ export class KeyInstaller {
         }
         const stk = this.stk(sender, k, "peer");
         if (!stk) break; // the key source does not know the flow
-        aead ??= stk.length === 16 ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305;
-        if (!openProtectedOption(aead, stk, k, sealed).ok) continue;
+        aead ??= stk.key.length === 16 ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305;
+        if (!openProtectedOption(aead, stk.key, k, sealed).ok) continue;
         this.unopenedFlows.delete(id);
         this.stats.found += 1;
         for (const kk of [k, k + 1]) this.install(this.maps.peerKeys, "peer", sender, kk);
@@ -316,15 +340,29 @@ export class KeyInstaller {
     return true;
   }
 
-  /** A forgotten flow asks for a sealing key it had and cannot resume: refused (counted once per key; said once per flow). */
-  private refuse(id: string, sender: FlowTuple, kri: number): void {
+  /**
+   * A sealing key that may not be given: the flow was forgotten and cannot resume, or
+   * the key's generation is retired. Refused (counted once per key; said once per flow).
+   */
+  private refuse(id: string, sender: FlowTuple, kri: number, why: "no later Kri" | "retired generation" = "no later Kri"): void {
     let refused = this.refusedFlows.get(id);
     if (!refused) this.refusedFlows.set(id, (refused = new Set()));
     if (refused.has(kri)) return;
     refused.add(kri);
     this.stats.refused += 1;
     if (refused.size > 1) return;
-    this.onProblem(`${formatFlow(sender)} started over under keys it used before (the kernel forgot the flow) and has no later Kri to resume at: left without PDM until the next key generation, so that no nonce repeats`);
+    if (why === "retired generation") {
+      this.onProblem(`${formatFlow(sender)} asks for a sealing key of a key generation retired since (the key source went back to it): refused, left without PDM, so that no nonce repeats`);
+    } else {
+      this.onProblem(`${formatFlow(sender)} started over under keys it used before (the kernel forgot the flow) and has no later Kri to resume at: left without PDM until the next key generation, so that no nonce repeats`);
+    }
+  }
+
+  private noteMemory(): void {
+    const { keys, bytes } = this.sealingKeysGiven.remembered;
+    this.stats.sealingKeysRemembered = keys;
+    this.stats.sealingKeysBytes = bytes;
+    this.stats.generationsRetired = this.sealingKeysGiven.retiredCount;
   }
 
   /** The Kri values whose keys `mapFd` holds for `sender`. */
@@ -378,15 +416,19 @@ export class KeyInstaller {
     }
     this.unknownFlows.delete(id);
     if (side === "own") {
-      const print = fingerprint(stk);
-      if (this.sealingKeysGiven.has(print)) {
+      const was = this.sealingKeysGiven.give(stk.key, stk.generation);
+      this.noteMemory();
+      if (was === "given before") {
         kris.add(kri);
         return "given before";
       }
-      this.sealingKeysGiven.add(print);
+      if (was === "retired generation") {
+        this.refuse(id, sender, kri, "retired generation");
+        return "not installed";
+      }
     }
     try {
-      installFlowKey(this.native, mapFd, sender, kri, stk, side === "own" ? "sender" : "receiver", this.maps.gcmInstall);
+      installFlowKey(this.native, mapFd, sender, kri, stk.key, side === "own" ? "sender" : "receiver", this.maps.gcmInstall);
     } catch (err) {
       this.stats.failed += 1;
       this.onProblem(`cannot install the key of ${formatFlow(sender)} at Kri ${kri}: ${(err as Error).message}`);
@@ -408,7 +450,3 @@ export class KeyInstaller {
   }
 }
 
-/** A sealing key's fingerprint: 48 bits of its SHA-256 (what the installer remembers of keys given). */
-function fingerprint(stk: Uint8Array): number {
-  return createHash("sha256").update(stk).digest().readUIntBE(0, 6);
-}

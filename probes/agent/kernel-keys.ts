@@ -16,7 +16,7 @@
 // A generation whose suite has another AEAD gives the kernel no keys, and says why once.
 
 import { AeadId, type FlowTuple } from "../../pdm/index.ts";
-import { KeyInstaller, type KeyInstallerMaps, type StkSource } from "../key-installer.ts";
+import { KeyInstaller, type KeyInstallerMaps, type Stk, type StkSource } from "../key-installer.ts";
 import { nativeBpf } from "../native.ts";
 import { PIN, pinDir } from "../datapath.ts";
 import { BpfError } from "../errors.ts";
@@ -34,7 +34,7 @@ export function readerStkSource(
   onProblem: (message: string) => void = () => {},
 ): StkSource {
   let toldMismatch = false;
-  return (sender: FlowTuple, kri: number, side: "own" | "peer"): Uint8Array | undefined => {
+  return (sender: FlowTuple, kri: number, side: "own" | "peer"): Stk | undefined => {
     const local = side === "own" ? sender.src : sender.dst;
     const remote = side === "own" ? sender.dst : sender.src;
     let client: Uint8Array;
@@ -51,7 +51,7 @@ export function readerStkSource(
       toldMismatch = true;
       return undefined;
     }
-    return store.stk(g, sender, kri, client);
+    return { key: store.stk(g, sender, kri, client), generation: g.keyIdHex };
   };
 }
 

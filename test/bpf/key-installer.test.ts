@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { AeadId, formatFlow, openProtectedOption, parseIpv6, parseIpv6Address, type FlowTuple, type PdmV2ProtectedOption } from "../../pdm/index.ts";
-import { KeyInstaller, PIN, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { KeyInstaller, PIN, oneGeneration, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
 import { datapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
 
@@ -33,7 +33,7 @@ describe("key installer: the kernel asks, the installer answers", { skip, concur
     native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", maxPacketsPerKri: 2, events: false }, 14));
     native.loadObject(object);
     const maps = { keys: native.mapFd(object, PDM_MAP.keys), peerKeys: native.mapFd(object, PDM_MAP.peerKeys), keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds) };
-    const h = { object, installer: new KeyInstaller(native, maps, stk) };
+    const h = { object, installer: new KeyInstaller(native, maps, oneGeneration(stk)) };
     hosts.push(h);
     return h;
   };

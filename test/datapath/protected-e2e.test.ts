@@ -28,7 +28,7 @@ import {
   writeKeyLog,
   type FlowTuple,
 } from "../../pdm/index.ts";
-import { KeyInstaller, nativeBpf, PIN } from "../../probes/index.ts";
+import { KeyInstaller, nativeBpf, oneGeneration, PIN } from "../../probes/index.ts";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../helpers/netns.ts";
 import { analyzeCapture, fileSource, readCapture, ipv6Offset } from "../../analyzer/index.ts";
@@ -74,7 +74,7 @@ function attachProtected(
       keyNeeds: native.objGet(join(pins, PIN.keyNeeds)),
       gcmInstall: aead === "aes-128-gcm" ? native.objGet(join(pins, PIN.gcmInstall)) : undefined,
     },
-    stk,
+    oneGeneration(stk),
   );
   installer.start();
   return installer;
