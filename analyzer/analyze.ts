@@ -10,7 +10,7 @@ import type { PdmRecord } from "./record.ts";
 import { analyzeInShards } from "./parallel/run-shards.ts";
 import { availableParallelism } from "node:os";
 import { statSync } from "node:fs";
-import { summarize, type Summary } from "./stats.ts";
+import { SAMPLE, summarize, type Summary } from "./stats.ts";
 
 export interface AnalyzeOptions {
   /** Capture path, or "-" for stdin. */
@@ -64,6 +64,14 @@ export interface FlowReport {
   counters: Omit<Counters, "packets">;
 }
 
+/** One flow's samples as parallel arrays (charts, sample output): row i of each is one request. */
+export interface FlowSeries {
+  timeSec: Float64Array;
+  serverDelayNs: Float64Array;
+  roundTripDelayNs: Float64Array;
+  responseTimeNs: Float64Array;
+}
+
 export interface AnalysisResult {
   input: string;
   capture: CaptureSummary;
@@ -73,7 +81,7 @@ export interface AnalysisResult {
   unsupportedLinkTypes: string[];
   flows: FlowReport[];
   /** Per-sample series for charts: parallel arrays per flow id. */
-  series: Map<string, { timeSec: Float64Array; serverDelayNs: Float64Array; roundTripDelayNs: Float64Array; responseTimeNs: Float64Array }>;
+  series: Map<string, FlowSeries>;
   startSec: number;
 }
 
@@ -156,14 +164,16 @@ export class AnalysisSession {
     const flows: FlowReport[] = [];
     const series: AnalysisResult["series"] = new Map();
     for (const c of this.table.conversations) {
-      const report = flowReport(c, startSec);
+      const s = c.samples;
+      const samples = {
+        timeSec: s.column(SAMPLE.timeNs, 1e9),
+        serverDelayNs: s.column(SAMPLE.serverDelayNs),
+        roundTripDelayNs: s.column(SAMPLE.roundTripDelayNs),
+        responseTimeNs: s.column(SAMPLE.responseTimeNs),
+      };
+      const report = flowReport(c, samples, startSec);
       flows.push(report);
-      series.set(report.id, {
-        timeSec: c.time.values().map((t) => t / 1e9),
-        serverDelayNs: c.serverDelay.values(),
-        roundTripDelayNs: c.roundTripDelay.values(),
-        responseTimeNs: c.responseTime.values(),
-      });
+      series.set(report.id, samples);
     }
     return {
       input,
@@ -228,7 +238,7 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
 
 const TRANSPORT: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
 
-function flowReport(c: Conversation, startSec: number): FlowReport {
+function flowReport(c: Conversation, samples: FlowSeries, startSec: number): FlowReport {
   const up = c.up.tuple;
   const { packets: _p, ...upCounters } = c.up.counters;
   const merged = { ...upCounters };
@@ -246,9 +256,9 @@ function flowReport(c: Conversation, startSec: number): FlowReport {
     pdmPackets: c.up.pdmPackets + c.down.pdmPackets,
     firstSec: startSec + c.firstNs / 1e9,
     lastSec: startSec + c.lastNs / 1e9,
-    serverDelayNs: summarize(c.serverDelay.values()),
-    roundTripDelayNs: summarize(c.roundTripDelay.values()),
-    responseTimeNs: summarize(c.responseTime.values()),
+    serverDelayNs: summarize(samples.serverDelayNs),
+    roundTripDelayNs: summarize(samples.roundTripDelayNs),
+    responseTimeNs: summarize(samples.responseTimeNs),
     counters: merged,
   };
 }

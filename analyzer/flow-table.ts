@@ -22,7 +22,7 @@ import {
   type Layout,
   type PdmTimes,
 } from "../pdm/index.ts";
-import { SampleSeries } from "./stats.ts";
+import { DelaySamples } from "./stats.ts";
 import type { PdmRecord } from "./record.ts";
 
 const HISTORY = 1024; // recent stamps kept per direction for pairing (indexed by PSNTP)
@@ -100,10 +100,8 @@ export class Conversation {
   layout: Layout | undefined;
   firstNs = Infinity;
   lastNs = -Infinity;
-  readonly time = new SampleSeries();
-  readonly serverDelay = new SampleSeries();
-  readonly roundTripDelay = new SampleSeries();
-  readonly responseTime = new SampleSeries();
+  /** One row per request the server answered: when, and the three delays. */
+  readonly samples = new DelaySamples();
   /** Pairs where the client answered the server (client think time): counted, not reported as server delay. */
   reversePairs = 0;
   /** Next conversation with the same hash (collision chain). */
@@ -196,10 +194,7 @@ export class FlowTable {
     const responseTimeNs = decodeDeltaNs(fields.deltaTls, fields.scaleDtls);
     if (isUp) {
       const serverDelayNs = peer.deltaTlrNsOf(answer);
-      conversation.time.push(r.timeNs);
-      conversation.serverDelay.push(serverDelayNs);
-      conversation.responseTime.push(responseTimeNs);
-      conversation.roundTripDelay.push(responseTimeNs - serverDelayNs);
+      conversation.samples.add(r.timeNs, serverDelayNs, responseTimeNs - serverDelayNs, responseTimeNs);
     } else {
       conversation.reversePairs += 1;
     }

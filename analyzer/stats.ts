@@ -11,20 +11,39 @@ export interface Summary {
   max: number;
 }
 
-/** A growable array of doubles (one allocation per doubling, no boxing). */
-export class SampleSeries {
-  private data = new Float64Array(64);
+/** The columns of a DelaySamples row. */
+export const SAMPLE = { timeNs: 0, serverDelayNs: 1, roundTripDelayNs: 2, responseTimeNs: 3 } as const;
+const COLUMNS = 4;
+
+/**
+ * A conversation's samples, one row per answered request: time, server delay,
+ * round-trip delay, response time. The four values of a row sit side by side, so
+ * adding a sample (once per request) writes one place in memory rather than four
+ * arrays. Doubles, one allocation per doubling, no boxing.
+ */
+export class DelaySamples {
+  private rows = new Float64Array(64 * COLUMNS);
   length = 0;
-  push(v: number): void {
-    if (this.length === this.data.length) {
-      const bigger = new Float64Array(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
+  add(timeNs: number, serverDelayNs: number, roundTripDelayNs: number, responseTimeNs: number): void {
+    let at = this.length * COLUMNS;
+    if (at === this.rows.length) {
+      const bigger = new Float64Array(this.rows.length * 2);
+      bigger.set(this.rows);
+      this.rows = bigger;
     }
-    this.data[this.length++] = v;
+    const rows = this.rows;
+    rows[at++] = timeNs;
+    rows[at++] = serverDelayNs;
+    rows[at++] = roundTripDelayNs;
+    rows[at] = responseTimeNs;
+    this.length += 1;
   }
-  values(): Float64Array {
-    return this.data.subarray(0, this.length);
+  /** One column (SAMPLE.serverDelayNs, ...) as an array of its own, each value divided by `divisor`. */
+  column(which: number, divisor = 1): Float64Array {
+    const out = new Float64Array(this.length);
+    const rows = this.rows;
+    for (let i = 0, at = which; i < out.length; i += 1, at += COLUMNS) out[i] = rows[at]! / divisor;
+    return out;
   }
 }
 
