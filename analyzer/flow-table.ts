@@ -16,7 +16,6 @@ import {
   KeyRing,
   ProtectedOpener,
   decodeDeltaNs,
-  detachFlow,
   reverseFlow,
   type FlowTuple,
   type Layout,
@@ -25,7 +24,10 @@ import {
 import { DelaySamples } from "./stats.ts";
 import type { PdmRecord } from "./record.ts";
 
-const HISTORY = 1024; // recent stamps kept per direction for pairing (indexed by PSNTP)
+/** Recent stamps kept per direction for pairing (indexed by PSNTP), at most. */
+const HISTORY = 1024;
+/** Slots a direction starts with: most flows are short, and a capture may hold millions of them. */
+const FIRST_SLOTS = 8;
 
 /** Anomalies counted over the whole input (also per flow where they belong to one). */
 export interface Counters {
@@ -57,32 +59,32 @@ export const emptyCounters = (): Counters => ({
   unpaired: 0,
 });
 
-class Direction {
-  readonly tuple: FlowTuple;
-  packets = 0;
-  pdmPackets = 0;
-  expectedPsn = -1;
-  lastPsn = -1;
-  readonly counters = emptyCounters();
-  // Ring of recent stamps indexed by PSNTP, one slot = (psnTp, psnLr, deltaTlrNs)
-  // side by side, so that remembering or recalling a stamp touches one cache line.
-  private readonly stamps = new Float64Array(HISTORY * 3).fill(-1);
-  opener: ProtectedOpener | undefined;
-
-  constructor(tuple: FlowTuple) {
-    this.tuple = detachFlow(tuple);
-  }
+/**
+ * The stamps one direction sent recently, by PSNTP: what a packet of the other
+ * direction names in its PSNLR. One slot = (psnTp, psnLr, deltaTlrNs) side by side,
+ * so that remembering or recalling a stamp touches one cache line. The ring starts
+ * small and doubles instead of overwriting another stamp, up to HISTORY slots: it
+ * holds exactly what a ring of HISTORY slots would, in memory that grows with the
+ * flow (a fixed 24 KiB per direction took 1.2 GB for 20,000 short flows).
+ */
+export class StampHistory {
+  private stamps = new Float64Array(FIRST_SLOTS * 3).fill(-1);
+  private slotMask = FIRST_SLOTS - 1;
 
   remember(psnTp: number, psnLr: number, deltaTlrNs: number): void {
-    const i = (psnTp % HISTORY) * 3;
+    let i = (psnTp & this.slotMask) * 3;
+    for (let held = this.stamps[i]!; held !== psnTp && held !== -1 && this.slotMask + 1 < HISTORY; held = this.stamps[i]!) {
+      this.grow();
+      i = (psnTp & this.slotMask) * 3;
+    }
     this.stamps[i] = psnTp;
     this.stamps[i + 1] = psnLr;
     this.stamps[i + 2] = deltaTlrNs;
   }
 
-  /** Where the stamp this direction sent with `psnTp` is kept, or -1 if forgotten (no allocation: hot path). */
+  /** Where the stamp sent with `psnTp` is kept, or -1 if forgotten (no allocation: hot path). */
   recall(psnTp: number): number {
-    const i = (psnTp % HISTORY) * 3;
+    const i = (psnTp & this.slotMask) * 3;
     return this.stamps[i] === psnTp ? i : -1;
   }
   psnLrOf(slot: number): number {
@@ -90,6 +92,43 @@ class Direction {
   }
   deltaTlrNsOf(slot: number): number {
     return this.stamps[slot + 2]!;
+  }
+
+  /** Slots now (tests, memory). */
+  get slots(): number {
+    return this.slotMask + 1;
+  }
+
+  /** Double the ring (stamps in distinct slots stay distinct: a slot is PSNTP modulo a power of two). */
+  private grow(): void {
+    const old = this.stamps;
+    const slots = (this.slotMask + 1) * 2;
+    const stamps = new Float64Array(slots * 3).fill(-1);
+    for (let i = 0; i < old.length; i += 3) {
+      if (old[i] === -1) continue;
+      const j = (old[i]! & (slots - 1)) * 3;
+      stamps[j] = old[i]!;
+      stamps[j + 1] = old[i + 1]!;
+      stamps[j + 2] = old[i + 2]!;
+    }
+    this.stamps = stamps;
+    this.slotMask = slots - 1;
+  }
+}
+
+class Direction {
+  readonly tuple: FlowTuple;
+  packets = 0;
+  pdmPackets = 0;
+  expectedPsn = -1;
+  lastPsn = -1;
+  readonly counters = emptyCounters();
+  readonly sent = new StampHistory();
+  opener: ProtectedOpener | undefined;
+
+  /** `tuple` must not be a view into a packet buffer (Conversation copies it). */
+  constructor(tuple: FlowTuple) {
+    this.tuple = tuple;
   }
 }
 
@@ -112,8 +151,14 @@ export class Conversation {
   readonly addressWords = new Int32Array(8);
 
   constructor(clientSide: FlowTuple) {
-    this.up = new Direction(clientSide);
-    this.down = new Direction(reverseFlow(clientSide));
+    // Both directions share one copy of the two addresses (per-flow memory counts: a
+    // capture may hold millions of flows).
+    const addresses = new Uint8Array(32);
+    addresses.set(clientSide.src, 0);
+    addresses.set(clientSide.dst, 16);
+    const up: FlowTuple = { src: addresses.subarray(0, 16), dst: addresses.subarray(16), sport: clientSide.sport, dport: clientSide.dport, proto: clientSide.proto };
+    this.up = new Direction(up);
+    this.down = new Direction(reverseFlow(up));
     for (let i = 0; i < 4; i += 1) {
       this.addressWords[i] = word(this.up.tuple.src, 4 * i);
       this.addressWords[4 + i] = word(this.up.tuple.dst, 4 * i);
@@ -183,17 +228,17 @@ export class FlowTable {
     this.trackSequence(direction, fields.psnTp);
 
     const deltaTlrNs = decodeDeltaNs(fields.deltaTlr, fields.scaleDtlr);
-    direction.remember(fields.psnTp, fields.psnLr, deltaTlrNs);
+    direction.sent.remember(fields.psnTp, fields.psnLr, deltaTlrNs);
     if (fields.psnLr === 0 && fields.deltaTls === 0) return; // nothing received yet on this flow
-    const answer = peer.recall(fields.psnLr);
+    const answer = peer.sent.recall(fields.psnLr);
     if (answer < 0) return;
-    if (peer.psnLrOf(answer) !== ((fields.psnTp - 1) & 0xffff)) {
+    if (peer.sent.psnLrOf(answer) !== ((fields.psnTp - 1) & 0xffff)) {
       this.count(direction, "unpaired");
       return;
     }
     const responseTimeNs = decodeDeltaNs(fields.deltaTls, fields.scaleDtls);
     if (isUp) {
-      const serverDelayNs = peer.deltaTlrNsOf(answer);
+      const serverDelayNs = peer.sent.deltaTlrNsOf(answer);
       conversation.samples.add(r.timeNs, serverDelayNs, responseTimeNs - serverDelayNs, responseTimeNs);
     } else {
       conversation.reversePairs += 1;

@@ -2,7 +2,7 @@
 // it runs wherever Node does. Only this file is imported from outside analyzer/.
 
 export { analyzeCapture, AnalysisSession, type AnalysisResult, type AnalyzeOptions, type FlowReport } from "./analyze.ts";
-export { FlowTable, emptyCounters, type Counters } from "./flow-table.ts";
+export { FlowTable, StampHistory, emptyCounters, type Counters } from "./flow-table.ts";
 export type { PdmRecord } from "./record.ts";
 export { summarize, type Summary } from "./stats.ts";
 export { renderTable, renderAnomalies } from "./format/table.ts";

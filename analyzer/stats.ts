@@ -22,7 +22,7 @@ const COLUMNS = 4;
  * arrays. Doubles, one allocation per doubling, no boxing.
  */
 export class DelaySamples {
-  private rows = new Float64Array(64 * COLUMNS);
+  private rows = new Float64Array(4 * COLUMNS); // grows by doubling: most flows are short
   length = 0;
   add(timeNs: number, serverDelayNs: number, roundTripDelayNs: number, responseTimeNs: number): void {
     let at = this.length * COLUMNS;

@@ -2,7 +2,8 @@
 // same bytes every run), or writes one large capture for benchmarks:
 //
 //   node --import tsx scripts/gen-fixtures.ts [--out DIR]        # the bundled set
-//   node --import tsx scripts/gen-fixtures.ts --large rfc8250 1000000 out/big [payloadBytes]
+//   node --import tsx scripts/gen-fixtures.ts --large rfc8250 1000000 out/big [payloadBytes [flows]]
+//   (flows: 64 unless told; at most 35,000, each with its own client port)
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -18,7 +19,9 @@ if (args[0] === "--large") {
   mkdirSync(dirname(base), { recursive: true });
   const started = Date.now();
   const payload = Number(args[4] ?? 512);
-  const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets, 64, payload));
+  const flows = Number(args[5] ?? 64);
+  if (!Number.isInteger(flows) || flows < 1 || flows > 35_000) throw new Error(`flows must be 1 to 35,000 (one client port each), not ${args[5]}`);
+  const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets, flows, payload));
   console.log(`wrote ${w.capture} (${w.packets} packets) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } else {
   const outAt = args.indexOf("--out");
