@@ -209,7 +209,8 @@ export class FlowTable {
 
     let fields: PdmTimes;
     if (pdm.layout === "v2-protected") {
-      direction.opener ??= new ProtectedOpener(this.options.keyRing?.contextsFor(direction.tuple) ?? [], { searchAhead: 64 });
+      // The conversation's client end is most likely the reader client whose keys sealed it.
+      direction.opener ??= new ProtectedOpener(this.options.keyRing?.contextsFor(direction.tuple, conversation.up.tuple.src) ?? [], { searchAhead: 64 });
       const outcome = direction.opener.open(pdm, r.timeNs);
       if (outcome.status === "gso-repeat") return this.count(direction, "gsoRepeats");
       if (outcome.status === "replay") return this.count(direction, "replay");

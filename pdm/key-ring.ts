@@ -41,23 +41,32 @@ export class KeyRing {
     return this.entries.length;
   }
 
-  /** Every context that may have keyed packets sent on `flow` (addresses must outlive the call). */
-  contextsFor(flow: FlowTuple): FlowKeyContext[] {
-    const out: FlowKeyContext[] = [];
+  /**
+   * Every context that may have keyed packets sent on `flow` (addresses must outlive
+   * the call). A SharedSecret gives one per end that may be the reader client; those
+   * whose client is `likelyClient` (the end the caller believes is the client) come
+   * first, so that the usual case opens at the first try.
+   */
+  contextsFor(flow: FlowTuple, likelyClient?: Uint8Array): FlowKeyContext[] {
+    const likely: FlowKeyContext[] = [];
+    const others: FlowKeyContext[] = [];
+    const add = (context: FlowKeyContext, client: Uint8Array): void => {
+      (likelyClient && sameAddress(client, likelyClient) ? likely : others).push(context);
+    };
     for (const e of this.entries) {
       const keyId = hex(e.keyId);
       if (e.kind === "client") {
         if (sameAddress(e.clientAddress, flow.src) || sameAddress(e.clientAddress, flow.dst)) {
-          out.push(new FlowKeyContext(keyId, e.suite, e.salt, e.secret, flow));
+          add(new FlowKeyContext(keyId, e.suite, e.salt, e.secret, flow), e.clientAddress);
         }
         continue;
       }
       const ends = sameAddress(flow.src, flow.dst) ? [flow.src] : [flow.src, flow.dst];
       for (const client of ends) {
-        out.push(new FlowKeyContext(keyId, e.suite, e.salt, this.clientSecretOf(e, keyId, client), flow));
+        add(new FlowKeyContext(keyId, e.suite, e.salt, this.clientSecretOf(e, keyId, client), flow), client);
       }
     }
-    return out;
+    return [...likely, ...others];
   }
 
   private clientSecretOf(e: KeyLogEntry & { kind: "shared" }, keyId: string, client: Uint8Array): Uint8Array {

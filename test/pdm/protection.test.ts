@@ -4,6 +4,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import fc from "fast-check";
 import {
   AeadId,
   DEFAULT_SUITE,
@@ -44,6 +45,33 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
     const d = deployment({ ...DEFAULT_SUITE, aead });
     const ring = new KeyRing([{ kind: "shared", keyId: d.keyId, suite: d.suite, salt: d.salt, secret: d.sharedSecret }]);
 
+    it("a new flow's first packet costs at most one try under the wrong client end: every context's expected Kri before any wide search", () => {
+      // A SharedSecret gives a context per end that may be the reader client; here the
+      // first one (the server's address as client) is wrong.
+      const contexts = ring.contextsFor(flow);
+      assert.equal(contexts.length, 2);
+      assert.notDeepEqual(contexts[0]!.stk(0), d.stk(0), "the first context is the wrong end");
+      const tries = [0, 0];
+      contexts.forEach((c, i) => {
+        const derive = c.stk.bind(c);
+        c.stk = (kri: number) => {
+          tries[i]! += 1;
+          return derive(kri);
+        };
+      });
+      const opener = new ProtectedOpener(contexts, { searchAhead: 64 });
+      const sealer = new ProtectedSealer(aead, d.stk);
+      const out = opener.open(asProtected(sealer.seal(fields(0), 0)!.option), 0);
+      assert.equal(out.status, "ok");
+      assert.deepEqual(tries, [1, 1], "Kri 0 under each context; not the wrong one's 33 Kri of the wide search first");
+    });
+
+    it("contextsFor puts the likely client end first", () => {
+      assert.deepEqual(ring.contextsFor(flow, client)[0]!.stk(3), d.stk(3));
+      assert.deepEqual(ring.contextsFor(flow, server)[1]!.stk(3), d.stk(3));
+      assert.equal(ring.contextsFor(flow, client).length, 2, "the other end is still tried");
+    });
+
     it("an analyzer holding the SharedSecret opens every packet across rotations", () => {
       const sealer = new ProtectedSealer(aead, d.stk, { maxPacketsPerKri: 50 });
       const opener = new ProtectedOpener(ring.contextsFor(flow));
@@ -83,6 +111,26 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
       assert.equal(opener.open(asProtected(flipped), 0).status, "auth-fail");
       assert.equal(opener.open(b, 1).status, "ok");
       assert.equal(opener.open(a, 2).status, "replay");
+    });
+
+    it("replays are caught exactly, before and after a Kri's memory grows from a list to a bitmap", () => {
+      // Up to 200 packets under one Kri, then earlier ones sent again in random order:
+      // each is a replay (not the last verified one: that would be a GSO repeat), and
+      // fresh packets between them are read.
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 200 }), fc.array(fc.nat(), { maxLength: 40 }), (n, picks) => {
+          const sealer = new ProtectedSealer(aead, d.stk, { maxPacketsPerKri: 1000 });
+          const opener = new ProtectedOpener(ring.contextsFor(flow));
+          const sent = Array.from({ length: n }, (_, i) => asProtected(Uint8Array.from(sealer.seal(fields(i), i)!.option)));
+          sent.forEach((p, i) => assert.equal(opener.open(p, i).status, "ok", `packet ${i}`));
+          for (const pick of picks) {
+            const fresh = asProtected(Uint8Array.from(sealer.seal(fields(n), n)!.option));
+            assert.equal(opener.open(fresh, n).status, "ok");
+            assert.equal(opener.open(sent[pick % n]!, n).status, "replay", `packet ${pick % n} of ${n} again`);
+          }
+        }),
+        { numRuns: 25 },
+      );
     });
 
     it("a wrong key or a flipped bit is an auth failure, never a sample", () => {
