@@ -51,6 +51,13 @@ for (const k of CASES) {
     const stk = (sender: FlowTuple, kri: number): Uint8Array => createHash("sha256").update(`${formatFlow(sender)} ${kri}`).digest().subarray(0, k.keyLength);
     const send = (sport: number): Buffer => native.progTestRun(native.programFd(object, PDM_PROG.egress), packet(sport), 1, 256).data;
     const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
+    /** The maps a key installer serves in this data path. */
+    const keyMaps = () => ({
+      keys: native.mapFd(object, PDM_MAP.keys),
+      peerKeys: native.mapFd(object, PDM_MAP.peerKeys),
+      keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds),
+      gcmInstall: k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
+    });
     /** A UDP packet from `peer` (fd00::2 to this host, fd00::1) whose option the peer sealed under `kri`. */
     const sealedBy = (peer: FlowTuple, kri: number, rn: number): Buffer => {
       const option = sealProtectedOption({
@@ -71,13 +78,7 @@ for (const k of CASES) {
       native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: k.layout, aead: k.aead, events: false, flowTimeoutS: 1 }, 14));
       native.loadObject(object);
       if (k.aead) {
-        const maps = {
-          keys: native.mapFd(object, PDM_MAP.keys),
-          peerKeys: native.mapFd(object, PDM_MAP.peerKeys),
-          keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds),
-          gcmInstall: k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
-        };
-        installer = new KeyInstaller(native, maps, oneGeneration(stk), (m) => problems.push(m));
+        installer = new KeyInstaller(native, keyMaps(), oneGeneration(stk), (m) => problems.push(m));
       }
     });
     after(() => {
@@ -237,12 +238,7 @@ for (const k of CASES) {
       // the first was, so there is nowhere to resume (as at the 32-bit end of Kri).
       const messages: string[] = [];
       const one = stk(tuple(40200), 0);
-      const maps = {
-        keys: native.mapFd(object, PDM_MAP.keys),
-        peerKeys: native.mapFd(object, PDM_MAP.peerKeys),
-        keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds),
-        gcmInstall: k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
-      };
+      const maps = keyMaps();
       installer!.close(); // one reader of the needs at a time
       const lone = new KeyInstaller(native, maps, oneGeneration(() => one), (m) => messages.push(m));
       try {
@@ -268,12 +264,7 @@ for (const k of CASES) {
       let generation = "g1";
       const source = (sender: FlowTuple, kri: number) => ({ key: createHash("sha256").update(`${generation} ${formatFlow(sender)} ${kri}`).digest().subarray(0, k.keyLength), generation });
       const messages: string[] = [];
-      const maps = {
-        keys: native.mapFd(object, PDM_MAP.keys),
-        peerKeys: native.mapFd(object, PDM_MAP.peerKeys),
-        keyNeeds: native.mapFd(object, PDM_MAP.keyNeeds),
-        gcmInstall: k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
-      };
+      const maps = keyMaps();
       installer!.consume(); // the earlier tests' flows' needs, so that only these flows' reach the new one
       installer!.close(); // one reader of the needs at a time
       const lone = new KeyInstaller(native, maps, source, (m) => messages.push(m));
