@@ -1,16 +1,21 @@
 // Capture file in, per-flow PDM metrics out. Reads the capture as a stream,
 // turns each IPv6 frame into a PdmRecord and feeds the flow table.
 
-import { CaptureError, KeyRing, emptyIpv6Packet, parseIpv6Into, readKeyLog, formatIpv6Address, type Layout } from "../pdm/index.ts";
+import { CaptureError, KeyRing, emptyIpv6Packet, parseIpv6Into, readKeyLog } from "../pdm/index.ts";
 import { fileSource, streamSource, type ByteSource } from "./capture/byte-source.ts";
 import { ipv6Offset, linkTypeName, SUPPORTED_LINKTYPES } from "./capture/link-layer.ts";
 import { readCapture, type CaptureSummary, type CapturedPacket } from "./capture/reader.ts";
-import { FlowTable, conversationHash, type Conversation, type Counters } from "./flow-table.ts";
+import { FlowTable, conversationHash, type Conversation, type Counters, type SampleSink } from "./flow-table.ts";
+import { flowReport, type FlowReport } from "./flow-report.ts";
+import { DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
+import { EndedFlows, delaysOf, type LiveLimits, type LiveState } from "./live-flows.ts";
 import type { PdmRecord } from "./record.ts";
 import { analyzeInShards } from "./parallel/run-shards.ts";
 import { availableParallelism } from "node:os";
 import { statSync } from "node:fs";
-import { SAMPLE, summarize, type Summary } from "./stats.ts";
+import { DelaySamples, SAMPLE, summarize } from "./stats.ts";
+
+export type { FlowReport } from "./flow-report.ts";
 
 export interface AnalyzeOptions {
   /** Capture path, or "-" for stdin. */
@@ -46,24 +51,6 @@ export interface Shard {
   count: number;
 }
 
-export interface FlowReport {
-  id: string;
-  transport: string;
-  client: string;
-  server: string;
-  clientPort: number;
-  serverPort: number;
-  layout: Layout | undefined;
-  packets: { clientToServer: number; serverToClient: number };
-  pdmPackets: number;
-  firstSec: number;
-  lastSec: number;
-  serverDelayNs: Summary | undefined;
-  roundTripDelayNs: Summary | undefined;
-  responseTimeNs: Summary | undefined;
-  counters: Omit<Counters, "packets">;
-}
-
 /** One flow's samples as parallel arrays (charts, sample output): row i of each is one request. */
 export interface FlowSeries {
   timeSec: Float64Array;
@@ -80,17 +67,21 @@ export interface AnalysisResult {
   examples: Array<{ number: number; message: string }>;
   unsupportedLinkTypes: string[];
   flows: FlowReport[];
-  /** Per-sample series for charts: parallel arrays per flow id. */
+  /** Per-sample series for charts: parallel arrays per flow id (empty in a live capture). */
   series: Map<string, FlowSeries>;
   startSec: number;
+  /** Live captures only: what the memory limits did, and how exact the percentiles are. */
+  live?: LiveState;
 }
+
+const NO_SAMPLES: FlowSeries = { timeSec: new Float64Array(0), serverDelayNs: new Float64Array(0), roundTripDelayNs: new Float64Array(0), responseTimeNs: new Float64Array(0) };
 
 /**
  * The source-agnostic core: frames (from a file or live libpcap) or ready PdmRecords
  * (from the eBPF ring buffer) in, an AnalysisResult out whenever asked.
  */
 export class AnalysisSession {
-  readonly table: FlowTable;
+  readonly table: FlowTable<SampleSink>;
   private nonIpv6 = 0;
   private undecodable = 0;
   private readonly examples: Array<{ number: number; message: string }> = [];
@@ -104,10 +95,19 @@ export class AnalysisSession {
   /** Counts what belongs to no flow (non-IPv6, undecodable): the only or the first shard. */
   private readonly countsUnflowed: boolean;
 
-  constructor(options: { keyRing?: KeyRing; shard?: Shard } = {}) {
-    this.table = new FlowTable({ keyRing: options.keyRing });
+  /** Live captures: the limits, and where ended flows go (live-flows.ts). */
+  private readonly live: { limits: LiveLimits; ended: EndedFlows; endedIdle: number; endedEarly: number } | undefined;
+
+  /**
+   * `live`: the input never ends (live capture), so memory must stay bounded: each
+   * conversation keeps histograms instead of every sample, and flows end when idle
+   * (endIdle) or when too many are tracked.
+   */
+  constructor(options: { keyRing?: KeyRing; shard?: Shard; live?: LiveLimits } = {}) {
+    this.table = new FlowTable<SampleSink>({ keyRing: options.keyRing, newSamples: options.live ? () => new DelayHistograms() : () => new DelaySamples() });
     this.shard = options.shard && options.shard.count > 1 ? options.shard : undefined;
     this.countsUnflowed = !this.shard || this.shard.index === 0;
+    this.live = options.live && { limits: options.live, ended: new EndedFlows(options.live.listedFlows), endedIdle: 0, endedEarly: 0 };
   }
 
   /** One captured frame; its link type says where the IPv6 header starts. */
@@ -148,6 +148,7 @@ export class AnalysisSession {
     const hash = conversationHash(record);
     if (this.shard && hash % this.shard.count !== this.shard.index) return; // another shard's flow
     this.table.add(record, hash); // (the table would compute the same hash)
+    if (this.live && this.table.conversations.length > this.live.limits.trackedFlows) this.endLongestIdle();
   }
 
   /** A record that is already decoded (eBPF events). `startSec` anchors its timeNs. */
@@ -157,23 +158,66 @@ export class AnalysisSession {
       this.startNsec = Math.round((startSec - this.startSec) * 1e9);
     }
     this.table.add(r);
+    if (this.live && this.table.conversations.length > this.live.limits.trackedFlows) this.endLongestIdle();
+  }
+
+  private get startSecExact(): number {
+    return (this.startSec ?? 0) + this.startNsec / 1e9;
+  }
+
+  /**
+   * Live: end the flows without a packet in the `idleSec` before `nowSec` (Unix
+   * seconds, the clock of the packets' timestamps). Returns how many ended.
+   */
+  endIdle(nowSec: number): number {
+    if (!this.live || this.startSec === undefined) return 0;
+    const cutoffNs = (nowSec - this.live.limits.idleSec - this.startSecExact) * 1e9;
+    const ended = this.table.remove((c) => c.lastNs < cutoffNs, (c) => this.keepEnded(c));
+    this.live.endedIdle += ended;
+    return ended;
+  }
+
+  /** Past the tracking limit: end the longest idle tenth, so that this runs once per many new flows. */
+  private endLongestIdle(): void {
+    const live = this.live!;
+    const all = this.table.conversations;
+    const keep = Math.floor(live.limits.trackedFlows * 0.9);
+    const oldest = new Set([...all].sort((a, b) => a.lastNs - b.lastNs).slice(0, all.length - keep));
+    live.endedEarly += this.table.remove((c) => oldest.has(c), (c) => this.keepEnded(c));
+  }
+
+  private keepEnded(c: Conversation<SampleSink>): void {
+    if (!(c.samples instanceof DelayHistograms)) return; // (live sessions only)
+    this.live!.ended.add(flowReport(c, delaysOf(c.samples), this.startSecExact), c.samples);
   }
 
   result(input: string, capture: CaptureSummary): AnalysisResult {
-    const startSec = (this.startSec ?? 0) + this.startNsec / 1e9;
+    const startSec = this.startSecExact;
     const flows: FlowReport[] = [];
     const series: AnalysisResult["series"] = new Map();
+    const tracked: Array<{ report: FlowReport; delays: DelayHistograms }> = [];
     for (const c of this.table.conversations) {
       const s = c.samples;
-      const samples = {
-        timeSec: s.column(SAMPLE.timeNs, 1e9),
-        serverDelayNs: s.column(SAMPLE.serverDelayNs),
-        roundTripDelayNs: s.column(SAMPLE.roundTripDelayNs),
-        responseTimeNs: s.column(SAMPLE.responseTimeNs),
-      };
-      const report = flowReport(c, samples, startSec);
-      flows.push(report);
-      series.set(report.id, samples);
+      if (s instanceof DelayHistograms) {
+        tracked.push({ report: flowReport(c, delaysOf(s), startSec), delays: s });
+      } else if (s instanceof DelaySamples) {
+        const samples = {
+          timeSec: s.column(SAMPLE.timeNs, 1e9),
+          serverDelayNs: s.column(SAMPLE.serverDelayNs),
+          roundTripDelayNs: s.column(SAMPLE.roundTripDelayNs),
+          responseTimeNs: s.column(SAMPLE.responseTimeNs),
+        };
+        const report = flowReport(c, { serverDelayNs: summarize(samples.serverDelayNs), roundTripDelayNs: summarize(samples.roundTripDelayNs), responseTimeNs: summarize(samples.responseTimeNs) }, startSec);
+        flows.push(report);
+        series.set(report.id, samples);
+      }
+    }
+    const live = this.live;
+    if (live) {
+      for (const report of live.ended.reports(tracked)) {
+        flows.push(report);
+        series.set(report.id, NO_SAMPLES);
+      }
     }
     return {
       input,
@@ -184,6 +228,16 @@ export class AnalysisSession {
       unsupportedLinkTypes: [...this.unsupported].map(linkTypeName),
       ...inReportOrder(flows, series),
       startSec,
+      ...(live && {
+        live: {
+          limits: live.limits,
+          trackedFlows: this.table.conversations.length,
+          endedIdle: live.endedIdle,
+          endedEarly: live.endedEarly,
+          notListed: live.ended.notListed,
+          percentileAccuracy: RELATIVE_ACCURACY,
+        },
+      }),
     };
   }
 }
@@ -234,31 +288,4 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
     await source.close();
   }
   return session.result(options.input, capture);
-}
-
-const TRANSPORT: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
-
-function flowReport(c: Conversation, samples: FlowSeries, startSec: number): FlowReport {
-  const up = c.up.tuple;
-  const { packets: _p, ...upCounters } = c.up.counters;
-  const merged = { ...upCounters };
-  for (const k of Object.keys(merged) as Array<keyof typeof merged>) merged[k] += c.down.counters[k];
-  const icmp = up.proto === 58;
-  return {
-    id: `${formatIpv6Address(up.src)}.${icmp ? up.dport : up.sport}-${formatIpv6Address(up.dst)}.${icmp ? 0 : up.dport}-${TRANSPORT[up.proto] ?? up.proto}`,
-    transport: TRANSPORT[up.proto] ?? `proto-${up.proto}`,
-    client: formatIpv6Address(up.src),
-    server: formatIpv6Address(up.dst),
-    clientPort: icmp ? up.dport : up.sport,
-    serverPort: icmp ? 0 : up.dport,
-    layout: c.layout,
-    packets: { clientToServer: c.up.packets, serverToClient: c.down.packets },
-    pdmPackets: c.up.pdmPackets + c.down.pdmPackets,
-    firstSec: startSec + c.firstNs / 1e9,
-    lastSec: startSec + c.lastNs / 1e9,
-    serverDelayNs: summarize(samples.serverDelayNs),
-    roundTripDelayNs: summarize(samples.roundTripDelayNs),
-    responseTimeNs: summarize(samples.responseTimeNs),
-    counters: merged,
-  };
 }

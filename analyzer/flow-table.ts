@@ -24,6 +24,12 @@ import {
 import { DelaySamples } from "./stats.ts";
 import type { PdmRecord } from "./record.ts";
 
+/** Where a conversation's samples go: exact rows (stats.ts, files) or histograms (delay-histogram.ts, live). */
+export interface SampleSink {
+  readonly length: number;
+  add(timeNs: number, serverDelayNs: number, roundTripDelayNs: number, responseTimeNs: number): void;
+}
+
 /** Recent stamps kept per direction for pairing (indexed by PSNTP), at most. */
 const HISTORY = 1024;
 /** Slots a direction starts with: most flows are short, and a capture may hold millions of them. */
@@ -132,25 +138,26 @@ class Direction {
   }
 }
 
-export class Conversation {
+export class Conversation<S extends SampleSink = DelaySamples> {
   /** client -> server direction and the reverse. */
   readonly up: Direction;
   readonly down: Direction;
   layout: Layout | undefined;
   firstNs = Infinity;
   lastNs = -Infinity;
-  /** One row per request the server answered: when, and the three delays. */
-  readonly samples = new DelaySamples();
+  /** One sample per request the server answered: when, and the three delays. */
+  readonly samples: S;
   /** Pairs where the client answered the server (client think time): counted, not reported as server delay. */
   reversePairs = 0;
   /** Next conversation with the same hash (collision chain). */
-  nextInBucket: Conversation | undefined;
+  nextInBucket: Conversation<S> | undefined;
   /** conversationHash of its packets (either direction). */
   hash = 0;
   /** The client's then the server's address as eight 32-bit words: what lookups compare. */
   readonly addressWords = new Int32Array(8);
 
-  constructor(clientSide: FlowTuple) {
+  constructor(clientSide: FlowTuple, samples: S) {
+    this.samples = samples;
     // Both directions share one copy of the two addresses (per-flow memory counts: a
     // capture may hold millions of flows).
     const addresses = new Uint8Array(32);
@@ -166,21 +173,66 @@ export class Conversation {
   }
 }
 
-export interface FlowTableOptions {
+export interface FlowTableOptions<S extends SampleSink> {
   keyRing?: KeyRing;
+  /** A new conversation's sample store (default: exact rows, DelaySamples). */
+  newSamples?: () => S;
 }
 
-export class FlowTable {
+export class FlowTable<S extends SampleSink = DelaySamples> {
   /** Conversations by symmetric hash; collisions chain through nextInBucket. */
-  private readonly buckets = new Map<number, Conversation>();
-  readonly conversations: Conversation[] = [];
-  private last: Conversation | undefined;
+  private readonly buckets = new Map<number, Conversation<S>>();
+  /** Every conversation in the table, in order of first packet. */
+  conversations: Array<Conversation<S>> = [];
+  private last: Conversation<S> | undefined;
   private lastWasUp = true;
   readonly counters = emptyCounters();
   readonly malformedByCode = new Map<string, number>();
   readonly firstMalformed: Array<{ number: number; message: string }> = [];
 
-  constructor(private readonly options: FlowTableOptions = {}) {}
+  private readonly newSamples: () => S;
+
+  constructor(private readonly options: FlowTableOptions<S> = {}) {
+    this.newSamples = options.newSamples ?? ((() => new DelaySamples()) as unknown as () => S);
+  }
+
+  /**
+   * Take out the conversations `ends` selects (a live capture's idle flows), handing
+   * each to `ended`; their packets stay in the table's counters. A later packet of the
+   * same 5-tuple starts a new conversation. Returns how many ended.
+   */
+  remove(ends: (c: Conversation<S>) => boolean, ended: (c: Conversation<S>) => void): number {
+    const kept: Array<Conversation<S>> = [];
+    let removed = 0;
+    for (const c of this.conversations) {
+      if (!ends(c)) {
+        kept.push(c);
+        continue;
+      }
+      removed += 1;
+      this.unlink(c);
+      if (c === this.last) this.last = undefined;
+      ended(c);
+    }
+    if (removed > 0) this.conversations = kept;
+    return removed;
+  }
+
+  private unlink(c: Conversation<S>): void {
+    const head = this.buckets.get(c.hash);
+    if (head === c) {
+      if (c.nextInBucket) this.buckets.set(c.hash, c.nextInBucket);
+      else this.buckets.delete(c.hash);
+    } else {
+      for (let p = head; p; p = p.nextInBucket) {
+        if (p.nextInBucket === c) {
+          p.nextInBucket = c.nextInBucket;
+          break;
+        }
+      }
+    }
+    c.nextInBucket = undefined;
+  }
 
   /** Feed one record. Never throws on bad data; everything odd is counted. */
   add(r: PdmRecord, hash: number = conversationHash(r)): void {
@@ -275,7 +327,7 @@ export class FlowTable {
   }
 
   /** Find or create the conversation of `r`; sets lastWasUp to the packet's direction. */
-  private lookup(r: PdmRecord, hash: number): Conversation {
+  private lookup(r: PdmRecord, hash: number): Conversation<S> {
     // The hash first: comparing it rules out other conversations without touching addresses.
     const last = this.last;
     if (last && last.hash === hash) {
@@ -301,7 +353,7 @@ export class FlowTable {
       dport: r.dport,
       proto: r.proto,
     };
-    const c = new Conversation(clientSideOf(tuple)); // copies the addresses
+    const c = new Conversation(clientSideOf(tuple), this.newSamples()); // copies the addresses
     c.hash = hash;
     c.nextInBucket = head;
     this.buckets.set(hash, c);
@@ -323,7 +375,7 @@ function sameAddress(words: Int32Array, from: number, b: Uint8Array, at: number)
 }
 
 /** 1 when `r` travels client -> server in `c`, -1 when server -> client, 0 when not in `c`. */
-function directionOf(c: Conversation, r: PdmRecord): number {
+function directionOf(c: Conversation<SampleSink>, r: PdmRecord): number {
   const up = c.up.tuple;
   if (up.proto !== r.proto) return 0;
   const w = c.addressWords; // client address at 0, server address at 4

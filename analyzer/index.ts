@@ -5,6 +5,8 @@ export { analyzeCapture, AnalysisSession, type AnalysisResult, type AnalyzeOptio
 export { FlowTable, StampHistory, emptyCounters, type Counters } from "./flow-table.ts";
 export type { PdmRecord } from "./record.ts";
 export { summarize, type Summary } from "./stats.ts";
+export { DelayHistogram, DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
+export { DEFAULT_LIVE_LIMITS, type LiveLimits, type LiveState } from "./live-flows.ts";
 export { renderTable, renderAnomalies } from "./format/table.ts";
 export { renderJson, renderCsv, renderSamplesCsv } from "./format/machine.ts";
 export { formatDuration, formatCount } from "./format/units.ts";

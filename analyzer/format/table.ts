@@ -2,17 +2,24 @@
 // delays of wire.md section 3 as p50 / p99, then every counted anomaly.
 
 import type { AnalysisResult, FlowReport } from "../analyze.ts";
+import type { LiveState } from "../live-flows.ts";
 import { formatCount, formatDuration } from "./units.ts";
 
 const pair = (s: FlowReport["serverDelayNs"]): string => (s ? `${formatDuration(s.p50)} / ${formatDuration(s.p99)}` : "-");
 
-export function renderTable(result: AnalysisResult, opts: { width?: number } = {}): string {
+/**
+ * `width`: cut longer lines (a terminal's columns). `maxFlows`: list only the worst
+ * this many flows, and say how many more there are (a live table on a terminal).
+ */
+export function renderTable(result: AnalysisResult, opts: { width?: number; maxFlows?: number } = {}): string {
   const lines: string[] = [];
   const c = result.counters;
   lines.push(`${result.input}: ${result.capture.format}, ${formatCount(result.capture.packets)} packets, ${formatCount(c.pdmPackets)} with usable PDM, ${result.flows.length} flows`);
+  if (result.live) lines.push(liveLine(result.live));
   lines.push("");
   const header = ["flow (client -> server)", "layout", "pkts", "samples", "server delay p50/p99", "round-trip delay p50/p99", "response time p50/p99", "loss"];
-  const rows = result.flows.map((f) => [
+  const shown = opts.maxFlows !== undefined && result.flows.length > opts.maxFlows ? result.flows.slice(0, Math.max(0, opts.maxFlows)) : result.flows;
+  const rows = shown.map((f) => [
     `${f.transport} [${f.client}]:${f.clientPort} -> [${f.server}]:${f.serverPort}`,
     f.layout ?? "none",
     formatCount(f.packets.clientToServer + f.packets.serverToClient),
@@ -27,11 +34,20 @@ export function renderTable(result: AnalysisResult, opts: { width?: number } = {
   lines.push(fmt(header));
   lines.push(widths.map((w) => "-".repeat(w)).join("  "));
   for (const r of rows) lines.push(fmt(r));
-  if (rows.length === 0) lines.push("(no IPv6 flows)");
+  if (result.flows.length === 0) lines.push("(no IPv6 flows)");
+  else if (shown.length < result.flows.length) lines.push(`… ${formatCount(result.flows.length - shown.length)} more flows with lower p99 response times (-f json lists them all)`);
   lines.push("");
   lines.push(...renderAnomalies(result));
   const width = opts.width ?? Infinity;
   return lines.map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l)).join("\n");
+}
+
+/** How the live capture's memory limits have acted so far, in one line. */
+function liveLine(live: LiveState): string {
+  const parts = [`tracking ${formatCount(live.trackedFlows)} flows`, `${formatCount(live.endedIdle)} ended after ${live.limits.idleSec} s idle`];
+  if (live.endedEarly > 0) parts.push(`${formatCount(live.endedEarly)} ended early at the ${formatCount(live.limits.trackedFlows)}-flow limit (--max-flows)`);
+  if (live.notListed > 0) parts.push(`${formatCount(live.notListed)} ended flows not listed (--max-listed ${formatCount(live.limits.listedFlows)})`);
+  return `${parts.join(", ")}; percentiles within ${live.percentileAccuracy * 100} %`;
 }
 
 export function renderAnomalies(result: AnalysisResult): string[] {

@@ -2,7 +2,7 @@
 // records (--source ebpf), with a live per-flow table of PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { AnalysisSession, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter, type PdmRecord } from "../../analyzer/index.ts";
+import { AnalysisSession, DEFAULT_LIVE_LIMITS, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter, type PdmRecord } from "../../analyzer/index.ts";
 import { KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
 import { EVENT, eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/index.ts";
 
@@ -17,6 +17,9 @@ interface CaptureOpts {
   keys?: string;
   interval: number;
   format: "table" | "json";
+  idleTimeout: number;
+  maxFlows: number;
+  maxListed: number;
 }
 
 export function captureCommand() {
@@ -33,7 +36,15 @@ round-trip delay and response time of each flow carrying PDM.
                  nothing to write. Both directions are seen from this host.
 
 Stops on Ctrl-C, after -c packets or after --duration seconds, then prints the
-final table (unless -q) and how many packets the kernel dropped.`,
+final table (unless -q) and how many packets the kernel dropped.
+
+Memory stays bounded however long it runs: each flow keeps its delays as
+histograms (count, min, max and mean exact, percentiles within 0.5 %), a flow
+without packets for --idle-timeout seconds ends (its figures stay in the report;
+if it comes back it is joined to them), at most --max-flows flows are tracked at
+once, and the report lists at most --max-listed ended flows, the worst first.
+Every packet stays in the totals. For exact percentiles of every sample, write
+the packets with -w and run pdm analyze on the file.`,
     )
     .argument("[filter...]", 'capture filter in tcpdump syntax (pcap source; default "ip6")')
     .requiredOption("-i, --interface <name>", "network interface")
@@ -46,6 +57,9 @@ final table (unless -q) and how many packets the kernel dropped.`,
     .option("-k, --keys <file>", "key log to open protected PDMv2 options")
     .addOption(new Option("-f, --format <format>", "final report format").choices(["table", "json"] as const).default("table" as const))
     .option("--interval <seconds>", "table refresh period on a terminal", (v) => positive(v, "--interval"), 1)
+    .option("--idle-timeout <seconds>", "a flow without packets this long ends (its figures are kept)", (v) => positive(v, "--idle-timeout"), DEFAULT_LIVE_LIMITS.idleSec)
+    .option("--max-flows <n>", "flows tracked at once; past it the longest idle end early", (v) => wholeNumber(v, "--max-flows"), DEFAULT_LIVE_LIMITS.trackedFlows)
+    .option("--max-listed <n>", "ended flows kept in the report, worst p99 response time first", (v) => wholeNumber(v, "--max-listed"), DEFAULT_LIVE_LIMITS.listedFlows)
     .addHelpText(
       "after",
       `
@@ -65,11 +79,17 @@ function positive(v: string, flag: string): number {
   return n;
 }
 
+function wholeNumber(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} needs a whole number of at least 1, got "${v}"`);
+  return n;
+}
+
 async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
   if (opts.source === "ebpf" && opts.write) throw new UsageError("--source ebpf delivers records, not packets: nothing to write with -w");
   if (opts.source === "ebpf" && filter.length) throw new UsageError("a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)");
   const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys)) : undefined;
-  const session = new AnalysisSession({ keyRing });
+  const session = new AnalysisSession({ keyRing, live: { idleSec: opts.idleTimeout, trackedFlows: opts.maxFlows, listedFlows: opts.maxListed } });
   const live = !opts.quiet && opts.format === "table" && process.stdout.isTTY === true;
   let packets = 0;
   let done: () => void = () => {};
@@ -121,21 +141,33 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
   }
 
   const result = () => session.result(`${opts.interface} (${opts.source})`, { format: opts.source === "pcap" ? "live" : "ebpf", packets, bytes: 0, stoppedEarly: undefined, warnings: [] });
-  const render = (): string => renderTable(result(), { width: process.stdout.columns });
-  const timer = live ? setInterval(() => process.stdout.write(`\x1b[H\x1b[2J${render()}\n`), opts.interval * 1000) : undefined;
+  // On a terminal: as many flows as fit under the header and the anomaly lines.
+  const render = (fit: boolean): string => renderTable(result(), { width: process.stdout.columns, maxFlows: fit ? Math.max(5, (process.stdout.rows ?? 40) - 20) : undefined });
+  // Flows idle past --idle-timeout end once a second (packet times are wall-clock times).
+  const housekeeping = setInterval(() => session.endIdle(Date.now() / 1e3), 1000);
+  // The table is redrawn every --interval, or less often when drawing it takes long
+  // (many flows): at most a fifth of the time goes to drawing.
+  let redraw: NodeJS.Timeout | undefined;
+  const draw = (): void => {
+    const started = performance.now();
+    process.stdout.write(`\x1b[H\x1b[2J${render(true)}\n`);
+    redraw = setTimeout(draw, Math.max(opts.interval * 1000, 5 * (performance.now() - started)));
+  };
+  if (live) redraw = setTimeout(draw, opts.interval * 1000);
   const durationTimer = opts.duration ? setTimeout(done, opts.duration * 1000) : undefined;
   const onSignal = (): void => done();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   if (!live && !opts.quiet) process.stderr.write(`capturing on ${opts.interface} (${opts.source}); Ctrl-C to stop\n`);
   await finished;
-  if (timer) clearInterval(timer);
+  clearTimeout(redraw);
+  clearInterval(housekeeping);
   if (durationTimer) clearTimeout(durationTimer);
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
   const { dropped } = stop();
   if (!opts.quiet && opts.write !== "-") {
-    process.stdout.write(opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render()}\n`);
+    process.stdout.write(opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render(false)}\n`);
   }
   process.stderr.write(`${packets} ${opts.source === "pcap" ? "packets captured" : "records received"}, ${dropped} dropped by the kernel\n`);
 }
