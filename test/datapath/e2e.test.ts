@@ -133,8 +133,11 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       assert.ok(hold >= 20 * MS, `responder held ${hold} ns`);
       const sd = udp.serverDelayNs!.p50;
       // Above the hold the responder measured itself by what the stacks add (its wake-up
-      // and send): usually under 1 ms, up to 4 ms when this shared VM slows down.
-      assert.ok(sd >= hold && sd <= hold + 5 * MS, `server delay p50 ${sd} ns vs responder hold ${hold} ns`);
+      // and send): usually under 1 ms, up to 4 ms when this shared VM slows down. How slow
+      // it is shows in the responder's own 20 ms timer (held 28 ms in one CI run, when
+      // the stacks added 7.4 ms): the stacks may be late by as much again.
+      const slack = 5 * MS + Math.max(0, hold - 20 * MS);
+      assert.ok(sd >= hold && sd <= hold + slack, `server delay p50 ${sd} ns vs responder hold ${hold} ns`);
       const rtd = udp.roundTripDelayNs!.p50;
       // Never below what the bridges inject; above it by what a user-space bridge loses to
       // scheduling on this shared 2-core VM (usually 0.1 ms, once 2.3 ms in a CI run).
