@@ -12,9 +12,11 @@ export function analyzeCommand(): Command<[], { read: string; keys?: string; for
       `Read a pcap or pcapng capture (or stdin with -r -), decode every PDM option
 (RFC 8250, PDMv2 clear, PDMv2 protected) and report, per flow:
 
-  server delay       time the server took to answer        DeltaTLR of its response
-  round-trip delay   the network's share of one exchange  DeltaTLS - DeltaTLR
-  response time      what the client waited, end to end    DeltaTLS of its next packet
+  server delay      time the server took to answer      DeltaTLR
+  round-trip delay  the network's share of an exchange  DeltaTLS - DeltaTLR
+  response time     what the client waited, end to end  DeltaTLS
+
+(DeltaTLR from the server's answer, DeltaTLS from the client's next packet.)
 
 The figures come from the PDM fields, not from capture timestamps, so a capture
 taken at either end or mid-path gives the same answer. Protected options need

@@ -29,11 +29,14 @@ export function captureCommand() {
       `Capture on an interface and show, refreshed every second, the server delay,
 round-trip delay and response time of each flow carrying PDM.
 
-  --source pcap  (default) libpcap, like tcpdump: every IPv6 packet matching FILTER,
-                 optionally written to a pcap/pcapng file with -w.
-  --source ebpf  the records the attached PDM programs emit for each packet they
-                 stamp or read (pdm attach): no packet copies, lowest overhead, and
-                 nothing to write. Both directions are seen from this host.
+  --source pcap  (default) libpcap, like tcpdump: every IPv6 packet matching
+                 FILTER, optionally written to a pcap/pcapng file with -w.
+  --source ebpf  the records the attached PDM programs emit for each packet
+                 they stamp or read (pdm attach): no packet copies, lowest
+                 overhead, nothing to write. Both directions are seen here.
+
+A stamped packet's next header is Destination Options, so a filter such as
+"udp port 53" does not match it: use "ip6 protochain 17", or no filter.
 
 Stops on Ctrl-C, after -c packets or after --duration seconds, then prints the
 final table (unless -q) and how many packets the kernel dropped.
@@ -65,7 +68,7 @@ the packets with -w and run pdm analyze on the file.`,
       `
 Examples:
   pdm capture -i eth0                                # live table of every PDM flow
-  pdm capture -i eth0 -w trace.pcapng -c 10000 udp port 53
+  pdm capture -i eth0 -w trace.pcapng -c 10000 ip6 protochain 17
   pdm capture -i eth0 --source ebpf --duration 30     # after pdm attach -i eth0`,
     )
     .action(async (filter, opts) => {

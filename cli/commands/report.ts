@@ -11,11 +11,11 @@ export function reportCommand(): Command<[], { read: string; keys?: string; outp
   return new Command("report")
     .summary("write a self-contained HTML report with charts (and a PNG chart)")
     .description(
-      `Analyze a capture like 'pdm analyze' and write one HTML file that opens anywhere
-without a network: time series of server delay, round-trip delay and response time
-per flow, their distributions (CDF), the per-flow table and every counted anomaly.
-Chart.js is bundled inside the file. --png renders the response-time chart to a
-PNG image without a browser.`,
+      `Analyze a capture like 'pdm analyze' and write one HTML file that opens
+anywhere without a network: time series of server delay, round-trip delay and
+response time per flow, their distributions (CDF), the per-flow table and every
+counted anomaly. Chart.js is bundled inside the file. --png renders the
+response-time chart to a PNG image without a browser.`,
     )
     .requiredOption("-r, --read <file>", 'capture file (pcap or pcapng); "-" reads stdin')
     .option("-k, --keys <file>", "key log to open PDMv2 protected options")
