@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected profile-datapath clean
+.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live profile-datapath clean
 
 setup:
 	bash scripts/setup.sh
@@ -40,6 +40,10 @@ bench-aead:
 
 bench-protected:
 	node --import tsx bench/protected.bench.ts
+
+# Live capture's bounded analysis: memory per flow and speed against the file analysis.
+bench-live:
+	node --import tsx bench/live.bench.ts
 
 clean:
 	rm -rf out bench/out

@@ -79,17 +79,21 @@ class BucketCounts {
   }
 }
 
-/** The bucket of |v| > 0: the i with g^(i-1) < |v| <= g^i (the logarithm corrected at edges). */
-function bucketOf(magnitude: number): number {
-  let i = Math.ceil(Math.log(magnitude) / LOG_GAMMA);
-  if (GAMMA ** (i - 1) >= magnitude) i -= 1;
-  else if (GAMMA ** i < magnitude) i += 1;
-  return i;
-}
-
 /** Buckets of 1 ns and of 10,000 s: spare room is never allocated outside them. */
 const LOWEST_BUCKET = 0;
 const HIGHEST_BUCKET = Math.ceil(Math.log(1e13) / LOG_GAMMA);
+/** g^i for the buckets of real delays: the edge checks below read it instead of computing powers. */
+const UPPER_EDGE = Float64Array.from({ length: HIGHEST_BUCKET + 1 }, (_, i) => GAMMA ** i);
+const edge = (i: number): number => (i >= 0 && i <= HIGHEST_BUCKET ? UPPER_EDGE[i]! : GAMMA ** i);
+const INV_LOG_GAMMA = 1 / LOG_GAMMA;
+
+/** The bucket of |v| > 0: the i with g^(i-1) < |v| <= g^i (the logarithm corrected at edges). */
+function bucketOf(magnitude: number): number {
+  let i = Math.ceil(Math.log(magnitude) * INV_LOG_GAMMA);
+  if (edge(i - 1) >= magnitude) i -= 1;
+  else if (edge(i) < magnitude) i += 1;
+  return i;
+}
 
 /** What bucket i stands for: within RELATIVE_ACCURACY of everything it holds. */
 const valueOf = (i: number): number => (2 * GAMMA ** i) / (GAMMA + 1);
