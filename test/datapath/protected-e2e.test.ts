@@ -31,8 +31,8 @@ import {
 import { KeyInstaller, nativeBpf, oneGeneration, PIN } from "../../probes/index.ts";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../helpers/netns.ts";
-import { analyzeCapture, fileSource, readCapture, ipv6Offset } from "../../analyzer/index.ts";
-import { parseIpv6 } from "../../pdm/index.ts";
+import { analyzeCapture, fileSource, readCapture, ipv6Offset, type CapturedPacket } from "../../analyzer/index.ts";
+import { parseIpv6, type Ipv6Packet } from "../../pdm/index.ts";
 
 const skip = datapathSkipReason();
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
@@ -78,6 +78,24 @@ function attachProtected(
   );
   installer.start();
   return installer;
+}
+
+/**
+ * Every UDP packet of the capture `file`, parsed (the data-path tests send nothing else
+ * over UDP), with the frame it came in.
+ */
+async function forEachUdpPacket(file: string, visit: (v: Ipv6Packet, p: CapturedPacket) => void): Promise<void> {
+  const source = await fileSource(file);
+  try {
+    await readCapture(source, (p) => {
+      const at = ipv6Offset(p.linkType, p.data, p.data.length);
+      if (at < 0) return;
+      const v = parseIpv6(p.data, at);
+      if (v.ok && v.value.protocol === 17) visit(v.value, p);
+    });
+  } finally {
+    await source.close();
+  }
 }
 
 /**
@@ -132,18 +150,12 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       const layouts = new Map<string, number>();
       let withoutPdm = 0;
       let answersWithoutPdm = 0;
-      const source = await fileSource(file);
-      await readCapture(source, (p) => {
-        const at = ipv6Offset(p.linkType, p.data, p.data.length);
-        if (at < 0) return;
-        const v = parseIpv6(p.data, at);
-        if (!v.ok || v.value.protocol !== 17) return;
-        if (!v.value.pdm) {
+      await forEachUdpPacket(file, (v) => {
+        if (!v.pdm) {
           withoutPdm += 1;
-          if (v.value.sport === 7000) answersWithoutPdm += 1;
-        } else layouts.set(v.value.pdm.layout, (layouts.get(v.value.pdm.layout) ?? 0) + 1);
+          if (v.sport === 7000) answersWithoutPdm += 1;
+        } else layouts.set(v.pdm.layout, (layouts.get(v.pdm.layout) ?? 0) + 1);
       });
-      await source.close();
       assert.deepEqual([...layouts.keys()], ["v2-protected"], "only the protected layout on the wire");
       const stamped = layouts.get("v2-protected")!;
       console.log(`# coverage: ${stamped} of ${stamped + withoutPdm} UDP packets protected (${withoutPdm} left without PDM, before their key was installed)`);
@@ -200,14 +212,9 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       const lastF = new Map<string, number>();
       let repeats = 0;
       let unprotectedLate = 0;
-      const source = await fileSource(file);
-      await readCapture(source, (p) => {
-        const at = ipv6Offset(p.linkType, p.data, p.data.length);
-        if (at < 0) return;
-        const v = parseIpv6(p.data, at);
-        if (!v.ok || v.value.protocol !== 17) return;
-        const dir = `${v.value.sport}>${v.value.dport}`;
-        const o = v.value.pdm;
+      await forEachUdpPacket(file, (v) => {
+        const dir = `${v.sport}>${v.dport}`;
+        const o = v.pdm;
         if (!o) {
           // Sent before its key was installed: only before the direction's first sealed packet.
           if (lastF.has(dir)) unprotectedLate += 1;
@@ -222,7 +229,6 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
         set.add(pair);
         seen.set(dir, set);
       });
-      await source.close();
       assert.equal(repeats, 0, "no (Kri, Random Number) pair twice in a direction");
       assert.equal(unprotectedLate, 0, "no packet without PDM once a direction's packets are sealed");
       for (const [dir, k] of kris) assert.ok(k >= 5, `${dir}: ${k} rotations`);
@@ -308,22 +314,17 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       // directions are sealed again, beyond every Kri used before it.
       const aead = DEFAULT_AEAD === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305;
       const options = new Map<string, { t: number; kri: number; rn: number }[]>();
-      const source = await fileSource(file);
-      await readCapture(source, (p) => {
-        const at = ipv6Offset(p.linkType, p.data, p.data.length);
-        if (at < 0) return;
-        const v = parseIpv6(p.data, at);
-        if (!v.ok || v.value.pdm?.layout !== "v2-protected" || v.value.protocol !== 17) return;
-        const o = v.value.pdm;
+      await forEachUdpPacket(file, (v, p) => {
+        if (v.pdm?.layout !== "v2-protected") return;
+        const o = v.pdm;
         const address = (off: number) => Uint8Array.from(p.data.subarray(off, off + 16));
-        const sender: FlowTuple = { src: address(v.value.srcOffset), dst: address(v.value.dstOffset), sport: v.value.sport, dport: v.value.dport, proto: 17 };
+        const sender: FlowTuple = { src: address(v.srcOffset), dst: address(v.dstOffset), sport: v.sport, dport: v.dport, proto: 17 };
         let kri = -1;
         for (let k = o.fBit; k < 64 && kri < 0; k += 2) if (openProtectedOption(aead, stk(sender, k), k, o).ok) kri = k;
         assert.ok(kri >= 0, "every option opens under some Kri");
-        const dir = `${v.value.sport}>${v.value.dport}`;
+        const dir = `${v.sport}>${v.dport}`;
         options.set(dir, [...(options.get(dir) ?? []), { t: p.tsSec * 1e9 + p.tsNsec, kri, rn: o.randomNumber }]);
       });
-      await source.close();
       assert.equal(options.size, 2, "both directions protected");
       for (const [dir, list] of options) {
         const pairs = new Set(list.map((o) => `${o.kri}:${o.rn}`));
