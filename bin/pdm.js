@@ -19,7 +19,21 @@ async function loadMain() {
   return (await import("../cli/main.ts")).main;
 }
 
+/**
+ * Resolves once everything written to `stream` so far has reached the kernel. A pipe
+ * whose reader is slower than us holds the rest in Node's queue, and process.exit()
+ * would drop it (output cut at the pipe's 64 KiB, with exit status 0).
+ */
+function drained(stream) {
+  return new Promise((resolve) => {
+    if (stream.destroyed || !stream.writable) return resolve();
+    stream.once("error", resolve); // EPIPE: the reader left, nothing more can arrive
+    stream.write("", () => resolve());
+  });
+}
+
 const main = await loadMain();
-// Exit explicitly: native handles (libpcap, ring buffers) may outlive a finished
-// command. stdout/stderr are synchronous for files and pipes on Linux, so no output is lost.
-process.exit(await main(process.argv.slice(2)));
+const code = await main(process.argv.slice(2));
+await Promise.all([drained(process.stdout), drained(process.stderr)]);
+// Exit explicitly: native handles (libpcap, ring buffers) may outlive a finished command.
+process.exit(code);
