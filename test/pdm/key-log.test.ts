@@ -8,6 +8,7 @@ import {
   GlobalPointers,
   addressClass,
   KeyError,
+  KEY_LOG_LIMITS,
   formatIpv6Address,
   formatKeyLog,
   parseIpv6Address,
@@ -50,14 +51,61 @@ describe("key log", () => {
   it("names the line and the field of every mistake", () => {
     const good = formatKeyLog([entries[0]!]).trim();
     const cases: Array<[string, RegExp]> = [
-      ["PDMV3_SHARED a b c d", /line 1: unknown label "PDMV3_SHARED"/],
+      ["PDMV3_SHARED a b c d", /line 1: field 1 \(label\) is neither PDMV2_SHARED nor PDMV2_CLIENT$/],
       [good.replace(/ \S+$/, ""), /line 1: PDMV2_SHARED needs 4 fields, found 3/],
-      [good.replace("0101010101010101", "01"), /line 1: keyId must be 16 hex digits/],
+      [good.replace("0101010101010101", "01"), /line 1: field 2 \(keyId\) must be 16 hex digits/],
       [good.replace("0020:0001:0001", "0020:0001:0002"), /AEAD id 0x0002 is not allowed/],
-      [good.replace("0020:0001:0001", "20:1:1"), /suite "20:1:1"/],
-      [`\n${good.replace(/ (03){32}$/, ` ${"zz".repeat(32)}`)}`, /line 2: secret must be 64 hex digits/],
+      [good.replace("0020:0001:0001", "20:1:1"), /line 1: field 3 \(suite\) is not <kem>:<kdf>:<aead>/],
+      [`\n${good.replace(/ (03){32}$/, ` ${"zz".repeat(32)}`)}`, /line 2: field 5 \(secret\) must be 64 hex digits/],
     ];
     for (const [text, want] of cases) assert.throws(() => parseKeyLog(text), (e: unknown) => e instanceof KeyError && want.test(e.message));
+  });
+
+  it("never puts a field's text into an error: a comma-separated or column-swapped line keeps its secret out", () => {
+    const secret = "ab".repeat(32);
+    const salt = "cd".repeat(32);
+    const lines = [
+      `PDMV2_SHARED,0101010101010101,0020:0001:0001,${salt},${secret}`,
+      `PDMV2_SHARED 0101010101010101 ${secret} ${salt} 0020:0001:0001`,
+      `${secret} PDMV2_SHARED 0101010101010101 0020:0001:0001 ${salt}`,
+      `PDMV2_CLIENT 0404040404040404 0020:0001:0003 ${secret} ${salt} fd00::2`,
+      `PDMV2_CLIENT 0404040404040404 0020:0001:0003 fd00::2 ${salt} ${secret.slice(2)}`,
+    ];
+    for (const line of lines) {
+      assert.throws(
+        () => parseKeyLog(`# header\n${line}\n`),
+        (e: unknown) => {
+          assert.ok(e instanceof KeyError);
+          assert.match(e.message, /^key log line 2: field \d \(\w[\w-]*\)/);
+          for (const part of [secret, secret.slice(2, 34), salt.slice(0, 32)]) assert.ok(!e.message.includes(part), `secret in: ${e.message}`);
+          assert.equal(e.cause, undefined, "no cause carrying the text either");
+          return true;
+        },
+      );
+    }
+    assert.match((() => { try { parseKeyLog(lines[0]!); } catch (e) { return (e as Error).message; } return ""; })(), /separated by spaces, not commas/);
+  });
+
+  it("bounds a key log: an endless line, too many keys and a device are refused at once", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pdm-keylog-"));
+    try {
+      const started = Date.now();
+      assert.throws(() => readKeyLog("/dev/zero"), /line 1: longer than 1024 characters/);
+      const line = formatKeyLog([entries[0]!]);
+      const many = join(dir, "many.log");
+      writeFileSync(many, line.repeat(KEY_LOG_LIMITS.entries + 1));
+      assert.throws(() => readKeyLog(many), /more than 10000 keys \(line 10001\)/);
+      const huge = join(dir, "huge.log");
+      writeFileSync(huge, `${"#".repeat(1000)}\n`.repeat(25_000));
+      assert.throws(() => readKeyLog(huge), /larger than \d+ bytes, so not a key log/);
+      assert.throws(() => readKeyLog(dir), /cannot read key log .*: it is a directory/);
+      const full = join(dir, "full.log");
+      writeFileSync(full, line.repeat(KEY_LOG_LIMITS.entries));
+      assert.equal(readKeyLog(full).length, KEY_LOG_LIMITS.entries);
+      assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("writes 0600 even over an existing world-readable file, and reads back", () => {
