@@ -10,7 +10,7 @@ export { DEFAULT_LIVE_LIMITS, type LiveLimits, type LiveState } from "./live-flo
 export { renderTable, renderAnomalies } from "./format/table.ts";
 export { renderJson, renderCsv, renderSamplesCsv } from "./format/machine.ts";
 export { formatDuration, formatCount } from "./format/units.ts";
-export { readCapture, type CapturedPacket, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
+export { readCapture, MAX_INTERFACES, WARNING_EXAMPLES, type CapturedPacket, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
 export { fileSource, streamSource, bufferSource, type ByteSource } from "./capture/byte-source.ts";
 export { ipv6Offset, LINKTYPE, linkTypeName } from "./capture/link-layer.ts";
 export { openPcapWriter, openPcapngWriter, type CaptureWriter } from "./capture/writer.ts";

@@ -40,7 +40,29 @@ export interface CaptureSummary {
   bytes: number;
   /** Set when the read stopped early on damage; the packets before it were delivered. */
   stoppedEarly: CaptureWarning | undefined;
+  /** The first few warnings of each kind (WARNING_EXAMPLES), in file order. */
   warnings: CaptureWarning[];
+  /** Warnings beyond those listed: a hostile file may carry one per packet. */
+  warningsNotListed?: number;
+}
+
+/** How many warnings of one kind are kept as examples; the rest are only counted. */
+export const WARNING_EXAMPLES = 5;
+/**
+ * Interfaces one pcapng section may describe. Real captures have a few; a file with
+ * millions of Interface Description Blocks must not cost a table that size.
+ */
+export const MAX_INTERFACES = 65_536;
+
+/** Record a warning: listed while its kind has fewer than WARNING_EXAMPLES, else counted. */
+function warn(summary: CaptureSummary, listed: Map<string, number>, kind: string, warning: CaptureWarning): void {
+  const seen = listed.get(kind) ?? 0;
+  if (seen < WARNING_EXAMPLES) {
+    listed.set(kind, seen + 1);
+    summary.warnings.push(warning);
+  } else {
+    summary.warningsNotListed = (summary.warningsNotListed ?? 0) + 1;
+  }
 }
 
 export interface ReadOptions {
@@ -203,6 +225,7 @@ interface PcapngInterface {
 
 async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, options: ReadOptions, size: number | undefined): Promise<CaptureSummary> {
   const { summary, stop } = newSummary("pcapng", cur);
+  const listed = new Map<string, number>(); // warnings listed so far, by kind
   let le = true;
   let interfaces: PcapngInterface[] = [];
   // Byte-order readers for parseInterface, chosen once per section.
@@ -241,7 +264,8 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
     cur.pos = p + length; // the block is consumed whatever happens below
 
     if (blockType === 1) {
-      interfaces.push(parseInterface(buf, p, length, le ? u16le : u16be, le ? u32le : u32be, le));
+      if (interfaces.length < MAX_INTERFACES) interfaces.push(parseInterface(buf, p, length, le ? u16le : u16be, le ? u32le : u32be, le));
+      else warn(summary, listed, "interfaces", { offset: at, packet: summary.packets + 1, message: `more than ${MAX_INTERFACES} interfaces in one section; this one is ignored` });
       continue;
     }
     let iface: number;
@@ -276,7 +300,7 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
     }
     const info = interfaces[iface];
     if (!info) {
-      summary.warnings.push({ offset: at, packet: summary.packets + 1, message: `packet names interface ${iface}, which was never described; skipped` });
+      warn(summary, listed, "interface", { offset: at, packet: summary.packets + 1, message: `packet names interface ${iface}, which was never described; skipped` });
       continue;
     }
     if (info.micro) {

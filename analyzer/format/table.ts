@@ -72,5 +72,7 @@ export function renderAnomalies(result: AnalysisResult): string[] {
   for (const e of result.examples) out.push(`  e.g. packet ${e.number}: ${e.message}`);
   if (result.unsupportedLinkTypes.length) out.push(`  unsupported link types skipped: ${result.unsupportedLinkTypes.join(", ")}`);
   for (const w of result.capture.warnings) out.push(`warning: ${w.message} (at byte ${w.offset}, packet ${w.packet})${w === result.capture.stoppedEarly ? "; results cover the packets before it" : ""}`);
+  const notListed = result.capture.warningsNotListed ?? 0;
+  if (notListed) out.push(`warning: ${formatCount(notListed)} more warnings like those above, not listed`);
   return out;
 }
