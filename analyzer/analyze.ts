@@ -30,6 +30,8 @@ export interface AnalyzeOptions {
   threads?: number;
   /** Analyse only this shard's conversations (set by run-shards.ts in each worker). */
   shard?: Shard;
+  /** Keep implausible samples in the statistics (flow-table.ts IMPLAUSIBLE_SLACK_NS); counted either way. */
+  keepImplausible?: boolean;
 }
 
 /** Below this, starting threads costs more than it saves. */
@@ -64,8 +66,11 @@ export interface AnalysisResult {
   capture: CaptureSummary;
   counters: Counters & { nonIpv6: number; undecodable: number };
   malformedByCode: Record<string, number>;
-  examples: Array<{ number: number; message: string }>;
+  /** The first problems of the input by packet number, then the first implausible samples (kind "implausible"). */
+  examples: Array<{ number: number; message: string; kind?: "implausible" }>;
   unsupportedLinkTypes: string[];
+  /** Whether implausible samples were kept in the statistics (--keep-implausible). */
+  keptImplausible?: boolean;
   flows: FlowReport[];
   /** Per-sample series for charts: parallel arrays per flow id (empty in a live capture). */
   series: Map<string, FlowSeries>;
@@ -92,6 +97,7 @@ export class AnalysisSession {
   private readonly record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
 
   private readonly shard: Shard | undefined;
+  private readonly keepImplausible: boolean;
   /** Counts what belongs to no flow (non-IPv6, undecodable): the only or the first shard. */
   private readonly countsUnflowed: boolean;
 
@@ -103,9 +109,10 @@ export class AnalysisSession {
    * conversation keeps histograms instead of every sample, and flows end when idle
    * (endIdle) or when too many are tracked.
    */
-  constructor(options: { keyRing?: KeyRing; shard?: Shard; live?: LiveLimits } = {}) {
-    this.table = new FlowTable<SampleSink>({ keyRing: options.keyRing, newSamples: options.live ? () => new DelayHistograms() : () => new DelaySamples() });
+  constructor(options: { keyRing?: KeyRing; shard?: Shard; live?: LiveLimits; keepImplausible?: boolean } = {}) {
+    this.table = new FlowTable<SampleSink>({ keyRing: options.keyRing, keepImplausible: options.keepImplausible, newSamples: options.live ? () => new DelayHistograms() : () => new DelaySamples() });
     this.shard = options.shard && options.shard.count > 1 ? options.shard : undefined;
+    this.keepImplausible = options.keepImplausible ?? false;
     this.countsUnflowed = !this.shard || this.shard.index === 0;
     this.live = options.live && { limits: options.live, ended: new EndedFlows(options.live.listedFlows), endedIdle: 0, endedEarly: 0 };
   }
@@ -224,8 +231,9 @@ export class AnalysisSession {
       capture,
       counters: { ...this.table.counters, nonIpv6: this.nonIpv6, undecodable: this.undecodable },
       malformedByCode: Object.fromEntries([...this.table.malformedByCode].sort(([a], [b]) => (a < b ? -1 : 1))),
-      examples: firstExamples([...this.examples, ...this.table.firstMalformed]),
+      examples: firstExamples([...this.examples, ...this.table.firstMalformed, ...this.table.firstImplausible]),
       unsupportedLinkTypes: [...this.unsupported].map(linkTypeName),
+      ...(this.keepImplausible && { keptImplausible: true }),
       ...inReportOrder(flows, series),
       startSec,
       ...(live && {
@@ -242,9 +250,11 @@ export class AnalysisSession {
   }
 }
 
-/** The first five problems of the input, by packet number. */
+/** The first five problems of the input by packet number, then the first two implausible samples. */
 export function firstExamples(examples: AnalysisResult["examples"]): AnalysisResult["examples"] {
-  return examples.sort((a, b) => a.number - b.number).slice(0, 5);
+  const byNumber = (a: { number: number }, b: { number: number }): number => a.number - b.number;
+  const problems = examples.filter((e) => e.kind !== "implausible").sort(byNumber).slice(0, 5);
+  return [...problems, ...examples.filter((e) => e.kind === "implausible").sort(byNumber).slice(0, 2)];
 }
 
 /**
@@ -280,7 +290,7 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
     await source.close();
     return analyzeInShards(options, threads);
   }
-  const session = new AnalysisSession({ keyRing, shard: options.shard });
+  const session = new AnalysisSession({ keyRing, shard: options.shard, keepImplausible: options.keepImplausible });
   let capture: CaptureSummary;
   try {
     capture = await readCapture(source, (p) => session.addFrame(p), { onProgress: options.onProgress });

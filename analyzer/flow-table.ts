@@ -49,6 +49,8 @@ export interface Counters {
   reordered: number;
   /** Pairs that matched by PSNLR but not the previous packet: no sample. */
   unpaired: number;
+  /** Samples with a delay longer than the flow had been in the capture (IMPLAUSIBLE_SLACK_NS): kept out unless asked. */
+  implausible: number;
 }
 
 export const emptyCounters = (): Counters => ({
@@ -63,7 +65,18 @@ export const emptyCounters = (): Counters => ({
   lost: 0,
   reordered: 0,
   unpaired: 0,
+  implausible: 0,
 });
+
+/**
+ * How much longer than its flow had been seen in the capture a delay may be. Every
+ * delay of a sample ends at or before its packet's capture time and starts after the
+ * packet the client sent before it, which the capture saw unless the capture began
+ * in between: that one earlier request is what this allows for. A peer that writes
+ * its uptime as DeltaTLS (a published tc-BPF stamper does) reported a 2,290 s
+ * response time on a 2 s flow; such a sample is counted, shown and kept out.
+ */
+export const IMPLAUSIBLE_SLACK_NS = 1e9;
 
 /**
  * The stamps one direction sent recently, by PSNTP: what a packet of the other
@@ -175,6 +188,8 @@ export class Conversation<S extends SampleSink = DelaySamples> {
 
 export interface FlowTableOptions<S extends SampleSink> {
   keyRing?: KeyRing;
+  /** Keep samples whose delays exceed the flow's age in the capture (counted either way). */
+  keepImplausible?: boolean;
   /** A new conversation's sample store (default: exact rows, DelaySamples). */
   newSamples?: () => S;
 }
@@ -189,6 +204,7 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
   readonly counters = emptyCounters();
   readonly malformedByCode = new Map<string, number>();
   readonly firstMalformed: Array<{ number: number; message: string }> = [];
+  readonly firstImplausible: Array<{ number: number; message: string; kind: "implausible" }> = [];
 
   private readonly newSamples: () => S;
 
@@ -292,6 +308,16 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
     const responseTimeNs = decodeDeltaNs(fields.deltaTls, fields.scaleDtls);
     if (isUp) {
       const serverDelayNs = peer.sent.deltaTlrNsOf(answer);
+      const ageNs = r.timeNs - conversation.firstNs + IMPLAUSIBLE_SLACK_NS;
+      if (responseTimeNs > ageNs || serverDelayNs > ageNs) {
+        this.count(direction, "implausible");
+        if (this.firstImplausible.length < 2) {
+          const what = responseTimeNs >= serverDelayNs ? `response time ${seconds(responseTimeNs)}` : `server delay ${seconds(serverDelayNs)}`;
+          const age = seconds(r.timeNs - conversation.firstNs);
+          this.firstImplausible.push({ number: r.number, message: `${what} on a flow seen for ${age}: implausible, kept out of the statistics`, kind: "implausible" });
+        }
+        if (!this.options.keepImplausible) return;
+      }
       conversation.samples.add(r.timeNs, serverDelayNs, responseTimeNs - serverDelayNs, responseTimeNs);
     } else {
       conversation.reversePairs += 1;
@@ -412,3 +438,5 @@ function clientSideOf(first: FlowTuple): FlowTuple {
   if (first.sport < 1024 && first.dport >= 1024) return reverseFlow(first);
   return first;
 }
+
+const seconds = (ns: number): string => `${(ns / 1e9).toFixed(3)} s`;

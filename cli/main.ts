@@ -63,6 +63,13 @@ export async function main(argv: string[]): Promise<number> {
       if (e.hint) process.stderr.write(`  ${e.hint}\n`);
       return e instanceof UsageError ? 2 : 1;
     }
+    // A system call that failed where no command expected it (a disk error, a full
+    // disk): one sentence naming the call and the file, not a stack trace.
+    const errno = e as NodeJS.ErrnoException;
+    if (typeof errno?.code === "string" && /^E[A-Z0-9]+$/.test(errno.code) && errno.syscall) {
+      process.stderr.write(`pdm: ${errno.syscall} failed: ${errno.code}${errno.path ? ` (${errno.path})` : ""}\n`);
+      return 1;
+    }
     throw e;
   }
 }

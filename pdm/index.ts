@@ -15,5 +15,6 @@ export * from "./key-schedule.ts";
 export * from "./aead.ts";
 export * from "./sealer.ts";
 export * from "./key-log.ts";
+export * from "./secret-file.ts";
 export * from "./key-ring.ts";
 export * from "./opener.ts";

@@ -7,9 +7,10 @@
 // IPv6 text (RFC 5952) and read as text or as 32 hex digits. Blank lines and lines
 // starting with '#' are ignored. The file is written 0600 and its contents never logged.
 
-import { closeSync, fchmodSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { formatIpv6Address, parseIpv6Address } from "./address.ts";
 import { KeyError, PdmError } from "./errors.ts";
+import { writeSecretFile } from "./secret-file.ts";
 import { KEY_ID_LENGTH, SECRET_LENGTH, aeadKeyLength, hex4, kdfDigest, type Suite } from "./key-schedule.ts";
 
 export type KeyLogEntry =
@@ -153,15 +154,10 @@ export function readKeyLog(path: string): KeyLogEntry[] {
   return parseKeyLog(text, path);
 }
 
-/** Write a key log readable by its owner only (0600), also when the file already existed. */
-export function writeKeyLog(path: string, entries: KeyLogEntry[]): void {
-  // Tighten the mode before a single secret byte is written, even if the file existed.
-  const fd = openSync(path, "w", 0o600);
-  try {
-    fchmodSync(fd, 0o600);
-    ftruncateSync(fd, 0);
-    writeSync(fd, formatKeyLog(entries));
-  } finally {
-    closeSync(fd);
-  }
+/**
+ * Write a key log readable by its owner only (0600), never through a symbolic link
+ * (secret-file.ts). An existing file is replaced only with `replace`.
+ */
+export function writeKeyLog(path: string, entries: KeyLogEntry[], options: { replace?: boolean } = {}): void {
+  writeSecretFile(path, formatKeyLog(entries), { replace: options.replace, what: "key log" });
 }

@@ -108,6 +108,8 @@ class Cursor {
   end = 0;
   private base = 0; // file offset of buf[0]
   private eof = false;
+  /** Set when the source failed (EIO, ...): the input ended there. */
+  readError: string | undefined;
   constructor(private readonly source: ByteSource) {}
 
   get offset(): number {
@@ -132,7 +134,15 @@ class Cursor {
       this.buf = bigger;
     }
     while (this.end < n && !this.eof) {
-      const got = await this.source.read(this.buf, this.end, this.buf.length - this.end);
+      let got: number;
+      try {
+        got = await this.source.read(this.buf, this.end, this.buf.length - this.end);
+      } catch (e) {
+        // A disk or device error mid-file: what was read is delivered, the rest is
+        // reported as unreadable (readCapture), like damage.
+        this.readError = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+        got = 0;
+      }
       if (got === 0) this.eof = true;
       else this.end += got;
     }
@@ -143,16 +153,29 @@ class Cursor {
 /** Read a whole capture, calling `onPacket` for every record in file order. */
 export async function readCapture(source: ByteSource, onPacket: (p: CapturedPacket) => void, options: ReadOptions = {}): Promise<CaptureSummary> {
   const cur = new Cursor(source);
-  if (!(await cur.need(4))) throw new CaptureError("not a capture file: fewer than 4 bytes", { hint: "Check the path; an empty file has no packets." });
+  if (!(await cur.need(4))) {
+    if (cur.readError) throw new CaptureError(`cannot read the capture: ${cur.readError}`);
+    throw new CaptureError("not a capture file: fewer than 4 bytes", { hint: "Check the path; an empty file has no packets." });
+  }
   const magicLe = cur.buf.readUInt32LE(0);
   const magicBe = cur.buf.readUInt32BE(0);
-  if (magicBe === PCAPNG_SHB) return readPcapng(cur, onPacket, options, source.size);
+  if (magicBe === PCAPNG_SHB) return withReadError(cur, await readPcapng(cur, onPacket, options, source.size));
   if ([PCAP_MAGIC_US, PCAP_MAGIC_NS].includes(magicLe) || [PCAP_MAGIC_US, PCAP_MAGIC_NS].includes(magicBe)) {
-    return readPcap(cur, onPacket, options, source.size);
+    return withReadError(cur, await readPcap(cur, onPacket, options, source.size));
   }
   throw new CaptureError(`not a pcap or pcapng file (magic 0x${magicBe.toString(16).padStart(8, "0")})`, {
     hint: "Write captures with tcpdump -w, tshark -w or pdm capture -w.",
   });
+}
+
+/** A read that ended on a source error says so, in place of whatever the cut-off looked like. */
+function withReadError(cur: Cursor, summary: CaptureSummary): CaptureSummary {
+  if (!cur.readError) return summary;
+  const warning = { offset: cur.offset, packet: summary.packets + 1, message: `read error (${cur.readError}) at byte ${cur.offset}` };
+  summary.warnings = summary.warnings.filter((w) => w !== summary.stoppedEarly);
+  summary.stoppedEarly = warning;
+  summary.warnings.push(warning);
+  return summary;
 }
 
 function progress(options: ReadOptions, cur: Cursor, size: number | undefined, state: { next: number }): void {

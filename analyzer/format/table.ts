@@ -62,6 +62,7 @@ export function renderAnomalies(result: AnalysisResult): string[] {
     [c.replay, "replayed protected options (not reported)"],
     [c.noKey, "protected options without a matching key (give --keys)"],
     [c.gsoRepeats, "GSO segment repeats (counted once)"],
+    [c.implausible, `samples with a delay longer than their flow had been in the capture${result.keptImplausible ? " (kept, as asked)" : " (not reported; --keep-implausible keeps them)"}`],
     [c.lost, "packets lost before the capture point (PSNTP gaps)"],
     [c.reordered, "late packets (reordering)"],
     [c.unpaired, "responses not answering the previous packet (no sample)"],

@@ -13,6 +13,7 @@ import { emptyCounters } from "../flow-table.ts";
 export interface ShardJob {
   input: string;
   keysPath: string | undefined;
+  keepImplausible: boolean | undefined;
   shard: Shard;
   /** In source mode: the .ts entry the bootstrap imports. */
   entry?: string;
@@ -54,7 +55,7 @@ function runShard(job: ShardJob, onProgress: AnalyzeOptions["onProgress"], worke
 
 /** Analyse `options.input` (a file) on `threads` worker threads and merge their results. */
 export async function analyzeInShards(options: AnalyzeOptions, threads: number): Promise<AnalysisResult> {
-  const jobs = Array.from({ length: threads }, (_, index): ShardJob => ({ input: options.input, keysPath: options.keysPath, shard: { index, count: threads } }));
+  const jobs = Array.from({ length: threads }, (_, index): ShardJob => ({ input: options.input, keysPath: options.keysPath, keepImplausible: options.keepImplausible, shard: { index, count: threads } }));
   const workers: Worker[] = [];
   try {
     const parts = await Promise.all(jobs.map((job) => runShard(job, options.onProgress, workers)));
@@ -84,6 +85,7 @@ export function mergeShardResults(parts: AnalysisResult[]): AnalysisResult {
     malformedByCode: Object.fromEntries(Object.entries(malformedByCode).sort(([a], [b]) => (a < b ? -1 : 1))),
     examples: firstExamples(parts.flatMap((p) => p.examples)),
     unsupportedLinkTypes: [...unsupported],
+    ...(first.keptImplausible && { keptImplausible: true }),
     ...inReportOrder(
       parts.flatMap((p) => p.flows),
       series,

@@ -13,6 +13,7 @@ try {
   const result = await analyzeCapture({
     input: job.input,
     keysPath: job.keysPath,
+    keepImplausible: job.keepImplausible,
     shard: job.shard,
     threads: 1,
     onProgress: job.shard.index === 0 ? (read, total) => post({ type: "progress", read, total }) : undefined,

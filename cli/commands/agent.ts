@@ -18,9 +18,9 @@ every file is written with mode 0600.`,
   ca.addCommand(
     new Command("init")
       .description("create the CA key and certificate (DIR/ca.key, DIR/ca.crt)")
-      .requiredOption("--dir <dir>", "directory for the CA (created 0700)")
+      .requiredOption("--dir <dir>", "directory for the CA (made 0700; an existing one is set to 0700)")
       .option("--name <cn>", "the CA's common name", "pdm deployment CA")
-      .option("--days <n>", "validity in days", (v) => Number(v), 3650)
+      .option("--days <n>", "validity in days (1 to 36500)", (v) => Number(v), 3650)
       .option("--force", "replace an existing CA (certificates it issued stop working)")
       .action(async (opts) => {
         const { initCa } = await loadAgent();
@@ -36,7 +36,8 @@ every file is written with mode 0600.`,
       .requiredOption("--addr <ip...>", "the holder's addresses; the first IPv6 one is a reader client's PDM address")
       .requiredOption("-o, --out <prefix>", "output path without extension")
       .option("--name <cn>", "common name (default: role and first address)")
-      .option("--days <n>", "validity in days", (v) => Number(v), 365)
+      .option("--days <n>", "validity in days (1 to 36500)", (v) => Number(v), 365)
+      .option("--force", "replace existing OUT.crt and OUT.key")
       .addHelpText(
         "after",
         `
@@ -55,6 +56,7 @@ Example, a writer pair and one reader of each kind:
           addresses: opts.addr,
           name: opts.name,
           days: opts.days,
+          force: opts.force,
         });
         process.stdout.write(`certificate ${files.cert}\nkey         ${files.key} (0600)\n`);
       }) as unknown as Command,
@@ -125,13 +127,14 @@ writer client exports). Use the file with \`pdm analyze --keys\`.`,
       .requiredOption("--cert <file>", "this analyzer's certificate")
       .requiredOption("--key <file>", "this analyzer's private key")
       .option("--client <ipv6>", "only the ClientSecret of this reader client")
-      .requiredOption("-o, --out <file>", "key log to write (0600)")
+      .requiredOption("-o, --out <file>", "key log to write (0600; never through a symbolic link)")
+      .option("--force", "replace an existing key log")
       .action(async (opts) => {
         const { fetchKeyLog, parseEndpoint } = await loadAgent();
         const at = parseEndpoint(opts.writer, "--writer");
         const client = opts.client ? parseIpv6Address(opts.client) : undefined;
         const entries = await fetchKeyLog(at, { ca: opts.ca, cert: opts.cert, key: opts.key }, client);
-        writeKeyLog(opts.out, entries);
+        writeKeyLog(opts.out, entries, { replace: opts.force });
         const scope = client ? `ClientSecret of ${formatIpv6Address(client)}` : "SharedSecret";
         process.stdout.write(`wrote ${entries.length} generation(s), ${scope}, to ${opts.out} (0600)\n`);
       }) as unknown as Command,

@@ -5,7 +5,7 @@ import { renderCsv, renderJson, renderSamplesCsv, renderTable } from "../../anal
 import { UsageError } from "../../pdm/index.ts";
 import { analyzeWithProgress, parseThreads } from "../progress.ts";
 
-export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string; samples?: true; threads?: number }> {
+export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string; samples?: true; threads?: number; keepImplausible?: true }> {
   return new Command("analyze")
     .summary("per-flow server delay, round-trip delay and response time from a capture")
     .description(
@@ -29,6 +29,7 @@ check are counted, never reported.`,
     .option("--flow <filter>", "only flows whose address, port or transport contains this text")
     .option("--samples", "with -f json or csv: every sample (time and the three delays) instead of per-flow statistics")
     .option("-j, --threads <n>", "worker threads (default: one per core with --keys on files of 8 MiB or more, else 1)", parseThreads)
+    .option("--keep-implausible", "keep samples whose delay exceeds the time their flow was seen (counted either way)")
     .addHelpText(
       "after",
       `
@@ -39,7 +40,7 @@ Examples:
   pdm analyze -r capture.pcapng -f csv --samples > samples.csv`,
     )
     .action(async (opts) => {
-      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys, threads: opts.threads });
+      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys, threads: opts.threads, keepImplausible: opts.keepImplausible });
       if (opts.flow) {
         const filter = opts.flow;
         result.flows = result.flows.filter((f) => `${f.transport} ${f.client} ${f.clientPort} ${f.server} ${f.serverPort}`.includes(filter));

@@ -266,7 +266,12 @@ export class Agent extends EventEmitter<AgentEvents> {
         salt: x.salt,
         secret: x.sharedSecret,
       }));
-      writeKeyLog(this.config.keyLog, entries);
+      try {
+        writeKeyLog(this.config.keyLog, entries, { replace: true }); // our own file, rewritten each generation
+      } catch (e) {
+        // A refused path (a symbolic link planted there) must not stop key distribution.
+        this.log.log("error", "key-log-not-written", { file: this.config.keyLog, reason: (e as Error).message });
+      }
     }
     this.emit("generation", g);
   }

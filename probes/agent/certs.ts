@@ -8,10 +8,10 @@
 import "reflect-metadata"; // @peculiar/x509 uses tsyringe, which needs the Reflect polyfill
 import * as x509 from "@peculiar/x509";
 import { X509Certificate, randomBytes, webcrypto } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
-import { UsageError, parseIpv6Address } from "../../pdm/index.ts";
+import { UsageError, parseIpv6Address, writeSecretFile } from "../../pdm/index.ts";
 import { ROLES, type Role } from "./messages.ts";
 
 x509.cryptoProvider.set(webcrypto as unknown as webcrypto.Crypto);
@@ -29,9 +29,28 @@ export function caFiles(dir: string): CaFiles {
   return { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") };
 }
 
-function writePrivate(path: string, text: string): void {
-  writeFileSync(path, text, { mode: 0o600 });
-  chmodSync(path, 0o600); // an existing file keeps its old mode otherwise
+function writePrivate(path: string, text: string, replace: boolean | undefined, what: string): void {
+  writeSecretFile(path, text, { replace, what });
+}
+
+/** Days of validity as given on the command line: a whole number from 1 to 100 years' worth. */
+export function checkDays(days: number | undefined, field = "--days"): void {
+  if (days === undefined) return;
+  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
+    throw new UsageError(`${field} must be a whole number of days from 1 to ${MAX_DAYS}, got ${String(days).slice(0, 20)}`);
+  }
+}
+const MAX_DAYS = 36_500;
+
+/**
+ * The CA's directory, made 0700, or an existing one tightened to 0700; a symbolic
+ * link or something other than a directory is refused (the CA key goes there).
+ */
+function privateDirectory(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(dir);
+  if (stat.isSymbolicLink() || !stat.isDirectory()) throw new UsageError(`${dir} is not a directory of its own (a symbolic link or a file): the CA key is not written there`);
+  if ((stat.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
 
 async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
@@ -53,10 +72,11 @@ export interface CaInitOptions {
 /** `pdm ca init`: a self-signed CA key and certificate in `dir`. */
 export async function initCa(dir: string, options: CaInitOptions = {}): Promise<CaFiles> {
   const files = caFiles(dir);
+  checkDays(options.days);
   if (existsSync(files.key) && !options.force) {
     throw new UsageError(`${files.key} already exists`, { hint: "Use --force to replace the CA (every certificate it issued stops working)." });
   }
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  privateDirectory(dir);
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -72,8 +92,8 @@ export async function initCa(dir: string, options: CaInitOptions = {}): Promise<
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  writePrivate(files.key, await exportKey(keys.privateKey));
-  writePrivate(files.cert, cert.toString("pem"));
+  writePrivate(files.key, await exportKey(keys.privateKey), options.force, "CA key");
+  writePrivate(files.cert, cert.toString("pem"), options.force, "CA certificate");
   return files;
 }
 
@@ -83,6 +103,8 @@ export interface IssueOptions {
   addresses: string[];
   name?: string;
   days?: number;
+  /** Replace existing OUT.crt / OUT.key files. */
+  force?: boolean;
   /** For tests of refusal: a validity window that is already over. */
   notBefore?: Date;
   notAfter?: Date;
@@ -93,6 +115,7 @@ export async function issueCertificate(caDir: string, out: string, options: Issu
   if (!ROLES.includes(options.role)) throw new UsageError(`role "${options.role}" is not one of ${ROLES.join(", ")}`);
   if (options.addresses.length === 0) throw new UsageError("a role certificate needs at least one --addr");
   for (const a of options.addresses) if (isIP(a) === 0) throw new UsageError(`--addr "${a}" is not an IP address`);
+  checkDays(options.days);
   const files = caFiles(caDir);
   if (!existsSync(files.key)) throw new UsageError(`no CA in ${caDir}`, { hint: `Run "pdm ca init --dir ${caDir}" first.` });
   const ca = new x509.X509Certificate(readFileSync(files.cert, "utf8"));
@@ -121,8 +144,12 @@ export async function issueCertificate(caDir: string, out: string, options: Issu
     ],
   });
   const result = { cert: `${out}.crt`, key: `${out}.key` };
-  writePrivate(result.key, await exportKey(keys.privateKey));
-  writePrivate(result.cert, cert.toString("pem"));
+  for (const path of [result.key, result.cert]) {
+    // Both are checked before either is written: no half-replaced pair.
+    if (existsSync(path) && !options.force) throw new UsageError(`${path} already exists`, { hint: "Use --force to replace it, or choose another -o." });
+  }
+  writePrivate(result.key, await exportKey(keys.privateKey), options.force, "private key");
+  writePrivate(result.cert, cert.toString("pem"), options.force, "certificate");
   return result;
 }
 

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { analyzeCapture } from "../../analyzer/index.ts";
+import { analyzeCapture, readCapture, type ByteSource } from "../../analyzer/index.ts";
+import { spawnSync } from "node:child_process";
 
 const dir = join(import.meta.dirname, "..", "..", "fixtures", "captures");
 let tmp: string;
@@ -77,3 +78,34 @@ describe("malformed options", () => {
   });
 });
 
+
+describe("read errors", () => {
+  it("a source that fails mid-file: the packets before it, and the error named where it happened", async () => {
+    const bytes = readFileSync(join(dir, "rfc8250-udp.pcap"));
+    const failAt = Math.floor(bytes.length / 2);
+    let at = 0;
+    const failing: ByteSource = {
+      size: bytes.length,
+      async read(target, offset, length) {
+        if (at >= failAt) throw Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" });
+        const n = Math.min(length, failAt - at, 4096);
+        target.set(bytes.subarray(at, at + n), offset);
+        at += n;
+        return n;
+      },
+      async close() {},
+    };
+    let packets = 0;
+    const summary = await readCapture(failing, () => (packets += 1));
+    assert.ok(packets > 100, `${packets} packets before the error`);
+    assert.equal(summary.packets, packets);
+    assert.match(summary.stoppedEarly?.message ?? "", /^read error \(EIO\) at byte \d+$/);
+    assert.equal(summary.warnings.length, 1, "the read error replaces the cut-off it caused");
+  });
+
+  it("pdm analyze on an unreadable file says so in one sentence", () => {
+    const r = spawnSync(process.execPath, [join(dir, "..", "..", "bin", "pdm.js"), "analyze", "-r", "/proc/self/mem"], { encoding: "utf8" });
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, "pdm: cannot read the capture: EIO\n");
+  });
+});

@@ -5,7 +5,7 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseKeyLog } from "../../pdm/index.ts";
@@ -41,6 +41,40 @@ describe("pdm ca, agent and keys export", () => {
     r = pdm("ca", "issue", "--dir", ca, "--role", "reader-server", "--addr", "not-an-ip", "-o", join(dir, "x"));
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--addr "not-an-ip" is not an IP address/);
+  });
+
+  it("checks --days, tightens an existing CA directory, and never writes keys through a link", () => {
+    const ca = join(dir, "ca2");
+    mkdirSync(ca, { mode: 0o755 });
+    chmodSync(ca, 0o755);
+    let r = pdm("ca", "init", "--dir", ca);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(statSync(ca).mode & 0o777, 0o700, "an existing CA directory is set to 0700");
+    for (const days of ["abc", "1e9", "-1", "0", "2.5"]) {
+      r = pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, `days-${days}`), "--days", days);
+      assert.equal(r.status, 2, `--days ${days}: ${r.stderr}`);
+      assert.match(r.stderr, /--days must be a whole number of days from 1 to 36500/);
+      r = pdm("ca", "init", "--dir", join(dir, `ca-days-${days}`), "--days", days);
+      assert.equal(r.status, 2, `ca init --days ${days}`);
+    }
+    r = pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "a2"), "--days", "30");
+    assert.equal(r.status, 0, r.stderr);
+    r = pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "a2"));
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /a2\.key already exists/);
+    assert.equal(pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "a2"), "--force").status, 0);
+
+    const victim = join(dir, "victim2.txt");
+    writeFileSync(victim, "keep\n", { mode: 0o644 });
+    symlinkSync(victim, join(dir, "linked.key"));
+    r = pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "linked"), "--force");
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /linked\.key is a symbolic link/);
+    assert.equal(readFileSync(victim, "utf8"), "keep\n");
+    symlinkSync(ca, join(dir, "ca-link"));
+    r = pdm("ca", "init", "--dir", join(dir, "ca-link"), "--force");
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /ca-link is not a directory of its own/);
   });
 
   it("names the field of a bad config", () => {
@@ -88,6 +122,36 @@ describe("pdm ca, agent and keys export", () => {
     assert.equal(entries.length, 1);
     assert.ok(wsLog.includes(`keyId=${Buffer.from(entries[0]!.keyId).toString("hex")}`), "the exported generation is the registered one");
     assert.ok(!wsLog.includes(Buffer.from(entries[0]!.secret).toString("hex")), "the secret is not in the log");
+
+    // The key log is never written through a symbolic link, over an existing file
+    // (without --force), into a missing directory or onto a directory.
+    const exportTo = (target: string, ...extra: string[]) =>
+      pdm("keys", "export", "--writer", `[::1]:${port}`, "--ca", join(dir, "ca/ca.crt"), "--cert", join(dir, "an.crt"), "--key", join(dir, "an.key"), "-o", target, ...extra);
+    const victim = join(dir, "victim.txt");
+    writeFileSync(victim, "someone else's file\n", { mode: 0o644 });
+    const link = join(dir, "link.log");
+    symlinkSync(victim, link);
+    let bad = exportTo(link);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /^pdm: .*link\.log is a symbolic link: a key log is never written through one\n/);
+    bad = exportTo(link, "--force");
+    assert.equal(bad.status, 2, "--force does not follow a link either");
+    assert.equal(readFileSync(victim, "utf8"), "someone else's file\n");
+    assert.equal(statSync(victim).mode & 0o777, 0o644, "the victim's mode is unchanged");
+    bad = exportTo(out);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /keys\.log already exists\n  Use --force/);
+    assert.equal(exportTo(out, "--force").status, 0);
+    for (const [target, why] of [
+      [join(dir, "missing", "k.log"), /cannot write the key log .*: the directory .*missing does not exist\n/],
+      [dir, /cannot write the key log .*: it is a directory\n/],
+    ] as const) {
+      bad = exportTo(target);
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.match(bad.stderr, why);
+      assert.doesNotMatch(bad.stderr, /\n\s+at /, "no stack trace");
+    }
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".tmp")), [], "no temporary file left behind");
 
     // A writer client's certificate is not an analyzer's.
     const refused = pdm("keys", "export", "--writer", `[::1]:${port}`, "--ca", join(dir, "ca/ca.crt"), "--cert", join(dir, "wc.crt"), "--key", join(dir, "wc.key"), "-o", join(dir, "no.log"));

@@ -90,7 +90,7 @@ describe("pdm CLI", () => {
     assert.match(notCapture.stderr, /not a pcap or pcapng file/);
     const badKeys = pdm("analyze", "-r", join(captures, "v2-protected.pcapng"), "-k", join(root, "package.json"));
     assert.equal(badKeys.code, 1);
-    assert.match(badKeys.stderr, /package.json line 1: unknown label "\{"/);
+    assert.match(badKeys.stderr, /package.json line 1: field 1 \(label\) is neither PDMV2_SHARED nor PDMV2_CLIENT/);
     const badFormat = pdm("analyze", "-r", "x", "-f", "xml");
     assert.notEqual(badFormat.code, 0);
     assert.match(badFormat.stderr, /Allowed choices are table, json, csv/);

@@ -113,7 +113,8 @@ describe("key log", () => {
     try {
       const path = join(dir, "keys.log");
       writeFileSync(path, "old", { mode: 0o644 });
-      writeKeyLog(path, entries);
+      assert.throws(() => writeKeyLog(path, entries), /already exists/);
+      writeKeyLog(path, entries, { replace: true });
       assert.equal(statSync(path).mode & 0o777, 0o600);
       assert.deepEqual(readKeyLog(path), entries);
       assert.ok(!readFileSync(path, "utf8").includes("old"));
