@@ -12,6 +12,8 @@ import { messageToJson, parseMessage, type Message, type MessageOf, type Message
 /** Frames larger than this are refused: every real message is well under 8 KiB. */
 export const MAX_FRAME_BYTES = 64 * 1024;
 export const DEFAULT_RECEIVE_TIMEOUT_MS = 10_000;
+/** The protocol's limit on an error reply's message (messages.ts parses no longer one). */
+const MAX_ERROR_MESSAGE = 500;
 
 export function encodeFrame(m: Message): Buffer {
   const body = Buffer.from(JSON.stringify(messageToJson(m)), "utf8");
@@ -79,7 +81,7 @@ export abstract class Channel {
   /** Send an `error` reply naming the refusal, then close. */
   refuse(e: RegistrationError): void {
     try {
-      this.send({ type: "error", code: e.code, message: e.message });
+      this.send({ type: "error", code: e.code, message: e.message.slice(0, MAX_ERROR_MESSAGE) });
     } catch {
       // the peer is already gone: nothing to tell it
     }
@@ -147,9 +149,14 @@ export class StreamChannel extends Channel {
       try {
         messages = this.decoder.push(chunk);
       } catch (e) {
-        const err = e as RegistrationError;
-        this.refuse(err); // a bad frame ends the connection: nothing after it can be trusted
+        // A bad frame ends the connection: nothing after it can be trusted. The reason
+        // goes to the peer and is what a waiting receive (and so the log) sees; fail
+        // first, or closing would record "closed" in its place.
+        const err = e instanceof RegistrationError ? e : new RegistrationError("malformed-message", "frame could not be read");
+        const reply = encodeFrame({ type: "error", code: err.code, message: err.message.slice(0, MAX_ERROR_MESSAGE) });
         this.fail(err);
+        this.stream.write(reply);
+        this.end();
         return;
       }
       for (const m of messages) this.deliver(m);

@@ -240,7 +240,7 @@ export function parseMessage(value: unknown): Message {
   const f = new Fields(value as Record<string, unknown>, "");
   const v = f.raw("v");
   if (v !== PROTOCOL_VERSION) {
-    throw new RegistrationError("unsupported-version", `v: this agent speaks protocol version ${PROTOCOL_VERSION}, the peer sent ${JSON.stringify(v)}`);
+    throw new RegistrationError("unsupported-version", `v: this agent speaks protocol version ${PROTOCOL_VERSION}, the peer sent ${describeValue(v)}`);
   }
   const type = f.string("type", 32);
   switch (type) {
@@ -294,8 +294,20 @@ export function parseMessage(value: unknown): Message {
     case "error":
       return { type, code: f.string("code", 64), message: f.string("message", 500) };
     default:
-      throw new RegistrationError("malformed-message", `type: unknown message type ${JSON.stringify(type).slice(0, 40)}`);
+      throw new RegistrationError("malformed-message", `type: unknown message type ${describeValue(type)}`);
   }
+}
+
+/**
+ * A peer's value, for an error message: a short number or string as it is, anything
+ * else by its kind. Never the whole value (it may be 60 KB) and never by recursion
+ * (a deeply nested array would overflow the stack).
+ */
+function describeValue(v: unknown): string {
+  if (typeof v === "number") return String(v).slice(0, 24);
+  if (typeof v === "string") return v.length <= 24 ? JSON.stringify(v) : `a string of ${v.length} characters`;
+  if (Array.isArray(v)) return "an array";
+  return v === null ? "null" : `a value of type ${typeof v}`;
 }
 
 export function describeSuite(s: Suite): string {

@@ -84,11 +84,19 @@ describe("registration agent refusals", () => {
       [frame(JSON.stringify({ v: 2, type: "hello" })), "unsupported-version", /protocol version 1/],
       [frame(JSON.stringify({ v: 1, type: "launch" })), "malformed-message", /unknown message type/],
       [Buffer.from([0x7f, 0xff, 0xff, 0xff]), "malformed-message", /larger than the 65536-byte limit/],
+      // A version the agent must not echo: deeply nested (its text overflowed the stack) or 60 KB long.
+      [frame(`{"v":${"[".repeat(30_000)}${"]".repeat(30_000)},"type":"hello"}`), "unsupported-version", /the peer sent an array$/],
+      [frame(JSON.stringify({ v: "x".repeat(60_000), type: "hello" })), "unsupported-version", /the peer sent a string of 60000 characters$/],
     ];
     for (const [bytes, code, detail] of cases) {
       const { channel, socket } = await rawConnect(ws.port!, wcCert);
       socket.write(bytes);
-      await expectRefusal(channel, code, detail);
+      const reply = await channel.receive(["error"], 5000);
+      assert.equal(reply.code, code, `refusal code (message: ${reply.message})`);
+      assert.match(reply.message, detail);
+      assert.ok(reply.message.length <= 500, "within the protocol's 500 characters");
+      // The reason reaches the agent's log too, not just "closed".
+      await eventually(`log line for ${code}`, () => d.logs.get(ws)!.some((l) => l.includes("refused") && l.includes(`code=${code}`) && detail.test(l.replace(/"$/, ""))));
     }
   });
 
