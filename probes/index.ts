@@ -11,7 +11,7 @@ export { decodeEvent, eventOption, eventToRecord, eventKtimeNs, openEventStream 
 export type { KernelEvent, EventStream } from "./events.ts";
 export { nativeBpf, bpfObjectPath, aesDataPathUnavailable, NATIVE_PATH, BPF_OBJECT_PATH, BPF_GCM_OBJECT_PATH } from "./native.ts";
 export type { NativeBpf } from "./native.ts";
-export { interfaceInfo, currentNetns, isBpffs } from "./system.ts";
+export { interfaceInfo, currentNetns, isBpffs, ensureBpffs } from "./system.ts";
 export { openLiveCapture } from "./pcap-source.ts";
 export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";
 export { packageRoot } from "./package-root.ts";

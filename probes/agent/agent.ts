@@ -10,7 +10,10 @@
 // A reader role next to its own writer role is fed in-process (same messages, no TLS).
 
 import { EventEmitter } from "node:events";
+import type net from "node:net";
 import tls from "node:tls";
+import { AdmissionGate, type AdmissionStats } from "./admission.ts";
+import { RenewalLimiter, type RenewalLimiterStats } from "./renewal-limiter.ts";
 import { type KeyLogEntry, formatIpv6Address, writeKeyLog } from "../../pdm/index.ts";
 import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
 import { Channel, StreamChannel, memoryChannelPair } from "./channel.ts";
@@ -29,6 +32,8 @@ import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIde
 const FOREVER_MS = 2 ** 31 - 1;
 const RECONNECT_MIN_MS = 200;
 const RECONNECT_MAX_MS = 5_000;
+/** A reader that keeps restarting causes at most one renewal in this long (renewal-limiter.ts). */
+const RESTART_RENEWAL_INTERVAL_MS = 30_000;
 
 export interface AgentEvents {
   generation: [Generation];
@@ -42,8 +47,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly own: CertificateIdentity;
   private readonly log: Logger;
   private readonly registrar: RegistrationServer | undefined;
+  private readonly renewals = new RenewalLimiter(RESTART_RENEWAL_INTERVAL_MS, (reason) => this.requestRenewal(reason));
   private server: tls.Server | undefined;
+  /** The listener's limits on connections that have not finished their handshake. */
+  private gate: AdmissionGate | undefined;
   private writerClientLink: Channel | undefined;
+  /** The certificate fingerprint of the writer client that registered first (no writerClients in the config). */
+  private writerClientPin: string | undefined;
   private renewWanted = false;
   private stopped = false;
   private readonly channels = new Set<Channel>();
@@ -72,7 +82,11 @@ export class Agent extends EventEmitter<AgentEvents> {
         maxResends: 4,
         graceMs: config.graceMs,
         log: this.log,
-        onRestartedReader: (reader) => this.requestRenewal(`reader ${reader.name} restarted`),
+        onRestartedReader: (reader) => {
+          if (this.renewals.request(reader.id, `reader ${reader.name} restarted`) === "deferred") {
+            this.log.log("info", "renewal-deferred", { reader: reader.name, why: `one renewal per reader per ${RESTART_RENEWAL_INTERVAL_MS / 1000} s` });
+          }
+        },
       });
     }
     if (has("reader-server") || has("reader-client")) {
@@ -149,6 +163,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.wakeKernelKeys?.();
     this.kernelKeys?.close();
     for (const c of this.channels) c.close();
+    this.gate?.stop();
+    this.renewals.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.allSettled(this.loops);
     this.readerStore?.discardAll();
@@ -169,11 +185,23 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private listen(at: Endpoint): Promise<void> {
     const allowed: Role[] = this.has("writer-server") ? ["writer-client", "reader-server", "analyzer"] : ["reader-client", "analyzer"];
-    this.server = tls.createServer(serverOptions(this.material), (socket) => {
+    const gate = new AdmissionGate(this.config.admission, this.log);
+    this.gate = gate;
+    this.server = tls.createServer({ ...serverOptions(this.material), handshakeTimeout: gate.limits.handshakeMs }, (socket) => {
+      gate.authenticated(socket);
       this.serveConnection(socket, allowed).catch((e: unknown) => this.log.log("error", "connection-failed", { error: String(e) }));
     });
-    // A TLS handshake that fails before our checks (garbage, wrong protocol) is logged, not fatal.
-    this.server.on("tlsClientError", (e, socket) => this.log.log("warn", "tls-handshake-failed", { peer: socket.remoteAddress, error: e.message }));
+    this.server.maxConnections = gate.limits.maxConnections;
+    // Counted from the first byte: a peer that never finishes its handshake holds a
+    // descriptor, so the unauthenticated ones are capped (admission.ts).
+    this.server.on("connection", (socket: net.Socket) => gate.admit(socket));
+    // A TLS handshake that fails or times out (garbage, wrong protocol, a peer that
+    // says nothing) is counted and logged within a rate limit, and closed: with a
+    // listener here Node leaves the socket open.
+    this.server.on("tlsClientError", (e, socket) => {
+      gate.handshakeFailed(socket.remoteAddress, e);
+      socket.destroy();
+    });
     return new Promise((resolve, reject) => {
       this.server!.once("error", reject);
       // A deployment's readers all reconnect at once after a writer restart: a deep backlog
@@ -224,13 +252,35 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
+  /**
+   * One deployment, one writer client: a second writer-client certificate registering
+   * would replace the deployment's keys behind the real writer client's back (its
+   * readers would hold keys the others lack). Allowed only when the config names it.
+   */
+  private admitWriterClient(peer: PeerIdentity): void {
+    const listed = this.config.writerClients;
+    if (listed) {
+      if (!listed.includes(peer.name)) {
+        throw new RegistrationError("writer-client-not-allowed", `the writer client "${peer.name}" is not in this writer server's writerClients`);
+      }
+      return;
+    }
+    if (this.writerClientPin !== undefined && this.writerClientPin !== peer.fingerprint) {
+      throw new RegistrationError(
+        "writer-client-not-allowed",
+        `another writer client's certificate already registered this deployment; "${peer.name}" may register only if the writer server's config lists it in writerClients`,
+      );
+    }
+  }
+
   private requireRole(peer: PeerIdentity, role: Role, what: string): void {
     if (peer.role !== role) throw new RegistrationError("wrong-role", `a ${peer.role} may not ${what} here (only a ${role})`);
   }
 
   private async serveWriterClient(channel: Channel, peer: PeerIdentity, hello: MessageOf<"hello">): Promise<void> {
     for (;;) {
-      const g = await this.registrar!.serve(channel, hello);
+      const g = await this.registrar!.serve(channel, hello, () => this.admitWriterClient(peer));
+      this.writerClientPin ??= peer.fingerprint;
       this.log.log("info", "registered", { peer: peer.name, keyId: hex(g.keyId), generation: g.generation, purpose: hello.purpose });
       this.writerClientLink = channel;
       this.publish(g);
@@ -418,6 +468,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       provisioning: this.provisioning ? { ...this.provisioning.stats } : undefined,
       readerHolds: this.readerStore?.holds().map(hex),
       kernelKeys: this.kernelKeys ? { ...this.kernelKeys.installer.stats } : undefined,
+      connections: this.gate?.stats(),
+      renewals: this.provisioning ? { ...this.renewals.stats } : undefined,
     };
   }
 }
@@ -430,6 +482,10 @@ export interface AgentStatus {
   readerHolds: string[] | undefined;
   /** A reader with a data path: what its key installer did (needs read, keys installed, flows resumed, ...). */
   kernelKeys: KeyInstallerStats | undefined;
+  /** A listening agent: connections mid-handshake, and those closed by the admission limits. */
+  connections: AdmissionStats | undefined;
+  /** A writer: renewals its readers' restarts asked for at once, and those deferred (renewal-limiter.ts). */
+  renewals: RenewalLimiterStats | undefined;
 }
 
 function pemToDer(pem: string): Buffer {

@@ -10,6 +10,7 @@ import { rotationFor } from "./generation.ts";
 import { DEFAULT_OFFER, isSupportedSuite } from "./hpke.ts";
 import { CRITICALITIES, type RotationAttributes, type Role } from "./messages.ts";
 import { parseEndpoint, type TlsFiles } from "./tls.ts";
+import { DEFAULT_ADMISSION, type AdmissionLimits } from "./admission.ts";
 
 import { AGENT_ROLES, type AgentRole } from "./roles.ts";
 export { AGENT_ROLES, type AgentRole };
@@ -40,6 +41,14 @@ export interface AgentConfig {
   keyLog?: string;
   /** reader roles: install the protected layout's keys into the data path attached on this interface. */
   datapath?: { interface: string };
+  /** writer roles: limits on connections that have not finished their handshake (admission.ts). */
+  admission: AdmissionLimits;
+  /**
+   * writer-server: the common names of the writer-client certificates that may
+   * register. Unset: the first writer client to register is the deployment's, and
+   * another certificate is refused until this agent restarts.
+   */
+  writerClients?: string[];
 }
 
 const FIELDS = new Set([
@@ -56,6 +65,8 @@ const FIELDS = new Set([
   "ackTimeoutSeconds",
   "keyLog",
   "datapath",
+  "connections",
+  "writerClients",
 ]);
 
 export const CONFIG_DEFAULTS = { provisionLeadSeconds: 2, graceSeconds: 30, ackTimeoutSeconds: 2, keys: 4 };
@@ -171,7 +182,35 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     ackTimeoutMs: seconds("ackTimeoutSeconds", CONFIG_DEFAULTS.ackTimeoutSeconds, 0.01),
     keyLog: c.keyLog === undefined ? undefined : path("keyLog", c.keyLog),
     datapath: c.datapath === undefined ? undefined : datapathOf(c.datapath, roles, fail),
+    admission: admissionOf(c.connections, fail),
+    writerClients: c.writerClients === undefined ? undefined : writerClientsOf(c.writerClients, roles, fail),
   };
+}
+
+function admissionOf(v: unknown, fail: (field: string, why: string) => never): AdmissionLimits {
+  if (v === undefined) return DEFAULT_ADMISSION;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return fail("connections", 'expected an object such as {"handshakeSeconds": 5}');
+  const o = v as Record<string, unknown>;
+  const known = ["handshakeSeconds", "maxUnauthenticated", "maxUnauthenticatedPerSource", "max"];
+  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`connections.${k}`, `unknown field (known: ${known.join(", ")})`);
+  const count = (field: string, fallback: number): number => {
+    const n = o[field] ?? fallback;
+    return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 1_000_000 ? n : fail(`connections.${field}`, "expected an integer in [1, 1000000]");
+  };
+  const seconds = o.handshakeSeconds ?? DEFAULT_ADMISSION.handshakeMs / 1000;
+  if (typeof seconds !== "number" || seconds < 0.1 || seconds > 120) fail("connections.handshakeSeconds", "expected seconds in [0.1, 120]");
+  return {
+    handshakeMs: Math.round((seconds as number) * 1000),
+    maxUnauthenticated: count("maxUnauthenticated", DEFAULT_ADMISSION.maxUnauthenticated),
+    maxPerSource: count("maxUnauthenticatedPerSource", DEFAULT_ADMISSION.maxPerSource),
+    maxConnections: count("max", DEFAULT_ADMISSION.maxConnections),
+  };
+}
+
+function writerClientsOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): string[] {
+  if (!roles.includes("writer-server")) fail("writerClients", "only a writer server accepts writer clients");
+  if (!Array.isArray(v) || v.length === 0 || v.length > 16) fail("writerClients", 'expected 1 to 16 certificate common names, such as ["wc1"]');
+  return (v as unknown[]).map((n, i) => (typeof n === "string" && n !== "" ? n : fail(`writerClients[${i}]`, "expected a certificate common name")));
 }
 
 function datapathOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): { interface: string } {

@@ -16,6 +16,7 @@ export type RefusalCode =
   | "unsupported-version" // protocol version other than ours
   | "no-common-suite" // hello offered no suite this writer accepts
   | "replayed-registration" // a KEM encapsulation or salt already used
+  | "writer-client-not-allowed" // another writer client holds the deployment, or the config does not list it
   | "key-id-mismatch" // the two writers do not hold the same secret
   | "provision-unacknowledged" // a reader did not ack after 4 resends
   | "invalid-provision" // a provision a reader cannot install

@@ -39,8 +39,26 @@ export class RegistrationServer {
 
   constructor(private readonly policy: WriterServerPolicy) {}
 
-  /** Run one registration after its `hello`; resolves once the WC confirmed the keyId. */
-  async serve(channel: Channel, hello: MessageOf<"hello">): Promise<Generation> {
+  /** The registration running now: the next one starts when it ends, so generations are numbered one at a time. */
+  private running: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Run one registration after its `hello`; resolves once the WC confirmed the keyId.
+   * Registrations are served one at a time: two at once both read the same counter
+   * and committed one generation number with two different keys.
+   */
+  serve(channel: Channel, hello: MessageOf<"hello">, admit: () => void = () => undefined): Promise<Generation> {
+    // `admit` runs at the start of this registration's turn: a check that depends on
+    // the registrations before it (which writer client holds the deployment) sees them all.
+    const turn = this.running.then(() => {
+      admit();
+      return this.serveOne(channel, hello);
+    });
+    this.running = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async serveOne(channel: Channel, hello: MessageOf<"hello">): Promise<Generation> {
     const now = this.policy.now ?? Date.now;
     const suite = chooseSuite(hello.suites, this.policy.acceptedSuites);
     if (!suite) {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { FLOW_KEYS, PIN, PDM_MAP, PDM_PROG, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
+import { FLOW_KEYS, PIN, ensureBpffs, PDM_MAP, PDM_PROG, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
 import { parseIpv6Address } from "../../pdm/index.ts";
 import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
 import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
@@ -53,6 +53,9 @@ describe(`reader agents install the data path's keys (${k.name})`, { skip: k.ski
 
   before(async () => {
     process.env.PDM_PIN_ROOT = pinRoot;
+    // The pins go on bpffs, which `pdm attach` mounts if need be; this test pins without
+    // attaching, and a recursive mkdir under an unmounted /sys/fs/bpf never returns.
+    ensureBpffs();
     native = nativeBpf();
     d = await new Deployment().init();
     d.timing = { ...d.timing, keys: 4, periodSeconds: 60 }; // no renewal during the test

@@ -46,7 +46,7 @@ export class Deployment {
     name: string,
     roles: AgentRole[],
     cert: CertFiles,
-    links: { listen?: boolean; writerServer?: number; writerClient?: number; keyLog?: string; datapath?: string; suites?: string[] } = {},
+    links: { listen?: boolean | string; writerServer?: number; writerClient?: number; keyLog?: string; datapath?: string; suites?: string[]; extra?: Record<string, unknown> } = {},
   ): Promise<Agent> {
     const t = this.timing;
     const config = parseAgentConfig(
@@ -54,7 +54,7 @@ export class Deployment {
         name,
         roles,
         tls: cert,
-        ...(links.listen ? { listen: "[::1]:0" } : {}),
+        ...(links.listen ? { listen: typeof links.listen === "string" ? links.listen : "[::1]:0" } : {}),
         ...(links.writerServer ? { writerServer: `[::1]:${links.writerServer}` } : {}),
         ...(links.writerClient ? { writerClient: `[::1]:${links.writerClient}` } : {}),
         ...(links.keyLog ? { keyLog: links.keyLog } : {}),
@@ -64,6 +64,7 @@ export class Deployment {
         provisionLeadSeconds: t.provisionLeadSeconds,
         graceSeconds: t.graceSeconds,
         ackTimeoutSeconds: t.ackTimeoutSeconds,
+        ...links.extra,
       },
       this.dir,
     );
@@ -86,9 +87,9 @@ export class Deployment {
 }
 
 /** A raw client connection speaking the message protocol, for refusal tests. */
-export function rawConnect(port: number, files: CertFiles): Promise<{ channel: StreamChannel; socket: tls.TLSSocket }> {
+export function rawConnect(port: number, files: CertFiles, host = "::1"): Promise<{ channel: StreamChannel; socket: tls.TLSSocket }> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect(clientOptions(loadTlsMaterial(files), "::1", port));
+    const socket = tls.connect(clientOptions(loadTlsMaterial(files), host, port));
     socket.once("error", reject);
     socket.once("secureConnect", () => resolve({ channel: new StreamChannel(socket), socket }));
   });
