@@ -93,15 +93,15 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
     // PKI: a private CA, one certificate per agent, one for the router as analyzer.
     const pki = join(out, "pki");
     await initCa(pki, { name: "pdm demo CA", days: 1, force: true });
-    for (const h of DEMO_HOSTS) await issueCertificate(pki, join(pki, h.name), { role: h.role, addresses: [h.addr], days: 1 });
-    await issueCertificate(pki, join(pki, "analyzer"), { role: "analyzer", addresses: [ROUTER_CLIENT_LAN, "fd00:de:10::1"], days: 1 });
+    for (const h of DEMO_HOSTS) await issueCertificate(pki, join(pki, h.name), { role: h.role, addresses: [h.addr], days: 1, force: true });
+    await issueCertificate(pki, join(pki, "analyzer"), { role: "analyzer", addresses: [ROUTER_CLIENT_LAN, "fd00:de:10::1"], days: 1, force: true });
     say(`[${elapsed()}] private CA and 7 certificates (ECDSA P-256, files 0600) in ${pki}`);
 
     const agents = startAgents(lab, topo.ns, out);
     const generations: number[] = [];
     // The router, as an authorized analyzer, exports the key log at each renewal: writers
     // forget old generations, and the capture holds packets sealed under each of them.
-    const exportArgs = (file: string) => [...PDM, "keys", "export", "--writer", `[${host("ws").addr}]:${DEMO_PORTS.agent}`, "--ca", join(pki, "ca.crt"), "--cert", join(pki, "analyzer.crt"), "--key", join(pki, "analyzer.key"), "-o", file];
+    const exportArgs = (file: string) => [...PDM, "keys", "export", "--writer", `[${host("ws").addr}]:${DEMO_PORTS.agent}`, "--ca", join(pki, "ca.crt"), "--cert", join(pki, "analyzer.crt"), "--key", join(pki, "analyzer.key"), "-o", file, "--force"];
     const exports: Array<Promise<void>> = [];
     const keyLogs: string[] = [];
     const exportKeys = (tag: string): void => {
