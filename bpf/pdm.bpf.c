@@ -352,11 +352,32 @@ static __always_inline int is_link_local(const struct in6_addr *a)
  * each flow with no packet either way for that long, with its keys, so that the table
  * never fills up with flows long gone. Its map is pinned: the kernel cancels a map's
  * timers once no file descriptor or pin holds it.
+ *
+ * A full table is not left full until the timeout: anyone can fill it with spoofed PDM
+ * packets, one flow each. A new flow the table refuses (flows_full) also asks the timer
+ * to run at once (at most every PDM_EVICT_GAP_NS), and that run, after the expiry,
+ * frees PDM_EVICT_TARGET entries by deleting the idlest flows (flows_evicted):
+ *   - first those no key protects, which are all a spoofer can make: flows this host
+ *     has not sent on, and in the protected layout flows without a sealing key of
+ *     their own;
+ *   - then, only if those are too few, the idlest of the others, never one this host
+ *     sent on in the last PDM_EVICT_KEEP_NS.
+ * "Idlest" is by power of two of the milliseconds since a flow's last packet: a first
+ * walk counts the flows per class and power, a second deletes from the oldest power
+ * down. A packet of a flow that was evicted starts it again (a protected one resumes,
+ * as after expiry).
  */
 struct sweep {
 	struct bpf_timer timer;
 	__u32 started;
-	__u32 pad;
+	__u32 evict;	 /* a new flow was refused: evict on the next run */
+	__u64 evict_ns;	 /* when eviction was last asked for */
+	/* One run's work, kept here rather than on the stack: the verifier then sees unknown
+	 * values, not constants it would follow through every count of a walk. */
+	__u32 freed;	     /* flows expired or evicted in this run */
+	__u32 quota[2];	     /* flows of each class still to evict... */
+	__u32 from_power[2]; /* ...among those idle for at least this power */
+	__u32 idle_hist[2][PDM_IDLE_POWERS]; /* flows per class and power of two of idle ms */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -373,11 +394,6 @@ static __always_inline __u64 sweep_interval_ns(void)
 	__u64 quarter = (__u64)cfg.flow_timeout_s * NS_PER_S / 4;
 	return quarter > NS_PER_S ? quarter : NS_PER_S;
 }
-
-struct expire_ctx {
-	__u64 now;
-	struct pdm_counters *c;
-};
 
 /* Delete a flow's keys, both sides (they are keyed by the same flow key). */
 static __always_inline void forget_keys(struct pdm_flow_key *key)
@@ -396,36 +412,149 @@ static __always_inline void forget_keys(struct pdm_flow_key *key)
 #endif
 }
 
-static long expire_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_state *st, struct expire_ctx *x)
+static __always_inline __u64 last_packet_ns(const struct pdm_flow_state *st)
 {
 	__u64 last = st->first_ns;
 	if (st->last_send_ns > last)
 		last = st->last_send_ns;
 	if (st->last_recv_ns > last)
 		last = st->last_recv_ns;
-	if (x->now - last < (__u64)cfg.flow_timeout_s * NS_PER_S || last > x->now)
+	return last;
+}
+
+/* 0: no key protects the flow (evicted first); 1: this host sends on it under its key. */
+static __always_inline __u32 evict_class(struct pdm_flow_key *key, const struct pdm_flow_state *st)
+{
+	if (!(st->flags & PDM_FLOW_HAS_SENT))
 		return 0;
+	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && !bpf_map_lookup_elem(&pdm_keys, key))
+		return 0;
+	return 1;
+}
+
+/* floor(log2(ms + 1)), capped: the flow's idleness on the scale eviction sorts by */
+static __always_inline __u32 idle_power(__u64 idle_ns)
+{
+	__u64 v = (idle_ns >> 20) + 1; /* ~ms (1.05 ms units) */
+	__u32 power = 0;
+#pragma unroll
+	for (__u32 shift = 32; shift; shift >>= 1) {
+		if (v >> shift) {
+			v >>= shift;
+			power += shift;
+		}
+	}
+	return power < PDM_IDLE_POWERS ? power : PDM_IDLE_POWERS - 1;
+}
+
+struct sweep_ctx {
+	__u64 now;
+	struct pdm_counters *c;
+	struct sweep *s;
+};
+
+static __always_inline void delete_flow(struct pdm_flow_key *key)
+{
 	struct pdm_flow_key k = *key;
-	if (bpf_map_delete_elem(&pdm_flows, &k) == 0)
-		COUNT(x->c, flows_expired);
+	bpf_map_delete_elem(&pdm_flows, &k);
 	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED)
 		forget_keys(&k);
+}
+
+/* First walk: expire idle flows; when evicting, count the others by class and idleness. */
+static long expire_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_state *st, struct sweep_ctx *x)
+{
+	__u64 last = last_packet_ns(st);
+	__u64 idle = last > x->now ? 0 : x->now - last;
+	if (cfg.flow_timeout_s && idle >= (__u64)cfg.flow_timeout_s * NS_PER_S) {
+		delete_flow(key);
+		COUNT(x->c, flows_expired);
+		x->s->freed++;
+		return 0;
+	}
+	if (x->s->evict) {
+		__u32 cls = evict_class(key, st);
+		__u32 power = idle_power(idle);
+		if (cls == 1 && idle < PDM_EVICT_KEEP_NS)
+			return 0; /* in use: never evicted */
+		if (cls < 2 && power < PDM_IDLE_POWERS)
+			x->s->idle_hist[cls][power]++;
+	}
 	return 0;
+}
+
+/* Second walk: delete the idlest flows the first walk chose, class by class. */
+static long evict_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_state *st, struct sweep_ctx *x)
+{
+	__u64 last = last_packet_ns(st);
+	__u64 idle = last > x->now ? 0 : x->now - last;
+	struct sweep *s = x->s;
+	__u32 cls = evict_class(key, st);
+	if (cls > 1 || !s->quota[cls] || idle_power(idle) < s->from_power[cls])
+		return 0;
+	if (cls == 1 && idle < PDM_EVICT_KEEP_NS)
+		return 0;
+	delete_flow(key);
+	COUNT(x->c, flows_evicted);
+	s->quota[cls]--;
+	return s->quota[0] || s->quota[1] ? 0 : 1; /* 1 stops the walk */
+}
+
+/* From the idlest power down, how far to go to evict `want` flows of one class: one
+ * step of bpf_loop per power (a loop the verifier checks once, not per iteration). */
+struct choose_ctx {
+	const __u32 *hist;
+	__u32 want;
+	__u32 sum;
+	__u32 from;
+};
+
+static long choose_step(__u32 i, struct choose_ctx *k)
+{
+	__u32 power = PDM_IDLE_POWERS - 1 - i;
+	if (power >= PDM_IDLE_POWERS)
+		return 1;
+	k->sum += k->hist[power];
+	k->from = power;
+	return k->sum >= k->want ? 1 : 0;
+}
+
+static __always_inline __u32 choose_power(const __u32 *hist, __u32 want, __u32 *taken)
+{
+	struct choose_ctx k = {.hist = hist, .want = want};
+	bpf_loop(PDM_IDLE_POWERS, choose_step, &k, 0);
+	*taken = k.sum < want ? k.sum : want;
+	return k.from;
 }
 
 static int sweep_flows(void *map, __u32 *key, struct sweep *s)
 {
-	struct expire_ctx x = {.now = bpf_ktime_get_ns(), .c = counters()};
+	struct sweep_ctx x = {.now = bpf_ktime_get_ns(), .c = counters(), .s = s};
+	s->freed = 0;
+	if (s->evict)
+		__builtin_memset(s->idle_hist, 0, sizeof(s->idle_hist));
 	bpf_for_each_map_elem(&pdm_flows, expire_flow, &x, 0);
-	bpf_timer_start(&s->timer, sweep_interval_ns(), 0);
+	if (s->evict) {
+		s->evict = 0;
+		__u32 freed = s->freed;
+		if (freed < PDM_EVICT_TARGET) {
+			__u32 want = PDM_EVICT_TARGET - freed, quota0 = 0, quota1 = 0;
+			s->from_power[0] = choose_power(s->idle_hist[0], want, &quota0);
+			s->from_power[1] = quota0 < want ? choose_power(s->idle_hist[1], want - quota0, &quota1) : PDM_IDLE_POWERS;
+			s->quota[0] = quota0;
+			s->quota[1] = quota1;
+			if (quota0 || quota1)
+				bpf_for_each_map_elem(&pdm_flows, evict_flow, &x, 0);
+		}
+	}
+	if (cfg.flow_timeout_s)
+		bpf_timer_start(&s->timer, sweep_interval_ns(), 0);
 	return 0;
 }
 
-/* Start the sweeping timer, once (with the first flow). */
+/* Start the sweeping timer, once (with the first flow); with no timeout it runs only to evict. */
 static __always_inline void start_sweeping(void)
 {
-	if (!cfg.flow_timeout_s)
-		return;
 	__u32 zero = 0;
 	struct sweep *s = bpf_map_lookup_elem(&pdm_sweep, &zero);
 	if (!s || s->started)
@@ -434,7 +563,20 @@ static __always_inline void start_sweeping(void)
 	if (bpf_timer_init(&s->timer, &pdm_sweep, CLOCK_MONOTONIC))
 		return; /* another CPU was first */
 	bpf_timer_set_callback(&s->timer, sweep_flows);
-	bpf_timer_start(&s->timer, sweep_interval_ns(), 0);
+	if (cfg.flow_timeout_s)
+		bpf_timer_start(&s->timer, sweep_interval_ns(), 0);
+}
+
+/* The table refused a new flow: have the timer evict at once, unless it did just now. */
+static __always_inline void ask_eviction(__u64 now)
+{
+	__u32 zero = 0;
+	struct sweep *s = bpf_map_lookup_elem(&pdm_sweep, &zero);
+	if (!s || !s->started || now - s->evict_ns < PDM_EVICT_GAP_NS)
+		return;
+	s->evict_ns = now;
+	s->evict = 1;
+	bpf_timer_start(&s->timer, 0, 0);
 }
 
 /* Find or create the flow's state. New flows start at a random PSNTP and LFSR state. */
@@ -457,8 +599,10 @@ static __always_inline struct pdm_flow_state *flow_state(const struct pdm_flow_k
 		start_sweeping();
 	}
 	st = bpf_map_lookup_elem(&pdm_flows, key);
-	if (!st)
+	if (!st) {
 		COUNT(c, flows_full);
+		ask_eviction(now);
+	}
 	return st;
 }
 

@@ -88,6 +88,13 @@ export const PDM_MAP = {
 } as const;
 export const PDM_PROG = { egress: "pdm_egress", ingress: "pdm_ingress", gcmInstall: "pdm_gcm_install" } as const;
 export const PDM_FLOWS_MAX = 65536;
+/** A full flow table: the kernel evicts this many idle flows at once (bpf/README.md)... */
+export const PDM_EVICT_TARGET = PDM_FLOWS_MAX / 8;
+/** ...at most once per this gap... */
+export const PDM_EVICT_GAP_NS = 100_000_000;
+/** ...and never a flow this host sent on this recently. */
+export const PDM_EVICT_KEEP_NS = 1_000_000_000;
+export const PDM_IDLE_POWERS = 32;
 export const PDM_EVENTS_BYTES = 4 << 20;
 
 export const PREFIX = new StructLayout("pdm_prefix", [
@@ -195,6 +202,7 @@ export const COUNTER_NAMES = [
   "events_lost",
   "flows_expired",
   "rx_nokey",
+  "flows_evicted",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTERS = new StructLayout(
@@ -292,5 +300,9 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_GCM_OWN: PDM_GCM.own,
   PDM_GCM_PEER: PDM_GCM.peer,
   PDM_FLOWS_MAX,
+  PDM_EVICT_TARGET,
+  PDM_EVICT_GAP_NS,
+  PDM_EVICT_KEEP_NS,
+  PDM_IDLE_POWERS,
   PDM_EVENTS_BYTES,
 };

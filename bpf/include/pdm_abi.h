@@ -166,6 +166,7 @@ struct pdm_counters {
 	__u64 events_lost;    /* ring buffer full */
 	__u64 flows_expired;  /* flows forgotten after flow_timeout_s without a packet */
 	__u64 rx_nokey;       /* protected options received while no key of the flow's peer was installed */
+	__u64 flows_evicted;  /* idle flows deleted to make room when the table was full */
 };
 
 /* Event types on the ring buffer. */
@@ -253,6 +254,12 @@ struct pdm_key_need {
 #define PDM_PROG_INGRESS "pdm_ingress"
 
 #define PDM_FLOWS_MAX 65536
+/* A full flow table: entries freed by one eviction, at most one eviction per gap, and
+ * how recently a flow this host sends on keeps it from eviction (bpf/pdm.bpf.c). */
+#define PDM_EVICT_TARGET (PDM_FLOWS_MAX / 8)
+#define PDM_EVICT_GAP_NS 100000000ULL
+#define PDM_EVICT_KEEP_NS 1000000000ULL
+#define PDM_IDLE_POWERS 32
 #define PDM_EVENTS_BYTES (4u << 20)
 
 #endif /* PDM_ABI_H */
