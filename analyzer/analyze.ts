@@ -1,15 +1,24 @@
 // Capture file in, per-flow PDM metrics out. Reads the capture as a stream,
 // turns each IPv6 frame into a PdmRecord and feeds the flow table.
 
-import { CaptureError, KeyRing, emptyIpv6Packet, parseIpv6Into, readKeyLog } from "../pdm/index.ts";
+import {
+  CaptureError,
+  KeyRing,
+  SUPPORTED_LINKTYPES,
+  emptyIpv6Packet,
+  ipv6Offset,
+  linkTypeName,
+  parseIpv6Into,
+  readKeyLog,
+  type CapturedPacket,
+  type PdmRecord,
+} from "../pdm/index.ts";
 import { fileSource, streamSource, type ByteSource } from "./capture/byte-source.ts";
-import { ipv6Offset, linkTypeName, SUPPORTED_LINKTYPES } from "./capture/link-layer.ts";
-import { readCapture, type CaptureSummary, type CapturedPacket } from "./capture/reader.ts";
+import { readCapture, type CaptureSummary } from "./capture/reader.ts";
 import { FlowTable, conversationHash, type Conversation, type Counters, type SampleSink } from "./flow-table.ts";
 import { flowReport, type FlowReport } from "./flow-report.ts";
 import { DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
 import { EndedFlows, delaysOf, type LiveLimits, type LiveState } from "./live-flows.ts";
-import type { PdmRecord } from "./record.ts";
 import { analyzeInShards } from "./parallel/run-shards.ts";
 import { availableParallelism } from "node:os";
 import { statSync } from "node:fs";

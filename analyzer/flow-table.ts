@@ -22,7 +22,7 @@ import {
   type PdmTimes,
 } from "../pdm/index.ts";
 import { DelaySamples } from "./stats.ts";
-import type { PdmRecord } from "./record.ts";
+import type { PdmRecord } from "../pdm/index.ts";
 
 /** Where a conversation's samples go: exact rows (stats.ts, files) or histograms (delay-histogram.ts, live). */
 export interface SampleSink {

@@ -3,16 +3,14 @@
 
 export { analyzeCapture, AnalysisSession, type AnalysisResult, type AnalyzeOptions, type FlowReport } from "./analyze.ts";
 export { FlowTable, StampHistory, emptyCounters, type Counters } from "./flow-table.ts";
-export type { PdmRecord } from "./record.ts";
 export { summarize, type Summary } from "./stats.ts";
 export { DelayHistogram, DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
 export { DEFAULT_LIVE_LIMITS, type LiveLimits, type LiveState } from "./live-flows.ts";
 export { renderTable, renderAnomalies } from "./format/table.ts";
 export { renderJson, renderCsv, renderSamplesCsv } from "./format/machine.ts";
 export { formatDuration, formatCount } from "./format/units.ts";
-export { readCapture, MAX_INTERFACES, WARNING_EXAMPLES, type CapturedPacket, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
+export { readCapture, MAX_INTERFACES, WARNING_EXAMPLES, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
 export { fileSource, streamSource, bufferSource, type ByteSource } from "./capture/byte-source.ts";
-export { ipv6Offset, LINKTYPE, linkTypeName } from "./capture/link-layer.ts";
 export { openPcapWriter, openPcapngWriter, type CaptureWriter } from "./capture/writer.ts";
 export { renderHtmlReport, reportCharts } from "./report/html.ts";
 export { timeSeriesChart, cdfChart, METRICS, METRIC_TITLES, type ChartSpec, type Metric } from "./report/charts.ts";

@@ -15,9 +15,10 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes, createCipheriv } from "node:crypto";
 import { parseIpv6Address } from "../pdm/index.ts";
-import { PDM_MAP, PDM_PROG, encodeConfig, installFlowKey, nativeBpf, bpfObjectPath, aesDataPathUnavailable } from "../probes/index.ts";
-import { ipv6Packet, udpHeader } from "../test/helpers/packets.ts";
-import { datapathSkipReason, ROOT } from "../test/helpers/netns.ts";
+import { PDM_MAP, PDM_PROG, encodeConfig, nativeBpf, bpfObjectPath, aesDataPathUnavailable } from "../probes/datapath/index.ts";
+import { installFlowKey } from "../probes/kernel-keys/index.ts";
+import { ipv6Packet, udpHeader } from "../fixtures/index.ts";
+import { datapathSkipReason, ROOT } from "../lab/index.ts";
 
 const skip = datapathSkipReason();
 if (skip) {

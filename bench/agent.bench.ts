@@ -21,7 +21,7 @@ import {
   register,
   type Agent,
 } from "../probes/agent/index.ts";
-import { Deployment, eventually, rawConnect } from "../test/helpers/deployment.ts";
+import { Deployment, eventually, rawConnect } from "../lab/index.ts";
 
 const readers = Number(process.argv[2] ?? 1000);
 const resultsDir = join(import.meta.dirname, "out");

@@ -19,7 +19,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { datapathSkipReason, ROOT, Topology } from "../test/helpers/netns.ts";
+import { datapathSkipReason, ROOT, Topology } from "../lab/index.ts";
 
 const skip = datapathSkipReason() ?? (spawnSync("perf", ["--version"]).status === 0 ? undefined : "perf is not installed (apt-get install linux-perf)");
 if (skip) {

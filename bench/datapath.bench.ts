@@ -13,7 +13,7 @@
 
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { datapathSkipReason, ROOT, Topology } from "../test/helpers/netns.ts";
+import { datapathSkipReason, ROOT, Topology } from "../lab/index.ts";
 
 const rounds = Number(process.argv[2] ?? 3);
 const skip = datapathSkipReason();

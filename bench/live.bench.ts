@@ -16,7 +16,8 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { AnalysisSession, DEFAULT_LIVE_LIMITS, fileSource, readCapture, type PdmRecord } from "../analyzer/index.ts";
+import { AnalysisSession, DEFAULT_LIVE_LIMITS, fileSource, readCapture } from "../analyzer/index.ts";
+import { type PdmRecord } from "../pdm/index.ts";
 import { encodeDeltaNs } from "../pdm/index.ts";
 
 v8.setFlagsFromString("--expose-gc");

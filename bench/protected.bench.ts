@@ -16,8 +16,9 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { AeadId, DEFAULT_SUITE, deriveClientSecret, deriveStk, parseIpv6Address, type FlowTuple } from "../pdm/index.ts";
-import { KeyInstaller, PIN, nativeBpf, oneGeneration } from "../probes/index.ts";
-import { datapathSkipReason, gcmDatapathSkipReason, ROOT, Topology } from "../test/helpers/netns.ts";
+import { KeyInstaller, oneGeneration } from "../probes/kernel-keys/index.ts";
+import { PIN, nativeBpf } from "../probes/datapath/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason, ROOT, Topology } from "../lab/index.ts";
 
 const rounds = Number(process.argv[2] ?? 3);
 const skip = datapathSkipReason();

@@ -5,7 +5,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PdmError, UsageError } from "../pdm/index.ts";
-import { packageRoot } from "../probes/index.ts";
+import { packageRoot } from "../probes/datapath/index.ts";
 import { agentCommand, caCommand, keysCommand } from "./commands/agent.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
 import { captureCommand } from "./commands/capture.ts";

@@ -18,3 +18,6 @@ export * from "./key-log.ts";
 export * from "./secret-file.ts";
 export * from "./key-ring.ts";
 export * from "./opener.ts";
+export * from "./record.ts";
+export * from "./link-layer.ts";
+export * from "./captured-packet.ts";

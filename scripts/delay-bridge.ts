@@ -1,7 +1,7 @@
 // Runs a delay bridge between two interfaces until SIGINT/SIGTERM (see
-// probes/delay-bridge.ts). Prints "bridging" when ready and a count at the end.
+// lab/delay-bridge.ts). Prints "bridging" when ready and a count at the end.
 // Usage: node --import tsx scripts/delay-bridge.ts LEFT RIGHT DELAY_MS [JITTER_MS] [LOSS] [TAMPER_EVERY]
-import { startDelayBridge } from "../probes/delay-bridge.ts";
+import { startDelayBridge } from "../lab/index.ts";
 
 const [left, right, delay, jitter = "0", loss = "0", tamperEvery = "0"] = process.argv.slice(2);
 if (!left || !right || delay === undefined) {

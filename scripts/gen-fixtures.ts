@@ -7,8 +7,8 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { FIXTURES, largeScenario } from "../fixtures/generator/scenarios.ts";
-import { writeSimulatedCapture } from "../fixtures/generator/write.ts";
+import { FIXTURES, largeScenario } from "../fixtures/index.ts";
+import { writeSimulatedCapture } from "../fixtures/index.ts";
 import type { Layout } from "../pdm/index.ts";
 
 const args = process.argv.slice(2);

@@ -7,7 +7,7 @@
 #     iperf3, tcpdump and ethtool (namespaces, traffic and offload settings in the
 #     data-path tests and benchmark), chromium (the HTML report is checked in a browser)
 #   - npm packages from package-lock.json (npm ci), when node_modules is missing or stale
-#   - bpf/build/pdm.bpf.o (clang) and probes/native/build/pdm_bpf.node (g++ over libbpf)
+#   - bpf/build/pdm.bpf.o (clang) and probes/datapath/native/build/pdm_bpf.node (g++ over libbpf)
 #   - dist/: the CLI bundled by esbuild (bin/bundle.mjs), which starts in a third of
 #     the time the TypeScript sources take through tsx
 # Usage: bash scripts/setup.sh
@@ -45,9 +45,9 @@ else
 fi
 
 if command -v clang >/dev/null && [ -f /usr/include/bpf/libbpf.h ]; then
-  say "building the eBPF programs (make -C bpf) and their loader (make -C probes/native)"
+  say "building the eBPF programs (make -C bpf) and their loader (make -C probes/datapath/native)"
   make -s -C bpf
-  make -s -C probes/native
+  make -s -C probes/datapath/native
 else
   say "clang or libbpf-dev is missing, so the eBPF data path is not built; its tests will be skipped."
 fi

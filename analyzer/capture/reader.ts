@@ -7,25 +7,9 @@
 // constant whatever the file size. A damaged or truncated file ends the read with
 // a warning saying where; everything before the damage has been delivered.
 
-import { CaptureError } from "../../pdm/index.ts";
+import { CaptureError, type CapturedPacket } from "../../pdm/index.ts";
 import type { ByteSource } from "./byte-source.ts";
 
-export interface CapturedPacket {
-  /** Frame bytes: a view that is only valid during the callback. */
-  readonly data: Buffer;
-  /** The same bytes without making a view (the analyzer's hot path): buffer[start, end). */
-  buffer: Buffer;
-  start: number;
-  end: number;
-  originalLength: number;
-  /** Capture time: whole seconds since the epoch and nanoseconds within the second. */
-  tsSec: number;
-  tsNsec: number;
-  linkType: number;
-  interfaceId: number;
-  /** 1-based packet number, as Wireshark counts. */
-  number: number;
-}
 
 export interface CaptureWarning {
   offset: number;

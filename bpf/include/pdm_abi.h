@@ -2,7 +2,7 @@
 /*
  * pdm_abi.h: every struct, number and pin name shared between the eBPF programs
  * (bpf/pdm.bpf.c) and user space (probes/). It is the only place these layouts are
- * written down: probes/abi.ts mirrors them and test/bpf/abi.test.ts compiles this
+ * written down: probes/datapath/abi.ts mirrors them and test/bpf/abi.test.ts compiles this
  * header with the host C compiler and checks every size and offset against the mirror.
  *
  * Plain C with <linux/types.h> types so both clang -target bpf and gcc accept it.

@@ -2,7 +2,7 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { formatIpv6Address, parseIpv6Address, writeKeyLog } from "../../pdm/index.ts";
-import { AGENT_ROLES, ROLES, type Role } from "../../probes/agent/roles.ts";
+import { AGENT_ROLES, ROLES, type Role } from "../../probes/agent/index.ts";
 
 /** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
 const loadAgent = () => import("../../probes/agent/index.ts");

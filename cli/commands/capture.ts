@@ -2,9 +2,11 @@
 // records (--source ebpf), with a live per-flow table of PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { AnalysisSession, DEFAULT_LIVE_LIMITS, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter, type PdmRecord } from "../../analyzer/index.ts";
+import { AnalysisSession, DEFAULT_LIVE_LIMITS, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter } from "../../analyzer/index.ts";
+import { type PdmRecord } from "../../pdm/index.ts";
 import { KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
-import { EVENT, eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/index.ts";
+import { EVENT } from "../../probes/datapath/index.ts";
+import { eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/live/index.ts";
 
 interface CaptureOpts {
   interface: string;

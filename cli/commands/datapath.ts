@@ -3,7 +3,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { formatCount, formatDuration } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { attach, attachedInterfaces, detach, readStatus, type InterfaceStatus, type KernelLayout } from "../../probes/index.ts";
+import { attach, attachedInterfaces, detach, readStatus, type InterfaceStatus, type KernelLayout } from "../../probes/datapath/index.ts";
 
 const LAYOUTS: Record<string, KernelLayout> = { v1: "rfc8250", rfc8250: "rfc8250", v2: "v2-clear", "v2-clear": "v2-clear", "v2-protected": "v2-protected" };
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { analyzeCapture, compareWithTruth, formatDuration, readTruth, renderTable } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { packageRoot } from "../../probes/index.ts";
+import { packageRoot } from "../../probes/datapath/index.ts";
 
 const ROOT = packageRoot();
 const FIXTURES = join(ROOT, "fixtures", "captures");
@@ -18,7 +18,7 @@ const NAMES = { serverDelayNs: "server delay", roundTripDelayNs: "round-trip del
 export function liveDemoUnavailable(): string | undefined {
   if (process.platform !== "linux") return "The live demo needs Linux (network namespaces and eBPF)";
   if (process.getuid?.() !== 0) return "The live demo needs root to create network namespaces and load eBPF programs";
-  if (!existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o")) || !existsSync(join(ROOT, "probes", "native", "build", "pdm_bpf.node")))
+  if (!existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o")) || !existsSync(join(ROOT, "probes", "datapath", "native", "build", "pdm_bpf.node")))
     return "The eBPF programs or their loader are not built (run bash scripts/setup.sh)";
   for (const tool of ["ip", "nsenter", "ethtool", "ping"]) {
     if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `The live demo needs ${tool}, which is not installed (run bash scripts/setup.sh)`;

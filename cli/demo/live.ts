@@ -1,5 +1,5 @@
 // The live demo: the whole product deployed on one machine, measured, and checked
-// against the delays it injected (probes/demo/plan.ts has the topology and values).
+// against the delays it injected (cli/demo/plan.ts has the topology and values).
 //
 //  1. namespaces: a router between three clients and three servers, delay bridges on
 //     the reader servers' links, a capture on the router's client side;
@@ -13,18 +13,19 @@
 
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { analyzeCapture, fileSource, formatDuration, ipv6Offset, readCapture, renderHtmlReport, renderTable, timeSeriesChart, type AnalysisResult, type FlowReport } from "../../analyzer/index.ts";
+import { analyzeCapture, fileSource, formatDuration, readCapture, renderHtmlReport, renderTable, timeSeriesChart, type AnalysisResult, type FlowReport } from "../../analyzer/index.ts";
+import { ipv6Offset } from "../../pdm/index.ts";
 import { formatIpv6Address, parseIpv6 } from "../../pdm/index.ts";
 import { initCa, issueCertificate } from "../../probes/agent/index.ts";
-import { aesDataPathUnavailable, packageRoot } from "../../probes/index.ts";
-import { Lab, type LabProcess } from "../../probes/demo/lab.ts";
-import { DEMO_HOSTS, DEMO_PORTS, DEMO_ROTATION, ROUTER_CLIENT_LAN, SERVER_APPS, SERVER_LINKS, WORKLOADS, host } from "../../probes/demo/plan.ts";
-import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF } from "../../probes/demo/topology.ts";
+import { aesDataPathUnavailable, packageRoot } from "../../probes/datapath/index.ts";
+import { Lab, type LabProcess } from "../../lab/index.ts";
+import { DEMO_HOSTS, DEMO_PORTS, DEMO_ROTATION, ROUTER_CLIENT_LAN, SERVER_APPS, SERVER_LINKS, WORKLOADS, host } from "./plan.ts";
+import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF } from "./topology.ts";
 import { renderChartPng } from "../report-png.ts";
 
 const ROOT = packageRoot();
 const PDM = [process.execPath, join(ROOT, "bin", "pdm.js")];
-const APPS = [process.execPath, "--import", "tsx", join(ROOT, "probes", "demo", "apps.ts")];
+const APPS = [process.execPath, "--import", "tsx", join(ROOT, "cli", "demo", "apps.ts")];
 /** The deployment's AEAD: the default suite's AES-128-GCM where the kernel can seal it (Linux 6.10+, the pdm_gcm build). */
 const DEMO_AEAD = !aesDataPathUnavailable() ? ("aes-128-gcm" as const) : ("chacha20-poly1305" as const);
 const DELAY_BRIDGE = [process.execPath, "--import", "tsx", join(ROOT, "scripts", "delay-bridge.ts")];

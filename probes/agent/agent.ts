@@ -25,7 +25,7 @@ import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
 import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
 import { ReaderKeyStore } from "./reader-keys.ts";
 import { KernelKeys, readerStkSource } from "./kernel-keys.ts";
-import type { KeyInstallerStats } from "../key-installer.ts";
+import type { KeyInstallerStats } from "../kernel-keys/index.ts";
 import { RegistrationServer, register } from "./registration.ts";
 import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIdentity, type TlsMaterial } from "./tls.ts";
 

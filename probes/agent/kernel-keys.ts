@@ -1,5 +1,5 @@
 // A reader agent as the key source of its host's data path (protected layout): the
-// kernel asks for keys (probes/key-installer.ts), this derives them from the reader's
+// kernel asks for keys (probes/kernel-keys/key-installer.ts), this derives them from the reader's
 // key store, and they never leave the host's kernel and agent.
 //
 // Which generation: the one sealing when the kernel asks. Keys are asked for a Kri
@@ -16,10 +16,10 @@
 // A generation whose suite has another AEAD gives the kernel no keys, and says why once.
 
 import { AeadId, type FlowTuple } from "../../pdm/index.ts";
-import { KeyInstaller, type KeyInstallerMaps, type Stk, type StkSource } from "../key-installer.ts";
-import { nativeBpf } from "../native.ts";
-import { PIN, pinDir } from "../datapath.ts";
-import { BpfError } from "../errors.ts";
+import { KeyInstaller, type KeyInstallerMaps, type Stk, type StkSource } from "../kernel-keys/index.ts";
+import { nativeBpf } from "../datapath/index.ts";
+import { PIN, pinDir } from "../datapath/index.ts";
+import { BpfError } from "../datapath/index.ts";
 import type { ReaderKeyStore } from "./reader-keys.ts";
 import { join } from "node:path";
 import { existsSync } from "node:fs";

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { DEFAULT_OFFER, register, type Agent } from "../../probes/agent/index.ts";
-import { Deployment, eventually, rawConnect, type CertFiles } from "../helpers/deployment.ts";
+import { Deployment, eventually, rawConnect, type CertFiles } from "../../lab/index.ts";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 

@@ -14,7 +14,7 @@ import {
   type FlowTuple,
 } from "../../pdm/index.ts";
 import { ReaderKeyStore, fetchKeyLog, type Agent, type Generation } from "../../probes/agent/index.ts";
-import { Deployment, eventually } from "../helpers/deployment.ts";
+import { Deployment, eventually } from "../../lab/index.ts";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, "hex"));

@@ -16,7 +16,7 @@ import {
 } from "../../probes/agent/index.ts";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { Deployment, eventually, rawConnect, type CertFiles } from "../helpers/deployment.ts";
+import { Deployment, eventually, rawConnect, type CertFiles } from "../../lab/index.ts";
 
 async function expectRefusal(channel: Channel, code: string, detail?: RegExp): Promise<void> {
   const reply = await channel.receive(["error"], 5000);

@@ -9,17 +9,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import fc from "fast-check";
-import {
-  LINKTYPE,
-  bufferSource,
-  fileSource,
-  ipv6Offset,
-  openPcapWriter,
-  openPcapngWriter,
-  readCapture,
-  streamSource,
-  type CapturedPacket,
-} from "../../analyzer/index.ts";
+import { LINKTYPE, ipv6Offset, type CapturedPacket } from "../../pdm/index.ts";
+import { bufferSource, fileSource, openPcapWriter, openPcapngWriter, readCapture, streamSource } from "../../analyzer/index.ts";
 
 let dir: string;
 before(() => {

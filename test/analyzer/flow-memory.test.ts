@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import v8 from "node:v8";
 import vm from "node:vm";
 import fc from "fast-check";
-import { FlowTable, StampHistory, type PdmRecord } from "../../analyzer/index.ts";
+import { FlowTable, StampHistory } from "../../analyzer/index.ts";
+import { type PdmRecord } from "../../pdm/index.ts";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;

@@ -9,7 +9,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { AnalysisSession, RELATIVE_ACCURACY, type CaptureSummary, type LiveLimits, type PdmRecord } from "../../analyzer/index.ts";
+import { AnalysisSession, RELATIVE_ACCURACY, type CaptureSummary, type LiveLimits } from "../../analyzer/index.ts";
+import { type PdmRecord } from "../../pdm/index.ts";
 import { encodeDeltaNs } from "../../pdm/index.ts";
 
 v8.setFlagsFromString("--expose-gc");

@@ -1,6 +1,6 @@
 // The C header and its TypeScript mirror cannot drift: gcc compiles
 // bpf/include/pdm_abi.h and prints every struct's size and field offsets and every
-// constant; probes/abi.ts must agree. The same harness runs the C delta encoder and
+// constant; probes/datapath/abi.ts must agree. The same harness runs the C delta encoder and
 // LFSR (bpf/include/pdm_codec.h, what the eBPF program runs) against pdm/.
 
 import { describe, it, before } from "node:test";
@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ALL_CONSTANTS, ALL_STRUCTS } from "../../probes/abi.ts";
+import { ALL_CONSTANTS, ALL_STRUCTS } from "../../probes/datapath/index.ts";
 import { encodeDeltaNs, lfsrStep } from "../../pdm/index.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -28,7 +28,7 @@ ${body}
 `;
 }
 
-describe("pdm_abi.h and probes/abi.ts", { skip }, () => {
+describe("pdm_abi.h and probes/datapath/abi.ts", { skip }, () => {
   let dir: string;
   const run = (name: string, source: string, input = ""): string => {
     writeFileSync(join(dir, `${name}.c`), source);

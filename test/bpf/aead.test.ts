@@ -10,8 +10,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createCipheriv, randomBytes } from "node:crypto";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { nativeBpf, type NativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason, ROOT } from "../helpers/netns.ts";
+import { nativeBpf, type NativeBpf } from "../../probes/datapath/index.ts";
+import { datapathSkipReason, ROOT } from "../../lab/index.ts";
 
 const skip = datapathSkipReason();
 const OBJECT = join(ROOT, "bpf", "build", "aead_test.bpf.o");

@@ -11,8 +11,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createCipheriv, randomBytes } from "node:crypto";
 import { gcm } from "@noble/ciphers/aes.js";
-import { nativeBpf, type NativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason, ROOT } from "../helpers/netns.ts";
+import { nativeBpf, type NativeBpf } from "../../probes/datapath/index.ts";
+import { datapathSkipReason, ROOT } from "../../lab/index.ts";
 
 const OBJECT = join(ROOT, "bpf", "build", "aes_gcm_test.bpf.o");
 const skip =

@@ -15,9 +15,10 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { AeadId, decodePdmOption, encodeDestOptionsHeader, formatFlow, openProtectedOption, parseIpv6Address, sealProtectedOption, type FlowTuple, type PdmV2ProtectedOption } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, FLOW_STATE, KeyInstaller, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, encodeFlowKey, nativeBpf, oneGeneration, sumCounters, type NativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
-import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { FLOW_KEY, FLOW_KEYS, FLOW_STATE, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/datapath/index.ts";
+import { KeyInstaller, encodeFlowKey, oneGeneration } from "../../probes/kernel-keys/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason } from "../../lab/index.ts";
+import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
 const packet = (sport: number): Buffer => Buffer.concat([ETH, ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(sport, 7000, 20) })]);

@@ -13,27 +13,10 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { encodeDestOptionsHeader, encodePdmOption, parseIpv6Address, type FlowTuple } from "../../pdm/index.ts";
-import {
-  FLOW_KEY,
-  FLOW_KEYS,
-  FLOW_STATE,
-  PDM_EVICT_TARGET,
-  PDM_FLOWS_MAX,
-  PDM_FLOW_HAS_RECEIVED,
-  PDM_FLOW_HAS_SENT,
-  PDM_MAP,
-  PDM_PROG,
-  PIN,
-  bpfObjectPath,
-  encodeConfig,
-  encodeFlowKey,
-  nativeBpf,
-  sumCounters,
-  type AttachOptions,
-  type NativeBpf,
-} from "../../probes/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
-import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { FLOW_KEY, FLOW_KEYS, FLOW_STATE, PDM_EVICT_TARGET, PDM_FLOWS_MAX, PDM_FLOW_HAS_RECEIVED, PDM_FLOW_HAS_SENT, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type AttachOptions, type NativeBpf } from "../../probes/datapath/index.ts";
+import { encodeFlowKey } from "../../probes/kernel-keys/index.ts";
+import { datapathSkipReason } from "../../lab/index.ts";
+import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
 const HOST = "fd00::1";

@@ -10,9 +10,10 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { parseIpv6Address } from "../../pdm/index.ts";
-import { PIN, PDM_MAP, bpfObjectPath, encodeConfig, installFlowKey, nativeBpf, sumCounters, type KernelLayout, type NativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
-import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { PIN, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type KernelLayout, type NativeBpf } from "../../probes/datapath/index.ts";
+import { installFlowKey } from "../../probes/kernel-keys/index.ts";
+import { datapathSkipReason } from "../../lab/index.ts";
+import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const skip = datapathSkipReason();
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);

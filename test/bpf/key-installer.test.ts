@@ -1,4 +1,4 @@
-// The kernel asks for keys (pdm_key_needs) and the installer (probes/key-installer.ts)
+// The kernel asks for keys (pdm_key_needs) and the installer (probes/kernel-keys/key-installer.ts)
 // puts them in place, through BPF_PROG_TEST_RUN on two hosts' programs: host A sends,
 // host B reads, both rotating Kri every 2 packets. Each host's installer runs after
 // each packet (an agent that keeps up). Measured coverage: A's first packet leaves
@@ -13,9 +13,10 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { AeadId, formatFlow, openProtectedOption, parseIpv6, parseIpv6Address, type FlowTuple, type PdmV2ProtectedOption } from "../../pdm/index.ts";
-import { KeyInstaller, PIN, oneGeneration, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
-import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { KeyInstaller, oneGeneration } from "../../probes/kernel-keys/index.ts";
+import { PIN, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/datapath/index.ts";
+import { datapathSkipReason } from "../../lab/index.ts";
+import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const skip = datapathSkipReason();
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);

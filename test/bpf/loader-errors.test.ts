@@ -8,8 +8,8 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
+import { nativeBpf } from "../../probes/datapath/index.ts";
+import { datapathSkipReason } from "../../lab/index.ts";
 
 const skip = datapathSkipReason();
 

@@ -5,9 +5,9 @@
 import { describe, it, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { encodeDestOptionsHeader, encodePdmOption, parseIpv6, decodeDeltaNs, type PdmOption } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_STATE, PIN, encodeConfig, sumCounters, nativeBpf, bpfObjectPath, type AttachOptions, type CounterName, type NativeBpf } from "../../probes/index.ts";
-import { datapathSkipReason } from "../helpers/netns.ts";
-import { icmpEcho, ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { FLOW_KEY, FLOW_STATE, PIN, encodeConfig, sumCounters, nativeBpf, bpfObjectPath, type AttachOptions, type CounterName, type NativeBpf } from "../../probes/datapath/index.ts";
+import { datapathSkipReason } from "../../lab/index.ts";
+import { icmpEcho, ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const skip = datapathSkipReason();
 const TC_ACT_OK = 0;

@@ -1,6 +1,6 @@
 // The protected layout in the kernel (issue 6), ChaCha20-Poly1305 (pdm.bpf.o) and
 // AES-128-GCM (pdm_gcm.bpf.o: the kernel's AES), through BPF_PROG_TEST_RUN, with keys
-// installed the way the agent does (probes/flow-keys.ts):
+// installed the way the agent does (probes/kernel-keys/flow-keys.ts):
 //
 // - egress: every packet leaves with a 40-byte header whose option the TypeScript
 //   core opens with the STK of the Kri the sender used, and no other; F follows the
@@ -23,26 +23,13 @@ import {
   sealProtectedOption,
   type PdmV2ProtectedOption,
 } from "../../pdm/index.ts";
-import {
-  EVENT,
-  FLOW_STATE,
-  PDM_EV,
-  PIN,
-  PDM_MAP,
-  PDM_PROG,
-  bpfObjectPath,
-  encodeConfig,
-  encodeFlowKey,
-  eventToRecord,
-  installFlowKey,
-  nativeBpf,
-  sumCounters,
-  type AttachOptions,
-  type NativeBpf,
-} from "../../probes/index.ts";
-import { AnalysisSession, type PdmRecord } from "../../analyzer/index.ts";
-import { datapathSkipReason, gcmDatapathSkipReason } from "../helpers/netns.ts";
-import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { EVENT, FLOW_STATE, PDM_EV, PIN, PDM_MAP, PDM_PROG, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type AttachOptions, type NativeBpf } from "../../probes/datapath/index.ts";
+import { encodeFlowKey, installFlowKey } from "../../probes/kernel-keys/index.ts";
+import { eventToRecord } from "../../probes/live/index.ts";
+import { AnalysisSession } from "../../analyzer/index.ts";
+import { type PdmRecord } from "../../pdm/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason } from "../../lab/index.ts";
+import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const skip = datapathSkipReason();
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);

@@ -10,7 +10,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { encodeDeltaNs, encodeDestOptionsHeader, encodePdmOption, NEXT_HEADER_DEST_OPTS } from "../../pdm/index.ts";
-import { ipv6Packet, udpHeader } from "../helpers/packets.ts";
+import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const PORT = 45353;

@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeSimulatedCapture } from "../../fixtures/generator/write.ts";
-import { largeScenario } from "../../fixtures/generator/scenarios.ts";
+import { writeSimulatedCapture } from "../../fixtures/index.ts";
+import { largeScenario } from "../../fixtures/index.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const pdm = join(root, "bin", "pdm.js");

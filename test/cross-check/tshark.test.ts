@@ -6,7 +6,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { bufferSource, ipv6Offset, readCapture } from "../../analyzer/index.ts";
+import { bufferSource, readCapture } from "../../analyzer/index.ts";
+import { ipv6Offset } from "../../pdm/index.ts";
 import { parseIpv6 } from "../../pdm/index.ts";
 import { readFileSync } from "node:fs";
 

@@ -18,8 +18,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
-import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../helpers/netns.ts";
-import { fileSource, readCapture, ipv6Offset } from "../../analyzer/index.ts";
+import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../../lab/index.ts";
+import { fileSource, readCapture } from "../../analyzer/index.ts";
+import { ipv6Offset } from "../../pdm/index.ts";
 import { parseIpv6, formatIpv6Address, type PdmOption } from "../../pdm/index.ts";
 
 const skip = datapathSkipReason();

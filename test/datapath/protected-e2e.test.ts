@@ -28,10 +28,12 @@ import {
   writeKeyLog,
   type FlowTuple,
 } from "../../pdm/index.ts";
-import { KeyInstaller, nativeBpf, oneGeneration, PIN } from "../../probes/index.ts";
+import { KeyInstaller, oneGeneration } from "../../probes/kernel-keys/index.ts";
+import { nativeBpf, PIN } from "../../probes/datapath/index.ts";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
-import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../helpers/netns.ts";
-import { analyzeCapture, fileSource, readCapture, ipv6Offset, type CapturedPacket } from "../../analyzer/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../../lab/index.ts";
+import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
+import { ipv6Offset, type CapturedPacket } from "../../pdm/index.ts";
 import { parseIpv6, type Ipv6Packet } from "../../pdm/index.ts";
 
 const skip = datapathSkipReason();

@@ -11,7 +11,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
-import { datapathSkipReason, PDM_BIN, ROOT } from "../helpers/netns.ts";
+import { datapathSkipReason, PDM_BIN, ROOT } from "../../lab/index.ts";
 
 const skip = datapathSkipReason() ?? (spawnSync("sh", ["-c", "command -v ethtool && command -v ping"]).status !== 0 ? "ethtool or ping is missing (bash scripts/setup.sh)" : undefined);
 
@@ -61,7 +61,7 @@ describe("pdm demo (live)", { skip, concurrency: false }, () => {
     assert.equal(r.code, 130, r.stdout + r.stderr);
     assert.match(r.stdout, /SIGINT: tearing down/);
     assert.deepEqual(leftovers(), []);
-    const ours = spawnSync("pgrep", ["-f", join(ROOT, "probes", "demo", "apps.ts")], { encoding: "utf8" }).stdout.trim();
+    const ours = spawnSync("pgrep", ["-f", join(ROOT, "cli", "demo", "apps.ts")], { encoding: "utf8" }).stdout.trim();
     assert.equal(ours, "", "no workload process left running");
   });
 

@@ -10,7 +10,7 @@ import {
   parseIpv6,
   type WireError,
 } from "../../pdm/index.ts";
-import { icmpEcho, ipv6Packet, tcpHeader, udpHeader } from "../helpers/packets.ts";
+import { icmpEcho, ipv6Packet, tcpHeader, udpHeader } from "../../fixtures/index.ts";
 
 const times = { scaleDtlr: 34, scaleDtls: 38, psnTp: 0x1234, psnLr: 0xabcd, deltaTlr: 58207, deltaTls: 36379 };
 const v1 = encodePdmOption({ layout: "rfc8250", ...times });

@@ -1,4 +1,4 @@
-// What the key installer remembers of the sealing keys it gave (probes/sealing-key-memory.ts):
+// What the key installer remembers of the sealing keys it gave (probes/kernel-keys/sealing-key-memory.ts):
 // the fingerprint table against a JavaScript Set on random input, its size per key,
 // and the generation bound: the last two generations remembered, older ones refused.
 
@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
-import { FingerprintSet, LIVE_GENERATIONS, SealingKeyMemory } from "../../probes/index.ts";
+import { FingerprintSet, LIVE_GENERATIONS, SealingKeyMemory } from "../../probes/kernel-keys/index.ts";
 
 describe("FingerprintSet", () => {
   it("answers has/add as a Set does, on random 48-bit values that share their low bits", () => {

@@ -19,7 +19,7 @@ import {
   type IssueOptions,
   type Role,
   type TlsFiles,
-} from "../../probes/agent/index.ts";
+} from "../probes/agent/index.ts";
 
 export type CertFiles = TlsFiles;
 

@@ -4,12 +4,12 @@
 // router forwards IPv6; its client side is a Linux bridge (brc) with the clients'
 // links as ports. A reader server's link runs through a delay bridge: the router's
 // own end (sN) is a veth whose peer (sNx) and the server's link (sNp) are bridged by
-// probes/delay-bridge.ts, which captures on one and injects on the other after the
+// lab/delay-bridge.ts, which captures on one and injects on the other after the
 // delay. That bridge forwards frames exactly as captured, so segmentation and
 // checksum offloads are turned off everywhere: frames must be wire-sized and
 // carry complete checksums.
 
-import { Lab } from "./lab.ts";
+import { Lab } from "../../lab/index.ts";
 import { DEMO_HOSTS, ROUTER_CLIENT_LAN, SERVER_LINKS, type DemoHost } from "./plan.ts";
 
 export const HOST_IF = "eth0";

@@ -10,7 +10,7 @@
 
 import { createRequire } from "node:module";
 import { execFileSync } from "node:child_process";
-import { BpfError } from "./errors.ts";
+import { BpfError } from "../probes/datapath/index.ts";
 
 export interface DelayBridgeOptions {
   left: string;

@@ -5,9 +5,9 @@
 // is ready on each wake-up instead of node_pcap's one packet per poll.
 
 import { createRequire } from "node:module";
-import type { CapturedPacket } from "../analyzer/index.ts";
-import { LINKTYPE } from "../analyzer/index.ts";
-import { BpfError } from "./errors.ts";
+import type { CapturedPacket } from "../../pdm/index.ts";
+import { LINKTYPE } from "../../pdm/index.ts";
+import { BpfError } from "../datapath/index.ts";
 
 interface PcapBinding {
   warningHandler: (message: string) => void;

@@ -2,7 +2,8 @@
 // some observation point. Captures (pcap/pcapng, live libpcap) and eBPF ring-buffer
 // records both become PdmRecords, so the metrics code does not care where they came from.
 
-import type { Layout, PdmOption, WireError } from "../pdm/index.ts";
+import type { WireError } from "./errors.ts";
+import type { Layout, PdmOption } from "./option.ts";
 
 export interface PdmRecord {
   /** Observation time, ns since the start of the input (exact, monotonic in practice). */

@@ -1,5 +1,5 @@
-// Loads the native libbpf binding (probes/native/pdm_bpf.cc) with a typed surface.
-// Built by scripts/setup.sh (make -C probes/native); a missing build is one clear error.
+// Loads the native libbpf binding (native/pdm_bpf.cc) with a typed surface.
+// Built by scripts/setup.sh (make -C probes/datapath/native); a missing build is one clear error.
 
 import { createRequire } from "node:module";
 import { existsSync, readFileSync } from "node:fs";
@@ -74,7 +74,7 @@ export interface NativeBpf {
   ) => NativeRingBuffer;
 }
 
-export const NATIVE_PATH = join(packageRoot(), "probes", "native", "build", "pdm_bpf.node");
+export const NATIVE_PATH = join(packageRoot(), "probes", "datapath", "native", "build", "pdm_bpf.node");
 export const BPF_OBJECT_PATH = join(packageRoot(), "bpf", "build", "pdm.bpf.o");
 /** The same programs with AES-128-GCM as well (built only with clang 15 or later). */
 export const BPF_GCM_OBJECT_PATH = join(packageRoot(), "bpf", "build", "pdm_gcm.bpf.o");

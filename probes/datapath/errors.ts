@@ -1,7 +1,7 @@
 // BpfError: an eBPF operation failed. Its message is one sentence saying what is
 // missing and how to fix it; the raw errno and libbpf log stay in `cause`/`detail`.
 
-import { PdmError } from "../pdm/index.ts";
+import { PdmError } from "../../pdm/index.ts";
 
 export class BpfError extends PdmError {
   constructor(

@@ -20,10 +20,10 @@
 // tries the peer's keys near the Kri it last installed for the flow and installs the
 // one that opens it.
 
-import { AeadId, decodePdmOption, formatFlow, openProtectedOption, type FlowTuple } from "../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, KEY_NEED, PDM_KEY_SLOTS, PDM_NEED, PDM_NEEDF_OPTION, PDM_PROTECTED_OPTION_LEN } from "./abi.ts";
+import { AeadId, decodePdmOption, formatFlow, openProtectedOption, type FlowTuple } from "../../pdm/index.ts";
+import { FLOW_KEY, FLOW_KEYS, KEY_NEED, PDM_KEY_SLOTS, PDM_NEED, PDM_NEEDF_OPTION, PDM_PROTECTED_OPTION_LEN } from "../datapath/index.ts";
 import { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
-import type { NativeBpf, NativeRingBuffer } from "./native.ts";
+import type { NativeBpf, NativeRingBuffer } from "../datapath/index.ts";
 import { SealingKeyMemory } from "./sealing-key-memory.ts";
 
 /** An STK, and the key generation it derives from (its keyId): what the installer remembers sealing keys by. */

@@ -14,10 +14,10 @@
 // slot in pdm_keys / pdm_peer_keys then records only the Kri, its key bytes zero.
 
 import { createCipheriv } from "node:crypto";
-import type { FlowTuple } from "../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, GCM_INSTALL_ARGS, GCM_KEY_ID, PDM_AEAD_KEY_MAX, PDM_GCM, PDM_KEY_SLOTS } from "./abi.ts";
-import { BpfError } from "./errors.ts";
-import type { NativeBpf } from "./native.ts";
+import type { FlowTuple } from "../../pdm/index.ts";
+import { FLOW_KEY, FLOW_KEYS, GCM_INSTALL_ARGS, GCM_KEY_ID, PDM_AEAD_KEY_MAX, PDM_GCM, PDM_KEY_SLOTS } from "../datapath/index.ts";
+import { BpfError } from "../datapath/index.ts";
+import type { NativeBpf } from "../datapath/index.ts";
 
 /**
  * The kernel's key for the flow a sender 5-tuple belongs to, as seen by the host that

@@ -7,16 +7,16 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { aesDataPathUnavailable } from "../../probes/native.ts";
+import { aesDataPathUnavailable } from "../probes/datapath/index.ts";
 
-export const ROOT = join(import.meta.dirname, "..", "..");
+export const ROOT = join(import.meta.dirname, "..");
 export const PDM_BIN = join(ROOT, "bin", "pdm.js");
 
 /** Why data-path tests cannot run here, or undefined if they can. */
 export function datapathSkipReason(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root to create network namespaces and load eBPF programs";
   if (!existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o"))) return "the eBPF programs are not built (bash scripts/setup.sh)";
-  if (!existsSync(join(ROOT, "probes", "native", "build", "pdm_bpf.node"))) return "the eBPF loader is not built (bash scripts/setup.sh)";
+  if (!existsSync(join(ROOT, "probes", "datapath", "native", "build", "pdm_bpf.node"))) return "the eBPF loader is not built (bash scripts/setup.sh)";
   if (spawnSync("ip", ["-V"]).status !== 0) return "iproute2 is missing";
   return undefined;
 }

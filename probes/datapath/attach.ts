@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { parseIpv6Address, UsageError } from "../pdm/index.ts";
+import { parseIpv6Address, UsageError } from "../../pdm/index.ts";
 import {
   CONFIG,
   PDM_CFG_EVENTS,
@@ -64,7 +64,7 @@ export const PIN = {
 
 export interface AttachOptions {
   ifname: string;
-  /** The layout stamped on egress. With "v2-protected", keys come from a KeyInstaller (probes/key-installer.ts). */
+  /** The layout stamped on egress. With "v2-protected", keys come from a KeyInstaller (probes/kernel-keys/key-installer.ts). */
   layout: KernelLayout;
   /** Stamp only flows with one of these ports (either end); empty = any. */
   ports?: number[];

@@ -10,7 +10,7 @@
 // Clients share one LAN with the router (a Linux bridge, where the capture is taken,
 // so it sees every client-server packet once); each server has its own link, and the
 // reader servers' links pass through a delay bridge (the stand-in for netem, which
-// this kernel lacks: probes/delay-bridge.ts).
+// this kernel lacks: lab/delay-bridge.ts).
 
 export type Role = "writer-server" | "writer-client" | "reader-server" | "reader-client";
 

@@ -2,10 +2,10 @@
 // Global Pointers, program run statistics. What `pdm status` prints.
 
 import { join } from "node:path";
-import { decodeDeltaNs, formatIpv6Address } from "../pdm/index.ts";
+import { decodeDeltaNs, formatIpv6Address } from "../../pdm/index.ts";
 import { COUNTER_NAMES, COUNTERS, FLOW_KEY, FLOW_STATE, PDM_FLOW_HAS_RECEIVED, type CounterName } from "./abi.ts";
 import { BpfError, explainNativeError } from "./errors.ts";
-import { PIN, pinDir, readAttachState, type AttachState } from "./datapath.ts";
+import { PIN, pinDir, readAttachState, type AttachState } from "./attach.ts";
 import { nativeBpf, type NativeBpf, type ProgInfo } from "./native.ts";
 
 export interface FlowStatus {

@@ -1,0 +1,8 @@
+// The lab: hosts in network namespaces on fd00::/8 addresses it makes and removes, the
+// user-space delay bridge between them, and agents deployed on loopback. The demo, the
+// tests and the benchmarks all run here. Only this file is imported from outside lab/.
+
+export { Lab, listNamespaces, type LabProcess } from "./lab.ts";
+export { Topology, ROOT, PDM_BIN, datapathSkipReason, gcmDatapathSkipReason, type Host, type RunResult, type RouterOptions } from "./two-hosts.ts";
+export { startDelayBridge, type DelayBridge, type DelayBridgeOptions } from "./delay-bridge.ts";
+export { Deployment, rawConnect, eventually, type CertFiles } from "./deployment.ts";
