@@ -1,3 +1,4 @@
+// timing-sensitive: run last and alone (scripts/test.sh), as it measures injected delays back.
 // The data path on real interfaces: two host namespaces joined through a router
 // namespace that delays every frame by 5 ms each way (a user-space delay bridge:
 // this kernel is built without sch_netem), PDM attached on both hosts with `pdm attach`, real

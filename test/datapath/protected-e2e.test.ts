@@ -1,3 +1,4 @@
+// timing-sensitive: run last and alone (scripts/test.sh), as it measures injected delays back.
 // Issue 6's proof on real interfaces. First: two namespaces through a router that delays
 // frames 5 ms each way, the protected layout (ChaCha20-Poly1305) attached on both hosts,
 // their keys installed on the kernel's request by a KeyInstaller per host (here in the

@@ -1,3 +1,4 @@
+// timing-sensitive: run last and alone (scripts/test.sh), as it measures injected delays back.
 // The README's main command, end to end: `pdm demo` builds its topology, deploys the
 // agents and the eBPF programs, drives real traffic and checks every measured figure
 // against what it injected (exit 0 only if all are within tolerance). Also: Ctrl-C in
