@@ -12,7 +12,7 @@ export interface FlowTuple {
   proto: number;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+import { hex } from "./hex.ts";
 
 /** A compact, exact key for one direction of a flow. */
 export function flowKey(f: FlowTuple): string {

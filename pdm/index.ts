@@ -21,3 +21,4 @@ export * from "./opener.ts";
 export * from "./record.ts";
 export * from "./link-layer.ts";
 export * from "./captured-packet.ts";
+export * from "./hex.ts";

@@ -17,7 +17,7 @@ export type KeyLogEntry =
   | { kind: "shared"; keyId: Uint8Array; suite: Suite; salt: Uint8Array; secret: Uint8Array }
   | { kind: "client"; keyId: Uint8Array; suite: Suite; clientAddress: Uint8Array; salt: Uint8Array; secret: Uint8Array };
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+import { hex } from "./hex.ts";
 
 export function formatKeyLogLine(e: KeyLogEntry): string {
   const suite = `${hex4(e.suite.kem)}:${hex4(e.suite.kdf)}:${hex4(e.suite.aead)}`;

@@ -7,7 +7,7 @@ import { deriveClientSecret, deriveStk, type Suite } from "./key-schedule.ts";
 import type { KeyLogEntry } from "./key-log.ts";
 import type { FlowTuple } from "./flow.ts";
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+import { hex } from "./hex.ts";
 
 /** One way to key a flow: a generation plus the ClientSecret of one client end. */
 export class FlowKeyContext {

@@ -9,6 +9,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  hex,
   AeadId,
   DEFAULT_SUITE,
   KdfId,
@@ -29,7 +30,6 @@ import {
 } from "../pdm/index.ts";
 
 const outDir = process.argv[2] ?? join(import.meta.dirname, "..", "fixtures", "vectors");
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 /** Deterministic bytes: a counter pattern keyed by a label, so vectors need no RNG. */
 const pattern = (label: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (label * 31 + i * 7) & 0xff);
 

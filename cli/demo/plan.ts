@@ -12,7 +12,8 @@
 // reader servers' links pass through a delay bridge (the stand-in for netem, which
 // this kernel lacks: lab/delay-bridge.ts).
 
-export type Role = "writer-server" | "writer-client" | "reader-server" | "reader-client";
+import type { Role } from "../../probes/agent/index.ts";
+export type { Role };
 
 export interface DemoHost {
   /** Short name: namespace suffix, certificate name, log prefix. */

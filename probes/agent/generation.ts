@@ -18,7 +18,6 @@ export interface Generation {
   rotation: RotationAttributes;
 }
 
-export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 /** How long one generation serves: `keys` rotation periods (keys.md section 6). */
 export function lifetimeMs(r: RotationAttributes): number {

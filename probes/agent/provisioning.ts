@@ -14,10 +14,11 @@
 
 import type { Channel } from "./channel.ts";
 import { RegistrationError } from "./errors.ts";
-import { grantFor, hex, lifetimeMs, type Generation } from "./generation.ts";
+import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
 import type { Logger } from "./log.ts";
 import type { MessageOf } from "./messages.ts";
 import type { ReaderKeyStore } from "./reader-keys.ts";
+import { hex } from "../../pdm/index.ts";
 
 /** A reader as its certificate names it. */
 export interface ReaderPeer {

@@ -4,6 +4,7 @@
 // through KeySink, the one narrow interface keys leave the agent by.
 
 import {
+  hex,
   KeyError,
   deriveClientSecret,
   deriveStk,
@@ -11,7 +12,7 @@ import {
   type FlowTuple,
 } from "../../pdm/index.ts";
 import { RegistrationError } from "./errors.ts";
-import { hex, maxKriAgeMs } from "./generation.ts";
+import { maxKriAgeMs } from "./generation.ts";
 import type { MessageOf } from "./messages.ts";
 
 /** An installed provision (its fields, sealAllowed included), plus what readers look up often. */

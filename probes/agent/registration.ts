@@ -12,10 +12,10 @@
 // writer commits, and provisions its readers, only once it knows the other one holds
 // the same secret, so no half-finished exchange ever reaches a reader.
 
-import { deriveKeyId, type Suite } from "../../pdm/index.ts";
+import { hex, deriveKeyId, type Suite } from "../../pdm/index.ts";
 import type { Channel } from "./channel.ts";
 import { RegistrationError } from "./errors.ts";
-import { freshSalt, hex, type Generation } from "./generation.ts";
+import { freshSalt, type Generation } from "./generation.ts";
 import { chooseSuite, decapsulateSharedSecret, encapsulateSharedSecret, freshRecipientKey } from "./hpke.ts";
 import type { MessageOf, RotationAttributes } from "./messages.ts";
 

@@ -12,8 +12,8 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { DEFAULT_OFFER, register, type Agent } from "../../probes/agent/index.ts";
 import { Deployment, eventually, rawConnect, type CertFiles } from "../../lab/index.ts";
+import { hex } from "../../pdm/index.ts";
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 /** Open a TCP connection from `localAddress`; resolves once connected, with a promise of its close. */
 function openFrom(port: number, localAddress: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
+  hex,
   deriveClientSecret,
   deriveKeyId,
   parseIpv6Address,
@@ -16,7 +17,6 @@ import {
 import { ReaderKeyStore, fetchKeyLog, type Agent, type Generation } from "../../probes/agent/index.ts";
 import { Deployment, eventually } from "../../lab/index.ts";
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, "hex"));
 const RC1 = "fd00:99::11";
 const RC2 = "fd00:99::12";

@@ -12,6 +12,7 @@ import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
 import { gcm } from "@noble/ciphers/aes.js";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import {
+  hex,
   decodePdmOption,
   deriveClientSecret,
   deriveKeyId,
@@ -30,7 +31,6 @@ import {
 const vectorDir = join(import.meta.dirname, "..", "..", "fixtures", "vectors");
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const load = (name: string): any => JSON.parse(readFileSync(join(vectorDir, name), "utf8"));
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, "hex"));
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 const concat = (...parts: Uint8Array[]): Uint8Array => {

@@ -9,7 +9,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ProtectedSealer, parseIpv6Address, type FlowTuple } from "../../pdm/index.ts";
+import { hex, ProtectedSealer, parseIpv6Address, type FlowTuple } from "../../pdm/index.ts";
 import {
   DEFAULT_OFFER,
   ProvisioningService,
@@ -31,7 +31,6 @@ type Op =
 
 const READERS = 3;
 const FIELDS = { scaleDtlr: 0, scaleDtls: 0, globalPointer: 1, psnTp: 1, psnLr: 0, deltaTlr: 0, deltaTls: 0 };
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 class SimulatedDeployment {
   now = 1_700_000_000_000;
