@@ -412,14 +412,15 @@ static __always_inline void forget_keys(struct pdm_flow_key *key)
 #endif
 }
 
-static __always_inline __u64 last_packet_ns(const struct pdm_flow_state *st)
+/* Time since the flow's last packet either way (0 for a time ahead of `now`). */
+static __always_inline __u64 idle_ns(const struct pdm_flow_state *st, __u64 now)
 {
 	__u64 last = st->first_ns;
 	if (st->last_send_ns > last)
 		last = st->last_send_ns;
 	if (st->last_recv_ns > last)
 		last = st->last_recv_ns;
-	return last;
+	return last > now ? 0 : now - last;
 }
 
 /* 0: no key protects the flow (evicted first); 1: this host sends on it under its key. */
@@ -453,23 +454,25 @@ struct sweep_ctx {
 	struct sweep *s;
 };
 
-static __always_inline void delete_flow(struct pdm_flow_key *key)
+/* Delete a flow with its keys; 0 when this call deleted it (not another CPU or user space). */
+static __always_inline long delete_flow(struct pdm_flow_key *key)
 {
 	struct pdm_flow_key k = *key;
-	bpf_map_delete_elem(&pdm_flows, &k);
+	long err = bpf_map_delete_elem(&pdm_flows, &k);
 	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED)
 		forget_keys(&k);
+	return err;
 }
 
 /* First walk: expire idle flows; when evicting, count the others by class and idleness. */
 static long expire_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_state *st, struct sweep_ctx *x)
 {
-	__u64 last = last_packet_ns(st);
-	__u64 idle = last > x->now ? 0 : x->now - last;
+	__u64 idle = idle_ns(st, x->now);
 	if (cfg.flow_timeout_s && idle >= (__u64)cfg.flow_timeout_s * NS_PER_S) {
-		delete_flow(key);
-		COUNT(x->c, flows_expired);
-		x->s->freed++;
+		if (delete_flow(key) == 0) {
+			COUNT(x->c, flows_expired);
+			x->s->freed++;
+		}
 		return 0;
 	}
 	if (x->s->evict) {
@@ -486,15 +489,15 @@ static long expire_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_sta
 /* Second walk: delete the idlest flows the first walk chose, class by class. */
 static long evict_flow(void *map, struct pdm_flow_key *key, struct pdm_flow_state *st, struct sweep_ctx *x)
 {
-	__u64 last = last_packet_ns(st);
-	__u64 idle = last > x->now ? 0 : x->now - last;
+	__u64 idle = idle_ns(st, x->now);
 	struct sweep *s = x->s;
 	__u32 cls = evict_class(key, st);
 	if (cls > 1 || !s->quota[cls] || idle_power(idle) < s->from_power[cls])
 		return 0;
 	if (cls == 1 && idle < PDM_EVICT_KEEP_NS)
 		return 0;
-	delete_flow(key);
+	if (delete_flow(key))
+		return 0;
 	COUNT(x->c, flows_evicted);
 	s->quota[cls]--;
 	return s->quota[0] || s->quota[1] ? 0 : 1; /* 1 stops the walk */
