@@ -17,8 +17,7 @@ import { join } from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { AnalysisSession, DEFAULT_LIVE_LIMITS, fileSource, readCapture } from "../analyzer/index.ts";
-import { type PdmRecord } from "../pdm/index.ts";
-import { encodeDeltaNs } from "../pdm/index.ts";
+import { type PdmRecord, encodeDeltaNs } from "../pdm/index.ts";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;

@@ -7,8 +7,7 @@
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { FIXTURES, largeScenario } from "../fixtures/index.ts";
-import { writeSimulatedCapture } from "../fixtures/index.ts";
+import { FIXTURES, largeScenario, writeSimulatedCapture } from "../fixtures/index.ts";
 import type { Layout } from "../pdm/index.ts";
 
 const args = process.argv.slice(2);

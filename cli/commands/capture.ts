@@ -3,8 +3,7 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { AnalysisSession, DEFAULT_LIVE_LIMITS, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter } from "../../analyzer/index.ts";
-import { type PdmRecord } from "../../pdm/index.ts";
-import { KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
+import { type PdmRecord, KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
 import { EVENT } from "../../probes/datapath/index.ts";
 import { eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/live/index.ts";
 

@@ -14,8 +14,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { analyzeCapture, fileSource, formatDuration, readCapture, renderHtmlReport, renderTable, timeSeriesChart, type AnalysisResult, type FlowReport } from "../../analyzer/index.ts";
-import { ipv6Offset } from "../../pdm/index.ts";
-import { formatIpv6Address, parseIpv6 } from "../../pdm/index.ts";
+import { ipv6Offset, formatIpv6Address, parseIpv6 } from "../../pdm/index.ts";
 import { initCa, issueCertificate } from "../../probes/agent/index.ts";
 import { aesDataPathUnavailable, packageRoot } from "../../probes/datapath/index.ts";
 import { Lab, type LabProcess } from "../../lab/index.ts";

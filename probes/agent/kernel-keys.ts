@@ -17,9 +17,7 @@
 
 import { AeadId, type FlowTuple } from "../../pdm/index.ts";
 import { KeyInstaller, type KeyInstallerMaps, type Stk, type StkSource } from "../kernel-keys/index.ts";
-import { nativeBpf } from "../datapath/index.ts";
-import { PIN, pinDir } from "../datapath/index.ts";
-import { BpfError } from "../datapath/index.ts";
+import { nativeBpf, PIN, pinDir, BpfError } from "../datapath/index.ts";
 import type { ReaderKeyStore } from "./reader-keys.ts";
 import { join } from "node:path";
 import { existsSync } from "node:fs";

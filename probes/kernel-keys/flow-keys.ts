@@ -15,8 +15,7 @@
 
 import { createCipheriv } from "node:crypto";
 import type { FlowTuple } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, GCM_INSTALL_ARGS, GCM_KEY_ID, PDM_AEAD_KEY_MAX, PDM_GCM, PDM_KEY_SLOTS } from "../datapath/index.ts";
-import { BpfError } from "../datapath/index.ts";
+import { FLOW_KEY, FLOW_KEYS, GCM_INSTALL_ARGS, GCM_KEY_ID, PDM_AEAD_KEY_MAX, PDM_GCM, PDM_KEY_SLOTS, BpfError } from "../datapath/index.ts";
 import type { NativeBpf } from "../datapath/index.ts";
 
 /**

@@ -3,12 +3,8 @@
 // from the same metrics code as captures, without copying packets to user space.
 
 import { join } from "node:path";
-import type { PdmOption } from "../../pdm/index.ts";
-import type { PdmRecord } from "../../pdm/index.ts";
-import { EVENT, PDM_EV, PDM_EVF_GSO, PDM_LAYOUT } from "../datapath/index.ts";
-import { explainNativeError } from "../datapath/index.ts";
-import { PIN, pinDir } from "../datapath/index.ts";
-import { nativeBpf } from "../datapath/index.ts";
+import type { PdmOption, PdmRecord } from "../../pdm/index.ts";
+import { EVENT, PDM_EV, PDM_EVF_GSO, PDM_LAYOUT, explainNativeError, PIN, pinDir, nativeBpf } from "../datapath/index.ts";
 
 export type KernelEventType = keyof typeof PDM_EV;
 const EVENT_TYPE_NAME = new Map<number, KernelEventType>(Object.entries(PDM_EV).map(([k, v]) => [v, k as KernelEventType]));

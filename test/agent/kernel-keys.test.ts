@@ -13,9 +13,8 @@ import { join } from "node:path";
 import { FLOW_KEYS, PIN, ensureBpffs, PDM_MAP, PDM_PROG, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type NativeBpf } from "../../probes/datapath/index.ts";
 import { encodeFlowKey } from "../../probes/kernel-keys/index.ts";
 import { parseIpv6Address } from "../../pdm/index.ts";
-import { datapathSkipReason, gcmDatapathSkipReason } from "../../lab/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason, Deployment, eventually } from "../../lab/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
-import { Deployment, eventually } from "../../lab/index.ts";
 
 const skip = datapathSkipReason();
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);

@@ -10,9 +10,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LINKTYPE } from "../../pdm/index.ts";
+import { LINKTYPE, NEXT_HEADER_DEST_OPTS, encodeDeltaNs, encodeDestOptionsHeader, encodePdmOption } from "../../pdm/index.ts";
 import { analyzeCapture, openPcapWriter } from "../../analyzer/index.ts";
-import { NEXT_HEADER_DEST_OPTS, encodeDeltaNs, encodeDestOptionsHeader, encodePdmOption } from "../../pdm/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const root = join(import.meta.dirname, "..", "..");

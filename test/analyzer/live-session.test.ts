@@ -10,8 +10,7 @@ import assert from "node:assert/strict";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { AnalysisSession, RELATIVE_ACCURACY, type CaptureSummary, type LiveLimits } from "../../analyzer/index.ts";
-import { type PdmRecord } from "../../pdm/index.ts";
-import { encodeDeltaNs } from "../../pdm/index.ts";
+import { type PdmRecord, encodeDeltaNs } from "../../pdm/index.ts";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;

@@ -8,8 +8,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeSimulatedCapture } from "../../fixtures/index.ts";
-import { largeScenario } from "../../fixtures/index.ts";
+import { writeSimulatedCapture, largeScenario } from "../../fixtures/index.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const pdm = join(root, "bin", "pdm.js");

@@ -7,8 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { bufferSource, readCapture } from "../../analyzer/index.ts";
-import { ipv6Offset } from "../../pdm/index.ts";
-import { parseIpv6 } from "../../pdm/index.ts";
+import { ipv6Offset, parseIpv6 } from "../../pdm/index.ts";
 import { readFileSync } from "node:fs";
 
 const dir = join(import.meta.dirname, "..", "..", "fixtures", "captures");

@@ -34,8 +34,7 @@ import { nativeBpf, PIN } from "../../probes/datapath/index.ts";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../../lab/index.ts";
 import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
-import { ipv6Offset, type CapturedPacket } from "../../pdm/index.ts";
-import { parseIpv6, type Ipv6Packet } from "../../pdm/index.ts";
+import { ipv6Offset, type CapturedPacket, parseIpv6, type Ipv6Packet } from "../../pdm/index.ts";
 
 const skip = datapathSkipReason();
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");

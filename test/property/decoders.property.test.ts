@@ -21,9 +21,8 @@ import {
   type Layout,
   type PdmV2ProtectedOption,
 } from "../../pdm/index.ts";
-import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
+import { ipv6Packet, udpHeader, xorshift as prng } from "../../fixtures/index.ts";
 // Deterministic PRNG (xorshift32), so a fuzz failure can be replayed from its seed.
-import { xorshift as prng } from "../../fixtures/index.ts";
 
 const u8 = fc.integer({ min: 0, max: 0xff });
 const u16 = fc.integer({ min: 0, max: 0xffff });
