@@ -88,7 +88,12 @@ export interface AnalysisResult {
   live?: LiveState;
 }
 
-const NO_SAMPLES: FlowSeries = { timeSec: new Float64Array(0), serverDelayNs: new Float64Array(0), roundTripDelayNs: new Float64Array(0), responseTimeNs: new Float64Array(0) };
+const NO_SAMPLES: FlowSeries = {
+  timeSec: new Float64Array(0),
+  serverDelayNs: new Float64Array(0),
+  roundTripDelayNs: new Float64Array(0),
+  responseTimeNs: new Float64Array(0),
+};
 
 /**
  * The source-agnostic core: frames (from a file or live libpcap) or ready PdmRecords
@@ -103,7 +108,18 @@ export class AnalysisSession {
   private startSec: number | undefined;
   private startNsec = 0;
   private readonly ipv6 = emptyIpv6Packet(); // reused for every packet
-  private readonly record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
+  private readonly record: PdmRecord = {
+    timeNs: 0,
+    addresses: new Uint8Array(32),
+    srcOffset: 0,
+    dstOffset: 16,
+    sport: 0,
+    dport: 0,
+    proto: 0,
+    pdm: undefined,
+    pdmError: undefined,
+    number: 0,
+  };
 
   private readonly shard: Shard | undefined;
   private readonly keepImplausible: boolean;
@@ -119,11 +135,20 @@ export class AnalysisSession {
    * (endIdle) or when too many are tracked.
    */
   constructor(options: { keyRing?: KeyRing; shard?: Shard; live?: LiveLimits; keepImplausible?: boolean } = {}) {
-    this.table = new FlowTable<SampleSink>({ keyRing: options.keyRing, keepImplausible: options.keepImplausible, newSamples: options.live ? () => new DelayHistograms() : () => new DelaySamples() });
+    this.table = new FlowTable<SampleSink>({
+      keyRing: options.keyRing,
+      keepImplausible: options.keepImplausible,
+      newSamples: options.live ? () => new DelayHistograms() : () => new DelaySamples(),
+    });
     this.shard = options.shard && options.shard.count > 1 ? options.shard : undefined;
     this.keepImplausible = options.keepImplausible ?? false;
     this.countsUnflowed = !this.shard || this.shard.index === 0;
-    this.live = options.live && { limits: options.live, ended: new EndedFlows(options.live.listedFlows), endedIdle: 0, endedEarly: 0 };
+    this.live = options.live && {
+      limits: options.live,
+      ended: new EndedFlows(options.live.listedFlows),
+      endedIdle: 0,
+      endedEarly: 0,
+    };
   }
 
   /** One captured frame; its link type says where the IPv6 header starts. */
@@ -147,7 +172,8 @@ export class AnalysisSession {
       if (!this.countsUnflowed) return;
       this.undecodable += 1;
       // Offsets in messages count from the frame's first byte, as Wireshark shows them.
-      if (this.examples.length < 5) this.examples.push({ number: p.number, message: error.relativeTo(p.start).message });
+      if (this.examples.length < 5)
+        this.examples.push({ number: p.number, message: error.relativeTo(p.start).message });
       return;
     }
     const record = this.record;
@@ -188,7 +214,10 @@ export class AnalysisSession {
   endIdle(nowSec: number): number {
     if (!this.live || this.startSec === undefined) return 0;
     const cutoffNs = (nowSec - this.live.limits.idleSec - this.startSecExact) * 1e9;
-    const ended = this.table.remove((c) => c.lastNs < cutoffNs, (c) => this.keepEnded(c));
+    const ended = this.table.remove(
+      (c) => c.lastNs < cutoffNs,
+      (c) => this.keepEnded(c),
+    );
     this.live.endedIdle += ended;
     return ended;
   }
@@ -199,7 +228,10 @@ export class AnalysisSession {
     const all = this.table.conversations;
     const keep = Math.floor(live.limits.trackedFlows * 0.9);
     const oldest = new Set([...all].sort((a, b) => a.lastNs - b.lastNs).slice(0, all.length - keep));
-    live.endedEarly += this.table.remove((c) => oldest.has(c), (c) => this.keepEnded(c));
+    live.endedEarly += this.table.remove(
+      (c) => oldest.has(c),
+      (c) => this.keepEnded(c),
+    );
   }
 
   private keepEnded(c: Conversation<SampleSink>): void {
@@ -223,7 +255,15 @@ export class AnalysisSession {
           roundTripDelayNs: s.column(SAMPLE.roundTripDelayNs),
           responseTimeNs: s.column(SAMPLE.responseTimeNs),
         };
-        const report = flowReport(c, { serverDelayNs: summarize(samples.serverDelayNs), roundTripDelayNs: summarize(samples.roundTripDelayNs), responseTimeNs: summarize(samples.responseTimeNs) }, startSec);
+        const report = flowReport(
+          c,
+          {
+            serverDelayNs: summarize(samples.serverDelayNs),
+            roundTripDelayNs: summarize(samples.roundTripDelayNs),
+            responseTimeNs: summarize(samples.responseTimeNs),
+          },
+          startSec,
+        );
         flows.push(report);
         series.set(report.id, samples);
       }
@@ -262,8 +302,17 @@ export class AnalysisSession {
 /** The first five problems of the input by packet number, then the first two implausible samples. */
 export function firstExamples(examples: AnalysisResult["examples"]): AnalysisResult["examples"] {
   const byNumber = (a: { number: number }, b: { number: number }): number => a.number - b.number;
-  const problems = examples.filter((e) => e.kind !== "implausible").sort(byNumber).slice(0, 5);
-  return [...problems, ...examples.filter((e) => e.kind === "implausible").sort(byNumber).slice(0, 2)];
+  const problems = examples
+    .filter((e) => e.kind !== "implausible")
+    .sort(byNumber)
+    .slice(0, 5);
+  return [
+    ...problems,
+    ...examples
+      .filter((e) => e.kind === "implausible")
+      .sort(byNumber)
+      .slice(0, 2),
+  ];
 }
 
 /**
@@ -271,7 +320,10 @@ export function firstExamples(examples: AnalysisResult["examples"]): AnalysisRes
  * appearance and id, so that the order never depends on how the work was split),
  * and their series in the same order.
  */
-export function inReportOrder(flows: FlowReport[], series: AnalysisResult["series"]): Pick<AnalysisResult, "flows" | "series"> {
+export function inReportOrder(
+  flows: FlowReport[],
+  series: AnalysisResult["series"],
+): Pick<AnalysisResult, "flows" | "series"> {
   const sorted = [...flows].sort(
     (a, b) =>
       (b.responseTimeNs?.p99 ?? -1) - (a.responseTimeNs?.p99 ?? -1) ||
@@ -292,7 +344,9 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
   } catch (cause) {
     throw new CaptureError(`cannot open capture ${options.input}: ${(cause as Error).message}`, { cause });
   }
-  const threads = options.shard ? 1 : Math.max(1, Math.min(MAX_THREADS, Math.floor(options.threads ?? defaultThreads(options, source.size))));
+  const threads = options.shard
+    ? 1
+    : Math.max(1, Math.min(MAX_THREADS, Math.floor(options.threads ?? defaultThreads(options, source.size))));
   // Shards each read the file from the start: only a regular file can be read twice
   // (a FIFO would hand each shard a different part of the stream).
   if (threads > 1 && options.input !== "-" && statSync(options.input).isFile()) {

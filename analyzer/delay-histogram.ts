@@ -151,7 +151,15 @@ export class DelayHistogram {
 
   summary(): Summary | undefined {
     if (this.count === 0) return undefined;
-    return { count: this.count, min: this.min, mean: this.sum / this.count, p50: this.quantile(0.5)!, p90: this.quantile(0.9)!, p99: this.quantile(0.99)!, max: this.max };
+    return {
+      count: this.count,
+      min: this.min,
+      mean: this.sum / this.count,
+      p50: this.quantile(0.5)!,
+      p90: this.quantile(0.9)!,
+      p99: this.quantile(0.99)!,
+      max: this.max,
+    };
   }
 
   /** Bytes of bucket arrays (tests, memory). */

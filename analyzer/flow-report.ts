@@ -59,7 +59,10 @@ export function mergeFlowReports(a: FlowReport, b: FlowReport, delays: FlowDelay
   return {
     ...a,
     layout: a.layout ?? b.layout,
-    packets: { clientToServer: a.packets.clientToServer + b.packets.clientToServer, serverToClient: a.packets.serverToClient + b.packets.serverToClient },
+    packets: {
+      clientToServer: a.packets.clientToServer + b.packets.clientToServer,
+      serverToClient: a.packets.serverToClient + b.packets.serverToClient,
+    },
     pdmPackets: a.pdmPackets + b.pdmPackets,
     firstSec: Math.min(a.firstSec, b.firstSec),
     lastSec: Math.max(a.lastSec, b.lastSec),

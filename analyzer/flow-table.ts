@@ -92,7 +92,11 @@ export class StampHistory {
 
   remember(psnTp: number, psnLr: number, deltaTlrNs: number): void {
     let i = (psnTp & this.slotMask) * 3;
-    for (let held = this.stamps[i]!; held !== psnTp && held !== -1 && this.slotMask + 1 < HISTORY; held = this.stamps[i]!) {
+    for (
+      let held = this.stamps[i]!;
+      held !== psnTp && held !== -1 && this.slotMask + 1 < HISTORY;
+      held = this.stamps[i]!
+    ) {
       this.grow();
       i = (psnTp & this.slotMask) * 3;
     }
@@ -176,7 +180,13 @@ export class Conversation<S extends SampleSink = DelaySamples> {
     const addresses = new Uint8Array(32);
     addresses.set(clientSide.src, 0);
     addresses.set(clientSide.dst, 16);
-    const up: FlowTuple = { src: addresses.subarray(0, 16), dst: addresses.subarray(16), sport: clientSide.sport, dport: clientSide.dport, proto: clientSide.proto };
+    const up: FlowTuple = {
+      src: addresses.subarray(0, 16),
+      dst: addresses.subarray(16),
+      sport: clientSide.sport,
+      dport: clientSide.dport,
+      proto: clientSide.proto,
+    };
     this.up = new Direction(up);
     this.down = new Direction(reverseFlow(up));
     for (let i = 0; i < 4; i += 1) {
@@ -278,7 +288,10 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
     let fields: PdmTimes;
     if (pdm.layout === "v2-protected") {
       // The conversation's client end is most likely the reader client whose keys sealed it.
-      direction.opener ??= new ProtectedOpener(this.options.keyRing?.contextsFor(direction.tuple, conversation.up.tuple.src) ?? [], { searchAhead: 64 });
+      direction.opener ??= new ProtectedOpener(
+        this.options.keyRing?.contextsFor(direction.tuple, conversation.up.tuple.src) ?? [],
+        { searchAhead: 64 },
+      );
       const outcome = direction.opener.open(pdm, r.timeNs);
       if (outcome.status === "gso-repeat") return this.count(direction, "gsoRepeats");
       if (outcome.status === "replay") return this.count(direction, "replay");
@@ -312,9 +325,16 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
       if (responseTimeNs > ageNs || serverDelayNs > ageNs) {
         this.count(direction, "implausible");
         if (this.firstImplausible.length < 2) {
-          const what = responseTimeNs >= serverDelayNs ? `response time ${seconds(responseTimeNs)}` : `server delay ${seconds(serverDelayNs)}`;
+          const what =
+            responseTimeNs >= serverDelayNs
+              ? `response time ${seconds(responseTimeNs)}`
+              : `server delay ${seconds(serverDelayNs)}`;
           const age = seconds(r.timeNs - conversation.firstNs);
-          this.firstImplausible.push({ number: r.number, message: `${what} on a flow seen for ${age}: implausible, kept out of the statistics`, kind: "implausible" });
+          this.firstImplausible.push({
+            number: r.number,
+            message: `${what} on a flow seen for ${age}: implausible, kept out of the statistics`,
+            kind: "implausible",
+          });
         }
         if (!this.options.keepImplausible) return;
       }
@@ -397,7 +417,12 @@ function word(b: Uint8Array, at: number): number {
 
 /** b[at..at+16) equals the four words at words[from] (the last word first: addresses differ most at the end). */
 function sameAddress(words: Int32Array, from: number, b: Uint8Array, at: number): boolean {
-  return word(b, at + 12) === words[from + 3] && word(b, at + 8) === words[from + 2] && word(b, at + 4) === words[from + 1] && word(b, at) === words[from];
+  return (
+    word(b, at + 12) === words[from + 3] &&
+    word(b, at + 8) === words[from + 2] &&
+    word(b, at + 4) === words[from + 1] &&
+    word(b, at) === words[from]
+  );
 }
 
 /** 1 when `r` travels client -> server in `c`, -1 when server -> client, 0 when not in `c`. */
@@ -406,9 +431,21 @@ function directionOf(c: Conversation<SampleSink>, r: PdmRecord): number {
   if (up.proto !== r.proto) return 0;
   const w = c.addressWords; // client address at 0, server address at 4
   const b = r.addresses;
-  if (r.sport === up.sport && r.dport === up.dport && sameAddress(w, 0, b, r.srcOffset) && sameAddress(w, 4, b, r.dstOffset)) return 1;
+  if (
+    r.sport === up.sport &&
+    r.dport === up.dport &&
+    sameAddress(w, 0, b, r.srcOffset) &&
+    sameAddress(w, 4, b, r.dstOffset)
+  )
+    return 1;
   const down = c.down.tuple;
-  if (r.sport === down.sport && r.dport === down.dport && sameAddress(w, 4, b, r.srcOffset) && sameAddress(w, 0, b, r.dstOffset)) return -1;
+  if (
+    r.sport === down.sport &&
+    r.dport === down.dport &&
+    sameAddress(w, 4, b, r.srcOffset) &&
+    sameAddress(w, 0, b, r.dstOffset)
+  )
+    return -1;
   return 0;
 }
 

@@ -1,7 +1,13 @@
 // The analyzer: captures in, PDM delays out. Pure TypeScript (no native code), so
 // it runs wherever Node does. Only this file is imported from outside analyzer/.
 
-export { analyzeCapture, AnalysisSession, type AnalysisResult, type AnalyzeOptions, type FlowReport } from "./analyze.ts";
+export {
+  analyzeCapture,
+  AnalysisSession,
+  type AnalysisResult,
+  type AnalyzeOptions,
+  type FlowReport,
+} from "./analyze.ts";
 export { FlowTable, StampHistory, emptyCounters, type Counters } from "./flow-table.ts";
 export { summarize, type Summary } from "./stats.ts";
 export { DelayHistogram, DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
@@ -9,7 +15,13 @@ export { DEFAULT_LIVE_LIMITS, type LiveLimits, type LiveState } from "./live-flo
 export { renderTable, renderAnomalies } from "./format/table.ts";
 export { renderJson, renderCsv, renderSamplesCsv } from "./format/machine.ts";
 export { formatDuration, formatCount } from "./format/units.ts";
-export { readCapture, MAX_INTERFACES, WARNING_EXAMPLES, type CaptureSummary, type CaptureWarning } from "./capture/reader.ts";
+export {
+  readCapture,
+  MAX_INTERFACES,
+  WARNING_EXAMPLES,
+  type CaptureSummary,
+  type CaptureWarning,
+} from "./capture/reader.ts";
 export { fileSource, streamSource, bufferSource, type ByteSource } from "./capture/byte-source.ts";
 export { openPcapWriter, openPcapngWriter, type CaptureWriter } from "./capture/writer.ts";
 export { renderHtmlReport, reportCharts } from "./report/html.ts";

@@ -37,7 +37,11 @@ export interface LiveState {
 }
 
 export function delaysOf(h: DelayHistograms): FlowDelays {
-  return { serverDelayNs: h.serverDelayNs.summary(), roundTripDelayNs: h.roundTripDelayNs.summary(), responseTimeNs: h.responseTimeNs.summary() };
+  return {
+    serverDelayNs: h.serverDelayNs.summary(),
+    roundTripDelayNs: h.roundTripDelayNs.summary(),
+    responseTimeNs: h.responseTimeNs.summary(),
+  };
 }
 
 interface EndedFlow {
@@ -73,7 +77,10 @@ export class EndedFlows {
   trim(): void {
     if (this.byId.size <= this.limit) return;
     const worstFirst = [...this.byId.values()].sort(
-      (a, b) => (b.report.responseTimeNs?.p99 ?? -1) - (a.report.responseTimeNs?.p99 ?? -1) || b.report.pdmPackets - a.report.pdmPackets || b.report.lastSec - a.report.lastSec,
+      (a, b) =>
+        (b.report.responseTimeNs?.p99 ?? -1) - (a.report.responseTimeNs?.p99 ?? -1) ||
+        b.report.pdmPackets - a.report.pdmPackets ||
+        b.report.lastSec - a.report.lastSec,
     );
     for (const dropped of worstFirst.slice(this.limit)) this.byId.delete(dropped.report.id);
     this.notListed += worstFirst.length - this.limit;

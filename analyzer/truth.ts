@@ -44,7 +44,14 @@ const METRICS = ["serverDelayNs", "roundTripDelayNs", "responseTimeNs"] as const
 
 export function compareWithTruth(result: AnalysisResult, truth: TruthFile): FlowComparison[] {
   return truth.flows.map((flow) => {
-    const report = result.flows.find((f) => f.client === flow.client && f.server === flow.server && f.clientPort === flow.clientPort && f.serverPort === flow.serverPort && f.transport === flow.transport);
+    const report = result.flows.find(
+      (f) =>
+        f.client === flow.client &&
+        f.server === flow.server &&
+        f.clientPort === flow.clientPort &&
+        f.serverPort === flow.serverPort &&
+        f.transport === flow.transport,
+    );
     return {
       flow,
       report,

@@ -15,7 +15,14 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes, createCipheriv } from "node:crypto";
 import { parseIpv6Address } from "../pdm/index.ts";
-import { PDM_MAP, PDM_PROG, encodeConfig, nativeBpf, bpfObjectPath, aesDataPathUnavailable } from "../probes/datapath/index.ts";
+import {
+  PDM_MAP,
+  PDM_PROG,
+  encodeConfig,
+  nativeBpf,
+  bpfObjectPath,
+  aesDataPathUnavailable,
+} from "../probes/datapath/index.ts";
 import { installFlowKey } from "../probes/kernel-keys/index.ts";
 import { ipv6Packet, udpHeader } from "../fixtures/index.ts";
 import { datapathSkipReason, ROOT } from "../lab/index.ts";
@@ -50,9 +57,21 @@ interface Case {
   input: Buffer;
 }
 const cases: Case[] = [
-  { name: "empty tc program (the cost of a test run)", fd: native.programFd(pdm, "pdm_empty"), input: Buffer.alloc(64) },
-  { name: "ChaCha20-Poly1305 seal", fd: native.programFd(chacha, "aead_seal"), input: Buffer.concat([key, nonce, aad, text, Buffer.alloc(30)]) },
-  { name: "ChaCha20-Poly1305 open", fd: native.programFd(chacha, "aead_open"), input: Buffer.concat([key, nonce, aad, sealedWith("chacha20-poly1305", key), Buffer.alloc(14)]) },
+  {
+    name: "empty tc program (the cost of a test run)",
+    fd: native.programFd(pdm, "pdm_empty"),
+    input: Buffer.alloc(64),
+  },
+  {
+    name: "ChaCha20-Poly1305 seal",
+    fd: native.programFd(chacha, "aead_seal"),
+    input: Buffer.concat([key, nonce, aad, text, Buffer.alloc(30)]),
+  },
+  {
+    name: "ChaCha20-Poly1305 open",
+    fd: native.programFd(chacha, "aead_open"),
+    input: Buffer.concat([key, nonce, aad, sealedWith("chacha20-poly1305", key), Buffer.alloc(14)]),
+  },
 ];
 const gcmObject = join(build, "aes_gcm_test.bpf.o");
 let gcmNote = "";
@@ -61,11 +80,21 @@ if (existsSync(gcmObject)) {
   native.loadObject(gcm);
   const aesKey = key.subarray(0, 16);
   const args = Buffer.concat([aesKey, Buffer.alloc(4)]);
-  if (native.progRunContext(native.programFd(gcm, "gcm_setup"), args) !== 0) throw new Error(`gcm_setup failed: ${args.readInt32LE(16)}`);
-  if (native.progTestRun(native.programFd(gcm, "gcm_htable"), Buffer.alloc(64), 1, 64).retval !== 0) throw new Error("gcm_htable failed");
+  if (native.progRunContext(native.programFd(gcm, "gcm_setup"), args) !== 0)
+    throw new Error(`gcm_setup failed: ${args.readInt32LE(16)}`);
+  if (native.progTestRun(native.programFd(gcm, "gcm_htable"), Buffer.alloc(64), 1, 64).retval !== 0)
+    throw new Error("gcm_htable failed");
   cases.push(
-    { name: "AES-128-GCM seal", fd: native.programFd(gcm, "gcm_seal"), input: Buffer.concat([nonce, aad, text, Buffer.alloc(30)]) },
-    { name: "AES-128-GCM open", fd: native.programFd(gcm, "gcm_open"), input: Buffer.concat([nonce, aad, sealedWith("aes-128-gcm", aesKey), Buffer.alloc(14)]) },
+    {
+      name: "AES-128-GCM seal",
+      fd: native.programFd(gcm, "gcm_seal"),
+      input: Buffer.concat([nonce, aad, text, Buffer.alloc(30)]),
+    },
+    {
+      name: "AES-128-GCM open",
+      fd: native.programFd(gcm, "gcm_open"),
+      input: Buffer.concat([nonce, aad, sealedWith("aes-128-gcm", aesKey), Buffer.alloc(14)]),
+    },
   );
 } else {
   gcmNote = "\nAES-128-GCM not measured: bpf/build/aes_gcm_test.bpf.o is not built (needs clang 15 or later).\n";
@@ -75,8 +104,17 @@ if (existsSync(gcmObject)) {
 // the kernel has the crypto kfuncs), one 64-byte UDP packet per run, next to PDMv2
 // clear: egress stamping (the sealing program reached by tail call), and ingress
 // reading what that egress sealed (opening by tail call).
-const flow = { src: parseIpv6Address("fd00::1"), dst: parseIpv6Address("fd00::2"), sport: 40000, dport: 7000, proto: 17 };
-const frame = Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]), ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 64) })]);
+const flow = {
+  src: parseIpv6Address("fd00::1"),
+  dst: parseIpv6Address("fd00::2"),
+  sport: 40000,
+  dport: 7000,
+  proto: 17,
+};
+const frame = Buffer.concat([
+  Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]),
+  ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 64) }),
+]);
 type Aead = "chacha20-poly1305" | "aes-128-gcm";
 const dataPathObjects: number[] = [];
 const hostFor = (layout: "v2-clear" | "v2-protected", aead: Aead = "chacha20-poly1305"): number => {
@@ -86,21 +124,30 @@ const hostFor = (layout: "v2-clear" | "v2-protected", aead: Aead = "chacha20-pol
   dataPathObjects.push(o);
   return o;
 };
-const stampedBy = (o: number): Buffer => native.progTestRun(native.programFd(o, PDM_PROG.egress), frame, 1, frame.length + 128).data;
+const stampedBy = (o: number): Buffer =>
+  native.progTestRun(native.programFd(o, PDM_PROG.egress), frame, 1, frame.length + 128).data;
 const clear = { sender: hostFor("v2-clear"), receiver: hostFor("v2-clear") };
 cases.push(
   { name: "egress program, PDMv2 clear", fd: native.programFd(clear.sender, PDM_PROG.egress), input: frame },
-  { name: "ingress program, PDMv2 clear", fd: native.programFd(clear.receiver, PDM_PROG.ingress), input: stampedBy(clear.sender) },
+  {
+    name: "ingress program, PDMv2 clear",
+    fd: native.programFd(clear.receiver, PDM_PROG.ingress),
+    input: stampedBy(clear.sender),
+  },
 );
 const noAes = aesDataPathUnavailable();
-for (const [aead, name, keyLength] of [["chacha20-poly1305", "ChaCha20-Poly1305", 32], ["aes-128-gcm", "AES-128-GCM", 16]] as const) {
+for (const [aead, name, keyLength] of [
+  ["chacha20-poly1305", "ChaCha20-Poly1305", 32],
+  ["aes-128-gcm", "AES-128-GCM", 16],
+] as const) {
   if (aead === "aes-128-gcm" && noAes) {
     gcmNote += `\nThe data path with AES-128-GCM not measured: ${noAes}.\n`;
     continue;
   }
   const sender = hostFor("v2-protected", aead);
   const receiver = hostFor("v2-protected", aead);
-  const gcm = (o: number): number | undefined => (aead === "aes-128-gcm" ? native.programFd(o, PDM_PROG.gcmInstall) : undefined);
+  const gcm = (o: number): number | undefined =>
+    aead === "aes-128-gcm" ? native.programFd(o, PDM_PROG.gcmInstall) : undefined;
   const stk = randomBytes(keyLength);
   // 75,000 packets on one flow run through Kri 0, 1 and 2 (32,767 each): keys for all three.
   for (const kri of [0, 1, 2]) {
@@ -109,7 +156,11 @@ for (const [aead, name, keyLength] of [["chacha20-poly1305", "ChaCha20-Poly1305"
   }
   cases.push(
     { name: `egress program, PDMv2 protected (${name})`, fd: native.programFd(sender, PDM_PROG.egress), input: frame },
-    { name: `ingress program, PDMv2 protected (${name})`, fd: native.programFd(receiver, PDM_PROG.ingress), input: stampedBy(sender) },
+    {
+      name: `ingress program, PDMv2 protected (${name})`,
+      fd: native.programFd(receiver, PDM_PROG.ingress),
+      input: stampedBy(sender),
+    },
   );
 }
 
@@ -131,7 +182,10 @@ const lines = [
   "",
   "| program | ns per run | minus the empty program |",
   "|---|---|---|",
-  ...cases.map((c) => `| ${c.name} | ${best.get(c.name)} | ${c === cases[0] || isDataPath(c) ? "" : best.get(c.name)! - baseline} |`),
+  ...cases.map(
+    (c) =>
+      `| ${c.name} | ${best.get(c.name)} | ${c === cases[0] || isDataPath(c) ? "" : best.get(c.name)! - baseline} |`,
+  ),
   gcmNote,
   "Command: `make bench-aead` (root).",
 ];

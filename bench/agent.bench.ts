@@ -14,13 +14,7 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  DEFAULT_OFFER,
-  RegistrationServer,
-  memoryChannelPair,
-  register,
-  type Agent,
-} from "../probes/agent/index.ts";
+import { DEFAULT_OFFER, RegistrationServer, memoryChannelPair, register, type Agent } from "../probes/agent/index.ts";
 import { Deployment, eventually, rawConnect } from "../lab/index.ts";
 
 const readers = Number(process.argv[2] ?? 1000);
@@ -40,7 +34,11 @@ try {
   d.timing = { ...d.timing, periodSeconds: 300, ackTimeoutSeconds: 5 };
 
   // 1. in memory
-  const registrar = new RegistrationServer({ acceptedSuites: DEFAULT_OFFER, rotation: { criticality: "important", keys: 4, periodMs: 600_000 }, provisionLeadMs: 0 });
+  const registrar = new RegistrationServer({
+    acceptedSuites: DEFAULT_OFFER,
+    rotation: { criticality: "important", keys: 4, periodMs: 600_000 },
+    provisionLeadMs: 0,
+  });
   const n1 = 300;
   const [, s1] = await timed(async () => {
     for (let i = 0; i < n1; i += 1) {
@@ -67,17 +65,23 @@ try {
   });
   const wantKeyId = ws.status().generations.at(-1)!.keyId;
   const [, s3] = await timed(async () => {
-    const agents: Agent[] = await Promise.all(certs.map((c, i) => d.agent(`rs${i}`, ["reader-server"], c, { writerServer: ws.port })));
+    const agents: Agent[] = await Promise.all(
+      certs.map((c, i) => d.agent(`rs${i}`, ["reader-server"], c, { writerServer: ws.port })),
+    );
     await eventually(
       `${readers} readers provisioned`,
-      () => agents.every((a) => a.readerStore!.holds().some((k) => Buffer.from(k).toString("hex") === wantKeyId)) && ws.status().provisioning!.provisionsAcked >= readers,
+      () =>
+        agents.every((a) => a.readerStore!.holds().some((k) => Buffer.from(k).toString("hex") === wantKeyId)) &&
+        ws.status().provisioning!.provisionsAcked >= readers,
       120_000,
     );
   });
   const stats = { ...ws.status().provisioning! };
   await Promise.all(d.agents.filter((a) => a !== ws).map((a) => a.stop())); // part 3 measures registration alone
 
-  rows.push(`| readers provisioned over mutual TLS (join, provision, ack) | ${readers} | ${s3.toFixed(2)} s | ${(readers / s3).toFixed(0)} /s |`);
+  rows.push(
+    `| readers provisioned over mutual TLS (join, provision, ack) | ${readers} | ${s3.toFixed(2)} s | ${(readers / s3).toFixed(0)} /s |`,
+  );
   const target = readers >= 1000 ? (s3 < 10 ? "met" : "NOT met") : "n/a (fewer than 1000 readers)";
   // 3. over TLS
   const n2 = 200;
@@ -88,8 +92,9 @@ try {
       channel.close();
     }
   });
-  rows.push(`| HPKE registrations over mutual TLS (new connection each) | ${n2} | ${s2.toFixed(2)} s | ${(n2 / s2).toFixed(0)} /s |`);
-
+  rows.push(
+    `| HPKE registrations over mutual TLS (new connection each) | ${n2} | ${s2.toFixed(2)} s | ${(n2 / s2).toFixed(0)} /s |`,
+  );
 
   const report = [
     `# Registration agent benchmark`,

@@ -30,15 +30,32 @@ function capture(layout: string): string {
   const base = join(outDir, `${layout}-${packets}`);
   if (!existsSync(`${base}.pcapng`)) {
     console.log(`generating ${base}.pcapng ...`);
-    execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "gen-fixtures.ts"), "--large", layout, String(packets), base, "128"], { stdio: "inherit" });
+    execFileSync(
+      process.execPath,
+      ["--import", "tsx", join(root, "scripts", "gen-fixtures.ts"), "--large", layout, String(packets), base, "128"],
+      { stdio: "inherit" },
+    );
   }
   return base;
 }
 
 function timeAnalyze(file: string, keys?: string, threads?: number): { seconds: number; peakMiB: number } {
-  const args = [join(root, "bin", "pdm.js"), "analyze", "-r", file, "-f", "json", ...(keys ? ["-k", keys] : []), ...(threads ? ["-j", String(threads)] : [])];
+  const args = [
+    join(root, "bin", "pdm.js"),
+    "analyze",
+    "-r",
+    file,
+    "-f",
+    "json",
+    ...(keys ? ["-k", keys] : []),
+    ...(threads ? ["-j", String(threads)] : []),
+  ];
   const started = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { encoding: "utf8", env: { ...process.env, PDM_REPORT_PEAK_RSS: "1" }, maxBuffer: 1 << 30 });
+  const r = spawnSync(process.execPath, args, {
+    encoding: "utf8",
+    env: { ...process.env, PDM_REPORT_PEAK_RSS: "1" },
+    maxBuffer: 1 << 30,
+  });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (r.status !== 0) throw new Error(`pdm analyze failed: ${r.stderr}`);
   const rss = /peak-rss-kib (\d+)/.exec(r.stderr);
@@ -46,9 +63,18 @@ function timeAnalyze(file: string, keys?: string, threads?: number): { seconds: 
 }
 
 function timeTshark(file: string, count: number): number {
-  const fields = ["scale_dtlr", "scale_dtls", "psn_this_pkt", "psn_last_recv", "delta_last_recv", "delta_last_sent"].flatMap((f) => ["-e", `ipv6.opt.pdm.${f}`]);
+  const fields = [
+    "scale_dtlr",
+    "scale_dtls",
+    "psn_this_pkt",
+    "psn_last_recv",
+    "delta_last_recv",
+    "delta_last_sent",
+  ].flatMap((f) => ["-e", `ipv6.opt.pdm.${f}`]);
   const started = process.hrtime.bigint();
-  const r = spawnSync("tshark", ["-r", file, "-c", String(count), "-T", "fields", ...fields], { stdio: ["ignore", "ignore", "ignore"] });
+  const r = spawnSync("tshark", ["-r", file, "-c", String(count), "-T", "fields", ...fields], {
+    stdio: ["ignore", "ignore", "ignore"],
+  });
   if (r.status !== 0) throw new Error("tshark failed or is not installed (scripts/setup.sh installs it)");
   return Number(process.hrtime.bigint() - started) / 1e9;
 }

@@ -21,7 +21,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { datapathSkipReason, ROOT, Topology } from "../lab/index.ts";
 
-const skip = datapathSkipReason() ?? (spawnSync("perf", ["--version"]).status === 0 ? undefined : "perf is not installed (apt-get install linux-perf)");
+const skip =
+  datapathSkipReason() ??
+  (spawnSync("perf", ["--version"]).status === 0 ? undefined : "perf is not installed (apt-get install linux-perf)");
 if (skip) {
   process.stderr.write(`bench/datapath-profile: cannot run: ${skip}.\n`);
   process.exit(1);
@@ -72,7 +74,8 @@ function profile(perfData: string): { total: number; programs: Record<"egress" |
     const p = programs[/_pdm_egress/.test(frames[at]!) ? "egress" : "ingress"];
     p.samples += 1;
     if (at === 0) p.own += 1;
-    for (const name of new Set(frames.slice(0, at).map((f) => f.replace(/\+0x[0-9a-f]+$/, "")))) p.within.set(name, (p.within.get(name) ?? 0) + 1);
+    for (const name of new Set(frames.slice(0, at).map((f) => f.replace(/\+0x[0-9a-f]+$/, ""))))
+      p.within.set(name, (p.within.get(name) ?? 0) + 1);
   }
   return { total, programs };
 }
@@ -88,14 +91,19 @@ function iperf(args: string[], pin?: { server: string; client: string }): Record
   const taskset = (cpu: string | undefined): string[] => (cpu === undefined ? [] : ["taskset", "-c", cpu]);
   topo.spawn(b, [...taskset(pin?.server), "iperf3", "-s", "-1", "-p", "5333"]);
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
-  const r = topo.exec(a, [...taskset(pin?.client), "iperf3", "-c", b.addr, "-p", "5333", "-J", ...args], { timeoutMs: 60_000 });
+  const r = topo.exec(a, [...taskset(pin?.client), "iperf3", "-c", b.addr, "-p", "5333", "-J", ...args], {
+    timeoutMs: 60_000,
+  });
   if (r.code !== 0) throw new Error(`iperf3 ${args.join(" ")}: ${r.stdout.slice(0, 300)} ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
 const programStats = () => {
   const sa = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0];
   const sb = JSON.parse(topo.pdm(b, ["status", "-i", b.ifname, "--json"]).stdout)[0];
-  return { egress: sa.programs.egress as { runTimeNs: number; runCount: number }, ingress: sb.programs.ingress as { runTimeNs: number; runCount: number } };
+  return {
+    egress: sa.programs.egress as { runTimeNs: number; runCount: number },
+    ingress: sb.programs.ingress as { runTimeNs: number; runCount: number },
+  };
 };
 
 try {
@@ -105,22 +113,38 @@ try {
     if (r.code !== 0) throw new Error(r.stderr);
   }
 
-  for (const [name, args] of [["64-byte UDP", ["-u", "-b", "0", "-l", "64", "-t", "4"]], ["TCP", ["-t", "4"]]] as const) {
+  for (const [name, args] of [
+    ["64-byte UDP", ["-u", "-b", "0", "-l", "64", "-t", "4"]],
+    ["TCP", ["-t", "4"]],
+  ] as const) {
     const data = join(work, "perf.data");
-    const perf = spawn("perf", ["record", "-a", "-g", "-F", "4999", "-o", data, "--", "sleep", "3"], { stdio: "ignore" });
+    const perf = spawn("perf", ["record", "-a", "-g", "-F", "4999", "-o", data, "--", "sleep", "3"], {
+      stdio: "ignore",
+    });
     iperf([...args]);
     await new Promise((resolve) => perf.on("exit", resolve));
     const { total, programs } = profile(data);
     process.stderr.write(`${name}: ${total} samples\n`);
-    const lines = [`### ${name} (iperf3, ${total} samples on both CPUs)`, "", "| | egress (stamp) | ingress (read) |", "|---|---|---|"];
+    const lines = [
+      `### ${name} (iperf3, ${total} samples on both CPUs)`,
+      "",
+      "| | egress (stamp) | ingress (read) |",
+      "|---|---|---|",
+    ];
     const share = (n: number, of: number): string => (of ? `${((100 * n) / of).toFixed(1)} %` : "-");
-    lines.push(`| the program and what it calls, of all samples | ${share(programs.egress.samples, total)} | ${share(programs.ingress.samples, total)} |`);
-    lines.push(`| the program's own instructions, of its samples | ${share(programs.egress.own, programs.egress.samples)} | ${share(programs.ingress.own, programs.ingress.samples)} |`);
+    lines.push(
+      `| the program and what it calls, of all samples | ${share(programs.egress.samples, total)} | ${share(programs.ingress.samples, total)} |`,
+    );
+    lines.push(
+      `| the program's own instructions, of its samples | ${share(programs.egress.own, programs.egress.samples)} | ${share(programs.ingress.own, programs.ingress.samples)} |`,
+    );
     for (const fn of NAMED) {
       const e = programs.egress.within.get(fn) ?? 0;
       const i = programs.ingress.within.get(fn) ?? 0;
       if (e + i === 0) continue;
-      lines.push(`| \`${fn}\`, of the program's samples | ${share(e, programs.egress.samples)} | ${share(i, programs.ingress.samples)} |`);
+      lines.push(
+        `| \`${fn}\`, of the program's samples | ${share(e, programs.egress.samples)} | ${share(i, programs.ingress.samples)} |`,
+      );
     }
     sections.push(lines.join("\n"));
   }
@@ -137,7 +161,9 @@ try {
       const s1 = programStats();
       const c = (costs[label] ??= { egress: [], ingress: [], gbps: [] });
       c.egress.push((s1.egress.runTimeNs - s0.egress.runTimeNs) / Math.max(1, s1.egress.runCount - s0.egress.runCount));
-      c.ingress.push((s1.ingress.runTimeNs - s0.ingress.runTimeNs) / Math.max(1, s1.ingress.runCount - s0.ingress.runCount));
+      c.ingress.push(
+        (s1.ingress.runTimeNs - s0.ingress.runTimeNs) / Math.max(1, s1.ingress.runCount - s0.ingress.runCount),
+      );
       c.gbps.push(r.end.sum_received.bits_per_second / 1e9);
       process.stderr.write(`round ${round + 1}, ${label}: egress ${c.egress.at(-1)!.toFixed(0)} ns\n`);
     }
@@ -149,7 +175,10 @@ try {
       "",
       "| placement | TCP throughput | a's egress per packet (data) | b's ingress per packet (data) |",
       "|---|---|---|---|",
-      ...Object.entries(costs).map(([label, c]) => `| ${label} | ${median(c.gbps).toFixed(1)} Gbit/s | ${median(c.egress).toFixed(0)} ns | ${median(c.ingress).toFixed(0)} ns |`),
+      ...Object.entries(costs).map(
+        ([label, c]) =>
+          `| ${label} | ${median(c.gbps).toFixed(1)} Gbit/s | ${median(c.egress).toFixed(0)} ns | ${median(c.ingress).toFixed(0)} ns |`,
+      ),
     ].join("\n"),
   );
 } finally {
@@ -158,7 +187,15 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const out = [`# Where the data path's time goes (${new Date().toISOString()})`, "", "PDM (RFC 8250) on both hosts, no events.", "", ...sections.flatMap((s) => [s, ""]), "Command: `make profile-datapath` (root; perf and iperf3 from Debian)."].join("\n") + "\n";
+const out =
+  [
+    `# Where the data path's time goes (${new Date().toISOString()})`,
+    "",
+    "PDM (RFC 8250) on both hosts, no events.",
+    "",
+    ...sections.flatMap((s) => [s, ""]),
+    "Command: `make profile-datapath` (root; perf and iperf3 from Debian).",
+  ].join("\n") + "\n";
 process.stdout.write(out);
 mkdirSync(join(ROOT, "bench", "out"), { recursive: true });
 writeFileSync(join(ROOT, "bench", "out", "datapath-profile.md"), out);

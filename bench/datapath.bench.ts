@@ -42,7 +42,8 @@ function setMode(mode: Mode): void {
 function iperf(args: string[]): Record<string, any> {
   const server = topo.spawn(b, ["iperf3", "-s", "-1", "--forceflush", "-p", "5333"]);
   const deadline = Date.now() + 5000;
-  while (!/listening/i.test(server.output().stdout) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  while (!/listening/i.test(server.output().stdout) && Date.now() < deadline)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
   const r = topo.exec(a, ["iperf3", "-c", b.addr, "-p", "5333", "-J", ...args], { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`iperf3 ${args.join(" ")}: ${r.stdout.slice(0, 300)} ${r.stderr}`);
   return JSON.parse(r.stdout);
@@ -55,14 +56,25 @@ const results: Record<Mode, { tcpGbps: number[]; udpPps: number[] }> = {
   strip: { tcpGbps: [], udpPps: [] },
 };
 /** Program cost per packet, from run-time deltas around each iperf3 run. */
-const cost = { tcpEgressNs: [] as number[], tcpIngressNs: [] as number[], udpEgressNs: [] as number[], udpIngressNs: [] as number[] };
-const progStats = (): { egress: { runTimeNs: number; runCount: number }; ingress: { runTimeNs: number; runCount: number } } => {
+const cost = {
+  tcpEgressNs: [] as number[],
+  tcpIngressNs: [] as number[],
+  udpEgressNs: [] as number[],
+  udpIngressNs: [] as number[],
+};
+const progStats = (): {
+  egress: { runTimeNs: number; runCount: number };
+  ingress: { runTimeNs: number; runCount: number };
+} => {
   const sa = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0];
   const sb = JSON.parse(topo.pdm(b, ["status", "-i", b.ifname, "--json"]).stdout)[0];
   return { egress: sa.programs.egress, ingress: sb.programs.ingress };
 };
-const perRun = (before: ReturnType<typeof progStats>, after: ReturnType<typeof progStats>, dir: "egress" | "ingress"): number =>
-  (after[dir].runTimeNs - before[dir].runTimeNs) / Math.max(1, after[dir].runCount - before[dir].runCount);
+const perRun = (
+  before: ReturnType<typeof progStats>,
+  after: ReturnType<typeof progStats>,
+  dir: "egress" | "ingress",
+): number => (after[dir].runTimeNs - before[dir].runTimeNs) / Math.max(1, after[dir].runCount - before[dir].runCount);
 
 try {
   writeFileSync(statsPath, "1");
@@ -83,7 +95,9 @@ try {
         cost.udpEgressNs.push(perRun(s1, s2, "egress"));
         cost.udpIngressNs.push(perRun(s1, s2, "ingress"));
       }
-      process.stderr.write(`round ${round} ${mode}: TCP ${results[mode].tcpGbps.at(-1)!.toFixed(2)} Gbit/s, UDP-64 ${Math.round(results[mode].udpPps.at(-1)!)} pkt/s\n`);
+      process.stderr.write(
+        `round ${round} ${mode}: TCP ${results[mode].tcpGbps.at(-1)!.toFixed(2)} Gbit/s, UDP-64 ${Math.round(results[mode].udpPps.at(-1)!)} pkt/s\n`,
+      );
     }
   }
 } finally {

@@ -37,7 +37,18 @@ function feed(session: AnalysisSession): void {
   const addresses = new Uint8Array(32);
   addresses.set([0xfd, 0, 0, 1], 0);
   addresses.set([0xfd, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 16);
-  const r: PdmRecord = { timeNs: 0, addresses, srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 17, pdm: undefined, pdmError: undefined, number: 0 };
+  const r: PdmRecord = {
+    timeNs: 0,
+    addresses,
+    srcOffset: 0,
+    dstOffset: 16,
+    sport: 0,
+    dport: 0,
+    proto: 17,
+    pdm: undefined,
+    pdmError: undefined,
+    number: 0,
+  };
   for (let client = 0; client < flows; client += 1) {
     addresses[13] = client >>> 16;
     addresses[14] = (client >>> 8) & 0xff;
@@ -50,7 +61,15 @@ function feed(session: AnalysisSession): void {
         r.dstOffset = up ? 16 : 0;
         r.sport = up ? 40000 : 53;
         r.dport = up ? 53 : 40000;
-        r.pdm = { layout: "rfc8250", psnTp: up ? 10 + k : 500 + k, psnLr: up ? (k ? 500 + k - 1 : 0) : 10 + k, deltaTlr: tlr.delta, scaleDtlr: tlr.scale, deltaTls: tls.delta, scaleDtls: tls.scale };
+        r.pdm = {
+          layout: "rfc8250",
+          psnTp: up ? 10 + k : 500 + k,
+          psnLr: up ? (k ? 500 + k - 1 : 0) : 10 + k,
+          deltaTlr: tlr.delta,
+          scaleDtlr: tlr.scale,
+          deltaTls: tls.delta,
+          scaleDtls: tls.scale,
+        };
         r.timeNs = client * 1000 + k * 10;
         r.number += 1;
         session.addRecord(r, START_SEC);
@@ -72,7 +91,8 @@ function memoryPerFlow(): { exact: number; tracked: number; ended: number } {
   live.endIdle(START_SEC + 3600);
   const ended = (heapNow() - before) / flows;
   // (keep both sessions reachable until measured)
-  if (exact.table.conversations.length !== flows || live.table.conversations.length !== 0) throw new Error("unexpected flow counts");
+  if (exact.table.conversations.length !== flows || live.table.conversations.length !== 0)
+    throw new Error("unexpected flow counts");
   return { exact: exactBytes, tracked, ended };
 }
 
@@ -87,13 +107,19 @@ async function analyseFile(file: string, live: boolean): Promise<number> {
 }
 
 const memory = memoryPerFlow();
-console.log(`memory per flow (${flows} flows of 4 exchanges): exact ${memory.exact.toFixed(0)} B, live tracked ${memory.tracked.toFixed(0)} B, live ended ${memory.ended.toFixed(0)} B`);
+console.log(
+  `memory per flow (${flows} flows of 4 exchanges): exact ${memory.exact.toFixed(0)} B, live tracked ${memory.tracked.toFixed(0)} B, live ended ${memory.ended.toFixed(0)} B`,
+);
 
 const file = join(root, "out", "bench", "rfc8250-1000000");
 if (!existsSync(`${file}.pcapng`)) {
   mkdirSync(join(root, "out", "bench"), { recursive: true });
   console.log(`generating ${file}.pcapng ...`);
-  execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "gen-fixtures.ts"), "--large", "rfc8250", "1000000", file, "128"], { stdio: "inherit" });
+  execFileSync(
+    process.execPath,
+    ["--import", "tsx", join(root, "scripts", "gen-fixtures.ts"), "--large", "rfc8250", "1000000", file, "128"],
+    { stdio: "inherit" },
+  );
 }
 const times = { exact: [] as number[], live: [] as number[] };
 for (let round = 0; round < 3; round += 1) {
@@ -102,7 +128,9 @@ for (let round = 0; round < 3; round += 1) {
 }
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const [exactS, liveS] = [median(times.exact), median(times.live)];
-console.log(`1,000,000 RFC 8250 packets in this process: exact ${exactS.toFixed(2)} s, live ${liveS.toFixed(2)} s (${(liveS / exactS).toFixed(2)}x), ${(1e6 / liveS / 1e3).toFixed(0)}k packets/s live`);
+console.log(
+  `1,000,000 RFC 8250 packets in this process: exact ${exactS.toFixed(2)} s, live ${liveS.toFixed(2)} s (${(liveS / exactS).toFixed(2)}x), ${(1e6 / liveS / 1e3).toFixed(0)}k packets/s live`,
+);
 
 mkdirSync(join(root, "bench", "out"), { recursive: true });
 writeFileSync(

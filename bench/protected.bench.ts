@@ -15,7 +15,14 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { AeadId, DEFAULT_SUITE, deriveClientSecret, deriveStk, parseIpv6Address, type FlowTuple } from "../pdm/index.ts";
+import {
+  AeadId,
+  DEFAULT_SUITE,
+  deriveClientSecret,
+  deriveStk,
+  parseIpv6Address,
+  type FlowTuple,
+} from "../pdm/index.ts";
 import { KeyInstaller, oneGeneration } from "../probes/kernel-keys/index.ts";
 import { PIN, nativeBpf } from "../probes/datapath/index.ts";
 import { datapathSkipReason, gcmDatapathSkipReason, ROOT, Topology } from "../lab/index.ts";
@@ -54,7 +61,13 @@ function setMode(mode: Mode): void {
     topo.pdm(h, ["detach", "-i", h.ifname]);
     if (mode === "none") continue;
     const aead = mode === "aes" ? "aes-128-gcm" : "chacha20-poly1305";
-    const r = topo.pdm(h, ["attach", "-i", h.ifname, "--no-events", ...(mode === "clear" ? ["--layout", "v2"] : ["--layout", "v2-protected", "--aead", aead])]);
+    const r = topo.pdm(h, [
+      "attach",
+      "-i",
+      h.ifname,
+      "--no-events",
+      ...(mode === "clear" ? ["--layout", "v2"] : ["--layout", "v2-protected", "--aead", aead]),
+    ]);
     if (r.code !== 0) throw new Error(r.stderr);
     if (mode !== "clear") {
       const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
@@ -64,7 +77,11 @@ function setMode(mode: Mode): void {
         keyNeeds: native.objGet(join(pins, PIN.keyNeeds)),
         gcmInstall: mode === "aes" ? native.objGet(join(pins, PIN.gcmInstall)) : undefined,
       };
-      const installer = new KeyInstaller(native, maps, oneGeneration(stkOf(mode === "aes" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305)));
+      const installer = new KeyInstaller(
+        native,
+        maps,
+        oneGeneration(stkOf(mode === "aes" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305)),
+      );
       installer.start();
       installers.push(installer);
     }
@@ -76,12 +93,16 @@ async function iperf(args: string[]): Promise<Record<string, any>> {
   await Topology.waitFor(server, /listening/i, 5000);
   const client = topo.spawn(a, ["iperf3", "-c", b.addr, "-p", "5333", "-J", ...args]);
   const code = await Topology.exited(client, 60_000);
-  if (code !== 0) throw new Error(`iperf3 ${args.join(" ")}: ${client.output().stdout.slice(0, 300)} ${client.output().stderr}`);
+  if (code !== 0)
+    throw new Error(`iperf3 ${args.join(" ")}: ${client.output().stdout.slice(0, 300)} ${client.output().stderr}`);
   await Topology.exited(server, 10_000).catch(() => undefined);
   return JSON.parse(client.output().stdout);
 }
 
-const stats = (): { egress: { runTimeNs: number; runCount: number }; ingress: { runTimeNs: number; runCount: number } } => {
+const stats = (): {
+  egress: { runTimeNs: number; runCount: number };
+  ingress: { runTimeNs: number; runCount: number };
+} => {
   const sa = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0];
   const sb = JSON.parse(topo.pdm(b, ["status", "-i", b.ifname, "--json"]).stdout)[0];
   return { egress: sa.programs.egress, ingress: sb.programs.ingress };
@@ -111,8 +132,11 @@ try {
         results[mode].egress.push(perRun(s0, s1, "egress"));
         results[mode].ingress.push(perRun(s0, s1, "ingress"));
       }
-      if (mode === "chacha" || mode === "aes") skippedNokey += JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters.skipped_nokey;
-      process.stderr.write(`round ${round} ${mode}: TCP ${results[mode].tcp.at(-1)!.toFixed(2)} Gbit/s, UDP-64 ${Math.round(results[mode].udp.at(-1)!)} pkt/s\n`);
+      if (mode === "chacha" || mode === "aes")
+        skippedNokey += JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters.skipped_nokey;
+      process.stderr.write(
+        `round ${round} ${mode}: TCP ${results[mode].tcp.at(-1)!.toFixed(2)} Gbit/s, UDP-64 ${Math.round(results[mode].udp.at(-1)!)} pkt/s\n`,
+      );
     }
   }
 } finally {
@@ -125,7 +149,12 @@ const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floo
 const m = (mode: Mode, k: "tcp" | "udp" | "egress" | "ingress"): number => median(results[mode][k]);
 const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
 const verdict = (ok: boolean): string => (ok ? "met" : "NOT met");
-const NAME: Record<Mode, string> = { none: "no program", clear: "PDMv2 clear", chacha: "protected, ChaCha20-Poly1305", aes: "protected, AES-128-GCM" };
+const NAME: Record<Mode, string> = {
+  none: "no program",
+  clear: "PDMv2 clear",
+  chacha: "protected, ChaCha20-Poly1305",
+  aes: "protected, AES-128-GCM",
+};
 const EGRESS_BUDGET: Partial<Record<Mode, number>> = { chacha: 900, aes: 1200 };
 const lines = [
   `# Protected data-path benchmark (${new Date().toISOString()}, ${rounds} interleaved rounds, medians)`,
@@ -137,10 +166,20 @@ const lines = [
   "",
   "Per-packet program cost during the TCP runs (kernel BPF stats; egress includes the sealing program reached by tail call):",
   "",
-  `| program | ${MODES.filter((x) => x !== "none").map((x) => NAME[x]).join(" | ")} | target |`,
-  `|---|${MODES.filter((x) => x !== "none").map(() => "---").join("|")}|---|`,
-  `| egress | ${MODES.filter((x) => x !== "none").map((x) => `${m(x, "egress").toFixed(0)} ns`).join(" | ")} | ${PROTECTED.map((x) => `${x} <= ${EGRESS_BUDGET[x]} ns: ${verdict(m(x, "egress") <= EGRESS_BUDGET[x]!)}`).join(", ")} |`,
-  `| ingress | ${MODES.filter((x) => x !== "none").map((x) => `${m(x, "ingress").toFixed(0)} ns`).join(" | ")} | |`,
+  `| program | ${MODES.filter((x) => x !== "none")
+    .map((x) => NAME[x])
+    .join(" | ")} | target |`,
+  `|---|${MODES.filter((x) => x !== "none")
+    .map(() => "---")
+    .join("|")}|---|`,
+  `| egress | ${MODES.filter((x) => x !== "none")
+    .map((x) => `${m(x, "egress").toFixed(0)} ns`)
+    .join(
+      " | ",
+    )} | ${PROTECTED.map((x) => `${x} <= ${EGRESS_BUDGET[x]} ns: ${verdict(m(x, "egress") <= EGRESS_BUDGET[x]!)}`).join(", ")} |`,
+  `| ingress | ${MODES.filter((x) => x !== "none")
+    .map((x) => `${m(x, "ingress").toFixed(0)} ns`)
+    .join(" | ")} | |`,
   "",
   `Packets that left without PDM for want of a key, all protected rounds: ${skippedNokey}. A new flow's packets wait for the installer, a few ms: in a 64-byte UDP flood that is hundreds of packets.`,
   "",

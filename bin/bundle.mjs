@@ -18,7 +18,7 @@ export const ROOT = join(import.meta.dirname, "..");
 export const DIST = join(ROOT, "dist");
 const SOURCE_DIRS = ["cli", "pdm", "analyzer", "probes", "lab"];
 /** Entry points: file in the tree -> bundle name in dist/. */
-export const ENTRIES = { "pdm": "cli/main.ts", "shard-worker": "analyzer/parallel/shard-worker.ts" };
+export const ENTRIES = { pdm: "cli/main.ts", "shard-worker": "analyzer/parallel/shard-worker.ts" };
 const STAMP = join(DIST, "pdm.mjs"); // written last: its mtime is the bundle's
 /** Chunks of earlier builds are removed after this long (a running command may still import one). */
 const OLD_CHUNK_MS = 60 * 60 * 1000;
@@ -64,7 +64,10 @@ export async function buildBundle() {
   });
   mkdirSync(DIST, { recursive: true });
   const entryFiles = new Set(Object.keys(ENTRIES).map((name) => join(DIST, `${name}.mjs`)));
-  const ordered = [...result.outputFiles].sort((a, b) => Number(entryFiles.has(a.path)) - Number(entryFiles.has(b.path)) || (a.path === STAMP) - (b.path === STAMP));
+  const ordered = [...result.outputFiles].sort(
+    (a, b) =>
+      Number(entryFiles.has(a.path)) - Number(entryFiles.has(b.path)) || (a.path === STAMP) - (b.path === STAMP),
+  );
   for (const file of ordered) {
     if (relative(DIST, file.path).startsWith("..")) throw new Error(`esbuild wrote outside dist/: ${file.path}`);
     const tmp = join(dirname(file.path), `.${basename(file.path)}.${process.pid}.tmp`);
@@ -74,6 +77,7 @@ export async function buildBundle() {
   const current = new Set(result.outputFiles.map((f) => basename(f.path)));
   for (const name of readdirSync(DIST)) {
     const path = join(DIST, name);
-    if (name.startsWith("chunk-") && !current.has(name) && Date.now() - statSync(path).mtimeMs > OLD_CHUNK_MS) rmSync(path, { force: true });
+    if (name.startsWith("chunk-") && !current.has(name) && Date.now() - statSync(path).mtimeMs > OLD_CHUNK_MS)
+      rmSync(path, { force: true });
   }
 }

@@ -113,7 +113,8 @@ int gcm_htable(struct __sk_buff *skb)
 }
 
 /* E(K, J0) and the keystream for `nonce` into b->out; the key, or NULL if there is none or the kernel refused. */
-static __always_inline struct gcm_key_value *encrypt_blocks(const __u8 nonce[PDM_GCM_NONCE_LEN], struct gcm_blocks **blocks)
+static __always_inline struct gcm_key_value *encrypt_blocks(const __u8 nonce[PDM_GCM_NONCE_LEN],
+							    struct gcm_blocks **blocks)
 {
 	__u32 zero = 0;
 	struct gcm_key_value *v = bpf_map_lookup_elem(&gcm_key, &zero);

@@ -164,7 +164,7 @@ int pdm_gcm_install(struct pdm_gcm_install_args *args)
  * holds no key for `kri` (not installed yet, or already replaced).
  */
 static __always_inline struct gcm_key *gcm_blocks(const struct pdm_gcm_key_id *id, __u32 kri, const __u8 *nonce,
-						   __u8 *in, __u8 *out)
+						  __u8 *in, __u8 *out)
 {
 	struct gcm_key *k = bpf_map_lookup_elem(&pdm_gcm_keys, id);
 	if (!k || k->kri != kri)
@@ -229,12 +229,12 @@ struct {
 /* Packet facts both programs need, read once. */
 struct pkt {
 	struct ipv6hdr ip6;
-	__u32 l3;          /* offset of the IPv6 header */
-	__u32 l4;          /* offset of the transport header */
-	__u8 proto;        /* transport protocol */
-	__u16 wire_sport;  /* as on the wire; ICMPv6: type<<8|code */
-	__u16 wire_dport;  /* ICMPv6: identifier */
-	__u16 flow_sport;  /* as in the flow key; ICMPv6 echo: identifier */
+	__u32 l3;	  /* offset of the IPv6 header */
+	__u32 l4;	  /* offset of the transport header */
+	__u8 proto;	  /* transport protocol */
+	__u16 wire_sport; /* as on the wire; ICMPv6: type<<8|code */
+	__u16 wire_dport; /* ICMPv6: identifier */
+	__u16 flow_sport; /* as in the flow key; ICMPv6 echo: identifier */
 	__u16 flow_dport;
 };
 
@@ -244,9 +244,9 @@ static __always_inline struct pdm_counters *counters(void)
 	return bpf_map_lookup_elem(&pdm_counters, &zero);
 }
 
-#define COUNT(c, field)            \
-	do {                       \
-		if (c)             \
+#define COUNT(c, field)               \
+	do {                          \
+		if (c)                \
 			(c)->field++; \
 	} while (0)
 
@@ -269,9 +269,9 @@ static __always_inline int load_fixed(struct __sk_buff *skb, __u32 off, void *to
 
 static __always_inline int is_extension_header(__u8 nh)
 {
-	return nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_FRAGMENT ||
-	       nh == NEXTHDR_ESP || nh == NEXTHDR_AUTH || nh == NEXTHDR_DEST ||
-	       nh == NEXTHDR_MOBILITY || nh == NEXTHDR_HIP || nh == NEXTHDR_SHIM6;
+	return nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_FRAGMENT || nh == NEXTHDR_ESP ||
+	       nh == NEXTHDR_AUTH || nh == NEXTHDR_DEST || nh == NEXTHDR_MOBILITY || nh == NEXTHDR_HIP ||
+	       nh == NEXTHDR_SHIM6;
 }
 
 /* Read the transport ports (or ICMPv6 type/code/identifier) at p->l4. 0 if not ours. */
@@ -370,13 +370,13 @@ static __always_inline int is_link_local(const struct in6_addr *a)
 struct sweep {
 	struct bpf_timer timer;
 	__u32 started;
-	__u32 evict;	 /* a new flow was refused: evict on the next run */
-	__u64 evict_ns;	 /* when eviction was last asked for */
+	__u32 evict;	/* a new flow was refused: evict on the next run */
+	__u64 evict_ns; /* when eviction was last asked for */
 	/* One run's work, kept here rather than on the stack: the verifier then sees unknown
 	 * values, not constants it would follow through every count of a walk. */
-	__u32 freed;	     /* flows expired or evicted in this run */
-	__u32 quota[2];	     /* flows of each class still to evict... */
-	__u32 from_power[2]; /* ...among those idle for at least this power */
+	__u32 freed;			     /* flows expired or evicted in this run */
+	__u32 quota[2];			     /* flows of each class still to evict... */
+	__u32 from_power[2];		     /* ...among those idle for at least this power */
 	__u32 idle_hist[2][PDM_IDLE_POWERS]; /* flows per class and power of two of idle ms */
 };
 struct {
@@ -543,7 +543,8 @@ static int sweep_flows(void *map, __u32 *key, struct sweep *s)
 		if (freed < PDM_EVICT_TARGET) {
 			__u32 want = PDM_EVICT_TARGET - freed, quota0 = 0, quota1 = 0;
 			s->from_power[0] = choose_power(s->idle_hist[0], want, &quota0);
-			s->from_power[1] = quota0 < want ? choose_power(s->idle_hist[1], want - quota0, &quota1) : PDM_IDLE_POWERS;
+			s->from_power[1] =
+				quota0 < want ? choose_power(s->idle_hist[1], want - quota0, &quota1) : PDM_IDLE_POWERS;
 			s->quota[0] = quota0;
 			s->quota[1] = quota1;
 			if (quota0 || quota1)
@@ -609,9 +610,9 @@ static __always_inline struct pdm_flow_state *flow_state(const struct pdm_flow_k
 	return st;
 }
 
-static __always_inline void emit(struct pdm_counters *c, const struct pkt *p, __u8 type, __u64 now,
-				 __u16 psntp, __u16 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls,
-				 __u32 gp, __u16 rn_f, __u32 kri, __u8 flags, __u32 ifindex)
+static __always_inline void emit(struct pdm_counters *c, const struct pkt *p, __u8 type, __u64 now, __u16 psntp,
+				 __u16 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls, __u32 gp, __u16 rn_f,
+				 __u32 kri, __u8 flags, __u32 ifindex)
 {
 	if (!(cfg.flags & PDM_CFG_EVENTS))
 		return;
@@ -655,8 +656,7 @@ static __always_inline void flow_key_of(const struct pkt *p, int outgoing, struc
 
 /* Rewrites the fixed header's payload length and next header after a header was
  * inserted or removed (they are adjacent: bytes 4-6). */
-static __always_inline int fix_ipv6_header(struct __sk_buff *skb, __u32 l3, __u16 payload_len, __u8 next,
-					   __u64 flags)
+static __always_inline int fix_ipv6_header(struct __sk_buff *skb, __u32 l3, __u16 payload_len, __u8 next, __u64 flags)
 {
 	__u8 fix[3] = {payload_len >> 8, payload_len & 0xff, next};
 	return bpf_skb_store_bytes(skb, l3 + 4, fix, 3, flags);
@@ -858,7 +858,8 @@ int pdm_egress_seal(struct __sk_buff *skb)
 	if (!w)
 		return TC_ACT_OK;
 	if (seal(w)) {
-		COUNT(c, skipped_nokey); /* the key was replaced between egress and here: no PDM rather than PDM in the clear */
+		COUNT(c,
+		      skipped_nokey); /* the key was replaced between egress and here: no PDM rather than PDM in the clear */
 		return TC_ACT_OK;
 	}
 	if (bpf_skb_adjust_room(skb, PDM_HDR_LEN_V2_PROTECTED, BPF_ADJ_ROOM_NET, 0)) {
@@ -914,7 +915,7 @@ int pdm_egress(struct __sk_buff *skb)
 	if (!prefix_selects(&p.ip6.daddr) || !ports_select(p.flow_sport, p.flow_dport))
 		return TC_ACT_OK;
 
-	const __u32 hdr_len = cfg.layout == PDM_LAYOUT_RFC8250	? PDM_HDR_LEN_RFC8250
+	const __u32 hdr_len = cfg.layout == PDM_LAYOUT_RFC8250	  ? PDM_HDR_LEN_RFC8250
 			      : cfg.layout == PDM_LAYOUT_V2_CLEAR ? PDM_HDR_LEN_V2_CLEAR
 								  : PDM_HDR_LEN_V2_PROTECTED;
 	/* The MTU check is needed only by a packet that could outgrow its link: not a GSO
@@ -1013,12 +1014,14 @@ int pdm_egress(struct __sk_buff *skb)
 				 * forgot resumes there instead of starting over under its old keys. */
 				int moved = resume_at_later_kri(st, kri, later, reseed, per_kri, now, &kri, &rn);
 				if (moved > 0)
-					emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0, skb->ifindex);
+					emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, 0, kri, 0,
+					     skb->ifindex);
 				if (moved >= 0)
 					have = take_key(&key, kri);
 			}
 			if (created || rotated || (!have && may_ask(st, now)))
-				need_keys(c, &key, kri, PDM_NEED_OWN, p.proto == IPPROTO_ICMPV6 ? p.wire_sport >> 8 : 0, NULL);
+				need_keys(c, &key, kri, PDM_NEED_OWN, p.proto == IPPROTO_ICMPV6 ? p.wire_sport >> 8 : 0,
+					  NULL);
 			if (!have) {
 				/* No key for this Kri yet: no PDM at all rather than PDM in the clear
 				 * (checked before the Global Pointer, which counts PDM packets only). */
@@ -1112,8 +1115,7 @@ int pdm_egress(struct __sk_buff *skb)
 		emit(c, &p, PDM_EV_NEW_FLOW, now, psntp, 0, 0, 0, 0, 0, 0, 0, 0, 0, skb->ifindex);
 	if (rotated)
 		emit(c, &p, PDM_EV_ROTATED, now, psntp, 0, 0, 0, 0, 0, 0, rn_f, kri, 0, skb->ifindex);
-	emit(c, &p, PDM_EV_STAMPED, now, psntp, psnlr, dtlr, stlr, dtls, stls, gp, rn_f, kri, flags,
-	     skb->ifindex);
+	emit(c, &p, PDM_EV_STAMPED, now, psntp, psnlr, dtlr, stlr, dtls, stls, gp, rn_f, kri, flags, skb->ifindex);
 	return TC_ACT_OK;
 }
 
@@ -1125,10 +1127,10 @@ int pdm_egress(struct __sk_buff *skb)
  */
 struct opt_walk {
 	__u8 h[DEST_OPTS_MAX]; /* the header, zero beyond len */
-	__u32 len;             /* header length in bytes */
-	__u32 i;               /* offset of the next option */
-	__u32 at;              /* offset of the PDM option type byte, 0 if none yet */
-	__u32 only_pdm;        /* 1 while every other option is Pad1/PadN */
+	__u32 len;	       /* header length in bytes */
+	__u32 i;	       /* offset of the next option */
+	__u32 at;	       /* offset of the PDM option type byte, 0 if none yet */
+	__u32 only_pdm;	       /* 1 while every other option is Pad1/PadN */
 };
 
 static long opt_walk_step(__u64 n, void *ctx)
@@ -1241,7 +1243,8 @@ static __always_inline int finish_read(struct __sk_buff *skb, struct pdm_counter
 	if ((cfg.flags & PDM_CFG_STRIP) && only_pdm) {
 		/* Give the receiving stack its fast path back (datapath.md, measured findings). */
 		if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0) == 0 &&
-		    fix_ipv6_header(skb, p->l3, bpf_ntohs(p->ip6.payload_len) - len, p->proto, BPF_F_RECOMPUTE_CSUM) == 0)
+		    fix_ipv6_header(skb, p->l3, bpf_ntohs(p->ip6.payload_len) - len, p->proto, BPF_F_RECOMPUTE_CSUM) ==
+			    0)
 			COUNT(c, stripped);
 	}
 	return TC_ACT_OK;
@@ -1488,7 +1491,7 @@ int pdm_ingress(struct __sk_buff *skb)
 	 * compares a derived value and the verifier loses the bound. */
 	asm volatile("" : "+r"(len));
 	/* The two sizes PDM stampers write are read in place; others through the helper. */
-	int short_read = len == PDM_HDR_LEN_RFC8250	 ? load_fixed(skb, p.l3 + IPV6_HLEN, w.h, PDM_HDR_LEN_RFC8250)
+	int short_read = len == PDM_HDR_LEN_RFC8250    ? load_fixed(skb, p.l3 + IPV6_HLEN, w.h, PDM_HDR_LEN_RFC8250)
 			 : len == PDM_HDR_LEN_V2_CLEAR ? load_fixed(skb, p.l3 + IPV6_HLEN, w.h, PDM_HDR_LEN_V2_CLEAR)
 						       : bpf_skb_load_bytes(skb, p.l3 + IPV6_HLEN, w.h, len);
 	if (short_read) {
@@ -1496,8 +1499,7 @@ int pdm_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	w.len = len;
-	if (w.h[2] == PDM_OPTION_TYPE && 4 + (__u32)w.h[3] + 2 == len && w.h[4 + w.h[3]] == 1 &&
-	    w.h[5 + w.h[3]] == 0) {
+	if (w.h[2] == PDM_OPTION_TYPE && 4 + (__u32)w.h[3] + 2 == len && w.h[4 + w.h[3]] == 1 && w.h[5 + w.h[3]] == 0) {
 		/* Fast path: the header as PDM stampers write it, the option then PadN(0). */
 		w.at = 2;
 		w.only_pdm = 1;
@@ -1579,8 +1581,15 @@ int pdm_ingress(struct __sk_buff *skb)
 	if (!load_ports(skb, &p))
 		return TC_ACT_OK; /* PDM ahead of something other than TCP/UDP/echo */
 
-	struct read_fields f = {.psntp = psntp, .psnlr = psnlr, .dtlr = dtlr, .dtls = dtls, .rn_f = rn_f,
-				.stlr = stlr, .stls = stls, .gp = gp, .layout = layout};
+	struct read_fields f = {.psntp = psntp,
+				.psnlr = psnlr,
+				.dtlr = dtlr,
+				.dtls = dtls,
+				.rn_f = rn_f,
+				.stlr = stlr,
+				.stls = stls,
+				.gp = gp,
+				.layout = layout};
 	return finish_read(skb, c, &p, &f, len, w.only_pdm);
 }
 

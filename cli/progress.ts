@@ -17,7 +17,11 @@ export async function fileProgress(label: string): Promise<Progress> {
       if (!total || total < 32 * 1024 * 1024) return; // small files finish before a bar helps
       if (!bar) {
         bar = new cliProgress.SingleBar(
-          { format: `${label} [{bar}] {percentage}% | {value}/{total} MiB | eta {eta}s`, stream: process.stderr, hideCursor: true },
+          {
+            format: `${label} [{bar}] {percentage}% | {value}/{total} MiB | eta {eta}s`,
+            stream: process.stderr,
+            hideCursor: true,
+          },
           cliProgress.Presets.shades_classic,
         );
         bar.start(Math.ceil(total / 2 ** 20), 0);
@@ -43,6 +47,7 @@ export async function analyzeWithProgress(options: Omit<AnalyzeOptions, "onProgr
 /** The --threads option: 1 to 8 analysis threads. */
 export function parseThreads(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 8) throw new UsageError(`--threads needs a whole number from 1 to 8, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1 || n > 8)
+    throw new UsageError(`--threads needs a whole number from 1 to 8, got "${value}"`);
   return n;
 }

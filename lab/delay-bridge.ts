@@ -45,7 +45,11 @@ interface Pending {
 }
 
 const macOf = (ifname: string): string =>
-  (JSON.parse(execFileSync("ip", ["-j", "link", "show", "dev", ifname], { encoding: "utf8" }))[0] as { address: string }).address;
+  (
+    JSON.parse(execFileSync("ip", ["-j", "link", "show", "dev", ifname], { encoding: "utf8" }))[0] as {
+      address: string;
+    }
+  ).address;
 
 export interface DelayBridge {
   forwarded(): number;
@@ -71,7 +75,10 @@ function sealedByteOf(frame: Buffer): number {
 
 export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
   const pcap = createRequire(import.meta.url)("pcap") as {
-    createSession(dev: string, o: { filter: string; snap_length: number; buffer_timeout: number; buffer_size: number }): PcapSession;
+    createSession(
+      dev: string,
+      o: { filter: string; snap_length: number; buffer_timeout: number; buffer_size: number },
+    ): PcapSession;
   };
   let seed = opts.seed ?? 1;
   const random = (): number => {
@@ -115,7 +122,12 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
   const sessions: PcapSession[] = [];
   const open = (from: string, to: () => PcapSession, direction: "leftToRight" | "rightToLeft"): PcapSession => {
     // Only frames arriving from the host: our own injections on `from` are outbound.
-    const s = pcap.createSession(from, { filter: `inbound and not ether src ${macOf(from)}`, snap_length: 65535, buffer_timeout: 1, buffer_size: 16 * 1024 * 1024 });
+    const s = pcap.createSession(from, {
+      filter: `inbound and not ether src ${macOf(from)}`,
+      snap_length: 65535,
+      buffer_timeout: 1,
+      buffer_size: 16 * 1024 * 1024,
+    });
     s.on("packet", (p) => {
       if (closed) return;
       const caplen = p.header.readUInt32LE(8);

@@ -29,14 +29,27 @@ export class Deployment {
   readonly agents: Agent[] = [];
   readonly logs = new Map<Agent, string[]>();
   /** Rotation and timing for every writer server made here. */
-  timing = { criticality: "critical", keys: 2, periodSeconds: 1, provisionLeadSeconds: 0.3, graceSeconds: 1, ackTimeoutSeconds: 0.3 };
+  timing = {
+    criticality: "critical",
+    keys: 2,
+    periodSeconds: 1,
+    provisionLeadSeconds: 0.3,
+    graceSeconds: 1,
+    ackTimeoutSeconds: 0.3,
+  };
 
   async init(): Promise<this> {
     await initCa(this.caDir, { name: "test CA" });
     return this;
   }
 
-  async issue(name: string, role: Role, addresses: string[], extra: Partial<IssueOptions> = {}, caDir = this.caDir): Promise<CertFiles> {
+  async issue(
+    name: string,
+    role: Role,
+    addresses: string[],
+    extra: Partial<IssueOptions> = {},
+    caDir = this.caDir,
+  ): Promise<CertFiles> {
     const files = await issueCertificate(caDir, join(this.dir, name), { role, addresses, name, ...extra });
     return { ca: join(this.caDir, "ca.crt"), ...files };
   }
@@ -46,7 +59,15 @@ export class Deployment {
     name: string,
     roles: AgentRole[],
     cert: CertFiles,
-    links: { listen?: boolean | string; writerServer?: number; writerClient?: number; keyLog?: string; datapath?: string; suites?: string[]; extra?: Record<string, unknown> } = {},
+    links: {
+      listen?: boolean | string;
+      writerServer?: number;
+      writerClient?: number;
+      keyLog?: string;
+      datapath?: string;
+      suites?: string[];
+      extra?: Record<string, unknown>;
+    } = {},
   ): Promise<Agent> {
     const t = this.timing;
     const config = parseAgentConfig(
@@ -87,7 +108,11 @@ export class Deployment {
 }
 
 /** A raw client connection speaking the message protocol, for refusal tests. */
-export function rawConnect(port: number, files: CertFiles, host = "::1"): Promise<{ channel: StreamChannel; socket: tls.TLSSocket }> {
+export function rawConnect(
+  port: number,
+  files: CertFiles,
+  host = "::1",
+): Promise<{ channel: StreamChannel; socket: tls.TLSSocket }> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect(clientOptions(loadTlsMaterial(files), host, port));
     socket.once("error", reject);

@@ -3,6 +3,15 @@
 // tests and the benchmarks all run here. Only this file is imported from outside lab/.
 
 export { Lab, listNamespaces, type LabProcess } from "./lab.ts";
-export { Topology, ROOT, PDM_BIN, datapathSkipReason, gcmDatapathSkipReason, type Host, type RunResult, type RouterOptions } from "./two-hosts.ts";
+export {
+  Topology,
+  ROOT,
+  PDM_BIN,
+  datapathSkipReason,
+  gcmDatapathSkipReason,
+  type Host,
+  type RunResult,
+  type RouterOptions,
+} from "./two-hosts.ts";
 export { startDelayBridge, type DelayBridge, type DelayBridgeOptions } from "./delay-bridge.ts";
 export { Deployment, rawConnect, eventually, type CertFiles } from "./deployment.ts";

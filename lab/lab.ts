@@ -93,9 +93,18 @@ export class Lab {
 
   /** Runs a command inside a namespace and waits; throws with its stderr on failure. */
   run(ns: string, cmd: string[], timeoutMs = 60_000): string {
-    const r = spawnSync("nsenter", [`--net=/run/netns/${ns}`, ...cmd], { encoding: "utf8", env: this.env(ns), cwd: this.cwd, timeout: timeoutMs });
+    const r = spawnSync("nsenter", [`--net=/run/netns/${ns}`, ...cmd], {
+      encoding: "utf8",
+      env: this.env(ns),
+      cwd: this.cwd,
+      timeout: timeoutMs,
+    });
     if (r.status !== 0) {
-      const why = (r.stderr || r.stdout || r.error?.message || `exit ${r.status}`).trim().split("\n").slice(-3).join(" / ");
+      const why = (r.stderr || r.stdout || r.error?.message || `exit ${r.status}`)
+        .trim()
+        .split("\n")
+        .slice(-3)
+        .join(" / ");
       throw new Error(`${cmd.slice(0, 4).join(" ")} in ${ns} failed: ${why}`);
     }
     return r.stdout;
@@ -103,7 +112,11 @@ export class Lab {
 
   /** Starts a long-running command in a namespace; teardown() ends it by PID. */
   start(ns: string, label: string, cmd: string[]): LabProcess {
-    const child = spawn("nsenter", [`--net=/run/netns/${ns}`, ...cmd], { env: this.env(ns), cwd: this.cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("nsenter", [`--net=/run/netns/${ns}`, ...cmd], {
+      env: this.env(ns),
+      cwd: this.cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     let partial = "";
@@ -117,7 +130,9 @@ export class Lab {
       partial = lines.pop()!;
       for (const line of lines) for (const l of lineListeners) l(line);
     });
-    const exit = new Promise<number>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))));
+    const exit = new Promise<number>((resolve) =>
+      child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))),
+    );
     const proc: LabProcess = {
       child,
       label,
@@ -130,7 +145,10 @@ export class Lab {
           const onData = (): void => {
             if (check()) finish();
           };
-          const timer = setTimeout(() => finish(new Error(`${label}: no "${pattern.source}" after ${timeoutMs / 1000} s${tail(stderr)}`)), timeoutMs);
+          const timer = setTimeout(
+            () => finish(new Error(`${label}: no "${pattern.source}" after ${timeoutMs / 1000} s${tail(stderr)}`)),
+            timeoutMs,
+          );
           let settled = false;
           const finish = (err?: Error): void => {
             if (settled) return;
@@ -150,7 +168,12 @@ export class Lab {
       exited: (timeoutMs = 30_000) =>
         Promise.race([
           exit,
-          new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${label} did not exit within ${timeoutMs / 1000} s`)), timeoutMs).unref()),
+          new Promise<number>((_, reject) =>
+            setTimeout(
+              () => reject(new Error(`${label} did not exit within ${timeoutMs / 1000} s`)),
+              timeoutMs,
+            ).unref(),
+          ),
         ]),
     };
     this.processes.add(proc);

@@ -15,8 +15,10 @@ export const PDM_BIN = join(ROOT, "bin", "pdm.js");
 /** Why data-path tests cannot run here, or undefined if they can. */
 export function datapathSkipReason(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root to create network namespaces and load eBPF programs";
-  if (!existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o"))) return "the eBPF programs are not built (bash scripts/setup.sh)";
-  if (!existsSync(join(ROOT, "probes", "datapath", "native", "build", "pdm_bpf.node"))) return "the eBPF loader is not built (bash scripts/setup.sh)";
+  if (!existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o")))
+    return "the eBPF programs are not built (bash scripts/setup.sh)";
+  if (!existsSync(join(ROOT, "probes", "datapath", "native", "build", "pdm_bpf.node")))
+    return "the eBPF loader is not built (bash scripts/setup.sh)";
   if (spawnSync("ip", ["-V"]).status !== 0) return "iproute2 is missing";
   return undefined;
 }
@@ -82,15 +84,55 @@ export class Topology {
       if (this.router) {
         const r = this.router;
         sh("ip", ["netns", "add", r.ns]);
-        sh("ip", ["link", "add", this.a.ifname, "netns", this.a.ns, "type", "veth", "peer", "name", r.left, "netns", r.ns]);
-        sh("ip", ["link", "add", this.b.ifname, "netns", this.b.ns, "type", "veth", "peer", "name", r.right, "netns", r.ns]);
+        sh("ip", [
+          "link",
+          "add",
+          this.a.ifname,
+          "netns",
+          this.a.ns,
+          "type",
+          "veth",
+          "peer",
+          "name",
+          r.left,
+          "netns",
+          r.ns,
+        ]);
+        sh("ip", [
+          "link",
+          "add",
+          this.b.ifname,
+          "netns",
+          this.b.ns,
+          "type",
+          "veth",
+          "peer",
+          "name",
+          r.right,
+          "netns",
+          r.ns,
+        ]);
         for (const l of [r.left, r.right]) sh("ip", ["-n", r.ns, "link", "set", l, "up"]);
       } else {
-        sh("ip", ["link", "add", this.a.ifname, "netns", this.a.ns, "type", "veth", "peer", "name", this.b.ifname, "netns", this.b.ns]);
+        sh("ip", [
+          "link",
+          "add",
+          this.a.ifname,
+          "netns",
+          this.a.ns,
+          "type",
+          "veth",
+          "peer",
+          "name",
+          this.b.ifname,
+          "netns",
+          this.b.ns,
+        ]);
       }
       for (const h of [this.a, this.b]) {
         // No duplicate address detection: addresses (link-local included) usable at once.
-        for (const k of ["all", "default", h.ifname]) this.exec(h, ["sysctl", "-qw", `net.ipv6.conf.${k}.accept_dad=0`]);
+        for (const k of ["all", "default", h.ifname])
+          this.exec(h, ["sysctl", "-qw", `net.ipv6.conf.${k}.accept_dad=0`]);
         this.ip(h, ["addr", "add", `${h.addr}/64`, "dev", h.ifname, "nodad"]);
         this.ip(h, ["link", "set", h.ifname, "up"]);
         // The router's bridge forwards frames as captured: they must be wire-sized and
@@ -101,10 +143,34 @@ export class Topology {
       // Each host knows the other's MAC from the start: neighbor discovery between
       // namespaces sometimes loses its first exchange on this VM, and its 1 s retry
       // then delays the first packets (seen as round trips of up to 1 s).
-      const macOf = (h: Host): string => (JSON.parse(this.exec(h, ["ip", "-j", "link", "show", h.ifname]).stdout) as Array<{ address: string }>)[0]!.address;
+      const macOf = (h: Host): string =>
+        (JSON.parse(this.exec(h, ["ip", "-j", "link", "show", h.ifname]).stdout) as Array<{ address: string }>)[0]!
+          .address;
       const [macA, macB] = [macOf(this.a), macOf(this.b)];
-      this.ip(this.a, ["-6", "neigh", "replace", this.b.addr, "lladdr", macB, "dev", this.a.ifname, "nud", "permanent"]);
-      this.ip(this.b, ["-6", "neigh", "replace", this.a.addr, "lladdr", macA, "dev", this.b.ifname, "nud", "permanent"]);
+      this.ip(this.a, [
+        "-6",
+        "neigh",
+        "replace",
+        this.b.addr,
+        "lladdr",
+        macB,
+        "dev",
+        this.a.ifname,
+        "nud",
+        "permanent",
+      ]);
+      this.ip(this.b, [
+        "-6",
+        "neigh",
+        "replace",
+        this.a.addr,
+        "lladdr",
+        macA,
+        "dev",
+        this.b.ifname,
+        "nud",
+        "permanent",
+      ]);
     } catch (err) {
       this.cleanup();
       throw err;
@@ -121,8 +187,16 @@ export class Topology {
     if (!this.router || !this.routerOptions) return;
     const o = this.routerOptions;
     const bridge = this.spawn({ name: "r", ns: this.router.ns, ifname: this.router.left, addr: "" }, [
-      process.execPath, "--import", "tsx", join(ROOT, "scripts", "delay-bridge.ts"),
-      this.router.left, this.router.right, String(o.delayMs), String(o.jitterMs ?? 0), String(o.loss ?? 0), String(o.tamperEvery ?? 0),
+      process.execPath,
+      "--import",
+      "tsx",
+      join(ROOT, "scripts", "delay-bridge.ts"),
+      this.router.left,
+      this.router.right,
+      String(o.delayMs),
+      String(o.jitterMs ?? 0),
+      String(o.loss ?? 0),
+      String(o.tamperEvery ?? 0),
     ]);
     await Topology.waitFor(bridge, /bridging/);
     this.bridge = bridge;
@@ -132,7 +206,8 @@ export class Topology {
     // must not be that frame, so ping through the bridge until an echo comes back.
     for (let attempt = 1; ; attempt += 1) {
       if (this.exec(this.a, ["ping", "-6", "-n", "-c", "1", "-W", "1", this.b.addr]).code === 0) break;
-      if (attempt === 5) throw new Error(`the delay bridge between ${this.a.ns} and ${this.b.ns} forwards nothing: 5 pings lost`);
+      if (attempt === 5)
+        throw new Error(`the delay bridge between ${this.a.ns} and ${this.b.ns} forwards nothing: 5 pings lost`);
     }
   }
 
@@ -159,7 +234,11 @@ export class Topology {
 
   /** Starts a long-running command in h's namespace; cleanup() ends it by PID. */
   spawn(h: Host, cmd: string[]): ChildProcess & { output: () => { stdout: string; stderr: string } } {
-    const child = spawn("nsenter", [`--net=/run/netns/${h.ns}`, ...cmd], { env: this.env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("nsenter", [`--net=/run/netns/${h.ns}`, ...cmd], {
+      env: this.env,
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -214,7 +293,8 @@ export class Topology {
     }
     for (const h of [this.a, this.b]) {
       if (existsSync(`/run/netns/${h.ns}`)) {
-        if (existsSync(join(this.stateDir, `${h.ifname}.json`))) this.pdm(h, ["detach", "-i", h.ifname], { timeoutMs: 20_000 });
+        if (existsSync(join(this.stateDir, `${h.ifname}.json`)))
+          this.pdm(h, ["detach", "-i", h.ifname], { timeoutMs: 20_000 });
         spawnSync("ip", ["netns", "del", h.ns]);
       }
     }

@@ -13,11 +13,20 @@ export function parseIpv6Address(text: string): Uint8Array {
   let tailV4: number[] = [];
   const lastColon = head.lastIndexOf(":");
   if (head.slice(lastColon + 1).includes(".")) {
-    tailV4 = head.slice(lastColon + 1).split(".").map(Number);
+    tailV4 = head
+      .slice(lastColon + 1)
+      .split(".")
+      .map(Number);
     head = head.slice(0, lastColon + 1) + "0:0"; // placeholder groups, overwritten below
   }
   const [left, right] = head.includes("::") ? head.split("::") : [head, undefined];
-  const groups = (s: string | undefined): number[] => (s ? s.split(":").filter((g) => g !== "").map((g) => parseInt(g, 16)) : []);
+  const groups = (s: string | undefined): number[] =>
+    s
+      ? s
+          .split(":")
+          .filter((g) => g !== "")
+          .map((g) => parseInt(g, 16))
+      : [];
   const l = groups(left);
   const r = groups(right);
   const all = right === undefined ? l : [...l, ...new Array<number>(8 - l.length - r.length).fill(0), ...r];
@@ -36,7 +45,7 @@ export function formatIpv6Address(bytes: Uint8Array): string {
   for (let i = 0; i < 16; i += 2) g.push((bytes[i]! << 8) | bytes[i + 1]!);
   let bestStart = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i += 1;
       continue;

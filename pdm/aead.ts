@@ -63,7 +63,8 @@ export interface SealInputs {
  */
 export function sealProtectedOption(input: SealInputs): Uint8Array {
   const { aead, key, kri, randomNumber, fBit } = input;
-  if (key.length !== aeadKeyLength(aead)) throw new KeyError(`"key" expected ${aeadKeyLength(aead)} bytes, got ${key.length}`);
+  if (key.length !== aeadKeyLength(aead))
+    throw new KeyError(`"key" expected ${aeadKeyLength(aead)} bytes, got ${key.length}`);
   const out = new Uint8Array(2 + OPT_DATA_LEN["v2-protected"]);
   out[0] = PDM_OPTION_TYPE;
   out[1] = OPT_DATA_LEN["v2-protected"];

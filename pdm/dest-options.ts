@@ -64,7 +64,8 @@ export function findPdmOptionOrError(buf: Uint8Array, start: number, end: number
     }
     if (at + 2 > end) return new WireError("truncated", "dstopt.opt_len", at + 1, "option length byte missing");
     const next = at + 2 + buf[at + 1]!;
-    if (next > end) return new WireError("bad-length", "dstopt.opt_len", at + 1, `option runs ${next - end} bytes past the header`);
+    if (next > end)
+      return new WireError("bad-length", "dstopt.opt_len", at + 1, `option runs ${next - end} bytes past the header`);
     if (type === PDM_OPTION_TYPE) {
       if (found >= 0) return new WireError("duplicate-pdm", "pdm", at, `second PDM option (first at ${found})`);
       found = at;

@@ -31,7 +31,8 @@ const ECHO_REPLY_WORD = 129 << 8;
  */
 export function reverseFlow(f: FlowTuple): FlowTuple {
   if (f.proto === ICMPV6) {
-    const word = f.sport === ECHO_REQUEST_WORD ? ECHO_REPLY_WORD : f.sport === ECHO_REPLY_WORD ? ECHO_REQUEST_WORD : f.sport;
+    const word =
+      f.sport === ECHO_REQUEST_WORD ? ECHO_REPLY_WORD : f.sport === ECHO_REPLY_WORD ? ECHO_REQUEST_WORD : f.sport;
     return { src: f.dst, dst: f.src, sport: word, dport: f.dport, proto: f.proto };
   }
   return { src: f.dst, dst: f.src, sport: f.dport, dport: f.sport, proto: f.proto };

@@ -11,7 +11,18 @@ import { decodePdmOptionOrError, type PdmOption } from "./option.ts";
 import { findPdmOptionOrError, NEXT_HEADER_DEST_OPTS } from "./dest-options.ts";
 
 export const IPV6_HEADER_LEN = 40;
-export const PROTO = { hopByHop: 0, tcp: 6, udp: 17, routing: 43, fragment: 44, esp: 50, ah: 51, icmpv6: 58, none: 59, destOpts: 60 } as const;
+export const PROTO = {
+  hopByHop: 0,
+  tcp: 6,
+  udp: 17,
+  routing: 43,
+  fragment: 44,
+  esp: 50,
+  ah: 51,
+  icmpv6: 58,
+  none: 59,
+  destOpts: 60,
+} as const;
 const ICMPV6_ECHO_REQUEST = 128;
 const ICMPV6_ECHO_REPLY = 129;
 /** Headers sharing the generic (Next Header, Hdr Ext Len in 8-octet units) shape. */
@@ -53,7 +64,21 @@ export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Re
 }
 
 export function emptyIpv6Packet(): Ipv6Packet {
-  return { srcOffset: 0, dstOffset: 0, hopLimit: 0, protocol: 0, sport: 0, dport: 0, fragment: false, upperOffset: 0, ipLength: 0, extensionHeaders: 0, pdm: undefined, pdmOffset: -1, pdmError: undefined };
+  return {
+    srcOffset: 0,
+    dstOffset: 0,
+    hopLimit: 0,
+    protocol: 0,
+    sport: 0,
+    dport: 0,
+    fragment: false,
+    upperOffset: 0,
+    ipLength: 0,
+    extensionHeaders: 0,
+    pdm: undefined,
+    pdmOffset: -1,
+    pdmError: undefined,
+  };
 }
 
 /**
@@ -62,7 +87,8 @@ export function emptyIpv6Packet(): Ipv6Packet {
  */
 export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: Ipv6Packet): WireError | undefined {
   end = Math.min(end, buf.length);
-  if (at + IPV6_HEADER_LEN > end) return new WireError("truncated", "ipv6", at, `need 40 bytes, have ${Math.max(0, end - at)}`);
+  if (at + IPV6_HEADER_LEN > end)
+    return new WireError("truncated", "ipv6", at, `need 40 bytes, have ${Math.max(0, end - at)}`);
   const version = buf[at]! >>> 4;
   if (version !== 6) return new WireError("bad-version", "ipv6.version", at, `expected 6, found ${version}`);
   const payloadLength = (buf[at + 4]! << 8) | buf[at + 5]!;
@@ -89,7 +115,12 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
       if (cursor + 2 > stop) return new WireError("truncated", extName(next), cursor, "extension header cut off");
       const length = (buf[cursor + 1]! + 1) * 8;
       if (cursor + length > stop) {
-        return new WireError("bad-length", `${extName(next)}.hdr_ext_len`, cursor + 1, `header of ${length} bytes runs past the packet`);
+        return new WireError(
+          "bad-length",
+          `${extName(next)}.hdr_ext_len`,
+          cursor + 1,
+          `header of ${length} bytes runs past the packet`,
+        );
       }
       if (next === NEXT_HEADER_DEST_OPTS) {
         const found = findPdmOptionOrError(buf, cursor, cursor + length);
@@ -97,7 +128,12 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
         if (typeof found !== "number") packet.pdmError ??= found;
         else if (found >= 0) {
           if (packet.pdmOffset >= 0) {
-            packet.pdmError ??= new WireError("duplicate-pdm", "pdm", found, `second PDM option (first at ${packet.pdmOffset})`);
+            packet.pdmError ??= new WireError(
+              "duplicate-pdm",
+              "pdm",
+              found,
+              `second PDM option (first at ${packet.pdmOffset})`,
+            );
           } else {
             packet.pdmOffset = found;
             const decoded = decodePdmOptionOrError(buf, found, cursor + length);
@@ -120,7 +156,13 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
     } else if (next === PROTO.ah) {
       if (cursor + 2 > stop) return new WireError("truncated", "ah", cursor, "authentication header cut off");
       const length = (buf[cursor + 1]! + 2) * 4;
-      if (cursor + length > stop) return new WireError("bad-length", "ah.payload_len", cursor + 1, `header of ${length} bytes runs past the packet`);
+      if (cursor + length > stop)
+        return new WireError(
+          "bad-length",
+          "ah.payload_len",
+          cursor + 1,
+          `header of ${length} bytes runs past the packet`,
+        );
       next = buf[cursor]!;
       cursor += length;
     } else {
@@ -128,7 +170,12 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
     }
     packet.extensionHeaders += 1;
     if (packet.extensionHeaders > MAX_EXTENSION_HEADERS) {
-      return new WireError("too-many-headers", "ipv6.next_header", cursor, `more than ${MAX_EXTENSION_HEADERS} extension headers`);
+      return new WireError(
+        "too-many-headers",
+        "ipv6.next_header",
+        cursor,
+        `more than ${MAX_EXTENSION_HEADERS} extension headers`,
+      );
     }
   }
 
@@ -136,7 +183,8 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
   packet.upperOffset = cursor;
   if (packet.fragment) return undefined;
   if (next === PROTO.tcp || next === PROTO.udp) {
-    if (cursor + 4 > stop) return new WireError("truncated", next === PROTO.tcp ? "tcp.ports" : "udp.ports", cursor, "ports cut off");
+    if (cursor + 4 > stop)
+      return new WireError("truncated", next === PROTO.tcp ? "tcp.ports" : "udp.ports", cursor, "ports cut off");
     packet.sport = (buf[cursor]! << 8) | buf[cursor + 1]!;
     packet.dport = (buf[cursor + 2]! << 8) | buf[cursor + 3]!;
   } else if (next === PROTO.icmpv6) {

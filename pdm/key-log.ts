@@ -15,7 +15,14 @@ import { KEY_ID_LENGTH, SECRET_LENGTH, aeadKeyLength, hex4, kdfDigest, type Suit
 
 export type KeyLogEntry =
   | { kind: "shared"; keyId: Uint8Array; suite: Suite; salt: Uint8Array; secret: Uint8Array }
-  | { kind: "client"; keyId: Uint8Array; suite: Suite; clientAddress: Uint8Array; salt: Uint8Array; secret: Uint8Array };
+  | {
+      kind: "client";
+      keyId: Uint8Array;
+      suite: Suite;
+      clientAddress: Uint8Array;
+      salt: Uint8Array;
+      secret: Uint8Array;
+    };
 
 import { hex } from "./hex.ts";
 
@@ -45,22 +52,28 @@ export const KEY_LOG_LIMITS = { lineChars: 1024, entries: 10_000 } as const;
 export function parseKeyLog(text: string, source = "key log"): KeyLogEntry[] {
   const entries: KeyLogEntry[] = [];
   let lineNo = 0;
-  for (let at = 0; at < text.length; ) {
+  for (let at = 0; at < text.length;) {
     const newline = text.indexOf("\n", at);
     const stop = newline < 0 ? text.length : newline;
     lineNo += 1;
     if (stop - at > KEY_LOG_LIMITS.lineChars) {
-      throw new KeyError(`${source} line ${lineNo}: longer than ${KEY_LOG_LIMITS.lineChars} characters, so not a key log line`, {
-        hint: "A key log has one key per line, as pdm keys export writes it.",
-      });
+      throw new KeyError(
+        `${source} line ${lineNo}: longer than ${KEY_LOG_LIMITS.lineChars} characters, so not a key log line`,
+        {
+          hint: "A key log has one key per line, as pdm keys export writes it.",
+        },
+      );
     }
     const line = text.slice(at, stop).trim();
     at = stop + 1;
     if (line === "" || line.startsWith("#")) continue;
     if (entries.length === KEY_LOG_LIMITS.entries) {
-      throw new KeyError(`${source}: more than ${KEY_LOG_LIMITS.entries} keys (line ${lineNo}); no deployment keeps that many generations`, {
-        hint: "Give the analyzer the key log of the generations the capture covers.",
-      });
+      throw new KeyError(
+        `${source}: more than ${KEY_LOG_LIMITS.entries} keys (line ${lineNo}); no deployment keeps that many generations`,
+        {
+          hint: "Give the analyzer the key log of the generations the capture covers.",
+        },
+      );
     }
     try {
       entries.push(parseKeyLogLine(line));
@@ -84,7 +97,13 @@ function parseKeyLogLine(line: string): KeyLogEntry {
   const keyId = hexField(2, "keyId", parts[1]!, KEY_ID_LENGTH);
   const suite = parseSuite(parts[2]!);
   if (label === "PDMV2_SHARED") {
-    return { kind: "shared", keyId, suite, salt: hexField(4, "salt", parts[3]!, 32), secret: hexField(5, "secret", parts[4]!, SECRET_LENGTH) };
+    return {
+      kind: "shared",
+      keyId,
+      suite,
+      salt: hexField(4, "salt", parts[3]!, 32),
+      secret: hexField(5, "secret", parts[4]!, SECRET_LENGTH),
+    };
   }
   const ip = parts[3]!;
   let clientAddress: Uint8Array;
@@ -96,7 +115,14 @@ function parseKeyLogLine(line: string): KeyLogEntry {
       throw new KeyError("field 4 (client-ip) is not an IPv6 address");
     }
   }
-  return { kind: "client", keyId, suite, clientAddress, salt: hexField(5, "salt", parts[4]!, 32), secret: hexField(6, "secret", parts[5]!, SECRET_LENGTH) };
+  return {
+    kind: "client",
+    keyId,
+    suite,
+    clientAddress,
+    salt: hexField(5, "salt", parts[4]!, 32),
+    secret: hexField(6, "secret", parts[5]!, SECRET_LENGTH),
+  };
 }
 
 function parseSuite(text: string): Suite {
@@ -146,7 +172,8 @@ export function readKeyLog(path: string): KeyLogEntry[] {
   } catch (cause) {
     if (cause instanceof KeyError) throw cause;
     const code = (cause as NodeJS.ErrnoException).code;
-    const why = code === "EISDIR" ? "it is a directory" : code === "ENOENT" ? "no such file" : (code ?? (cause as Error).message);
+    const why =
+      code === "EISDIR" ? "it is a directory" : code === "ENOENT" ? "no such file" : (code ?? (cause as Error).message);
     throw new KeyError(`cannot read key log ${path}: ${why}`, { cause });
   } finally {
     if (fd !== undefined) closeSync(fd);

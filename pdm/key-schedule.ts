@@ -51,13 +51,19 @@ const LABEL_KEY_ID = Buffer.from("pdmv2 key id", "ascii");
 
 export function kdfDigest(kdf: number): "sha256" | "sha384" | "sha512" {
   const digest = KDF_DIGEST[kdf];
-  if (!digest) throw new KeyError(`KDF id 0x${hex4(kdf)} is not supported (use HKDF-SHA256 0x0001, -SHA384 0x0002 or -SHA512 0x0003)`);
+  if (!digest)
+    throw new KeyError(
+      `KDF id 0x${hex4(kdf)} is not supported (use HKDF-SHA256 0x0001, -SHA384 0x0002 or -SHA512 0x0003)`,
+    );
   return digest;
 }
 
 export function aeadKeyLength(aead: number): number {
   const nk = AEAD_KEY_LENGTH[aead];
-  if (!nk) throw new KeyError(`AEAD id 0x${hex4(aead)} is not allowed for PDMv2 (use AES-128-GCM 0x0001 or ChaCha20-Poly1305 0x0003)`);
+  if (!nk)
+    throw new KeyError(
+      `AEAD id 0x${hex4(aead)} is not allowed for PDMv2 (use AES-128-GCM 0x0001 or ChaCha20-Poly1305 0x0003)`,
+    );
   return nk;
 }
 
@@ -67,7 +73,9 @@ function expand(kdf: number, ikm: Uint8Array, salt: Uint8Array, info: Uint8Array
 
 function checkLength(name: string, value: Uint8Array, length: number): void {
   if (!(value instanceof Uint8Array) || value.length !== length) {
-    throw new KeyError(`"${name}" expected ${length} bytes, got ${value instanceof Uint8Array ? value.length : typeof value}`);
+    throw new KeyError(
+      `"${name}" expected ${length} bytes, got ${value instanceof Uint8Array ? value.length : typeof value}`,
+    );
   }
 }
 
@@ -78,7 +86,12 @@ export function deriveKeyId(kdf: number, sharedSecret: Uint8Array, salt: Uint8Ar
 }
 
 /** The secret a reader client holds: everything for flows with `clientAddress` at the client end. */
-export function deriveClientSecret(kdf: number, sharedSecret: Uint8Array, salt: Uint8Array, clientAddress: Uint8Array): Uint8Array {
+export function deriveClientSecret(
+  kdf: number,
+  sharedSecret: Uint8Array,
+  salt: Uint8Array,
+  clientAddress: Uint8Array,
+): Uint8Array {
   checkLength("salt", salt, 32);
   checkLength("clientAddress", clientAddress, 16);
   return expand(kdf, sharedSecret, salt, Buffer.concat([LABEL_CLIENT, clientAddress]), SECRET_LENGTH);
@@ -101,10 +114,17 @@ export function stkInfo(flow: FlowTuple, kri: number): Uint8Array {
 }
 
 /** SessionTemporaryKey of one sender 5-tuple and Kri. */
-export function deriveStk(suite: Suite, clientSecret: Uint8Array, salt: Uint8Array, flow: FlowTuple, kri: number): Uint8Array {
+export function deriveStk(
+  suite: Suite,
+  clientSecret: Uint8Array,
+  salt: Uint8Array,
+  flow: FlowTuple,
+  kri: number,
+): Uint8Array {
   checkLength("clientSecret", clientSecret, SECRET_LENGTH);
   checkLength("salt", salt, 32);
-  if (!Number.isInteger(kri) || kri < 0 || kri > 0xffff_ffff) throw new KeyError(`kri must be a 32-bit unsigned integer, got ${kri}`);
+  if (!Number.isInteger(kri) || kri < 0 || kri > 0xffff_ffff)
+    throw new KeyError(`kri must be a 32-bit unsigned integer, got ${kri}`);
   return expand(suite.kdf, clientSecret, salt, stkInfo(flow, kri), aeadKeyLength(suite.aead));
 }
 

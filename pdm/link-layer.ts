@@ -54,10 +54,16 @@ export function ipv6Offset(linkType: number, frame: Uint8Array, length: number, 
       if (length < 4) return -1;
       const le = frame[s]! | (frame[s + 1]! << 8);
       const be = (frame[s + 2]! << 8) | frame[s + 3]!;
-      return (frame[s + 2] === 0 && frame[s + 3] === 0 && AF_INET6.has(le)) || (frame[s] === 0 && frame[s + 1] === 0 && AF_INET6.has(be)) ? s + 4 : -1;
+      return (frame[s + 2] === 0 && frame[s + 3] === 0 && AF_INET6.has(le)) ||
+        (frame[s] === 0 && frame[s + 1] === 0 && AF_INET6.has(be))
+        ? s + 4
+        : -1;
     }
     case LINKTYPE.loop:
-      return length >= 4 && AF_INET6.has(((frame[s]! << 24) | (frame[s + 1]! << 16) | (frame[s + 2]! << 8) | frame[s + 3]!) >>> 0) ? s + 4 : -1;
+      return length >= 4 &&
+        AF_INET6.has(((frame[s]! << 24) | (frame[s + 1]! << 16) | (frame[s + 2]! << 8) | frame[s + 3]!) >>> 0)
+        ? s + 4
+        : -1;
     default:
       return -1;
   }

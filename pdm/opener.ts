@@ -80,7 +80,12 @@ export class ProtectedOpener {
     if (this.contexts.length === 0) return { status: "no-key" };
     // A GSO burst repeats the verified stamp byte for byte: one sample, no second open.
     const last = this.last;
-    if (last && last.randomNumber === option.randomNumber && (last.kri & 1) === option.fBit && sameSealed(last.sealed, option)) {
+    if (
+      last &&
+      last.randomNumber === option.randomNumber &&
+      (last.kri & 1) === option.fBit &&
+      sameSealed(last.sealed, option)
+    ) {
       return { status: "gso-repeat", kri: last.kri };
     }
     // Fast path, nearly every packet of a synced flow: the verified context at the
@@ -100,14 +105,17 @@ export class ProtectedOpener {
     // row (the 2nd, 4th, 8th, ...), or at once after a second of silence, which is how
     // a resumed flow looks: a forged option between good ones costs no search.
     const wide = this.tracker.isSynced
-      ? (this.failuresInRow === 0 && nowNs - this.lastVerifiedNs >= RESUME_SILENCE_NS) || (this.failuresInRow > 0 && isPowerOfTwo(this.failuresInRow + 1))
+      ? (this.failuresInRow === 0 && nowNs - this.lastVerifiedNs >= RESUME_SILENCE_NS) ||
+        (this.failuresInRow > 0 && isPowerOfTwo(this.failuresInRow + 1))
       : isPowerOfTwo(this.failuresUnsynced + 1);
     // The Kri values expected (current, previous, next) under every context first, then
     // the wide search: a flow has a context per possible client end (a SharedSecret key
     // log), and trying the wrong one's whole search first cost ~33 failed opens per new
     // flow direction, 2 ms each flow.
     const near = this.tracker.candidates(option.fBit, nowNs, 0);
-    const ahead = wide ? this.tracker.candidates(option.fBit, nowNs, this.options.searchAhead ?? 0).filter((k) => !near.includes(k)) : [];
+    const ahead = wide
+      ? this.tracker.candidates(option.fBit, nowNs, this.options.searchAhead ?? 0).filter((k) => !near.includes(k))
+      : [];
     for (const kris of [near, ahead]) {
       for (const context of contexts) {
         for (const kri of kris) {
@@ -123,7 +131,13 @@ export class ProtectedOpener {
     return { status: "auth-fail" };
   }
 
-  private afterVerified(option: PdmV2ProtectedOption, fields: PdmV2Fields, kri: number, keyId: string, nowNs: number): OpenOutcome {
+  private afterVerified(
+    option: PdmV2ProtectedOption,
+    fields: PdmV2Fields,
+    kri: number,
+    keyId: string,
+    nowNs: number,
+  ): OpenOutcome {
     let seen = this.seen.get(kri);
     if (!seen) {
       seen = new SeenValues();
@@ -132,7 +146,8 @@ export class ProtectedOpener {
     }
     if (seen.has(option.randomNumber)) {
       const last = this.last;
-      const sameStamp = last && last.kri === kri && last.randomNumber === option.randomNumber && sameSealed(last.sealed, option);
+      const sameStamp =
+        last && last.kri === kri && last.randomNumber === option.randomNumber && sameSealed(last.sealed, option);
       return sameStamp ? { status: "gso-repeat", kri } : { status: "replay", kri };
     }
     seen.add(option.randomNumber);

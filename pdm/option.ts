@@ -193,7 +193,11 @@ export function decodeV2Fields(randomNumber: number, fBit: 0 | 1, buf: Uint8Arra
 }
 
 /** Write the 14 plaintext bytes that the protected layout seals. */
-export function encodeSealedPlaintext(f: PdmTimes & { globalPointer: number }, out = new Uint8Array(14), at = 0): Uint8Array {
+export function encodeSealedPlaintext(
+  f: PdmTimes & { globalPointer: number },
+  out = new Uint8Array(14),
+  at = 0,
+): Uint8Array {
   checkFields(f);
   checkRange("globalPointer", f.globalPointer, 0xffff_ffff);
   out[at] = f.scaleDtlr;

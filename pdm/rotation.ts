@@ -67,8 +67,7 @@ export class SenderRotation {
   next(nowNs: number): NonceInputs | undefined {
     if (this.exhausted) return undefined;
     this.kriStartNs ??= nowNs;
-    const tooOld =
-      this.options.maxKriAgeNs !== undefined && nowNs - this.kriStartNs >= this.options.maxKriAgeNs;
+    const tooOld = this.options.maxKriAgeNs !== undefined && nowNs - this.kriStartNs >= this.options.maxKriAgeNs;
     if (tooOld || this.packetsInKri >= this.maxPackets || this.sequence.remaining === 0) {
       if (!this.rotate(nowNs)) return undefined;
     }

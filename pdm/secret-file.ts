@@ -22,7 +22,9 @@ export function writeSecretFile(path: string, text: string, options: SecretFileO
   const what = options.what ?? "file";
   const existing = lstatOrUndefined(path);
   if (existing?.isSymbolicLink()) {
-    throw new UsageError(`${path} is a symbolic link: a ${what} is never written through one`, { hint: "Remove the link or name the real file." });
+    throw new UsageError(`${path} is a symbolic link: a ${what} is never written through one`, {
+      hint: "Remove the link or name the real file.",
+    });
   }
   if (existing?.isDirectory()) throw new UsageError(`cannot write the ${what} ${path}: it is a directory`);
   if (existing && !options.replace) {
@@ -35,7 +37,14 @@ export function writeSecretFile(path: string, text: string, options: SecretFileO
     fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `no permission to write in ${dir}` : code === "ENOTDIR" ? `${dir} is not a directory` : String(code ?? (e as Error).message);
+    const why =
+      code === "ENOENT"
+        ? `the directory ${dir} does not exist`
+        : code === "EACCES"
+          ? `no permission to write in ${dir}`
+          : code === "ENOTDIR"
+            ? `${dir} is not a directory`
+            : String(code ?? (e as Error).message);
     throw new UsageError(`cannot write the ${what} ${path}: ${why}`);
   }
   try {
@@ -52,7 +61,9 @@ export function writeSecretFile(path: string, text: string, options: SecretFileO
     } catch {
       // already renamed or gone
     }
-    throw new UsageError(`cannot write the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UsageError(
+      `cannot write the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 

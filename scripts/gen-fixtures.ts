@@ -19,7 +19,8 @@ if (args[0] === "--large") {
   const started = Date.now();
   const payload = Number(args[4] ?? 512);
   const flows = Number(args[5] ?? 64);
-  if (!Number.isInteger(flows) || flows < 1 || flows > 35_000) throw new Error(`flows must be 1 to 35,000 (one client port each), not ${args[5]}`);
+  if (!Number.isInteger(flows) || flows < 1 || flows > 35_000)
+    throw new Error(`flows must be 1 to 35,000 (one client port each), not ${args[5]}`);
   const w = writeSimulatedCapture(base, "pcapng", largeScenario(layout, packets, flows, payload));
   console.log(`wrote ${w.capture} (${w.packets} packets) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } else {

@@ -31,10 +31,30 @@ import {
 
 const outDir = process.argv[2] ?? join(import.meta.dirname, "..", "fixtures", "vectors");
 /** Deterministic bytes: a counter pattern keyed by a label, so vectors need no RNG. */
-const pattern = (label: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (label * 31 + i * 7) & 0xff);
+const pattern = (label: number, n: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (label * 31 + i * 7) & 0xff);
 
 function timeEncoding(): unknown {
-  const ns: bigint[] = [0n, 1n, 2n, 3n, 7n, 8n, 33n, 34n, 999n, 1000n, 1001n, 65535n, 65536n, 999_999n, 1_000_000n, 10_000_000n, 123_456_789n, 1_000_000_000n];
+  const ns: bigint[] = [
+    0n,
+    1n,
+    2n,
+    3n,
+    7n,
+    8n,
+    33n,
+    34n,
+    999n,
+    1000n,
+    1001n,
+    65535n,
+    65536n,
+    999_999n,
+    1_000_000n,
+    10_000_000n,
+    123_456_789n,
+    1_000_000_000n,
+  ];
   for (let p = 0n; p <= 64n; p += 1n) {
     const v = 2n ** p;
     ns.push(v - 1n, v, v + 1n);
@@ -66,7 +86,13 @@ const flows: FlowTuple[] = [
   { src: parseIpv6Address("fd00:1::2"), dst: parseIpv6Address("fd00:2::2"), sport: 40000, dport: 443, proto: 6 },
   { src: parseIpv6Address("fd00:2::2"), dst: parseIpv6Address("fd00:1::2"), sport: 443, dport: 40000, proto: 6 },
   { src: parseIpv6Address("fe80::1"), dst: parseIpv6Address("fe80::2"), sport: 5353, dport: 53, proto: 17 },
-  { src: parseIpv6Address("2001:db8::a"), dst: parseIpv6Address("2001:db8::b"), sport: 0x8000, dport: 0x1234, proto: 58 },
+  {
+    src: parseIpv6Address("2001:db8::a"),
+    dst: parseIpv6Address("2001:db8::b"),
+    sport: 0x8000,
+    dport: 0x1234,
+    proto: 58,
+  },
 ];
 const suites: Suite[] = [
   DEFAULT_SUITE,
@@ -87,11 +113,21 @@ function keySchedule(): unknown {
           client: ip,
           clientSecret: hex(clientSecret),
           stks: flows.flatMap((flow) =>
-            [0, 1, 2, 0xffff_ffff].map((kri) => ({ ...flowJson(flow), kri, stk: hex(deriveStk(suite, clientSecret, salt, flow, kri)) })),
+            [0, 1, 2, 0xffff_ffff].map((kri) => ({
+              ...flowJson(flow),
+              kri,
+              stk: hex(deriveStk(suite, clientSecret, salt, flow, kri)),
+            })),
           ),
         };
       });
-      return { suite, sharedSecret: hex(sharedSecret), salt: hex(salt), keyId: hex(deriveKeyId(suite.kdf, sharedSecret, salt)), clients };
+      return {
+        suite,
+        sharedSecret: hex(sharedSecret),
+        salt: hex(salt),
+        keyId: hex(deriveKeyId(suite.kdf, sharedSecret, salt)),
+        clients,
+      };
     }),
   };
 }
@@ -108,7 +144,15 @@ function aead(): unknown {
       const key = pattern(40 + i + aeadId, keyLength);
       const randomNumber = [1, 0x7fff, 0x2aaa, 0x1234][i]!;
       const fBit = (kri & 1) as 0 | 1;
-      const fields = { scaleDtlr: 34, scaleDtls: 38, globalPointer: 0x0102_0304 + i, psnTp: 0xfff0 + i, psnLr: 0x1000 + i, deltaTlr: 58207, deltaTls: 36379 };
+      const fields = {
+        scaleDtlr: 34,
+        scaleDtls: 38,
+        globalPointer: 0x0102_0304 + i,
+        psnTp: 0xfff0 + i,
+        psnLr: 0x1000 + i,
+        deltaTlr: 58207,
+        deltaTls: 36379,
+      };
       const option = sealProtectedOption({ aead: aeadId, key, kri, randomNumber, fBit, fields });
       cases.push({
         aead: aeadId,
@@ -131,7 +175,13 @@ function aead(): unknown {
 function options(): unknown {
   const times = { scaleDtlr: 34, scaleDtls: 38, psnTp: 0x1234, psnLr: 0xabcd, deltaTlr: 58207, deltaTls: 36379 };
   const v1 = encodePdmOption({ layout: "rfc8250", ...times });
-  const v2 = encodePdmOption({ layout: "v2-clear", ...times, randomNumber: 0x2aaa, fBit: 1, globalPointer: 0xdeadbeef });
+  const v2 = encodePdmOption({
+    layout: "v2-clear",
+    ...times,
+    randomNumber: 0x2aaa,
+    fBit: 1,
+    globalPointer: 0xdeadbeef,
+  });
   return {
     description: "wire.md section 2: option and Destination Options header bytes (next header 17)",
     cases: [

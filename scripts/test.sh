@@ -10,6 +10,9 @@ bash scripts/setup.sh
 echo "test: type-checking (tsc --noEmit)"
 npx --no-install tsc --noEmit -p .
 
+echo "test: checking the code's style (scripts/format.sh --check)"
+bash scripts/format.sh --check
+
 # Files whose assertions depend on timing (delays injected by user-space bridges and
 # measured back) say so on their first line ("// timing-sensitive: ..."); they run last,
 # one at a time, once nothing else competes for the CPU.

@@ -23,11 +23,30 @@ const ALLOWED: Record<string, string[]> = {
   cli: ["pdm", "analyzer", "probes/datapath", "probes/kernel-keys", "probes/live", "probes/agent", "lab"],
   scripts: ["pdm", "fixtures", "lab"],
   bench: ["pdm", "analyzer", "probes/datapath", "probes/kernel-keys", "probes/live", "probes/agent", "lab", "fixtures"],
-  test: ["pdm", "analyzer", "probes/datapath", "probes/kernel-keys", "probes/live", "probes/agent", "lab", "fixtures", "cli"],
+  test: [
+    "pdm",
+    "analyzer",
+    "probes/datapath",
+    "probes/kernel-keys",
+    "probes/live",
+    "probes/agent",
+    "lab",
+    "fixtures",
+    "cli",
+  ],
   bin: ["cli"],
 };
 /** Folders with a surface of their own: imported only through index.ts. */
-const WITH_SURFACE = new Set(["pdm", "analyzer", "probes/datapath", "probes/kernel-keys", "probes/live", "probes/agent", "fixtures", "lab"]);
+const WITH_SURFACE = new Set([
+  "pdm",
+  "analyzer",
+  "probes/datapath",
+  "probes/kernel-keys",
+  "probes/live",
+  "probes/agent",
+  "fixtures",
+  "lab",
+]);
 /** What the CLI's entry points are (bin/ starts cli/main.ts; tests run the CLI's report renderer). */
 const ENTRY_POINTS = new Set(["cli/main.ts", "cli/report-png.ts"]);
 
@@ -55,7 +74,8 @@ interface Import {
 
 function imports(): Import[] {
   const found: Import[] = [];
-  const pattern = /(?:^|\n)\s*(?:import|export)\b[^"';]*?\bfrom\s*["'](\.{1,2}\/[^"']+)["']|\bimport\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g;
+  const pattern =
+    /(?:^|\n)\s*(?:import|export)\b[^"';]*?\bfrom\s*["'](\.{1,2}\/[^"']+)["']|\bimport\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g;
   for (const file of sources()) {
     const text = readFileSync(join(ROOT, file), "utf8");
     for (const m of text.matchAll(pattern)) {
@@ -112,7 +132,9 @@ describe("architecture", () => {
   });
 
   it("only the CLI's entry points are imported from outside cli/", () => {
-    const bad = all.filter(({ from, to }) => unitOf(to) === "cli" && unitOf(from) !== "cli" && !ENTRY_POINTS.has(to)).map(({ from, to }) => `${from} imports ${to}`);
+    const bad = all
+      .filter(({ from, to }) => unitOf(to) === "cli" && unitOf(from) !== "cli" && !ENTRY_POINTS.has(to))
+      .map(({ from, to }) => `${from} imports ${to}`);
     assert.deepEqual(bad, []);
   });
 

@@ -10,7 +10,6 @@
 import { CaptureError, type CapturedPacket } from "../../pdm/index.ts";
 import type { ByteSource } from "./byte-source.ts";
 
-
 export interface CaptureWarning {
   offset: number;
   packet: number;
@@ -135,11 +134,17 @@ class Cursor {
 }
 
 /** Read a whole capture, calling `onPacket` for every record in file order. */
-export async function readCapture(source: ByteSource, onPacket: (p: CapturedPacket) => void, options: ReadOptions = {}): Promise<CaptureSummary> {
+export async function readCapture(
+  source: ByteSource,
+  onPacket: (p: CapturedPacket) => void,
+  options: ReadOptions = {},
+): Promise<CaptureSummary> {
   const cur = new Cursor(source);
   if (!(await cur.need(4))) {
     if (cur.readError) throw new CaptureError(`cannot read the capture: ${cur.readError}`);
-    throw new CaptureError("not a capture file: fewer than 4 bytes", { hint: "Check the path; an empty file has no packets." });
+    throw new CaptureError("not a capture file: fewer than 4 bytes", {
+      hint: "Check the path; an empty file has no packets.",
+    });
   }
   const magicLe = cur.buf.readUInt32LE(0);
   const magicBe = cur.buf.readUInt32BE(0);
@@ -155,7 +160,11 @@ export async function readCapture(source: ByteSource, onPacket: (p: CapturedPack
 /** A read that ended on a source error says so, in place of whatever the cut-off looked like. */
 function withReadError(cur: Cursor, summary: CaptureSummary): CaptureSummary {
   if (!cur.readError) return summary;
-  const warning = { offset: cur.offset, packet: summary.packets + 1, message: `read error (${cur.readError}) at byte ${cur.offset}` };
+  const warning = {
+    offset: cur.offset,
+    packet: summary.packets + 1,
+    message: `read error (${cur.readError}) at byte ${cur.offset}`,
+  };
   summary.warnings = summary.warnings.filter((w) => w !== summary.stoppedEarly);
   summary.stoppedEarly = warning;
   summary.warnings.push(warning);
@@ -170,7 +179,10 @@ function progress(options: ReadOptions, cur: Cursor, size: number | undefined, s
 }
 
 /** A fresh summary, and `stop`: record where the damage is and end the read with what came before. */
-function newSummary(format: CaptureSummary["format"], cur: Cursor): { summary: CaptureSummary; stop: (message: string) => CaptureSummary } {
+function newSummary(
+  format: CaptureSummary["format"],
+  cur: Cursor,
+): { summary: CaptureSummary; stop: (message: string) => CaptureSummary } {
   const summary: CaptureSummary = { format, packets: 0, bytes: 0, stoppedEarly: undefined, warnings: [] };
   const stop = (message: string): CaptureSummary => {
     summary.stoppedEarly = { offset: cur.offset, packet: summary.packets + 1, message };
@@ -180,7 +192,12 @@ function newSummary(format: CaptureSummary["format"], cur: Cursor): { summary: C
   return { summary, stop };
 }
 
-async function readPcap(cur: Cursor, onPacket: (p: CapturedPacket) => void, options: ReadOptions, size: number | undefined): Promise<CaptureSummary> {
+async function readPcap(
+  cur: Cursor,
+  onPacket: (p: CapturedPacket) => void,
+  options: ReadOptions,
+  size: number | undefined,
+): Promise<CaptureSummary> {
   const { summary, stop } = newSummary("pcap", cur);
   if (!(await cur.need(24))) return stop("file header cut off (need 24 bytes)");
   const le = cur.buf.readUInt32LE(0) === PCAP_MAGIC_US || cur.buf.readUInt32LE(0) === PCAP_MAGIC_NS;
@@ -230,7 +247,12 @@ interface PcapngInterface {
   offsetSeconds: number;
 }
 
-async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, options: ReadOptions, size: number | undefined): Promise<CaptureSummary> {
+async function readPcapng(
+  cur: Cursor,
+  onPacket: (p: CapturedPacket) => void,
+  options: ReadOptions,
+  size: number | undefined,
+): Promise<CaptureSummary> {
   const { summary, stop } = newSummary("pcapng", cur);
   const listed = new Map<string, number>(); // warnings listed so far, by kind
   let le = true;
@@ -259,9 +281,11 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
     }
     const blockType = le ? type : be32(buf, p);
     const length = le ? le32(buf, p + 4) : be32(buf, p + 4);
-    if (length < 12 || length % 4 !== 0 || length > MAX_BLOCK) return stop(`corrupt block: length ${length} (block type 0x${blockType.toString(16)})`);
+    if (length < 12 || length % 4 !== 0 || length > MAX_BLOCK)
+      return stop(`corrupt block: length ${length} (block type 0x${blockType.toString(16)})`);
     if (cur.end - cur.pos < length) {
-      if (!(await cur.need(length))) return stop(`capture truncated inside a block (${cur.available} of ${length} bytes)`);
+      if (!(await cur.need(length)))
+        return stop(`capture truncated inside a block (${cur.available} of ${length} bytes)`);
       buf = cur.buf;
       p = cur.pos;
     }
@@ -271,8 +295,14 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
     cur.pos = p + length; // the block is consumed whatever happens below
 
     if (blockType === 1) {
-      if (interfaces.length < MAX_INTERFACES) interfaces.push(parseInterface(buf, p, length, le ? u16le : u16be, le ? u32le : u32be, le));
-      else warn(summary, listed, "interfaces", { offset: at, packet: summary.packets + 1, message: `more than ${MAX_INTERFACES} interfaces in one section; this one is ignored` });
+      if (interfaces.length < MAX_INTERFACES)
+        interfaces.push(parseInterface(buf, p, length, le ? u16le : u16be, le ? u32le : u32be, le));
+      else
+        warn(summary, listed, "interfaces", {
+          offset: at,
+          packet: summary.packets + 1,
+          message: `more than ${MAX_INTERFACES} interfaces in one section; this one is ignored`,
+        });
       continue;
     }
     let iface: number;
@@ -307,7 +337,11 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
     }
     const info = interfaces[iface];
     if (!info) {
-      warn(summary, listed, "interface", { offset: at, packet: summary.packets + 1, message: `packet names interface ${iface}, which was never described; skipped` });
+      warn(summary, listed, "interface", {
+        offset: at,
+        packet: summary.packets + 1,
+        message: `packet names interface ${iface}, which was never described; skipped`,
+      });
       continue;
     }
     if (info.micro) {
@@ -340,8 +374,22 @@ async function readPcapng(cur: Cursor, onPacket: (p: CapturedPacket) => void, op
   return summary;
 }
 
-function parseInterface(buf: Buffer, p: number, length: number, u16: (at: number) => number, u32: (at: number) => number, le: boolean): PcapngInterface {
-  const info: PcapngInterface = { linkType: u16(p + 8), snapLength: u32(p + 12), unitsPerSecond: 1_000_000n, micro: true, nano: false, offsetSeconds: 0 };
+function parseInterface(
+  buf: Buffer,
+  p: number,
+  length: number,
+  u16: (at: number) => number,
+  u32: (at: number) => number,
+  le: boolean,
+): PcapngInterface {
+  const info: PcapngInterface = {
+    linkType: u16(p + 8),
+    snapLength: u32(p + 12),
+    unitsPerSecond: 1_000_000n,
+    micro: true,
+    nano: false,
+    offsetSeconds: 0,
+  };
   let at = p + 16;
   const end = p + length - 4;
   while (at + 4 <= end) {

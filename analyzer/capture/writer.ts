@@ -39,7 +39,11 @@ class Output {
   }
 }
 
-export function openPcapWriter(path: string, linkType: number, opts: { nanoseconds?: boolean; snapLength?: number } = {}): CaptureWriter {
+export function openPcapWriter(
+  path: string,
+  linkType: number,
+  opts: { nanoseconds?: boolean; snapLength?: number } = {},
+): CaptureWriter {
   const out = new Output(openSync(path, "w"));
   const nanos = opts.nanoseconds ?? false;
   const header = Buffer.alloc(24);
@@ -104,7 +108,8 @@ export function openPcapngWriter(path: string, interfaces: PcapngInterfaceSpec[]
     fixed.writeUInt32LE(i.snapLength ?? 262_144, 4);
     const opts: Buffer[] = [];
     if (i.name) opts.push(option(2, Buffer.from(i.name)));
-    if (i.tsResolutionPow10 !== undefined && i.tsResolutionPow10 !== 6) opts.push(option(9, Buffer.of(i.tsResolutionPow10)));
+    if (i.tsResolutionPow10 !== undefined && i.tsResolutionPow10 !== 6)
+      opts.push(option(9, Buffer.of(i.tsResolutionPow10)));
     if (opts.length) opts.push(Buffer.alloc(4)); // opt_endofopt
     out.push(block(1, Buffer.concat([fixed, ...opts])));
   }

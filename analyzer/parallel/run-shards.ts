@@ -48,14 +48,27 @@ function runShard(job: ShardJob, onProgress: AnalyzeOptions["onProgress"], worke
       else if (m.type === "result") settle(() => resolve(m.result));
       else settle(() => reject(new CaptureError(m.message, { hint: m.hint })));
     });
-    worker.on("error", (e) => settle(() => reject(e instanceof PdmError ? e : new CaptureError(`analysis thread failed: ${e.message}`, { cause: e }))));
-    worker.on("exit", (code) => settle(() => reject(new CaptureError(`analysis thread ${job.shard.index} exited with code ${code} before its result`))));
+    worker.on("error", (e) =>
+      settle(() =>
+        reject(e instanceof PdmError ? e : new CaptureError(`analysis thread failed: ${e.message}`, { cause: e })),
+      ),
+    );
+    worker.on("exit", (code) =>
+      settle(() =>
+        reject(new CaptureError(`analysis thread ${job.shard.index} exited with code ${code} before its result`)),
+      ),
+    );
   });
 }
 
 /** Analyse `options.input` (a file) on `threads` worker threads and merge their results. */
 export async function analyzeInShards(options: AnalyzeOptions, threads: number): Promise<AnalysisResult> {
-  const jobs = Array.from({ length: threads }, (_, index): ShardJob => ({ input: options.input, keysPath: options.keysPath, keepImplausible: options.keepImplausible, shard: { index, count: threads } }));
+  const jobs = Array.from({ length: threads }, (_, index): ShardJob => ({
+    input: options.input,
+    keysPath: options.keysPath,
+    keepImplausible: options.keepImplausible,
+    shard: { index, count: threads },
+  }));
   const workers: Worker[] = [];
   try {
     const parts = await Promise.all(jobs.map((job) => runShard(job, options.onProgress, workers)));
@@ -74,7 +87,8 @@ export function mergeShardResults(parts: AnalysisResult[]): AnalysisResult {
   const unsupported = new Set<string>();
   for (const part of parts) {
     for (const k of Object.keys(counters) as Array<keyof typeof counters>) counters[k] += part.counters[k];
-    for (const [code, n] of Object.entries(part.malformedByCode)) malformedByCode[code] = (malformedByCode[code] ?? 0) + n;
+    for (const [code, n] of Object.entries(part.malformedByCode))
+      malformedByCode[code] = (malformedByCode[code] ?? 0) + n;
     for (const [id, s] of part.series) series.set(id, s);
     for (const name of part.unsupportedLinkTypes) unsupported.add(name);
   }

@@ -20,7 +20,8 @@ try {
   });
   const buffers = new Set<ArrayBuffer>();
   for (const s of result.series.values()) {
-    for (const a of [s.timeSec, s.serverDelayNs, s.roundTripDelayNs, s.responseTimeNs]) buffers.add(a.buffer as ArrayBuffer);
+    for (const a of [s.timeSec, s.serverDelayNs, s.roundTripDelayNs, s.responseTimeNs])
+      buffers.add(a.buffer as ArrayBuffer);
   }
   post({ type: "result", result }, [...buffers]);
 } catch (e) {

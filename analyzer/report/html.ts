@@ -23,12 +23,18 @@ const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.ch
 const scriptJson = (v: unknown): string => JSON.stringify(v).replace(/</g, "\\u003c");
 
 export function reportCharts(result: AnalysisResult): ChartSpec[] {
-  return [...METRICS.map((m) => timeSeriesChart(result, m)), cdfChart(result, "responseTimeNs"), cdfChart(result, "roundTripDelayNs")];
+  return [
+    ...METRICS.map((m) => timeSeriesChart(result, m)),
+    cdfChart(result, "responseTimeNs"),
+    cdfChart(result, "roundTripDelayNs"),
+  ];
 }
 
 function flowRow(f: FlowReport): string {
   const cells = (s: FlowReport["serverDelayNs"]): string =>
-    s ? [s.min, s.p50, s.p90, s.p99, s.max].map((v) => `<td>${formatDuration(v)}</td>`).join("") : `<td colspan="5">no samples</td>`;
+    s
+      ? [s.min, s.p50, s.p90, s.p99, s.max].map((v) => `<td>${formatDuration(v)}</td>`).join("")
+      : `<td colspan="5">no samples</td>`;
   return `<tr><td>${escapeHtml(`${f.transport} [${f.client}]:${f.clientPort} → [${f.server}]:${f.serverPort}`)}</td><td>${f.layout ?? "none"}</td><td>${formatCount(f.packets.clientToServer + f.packets.serverToClient)}</td><td>${formatCount(f.responseTimeNs?.count ?? 0)}</td>${cells(f.serverDelayNs)}${cells(f.roundTripDelayNs)}${cells(f.responseTimeNs)}<td>${formatCount(f.counters.lost)}</td><td>${formatCount(f.counters.authFail)}</td></tr>`;
 }
 

@@ -27,8 +27,8 @@
 #define PDM_OPTION_TYPE 0x0F
 
 /* pdm_config.flags */
-#define PDM_CFG_STRIP (1u << 0)   /* ingress removes the header after reading it */
-#define PDM_CFG_EVENTS (1u << 1)  /* one ring-buffer record per PDM packet stamped or read */
+#define PDM_CFG_STRIP (1u << 0)	   /* ingress removes the header after reading it */
+#define PDM_CFG_EVENTS (1u << 1)   /* one ring-buffer record per PDM packet stamped or read */
 #define PDM_CFG_NO_STAMP (1u << 2) /* egress does nothing (reader only) */
 
 #define PDM_MAX_PORTS 8
@@ -48,13 +48,13 @@ struct pdm_prefix {
 struct pdm_config {
 	__u32 layout;
 	__u32 flags;
-	__u32 l2_len;              /* bytes before the IPv6 header: 14 (Ethernet) or 0 */
-	__u32 max_packets_per_kri; /* 0 means the LFSR period, 32767 */
+	__u32 l2_len;		    /* bytes before the IPv6 header: 14 (Ethernet) or 0 */
+	__u32 max_packets_per_kri;  /* 0 means the LFSR period, 32767 */
 	__u16 ports[PDM_MAX_PORTS]; /* a flow matches if either port is listed; none = any */
 	__u32 n_ports;
 	__u32 n_prefixes;
 	struct pdm_prefix prefixes[PDM_MAX_PREFIXES]; /* match the remote address; none = any */
-	__u32 aead; /* protected layout: the HPKE AEAD id (AES-128-GCM needs pdm_gcm.bpf.o) */
+	__u32 aead;	      /* protected layout: the HPKE AEAD id (AES-128-GCM needs pdm_gcm.bpf.o) */
 	__u32 max_kri_age_ms; /* v2: also rotate a Kri in use this long; 0 means no age limit */
 	__u32 flow_timeout_s; /* forget a flow (and its keys) idle this long; 0 means never */
 };
@@ -78,14 +78,14 @@ struct pdm_flow_key {
 
 struct pdm_flow_state {
 	struct bpf_spin_lock lock; /* zero when read from user space */
-	__u16 psn_next;   /* PSNTP of the next stamped packet */
-	__u16 psn_lr;     /* PSNTP of the last packet received on the reverse 5-tuple */
-	__u16 rn_state;   /* LFSR state: the last Random Number sent */
+	__u16 psn_next;		   /* PSNTP of the next stamped packet */
+	__u16 psn_lr;		   /* PSNTP of the last packet received on the reverse 5-tuple */
+	__u16 rn_state;		   /* LFSR state: the last Random Number sent */
 	__u16 flags;
-	__u32 rn_drawn;   /* Random Numbers drawn under the current Kri */
-	__u32 kri;        /* own Key Rotation Index */
-	__u32 peer_kri;   /* peer's Kri as followed from its F bit */
-	__u16 peer_rn_f;  /* last Random Number + F word received */
+	__u32 rn_drawn;	 /* Random Numbers drawn under the current Kri */
+	__u32 kri;	 /* own Key Rotation Index */
+	__u32 peer_kri;	 /* peer's Kri as followed from its F bit */
+	__u16 peer_rn_f; /* last Random Number + F word received */
 	__u8 last_rx_scale_dtlr;
 	__u8 last_rx_scale_dtls;
 	__u16 last_rx_delta_tlr; /* the peer's last DeltaTLR / DeltaTLS, for `pdm status` */
@@ -99,7 +99,7 @@ struct pdm_flow_state {
 	/* Protected layout: the peer's recent (Kri << 16 | Random Number and F), for replays */
 	__u32 rx_recent[PDM_RX_RECENT];
 	__u32 rx_recent_next;
-	__u32 asked_ms;   /* when this flow last asked for keys (ms of the monotonic clock, low 32 bits; 0: never) */
+	__u32 asked_ms;	    /* when this flow last asked for keys (ms of the monotonic clock, low 32 bits; 0: never) */
 	__u64 kri_since_ns; /* when the own Kri began (the age limit) */
 };
 
@@ -160,18 +160,18 @@ struct pdm_counters {
 	__u64 malformed;
 	__u64 gso_repeat;
 	__u64 stripped;
-	__u64 skipped_room;   /* bpf_skb_adjust_room refused the packet */
+	__u64 skipped_room; /* bpf_skb_adjust_room refused the packet */
 	__u64 flows_created;
-	__u64 flows_full;     /* the flow table refused a new flow */
-	__u64 events_lost;    /* ring buffer full */
-	__u64 flows_expired;  /* flows forgotten after flow_timeout_s without a packet */
-	__u64 rx_nokey;       /* protected options received while no key of the flow's peer was installed */
-	__u64 flows_evicted;  /* idle flows deleted to make room when the table was full */
+	__u64 flows_full;    /* the flow table refused a new flow */
+	__u64 events_lost;   /* ring buffer full */
+	__u64 flows_expired; /* flows forgotten after flow_timeout_s without a packet */
+	__u64 rx_nokey;	     /* protected options received while no key of the flow's peer was installed */
+	__u64 flows_evicted; /* idle flows deleted to make room when the table was full */
 };
 
 /* Event types on the ring buffer. */
 #define PDM_EV_STAMPED 1 /* this host sent a PDM packet */
-#define PDM_EV_READ 2    /* this host received a PDM packet */
+#define PDM_EV_READ 2	 /* this host received a PDM packet */
 #define PDM_EV_NEW_FLOW 3
 #define PDM_EV_ROTATED 4 /* own Kri advanced */
 
@@ -228,7 +228,7 @@ struct pdm_key_need {
 	__u32 kri;
 	__u8 kind;
 	__u8 icmp_type; /* ICMPv6 echo: the type the sender sends (128 or 129), which its 5-tuple carries */
-	__u8 flags;     /* PDM_NEEDF_* */
+	__u8 flags;	/* PDM_NEEDF_* */
 	__u8 pad;
 	__u8 option[PDM_PROTECTED_OPTION_LEN]; /* PDM_NEEDF_OPTION: the option as received */
 };

@@ -45,16 +45,15 @@ struct pdm_gcm_htable {
 struct pdm_gcm_key_tables {
 	struct pdm_gcm_htable h2; /* times H^2: the ciphertext block */
 	struct pdm_gcm_htable h3; /* times H^3: the associated-data block */
-	__u64 lh_hi, lh_lo;       /* the lengths block times H */
+	__u64 lh_hi, lh_lo;	  /* the lengths block times H */
 };
 
 /* x^-4 reduction, per remainder nibble, already shifted to the top 16 bits. In a
  * read-only section of its own: .rodata is the data path's config, which user space
  * fills before load and checks by size. */
 static const __u64 pdm_gcm_rem4[16] __attribute__((section(".rodata.pdm_gcm"))) = {
-	0x0000ULL << 48, 0x1C20ULL << 48, 0x3840ULL << 48, 0x2460ULL << 48,
-	0x7080ULL << 48, 0x6CA0ULL << 48, 0x48C0ULL << 48, 0x54E0ULL << 48,
-	0xE100ULL << 48, 0xFD20ULL << 48, 0xD940ULL << 48, 0xC560ULL << 48,
+	0x0000ULL << 48, 0x1C20ULL << 48, 0x3840ULL << 48, 0x2460ULL << 48, 0x7080ULL << 48, 0x6CA0ULL << 48,
+	0x48C0ULL << 48, 0x54E0ULL << 48, 0xE100ULL << 48, 0xFD20ULL << 48, 0xD940ULL << 48, 0xC560ULL << 48,
 	0x9180ULL << 48, 0x8DA0ULL << 48, 0xA9C0ULL << 48, 0xB5E0ULL << 48,
 };
 
@@ -108,13 +107,13 @@ static __always_inline void pdm_gcm_htable_init(struct pdm_gcm_htable *t, __u64 
 }
 
 /* Z = Z * x^4 (in GCM's bit order: a 4-bit shift right, reduced), then Z ^= H * k. */
-#define PDM_GCM_STEP(t, zh, zl, k)                              \
-	do {                                                    \
-		__u64 rem_ = (zl) & 15;                         \
-		(zl) = ((zh) << 60) | ((zl) >> 4);              \
-		(zh) = ((zh) >> 4) ^ pdm_gcm_rem4[rem_];        \
-		(zh) ^= (t)->hi[(k) & 15];                      \
-		(zl) ^= (t)->lo[(k) & 15];                      \
+#define PDM_GCM_STEP(t, zh, zl, k)                       \
+	do {                                             \
+		__u64 rem_ = (zl)&15;                    \
+		(zl) = ((zh) << 60) | ((zl) >> 4);       \
+		(zh) = ((zh) >> 4) ^ pdm_gcm_rem4[rem_]; \
+		(zh) ^= (t)->hi[(k)&15];                 \
+		(zl) ^= (t)->lo[(k)&15];                 \
 	} while (0)
 
 /*

@@ -29,11 +29,11 @@
  * a per-CPU map value.
  */
 struct pdm_aead_work {
-	__u32 state[16];  /* a ChaCha20 block's input */
-	__u32 x[16];      /* and its rounds */
-	__u8 ks[64];      /* keystream block */
+	__u32 state[16]; /* a ChaCha20 block's input */
+	__u32 x[16];	 /* and its rounds */
+	__u8 ks[64];	 /* keystream block */
 	__u8 poly_key[32];
-	__u8 block[16];   /* one Poly1305 input block */
+	__u8 block[16]; /* one Poly1305 input block */
 	__u8 tag[PDM_AEAD_TAG_LEN];
 };
 
@@ -55,12 +55,16 @@ static __always_inline __u32 pdm_rotl32(__u32 v, int n)
 	return (v << n) | (v >> (32 - n));
 }
 
-#define PDM_QR(x, a, b, c, d)                                        \
-	do {                                                         \
-		x[a] += x[b]; x[d] = pdm_rotl32(x[d] ^ x[a], 16);    \
-		x[c] += x[d]; x[b] = pdm_rotl32(x[b] ^ x[c], 12);    \
-		x[a] += x[b]; x[d] = pdm_rotl32(x[d] ^ x[a], 8);     \
-		x[c] += x[d]; x[b] = pdm_rotl32(x[b] ^ x[c], 7);     \
+#define PDM_QR(x, a, b, c, d)                       \
+	do {                                        \
+		x[a] += x[b];                       \
+		x[d] = pdm_rotl32(x[d] ^ x[a], 16); \
+		x[c] += x[d];                       \
+		x[b] = pdm_rotl32(x[b] ^ x[c], 12); \
+		x[a] += x[b];                       \
+		x[d] = pdm_rotl32(x[d] ^ x[a], 8);  \
+		x[c] += x[d];                       \
+		x[b] = pdm_rotl32(x[b] ^ x[c], 7);  \
 	} while (0)
 
 /* One 64-byte ChaCha20 block (RFC 8439 2.3) for block counter `counter`, into w->ks. */
@@ -138,32 +142,63 @@ static __always_inline void pdm_poly1305_block(struct pdm_poly1305 *p, const __u
 	__u64 d4 = (__u64)h0 * r4 + (__u64)h1 * r3 + (__u64)h2 * r2 + (__u64)h3 * r1 + (__u64)h4 * r0;
 
 	__u64 c;
-	c = d0 >> 26; h0 = d0 & PDM_M26; d1 += c;
-	c = d1 >> 26; h1 = d1 & PDM_M26; d2 += c;
-	c = d2 >> 26; h2 = d2 & PDM_M26; d3 += c;
-	c = d3 >> 26; h3 = d3 & PDM_M26; d4 += c;
-	c = d4 >> 26; h4 = d4 & PDM_M26;
+	c = d0 >> 26;
+	h0 = d0 & PDM_M26;
+	d1 += c;
+	c = d1 >> 26;
+	h1 = d1 & PDM_M26;
+	d2 += c;
+	c = d2 >> 26;
+	h2 = d2 & PDM_M26;
+	d3 += c;
+	c = d3 >> 26;
+	h3 = d3 & PDM_M26;
+	d4 += c;
+	c = d4 >> 26;
+	h4 = d4 & PDM_M26;
 	h0 += (__u32)c * 5;
 	h1 += h0 >> 26;
 	h0 &= PDM_M26;
-	p->h[0] = h0; p->h[1] = h1; p->h[2] = h2; p->h[3] = h3; p->h[4] = h4;
+	p->h[0] = h0;
+	p->h[1] = h1;
+	p->h[2] = h2;
+	p->h[3] = h3;
+	p->h[4] = h4;
 }
 
 /* tag = (h mod 2^130 - 5) + s mod 2^128 */
 static __always_inline void pdm_poly1305_finish(struct pdm_poly1305 *p, __u8 tag[16])
 {
 	__u32 h0 = p->h[0], h1 = p->h[1], h2 = p->h[2], h3 = p->h[3], h4 = p->h[4], c;
-	c = h1 >> 26; h1 &= PDM_M26; h2 += c;
-	c = h2 >> 26; h2 &= PDM_M26; h3 += c;
-	c = h3 >> 26; h3 &= PDM_M26; h4 += c;
-	c = h4 >> 26; h4 &= PDM_M26; h0 += c * 5;
-	c = h0 >> 26; h0 &= PDM_M26; h1 += c;
+	c = h1 >> 26;
+	h1 &= PDM_M26;
+	h2 += c;
+	c = h2 >> 26;
+	h2 &= PDM_M26;
+	h3 += c;
+	c = h3 >> 26;
+	h3 &= PDM_M26;
+	h4 += c;
+	c = h4 >> 26;
+	h4 &= PDM_M26;
+	h0 += c * 5;
+	c = h0 >> 26;
+	h0 &= PDM_M26;
+	h1 += c;
 
 	/* g = h - p = h + 5 - 2^130; keep g when it is not negative. */
-	__u32 g0 = h0 + 5; c = g0 >> 26; g0 &= PDM_M26;
-	__u32 g1 = h1 + c; c = g1 >> 26; g1 &= PDM_M26;
-	__u32 g2 = h2 + c; c = g2 >> 26; g2 &= PDM_M26;
-	__u32 g3 = h3 + c; c = g3 >> 26; g3 &= PDM_M26;
+	__u32 g0 = h0 + 5;
+	c = g0 >> 26;
+	g0 &= PDM_M26;
+	__u32 g1 = h1 + c;
+	c = g1 >> 26;
+	g1 &= PDM_M26;
+	__u32 g2 = h2 + c;
+	c = g2 >> 26;
+	g2 &= PDM_M26;
+	__u32 g3 = h3 + c;
+	c = g3 >> 26;
+	g3 &= PDM_M26;
 	__u32 g4 = h4 + c - (1 << 26);
 	__u32 keep_g = (g4 >> 31) - 1; /* all ones when g4 did not go below zero */
 	h0 = (h0 & ~keep_g) | (g0 & keep_g);
@@ -178,10 +213,14 @@ static __always_inline void pdm_poly1305_finish(struct pdm_poly1305 *p, __u8 tag
 	__u32 w2 = (h2 >> 12) | (h3 << 14);
 	__u32 w3 = (h3 >> 18) | (h4 << 8);
 	__u64 f;
-	f = (__u64)w0 + p->s[0]; pdm_put_le32(tag + 0, (__u32)f);
-	f = (__u64)w1 + p->s[1] + (f >> 32); pdm_put_le32(tag + 4, (__u32)f);
-	f = (__u64)w2 + p->s[2] + (f >> 32); pdm_put_le32(tag + 8, (__u32)f);
-	f = (__u64)w3 + p->s[3] + (f >> 32); pdm_put_le32(tag + 12, (__u32)f);
+	f = (__u64)w0 + p->s[0];
+	pdm_put_le32(tag + 0, (__u32)f);
+	f = (__u64)w1 + p->s[1] + (f >> 32);
+	pdm_put_le32(tag + 4, (__u32)f);
+	f = (__u64)w2 + p->s[2] + (f >> 32);
+	pdm_put_le32(tag + 8, (__u32)f);
+	f = (__u64)w3 + p->s[3] + (f >> 32);
+	pdm_put_le32(tag + 12, (__u32)f);
 }
 
 /* The Poly1305 tag over aad || pad || ciphertext || pad || le64 lengths (RFC 8439 2.8), into w->tag. */
@@ -210,7 +249,8 @@ static __always_inline void pdm_aead_tag(struct pdm_aead_work *w, const __u8 aad
 
 /* Seal: ct = plaintext XOR keystream(counter 1), tag over aad and ct. `pt` may be `ct`. */
 static __always_inline void pdm_chacha20poly1305_seal(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
-						      const __u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 aad[PDM_AEAD_AAD_LEN],
+						      const __u8 nonce[PDM_AEAD_NONCE_LEN],
+						      const __u8 aad[PDM_AEAD_AAD_LEN],
 						      const __u8 pt[PDM_AEAD_TEXT_LEN], __u8 ct[PDM_AEAD_TEXT_LEN],
 						      __u8 tag[PDM_AEAD_TAG_LEN])
 {
@@ -230,9 +270,9 @@ static __always_inline void pdm_chacha20poly1305_seal(struct pdm_aead_work *w, c
 
 /* Open: 0 and the plaintext when the tag verifies; -1 (plaintext untouched) otherwise. */
 static __always_inline int pdm_chacha20poly1305_open(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
-						     const __u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 aad[PDM_AEAD_AAD_LEN],
-						     const __u8 ct[PDM_AEAD_TEXT_LEN], const __u8 tag[PDM_AEAD_TAG_LEN],
-						     __u8 pt[PDM_AEAD_TEXT_LEN])
+						     const __u8 nonce[PDM_AEAD_NONCE_LEN],
+						     const __u8 aad[PDM_AEAD_AAD_LEN], const __u8 ct[PDM_AEAD_TEXT_LEN],
+						     const __u8 tag[PDM_AEAD_TAG_LEN], __u8 pt[PDM_AEAD_TEXT_LEN])
 {
 	pdm_chacha20_block(w, key, nonce, 0);
 #pragma unroll

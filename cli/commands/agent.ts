@@ -83,7 +83,11 @@ The config file format is described in probes/README.md ("Agent config").
 Logs go to stderr, one event per line; keys are never logged. Stop with Ctrl-C.`,
     )
     .requiredOption("-c, --config <file>", "agent config file (JSON)")
-    .addOption(new Option("--log-format <format>", "log line format").choices(["text", "json"] as const).default("text" as const))
+    .addOption(
+      new Option("--log-format <format>", "log line format")
+        .choices(["text", "json"] as const)
+        .default("text" as const),
+    )
     .addHelpText(
       "after",
       `
@@ -96,7 +100,9 @@ Example config (writer server that also reads):
     .action(async (opts) => {
       const { Agent, readAgentConfig, streamLogger } = await loadAgent();
       const config = readAgentConfig(opts.config);
-      const agent = new Agent(config, { log: streamLogger((l) => process.stderr.write(l), opts.logFormat, config.name) });
+      const agent = new Agent(config, {
+        log: streamLogger((l) => process.stderr.write(l), opts.logFormat, config.name),
+      });
       await agent.start();
       await new Promise<void>((resolve) => {
         const stop = (): void => {

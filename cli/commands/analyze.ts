@@ -5,7 +5,18 @@ import { renderCsv, renderJson, renderSamplesCsv, renderTable } from "../../anal
 import { UsageError } from "../../pdm/index.ts";
 import { analyzeWithProgress, parseThreads } from "../progress.ts";
 
-export function analyzeCommand(): Command<[], { read: string; keys?: string; format: "table" | "json" | "csv"; flow?: string; samples?: true; threads?: number; keepImplausible?: true }> {
+export function analyzeCommand(): Command<
+  [],
+  {
+    read: string;
+    keys?: string;
+    format: "table" | "json" | "csv";
+    flow?: string;
+    samples?: true;
+    threads?: number;
+    keepImplausible?: true;
+  }
+> {
   return new Command("analyze")
     .summary("per-flow server delay, round-trip delay and response time from a capture")
     .description(
@@ -25,10 +36,18 @@ check are counted, never reported.`,
     )
     .requiredOption("-r, --read <file>", 'capture file (pcap or pcapng); "-" reads stdin')
     .option("-k, --keys <file>", "key log (PDMV2_SHARED / PDMV2_CLIENT lines) to open protected options")
-    .addOption(new Option("-f, --format <format>", "output format").choices(["table", "json", "csv"] as const).default("table" as const))
+    .addOption(
+      new Option("-f, --format <format>", "output format")
+        .choices(["table", "json", "csv"] as const)
+        .default("table" as const),
+    )
     .option("--flow <filter>", "only flows whose address, port or transport contains this text")
     .option("--samples", "with -f json or csv: every sample (time and the three delays) instead of per-flow statistics")
-    .option("-j, --threads <n>", "worker threads (default: one per core with --keys on files of 8 MiB or more, else 1)", parseThreads)
+    .option(
+      "-j, --threads <n>",
+      "worker threads (default: one per core with --keys on files of 8 MiB or more, else 1)",
+      parseThreads,
+    )
     .option("--keep-implausible", "keep samples whose delay exceeds the time their flow was seen (counted either way)")
     .addHelpText(
       "after",
@@ -40,15 +59,28 @@ Examples:
   pdm analyze -r capture.pcapng -f csv --samples > samples.csv`,
     )
     .action(async (opts) => {
-      const result = await analyzeWithProgress({ input: opts.read, keysPath: opts.keys, threads: opts.threads, keepImplausible: opts.keepImplausible });
+      const result = await analyzeWithProgress({
+        input: opts.read,
+        keysPath: opts.keys,
+        threads: opts.threads,
+        keepImplausible: opts.keepImplausible,
+      });
       if (opts.flow) {
         const filter = opts.flow;
-        result.flows = result.flows.filter((f) => `${f.transport} ${f.client} ${f.clientPort} ${f.server} ${f.serverPort}`.includes(filter));
+        result.flows = result.flows.filter((f) =>
+          `${f.transport} ${f.client} ${f.clientPort} ${f.server} ${f.serverPort}`.includes(filter),
+        );
         if (result.flows.length === 0) throw new UsageError(`no flow matches --flow "${filter}"`);
       }
       if (opts.samples && opts.format === "table") throw new UsageError("--samples needs --format json or csv");
       const out =
-        opts.format === "json" ? renderJson(result, { samples: opts.samples }) : opts.format === "csv" ? (opts.samples ? renderSamplesCsv(result) : renderCsv(result)) : renderTable(result);
+        opts.format === "json"
+          ? renderJson(result, { samples: opts.samples })
+          : opts.format === "csv"
+            ? opts.samples
+              ? renderSamplesCsv(result)
+              : renderCsv(result)
+            : renderTable(result);
       process.stdout.write(out.endsWith("\n") ? out : `${out}\n`);
     });
 }

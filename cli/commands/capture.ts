@@ -2,7 +2,15 @@
 // records (--source ebpf), with a live per-flow table of PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { AnalysisSession, DEFAULT_LIVE_LIMITS, openPcapWriter, openPcapngWriter, renderJson, renderTable, type CaptureWriter } from "../../analyzer/index.ts";
+import {
+  AnalysisSession,
+  DEFAULT_LIVE_LIMITS,
+  openPcapWriter,
+  openPcapngWriter,
+  renderJson,
+  renderTable,
+  type CaptureWriter,
+} from "../../analyzer/index.ts";
 import { type PdmRecord, KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
 import { EVENT } from "../../probes/datapath/index.ts";
 import { eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/live/index.ts";
@@ -56,14 +64,42 @@ the packets with -w and run pdm analyze on the file.`,
     .option("-c, --count <n>", "stop after this many packets (records with --source ebpf)", (v) => positive(v, "-c"))
     .option("--duration <seconds>", "stop after this long", (v) => positive(v, "--duration"))
     .option("-q, --quiet", "no table, only the summary line")
-    .addOption(new Option("--source <source>", "where packets come from").choices(["pcap", "ebpf"] as const).default("pcap" as const))
-    .option("-s, --snaplen <bytes>", "bytes kept per packet (headers and PDM fit in 256)", (v) => positive(v, "--snaplen"), 256)
+    .addOption(
+      new Option("--source <source>", "where packets come from")
+        .choices(["pcap", "ebpf"] as const)
+        .default("pcap" as const),
+    )
+    .option(
+      "-s, --snaplen <bytes>",
+      "bytes kept per packet (headers and PDM fit in 256)",
+      (v) => positive(v, "--snaplen"),
+      256,
+    )
     .option("-k, --keys <file>", "key log to open protected PDMv2 options")
-    .addOption(new Option("-f, --format <format>", "final report format").choices(["table", "json"] as const).default("table" as const))
+    .addOption(
+      new Option("-f, --format <format>", "final report format")
+        .choices(["table", "json"] as const)
+        .default("table" as const),
+    )
     .option("--interval <seconds>", "table refresh period on a terminal", (v) => positive(v, "--interval"), 1)
-    .option("--idle-timeout <seconds>", "a flow without packets this long ends (its figures are kept)", (v) => positive(v, "--idle-timeout"), DEFAULT_LIVE_LIMITS.idleSec)
-    .option("--max-flows <n>", "flows tracked at once; past it the longest idle end early", (v) => wholeNumber(v, "--max-flows"), DEFAULT_LIVE_LIMITS.trackedFlows)
-    .option("--max-listed <n>", "ended flows kept in the report, worst p99 response time first", (v) => wholeNumber(v, "--max-listed"), DEFAULT_LIVE_LIMITS.listedFlows)
+    .option(
+      "--idle-timeout <seconds>",
+      "a flow without packets this long ends (its figures are kept)",
+      (v) => positive(v, "--idle-timeout"),
+      DEFAULT_LIVE_LIMITS.idleSec,
+    )
+    .option(
+      "--max-flows <n>",
+      "flows tracked at once; past it the longest idle end early",
+      (v) => wholeNumber(v, "--max-flows"),
+      DEFAULT_LIVE_LIMITS.trackedFlows,
+    )
+    .option(
+      "--max-listed <n>",
+      "ended flows kept in the report, worst p99 response time first",
+      (v) => wholeNumber(v, "--max-listed"),
+      DEFAULT_LIVE_LIMITS.listedFlows,
+    )
     .addHelpText(
       "after",
       `
@@ -90,10 +126,17 @@ function wholeNumber(v: string, flag: string): number {
 }
 
 async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
-  if (opts.source === "ebpf" && opts.write) throw new UsageError("--source ebpf delivers records, not packets: nothing to write with -w");
-  if (opts.source === "ebpf" && filter.length) throw new UsageError("a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)");
+  if (opts.source === "ebpf" && opts.write)
+    throw new UsageError("--source ebpf delivers records, not packets: nothing to write with -w");
+  if (opts.source === "ebpf" && filter.length)
+    throw new UsageError(
+      "a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)",
+    );
   const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys)) : undefined;
-  const session = new AnalysisSession({ keyRing, live: { idleSec: opts.idleTimeout, trackedFlows: opts.maxFlows, listedFlows: opts.maxListed } });
+  const session = new AnalysisSession({
+    keyRing,
+    live: { idleSec: opts.idleTimeout, trackedFlows: opts.maxFlows, listedFlows: opts.maxListed },
+  });
   const live = !opts.quiet && opts.format === "table" && process.stdout.isTTY === true;
   let packets = 0;
   let done: () => void = () => {};
@@ -103,17 +146,26 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
 
   if (opts.source === "pcap") {
     let writer: CaptureWriter | undefined;
-    const capture = openLiveCapture({ ifname: opts.interface, filter: filter.length ? filter.join(" ") : undefined, snapLength: opts.snaplen }, (p) => {
-      if (countReached()) return;
-      packets += 1;
-      writer?.write({ data: p.data, tsNs: BigInt(p.tsSec) * 1_000_000_000n + BigInt(p.tsNsec), originalLength: p.originalLength });
-      session.addFrame(p);
-      if (countReached()) done();
-    });
+    const capture = openLiveCapture(
+      { ifname: opts.interface, filter: filter.length ? filter.join(" ") : undefined, snapLength: opts.snaplen },
+      (p) => {
+        if (countReached()) return;
+        packets += 1;
+        writer?.write({
+          data: p.data,
+          tsNs: BigInt(p.tsSec) * 1_000_000_000n + BigInt(p.tsNsec),
+          originalLength: p.originalLength,
+        });
+        session.addFrame(p);
+        if (countReached()) done();
+      },
+    );
     if (opts.write) {
       const path = opts.write === "-" ? "/dev/stdout" : opts.write;
       writer = opts.write.endsWith(".pcapng")
-        ? openPcapngWriter(path, [{ linkType: capture.linkType, name: opts.interface, snapLength: capture.snapLength, tsResolutionPow10: 9 }])
+        ? openPcapngWriter(path, [
+            { linkType: capture.linkType, name: opts.interface, snapLength: capture.snapLength, tsResolutionPow10: 9 },
+          ])
         : openPcapWriter(path, capture.linkType, { nanoseconds: true, snapLength: capture.snapLength });
     }
     stop = () => {
@@ -124,7 +176,18 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
     };
   } else {
     let originNs: number | undefined;
-    const record: PdmRecord = { timeNs: 0, addresses: new Uint8Array(0), srcOffset: 0, dstOffset: 0, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 };
+    const record: PdmRecord = {
+      timeNs: 0,
+      addresses: new Uint8Array(0),
+      srcOffset: 0,
+      dstOffset: 0,
+      sport: 0,
+      dport: 0,
+      proto: 0,
+      pdm: undefined,
+      pdmError: undefined,
+      number: 0,
+    };
     const stream = openEventStream(opts.interface, (batch, count) => {
       for (let i = 0; i < count && !countReached(); i++) {
         const at = i * EVENT.size;
@@ -144,9 +207,20 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
     };
   }
 
-  const result = () => session.result(`${opts.interface} (${opts.source})`, { format: opts.source === "pcap" ? "live" : "ebpf", packets, bytes: 0, stoppedEarly: undefined, warnings: [] });
+  const result = () =>
+    session.result(`${opts.interface} (${opts.source})`, {
+      format: opts.source === "pcap" ? "live" : "ebpf",
+      packets,
+      bytes: 0,
+      stoppedEarly: undefined,
+      warnings: [],
+    });
   // On a terminal: as many flows as fit under the header and the anomaly lines.
-  const render = (fit: boolean): string => renderTable(result(), { width: process.stdout.columns, maxFlows: fit ? Math.max(5, (process.stdout.rows ?? 40) - 20) : undefined });
+  const render = (fit: boolean): string =>
+    renderTable(result(), {
+      width: process.stdout.columns,
+      maxFlows: fit ? Math.max(5, (process.stdout.rows ?? 40) - 20) : undefined,
+    });
   // Flows idle past --idle-timeout end once a second (packet times are wall-clock times).
   const housekeeping = setInterval(() => session.endIdle(Date.now() / 1e3), 1000);
   // The table is redrawn every --interval, or less often when drawing it takes long
@@ -171,7 +245,11 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
   process.off("SIGTERM", onSignal);
   const { dropped } = stop();
   if (!opts.quiet && opts.write !== "-") {
-    process.stdout.write(opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render(false)}\n`);
+    process.stdout.write(
+      opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render(false)}\n`,
+    );
   }
-  process.stderr.write(`${packets} ${opts.source === "pcap" ? "packets captured" : "records received"}, ${dropped} dropped by the kernel\n`);
+  process.stderr.write(
+    `${packets} ${opts.source === "pcap" ? "packets captured" : "records received"}, ${dropped} dropped by the kernel\n`,
+  );
 }

@@ -3,9 +3,22 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { formatCount, formatDuration } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
-import { attach, attachedInterfaces, detach, readStatus, type InterfaceStatus, type KernelLayout } from "../../probes/datapath/index.ts";
+import {
+  attach,
+  attachedInterfaces,
+  detach,
+  readStatus,
+  type InterfaceStatus,
+  type KernelLayout,
+} from "../../probes/datapath/index.ts";
 
-const LAYOUTS: Record<string, KernelLayout> = { v1: "rfc8250", rfc8250: "rfc8250", v2: "v2-clear", "v2-clear": "v2-clear", "v2-protected": "v2-protected" };
+const LAYOUTS: Record<string, KernelLayout> = {
+  v1: "rfc8250",
+  rfc8250: "rfc8250",
+  v2: "v2-clear",
+  "v2-clear": "v2-clear",
+  "v2-protected": "v2-protected",
+};
 
 function parsePorts(text: string): number[] {
   return text.split(",").map((p) => {
@@ -40,16 +53,41 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
 (6.10+ for AES-128-GCM).`,
     )
     .requiredOption("-i, --interface <name>", "network interface")
-    .addOption(new Option("--layout <layout>", "PDM layout to stamp: v1 (RFC 8250), v2 (PDMv2 clear) or v2-protected (sealed; keys from the host's reader agent)").choices(["v1", "v2", "rfc8250", "v2-clear", "v2-protected"] as const).default("v1" as const))
+    .addOption(
+      new Option(
+        "--layout <layout>",
+        "PDM layout to stamp: v1 (RFC 8250), v2 (PDMv2 clear) or v2-protected (sealed; keys from the host's reader agent)",
+      )
+        .choices(["v1", "v2", "rfc8250", "v2-clear", "v2-protected"] as const)
+        .default("v1" as const),
+    )
     .option("--ports <list>", "only flows with one of these ports at either end (comma-separated, up to 8)", parsePorts)
     .option("--prefix <prefix...>", "only flows whose remote address is in one of these prefixes (up to 4)")
     .option("--strip", "remove the header on ingress after reading it (gives the receiver its fast path back)")
     .option("--no-events", "do not emit per-packet records (capture --source ebpf needs them)")
     .option("--read-only", "read incoming PDM only, stamp nothing")
-    .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) => Number(v))
-    .option("--kri-max-age <ms>", "v2: also rotate the Key Rotation Index once it has been in use this long (the rotation policy's age)", (v) => Number(v))
-    .addOption(new Option("--aead <aead>", "v2-protected: the deployment's AEAD, as in its suite (aes-128-gcm needs Linux 6.10+ for the kernel's AES)").choices(["aes-128-gcm", "chacha20-poly1305"] as const).default("aes-128-gcm" as const))
-    .option("--flow-timeout <seconds>", "forget a flow, and its keys, after this long without a packet either way (0: never; a full table stamps no new flow)", (v) => Number(v), 300)
+    .option("--packets-per-kri <n>", "v2: rotate the Key Rotation Index after this many packets (default 32767)", (v) =>
+      Number(v),
+    )
+    .option(
+      "--kri-max-age <ms>",
+      "v2: also rotate the Key Rotation Index once it has been in use this long (the rotation policy's age)",
+      (v) => Number(v),
+    )
+    .addOption(
+      new Option(
+        "--aead <aead>",
+        "v2-protected: the deployment's AEAD, as in its suite (aes-128-gcm needs Linux 6.10+ for the kernel's AES)",
+      )
+        .choices(["aes-128-gcm", "chacha20-poly1305"] as const)
+        .default("aes-128-gcm" as const),
+    )
+    .option(
+      "--flow-timeout <seconds>",
+      "forget a flow, and its keys, after this long without a packet either way (0: never; a full table stamps no new flow)",
+      (v) => Number(v),
+      300,
+    )
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
     .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
@@ -81,8 +119,14 @@ Examples:
         emptyProgram: opts.emptyProgram,
         aead: opts.aead,
       });
-      const what = opts.emptyProgram ? "an empty program (benchmark baseline), measuring nothing in" : opts.readOnly ? "reading" : `stamping ${layout} and reading`;
-      process.stdout.write(`attached to ${state.ifname} (ifindex ${state.ifindex}): ${what} PDM; programs ${state.progIds.egress} (egress) and ${state.progIds.ingress} (ingress)\n`);
+      const what = opts.emptyProgram
+        ? "an empty program (benchmark baseline), measuring nothing in"
+        : opts.readOnly
+          ? "reading"
+          : `stamping ${layout} and reading`;
+      process.stdout.write(
+        `attached to ${state.ifname} (ifindex ${state.ifindex}): ${what} PDM; programs ${state.progIds.egress} (egress) and ${state.progIds.ingress} (ingress)\n`,
+      );
       for (const r of state.routes) process.stdout.write(`  route ${r.dst}: MTU lowered to ${r.mtu}\n`);
       if (state.offloadBefore) process.stdout.write(`  segmentation offload turned off\n`);
       if (layout === "v2-protected") {
@@ -117,16 +161,28 @@ const PROTO: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
 export function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}): string {
   const lines: string[] = [];
   const o = s.state?.options;
-  lines.push(`${s.ifname}: ${o ? `${o.readOnly ? "reading" : `stamping ${o.layout}${o.layout === "v2-protected" ? ` (${o.aead ?? "chacha20-poly1305"})` : ""}`}${o.strip ? ", stripping on ingress" : ""}, attached ${s.state?.attachedAt}` : "attached (no state file)"}`);
-  for (const [dir, p] of [["egress", s.programs.egress], ["ingress", s.programs.ingress]] as const) {
-    const cost = p.runCount > 0 ? `, ${formatCount(p.runCount)} runs, ${Math.round(p.runTimeNs / p.runCount)} ns/run` : " (run time: sysctl kernel.bpf_stats_enabled=1)";
+  lines.push(
+    `${s.ifname}: ${o ? `${o.readOnly ? "reading" : `stamping ${o.layout}${o.layout === "v2-protected" ? ` (${o.aead ?? "chacha20-poly1305"})` : ""}`}${o.strip ? ", stripping on ingress" : ""}, attached ${s.state?.attachedAt}` : "attached (no state file)"}`,
+  );
+  for (const [dir, p] of [
+    ["egress", s.programs.egress],
+    ["ingress", s.programs.ingress],
+  ] as const) {
+    const cost =
+      p.runCount > 0
+        ? `, ${formatCount(p.runCount)} runs, ${Math.round(p.runTimeNs / p.runCount)} ns/run`
+        : " (run time: sysctl kernel.bpf_stats_enabled=1)";
     lines.push(`  ${dir.padEnd(7)} program id ${p.id}, ${p.instructions} instructions${cost}`);
   }
   const nonZero = Object.entries(s.counters).filter(([, v]) => v > 0);
-  lines.push(`  counters: ${nonZero.length ? nonZero.map(([k, v]) => `${k} ${formatCount(v)}`).join(", ") : "all zero"}`);
+  lines.push(
+    `  counters: ${nonZero.length ? nonZero.map(([k, v]) => `${k} ${formatCount(v)}`).join(", ") : "all zero"}`,
+  );
   lines.push(`  global pointers: link-local ${s.globalPointers.linkLocal}, global ${s.globalPointers.global}`);
   lines.push(`  flows: ${s.flows.length}`);
-  const shown = [...s.flows].sort((a, b) => b.txPackets + b.rxPackets - (a.txPackets + a.rxPackets)).slice(0, opts.flows ?? 20);
+  const shown = [...s.flows]
+    .sort((a, b) => b.txPackets + b.rxPackets - (a.txPackets + a.rxPackets))
+    .slice(0, opts.flows ?? 20);
   if (shown.length) {
     const header = ["flow (local -> remote)", "sent", "recv", "PSN next", "Kri", "peer DeltaTLR", "peer DeltaTLS"];
     const rows = shown.map((f) => [
@@ -139,7 +195,8 @@ export function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}):
       formatDuration(f.peerDeltaTlsNs),
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const fmt = (r: string[]): string => "  " + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+    const fmt = (r: string[]): string =>
+      "  " + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
     lines.push(fmt(header));
     for (const r of rows) lines.push(fmt(r));
     if (s.flows.length > shown.length) lines.push(`  ... and ${s.flows.length - shown.length} more (--flows N)`);

@@ -12,18 +12,27 @@ import { packageRoot } from "../../probes/datapath/index.ts";
 
 const ROOT = packageRoot();
 const FIXTURES = join(ROOT, "fixtures", "captures");
-const NAMES = { serverDelayNs: "server delay", roundTripDelayNs: "round-trip delay", responseTimeNs: "response time" } as const;
+const NAMES = {
+  serverDelayNs: "server delay",
+  roundTripDelayNs: "round-trip delay",
+  responseTimeNs: "response time",
+} as const;
 
 /** Why the live demo cannot run on this machine, as one sentence; undefined if it can. */
 export function liveDemoUnavailable(): string | undefined {
   if (process.platform !== "linux") return "The live demo needs Linux (network namespaces and eBPF)";
   if (process.getuid?.() !== 0) return "The live demo needs root to create network namespaces and load eBPF programs";
-  if (!existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o")) || !existsSync(join(ROOT, "probes", "datapath", "native", "build", "pdm_bpf.node")))
+  if (
+    !existsSync(join(ROOT, "bpf", "build", "pdm.bpf.o")) ||
+    !existsSync(join(ROOT, "probes", "datapath", "native", "build", "pdm_bpf.node"))
+  )
     return "The eBPF programs or their loader are not built (run bash scripts/setup.sh)";
   for (const tool of ["ip", "nsenter", "ethtool", "ping"]) {
-    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) return `The live demo needs ${tool}, which is not installed (run bash scripts/setup.sh)`;
+    if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0)
+      return `The live demo needs ${tool}, which is not installed (run bash scripts/setup.sh)`;
   }
-  if (spawnSync("ip", ["netns", "list"]).status !== 0) return "This kernel or container does not allow network namespaces";
+  if (spawnSync("ip", ["netns", "list"]).status !== 0)
+    return "This kernel or container does not allow network namespaces";
   return undefined;
 }
 
@@ -48,18 +57,35 @@ with the key log an authorized analyzer holds, checking every figure against
 the delays its generator injected.`,
     )
     .option("--offline", "analyze the bundled capture instead of deploying")
-    .option("--duration <seconds>", "seconds of workload in the live demo", (v) => {
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 5 || n > 600) throw new UsageError(`--duration needs 5 to 600 seconds, got "${v}"`);
-      return n;
-    }, 30)
-    .option("-o, --out <dir>", "where the live demo writes the capture, key log, report, chart, certificates and logs", "out/demo")
-    .option("--capture <name>", "offline: bundled capture to use: a name in fixtures/captures/, or a path without extension", "v2-protected")
-    .addHelpText("after", `
+    .option(
+      "--duration <seconds>",
+      "seconds of workload in the live demo",
+      (v) => {
+        const n = Number(v);
+        if (!Number.isFinite(n) || n < 5 || n > 600)
+          throw new UsageError(`--duration needs 5 to 600 seconds, got "${v}"`);
+        return n;
+      },
+      30,
+    )
+    .option(
+      "-o, --out <dir>",
+      "where the live demo writes the capture, key log, report, chart, certificates and logs",
+      "out/demo",
+    )
+    .option(
+      "--capture <name>",
+      "offline: bundled capture to use: a name in fixtures/captures/, or a path without extension",
+      "v2-protected",
+    )
+    .addHelpText(
+      "after",
+      `
 Examples:
   sudo pdm demo                      # the live deployment, about a minute
   sudo pdm demo --duration 60 -o /tmp/pdm-demo
-  pdm demo --offline                 # the bundled capture, no root needed`)
+  pdm demo --offline                 # the bundled capture, no root needed`,
+    )
     .action(async (opts) => {
       const why = opts.offline ? undefined : liveDemoUnavailable();
       if (!opts.offline && !why) {
@@ -95,13 +121,19 @@ async function offlineDemo(name: string): Promise<void> {
   console.log("measured vs injected (means over each flow's samples):");
   let worst = 0;
   for (const c of compareWithTruth(result, truth)) {
-    console.log(`  ${c.flow.transport} [${c.flow.client}]:${c.flow.clientPort} -> [${c.flow.server}]:${c.flow.serverPort}  samples ${c.samplesMeasured}/${c.samplesInjected}`);
+    console.log(
+      `  ${c.flow.transport} [${c.flow.client}]:${c.flow.clientPort} -> [${c.flow.server}]:${c.flow.serverPort}  samples ${c.samplesMeasured}/${c.samplesInjected}`,
+    );
     for (const m of c.metrics) {
       const rel = m.injected && m.injected.mean !== 0 ? Math.abs(m.errorNs / m.injected.mean) : 0;
       worst = Math.max(worst, rel);
-      console.log(`    ${NAMES[m.metric].padEnd(17)} injected ${formatDuration(m.injected?.mean).padStart(9)}  measured ${formatDuration(m.measured?.mean).padStart(9)}  error ${formatDuration(m.errorNs).padStart(8)} (${(rel * 100).toFixed(4)} %)`);
+      console.log(
+        `    ${NAMES[m.metric].padEnd(17)} injected ${formatDuration(m.injected?.mean).padStart(9)}  measured ${formatDuration(m.measured?.mean).padStart(9)}  error ${formatDuration(m.errorNs).padStart(8)} (${(rel * 100).toFixed(4)} %)`,
+      );
     }
   }
   console.log("");
-  console.log(`largest relative error: ${(worst * 100).toFixed(4)} % (PDM's 16-bit time encoding truncates by at most 2^-15 = 0.0031 % per field)`);
+  console.log(
+    `largest relative error: ${(worst * 100).toFixed(4)} % (PDM's 16-bit time encoding truncates by at most 2^-15 = 0.0031 % per field)`,
+  );
 }

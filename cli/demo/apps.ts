@@ -51,7 +51,9 @@ function serve(httpHoldMs: number, udpHoldMs: number): void {
     );
   });
   const udp = dgram.createSocket({ type: "udp6", ipv6Only: true });
-  udp.on("message", (msg, from) => hold(udpHoldMs, (ns) => udp.send(msg, from.port, from.address, () => holds.udp.push(ns))));
+  udp.on("message", (msg, from) =>
+    hold(udpHoldMs, (ns) => udp.send(msg, from.port, from.address, () => holds.udp.push(ns))),
+  );
   let listening = 0;
   const ready = (): void => {
     if (++listening === 2) process.stdout.write("ready\n");
@@ -59,7 +61,9 @@ function serve(httpHoldMs: number, udpHoldMs: number): void {
   server.listen(DEMO_PORTS.http, "::", ready);
   udp.bind(DEMO_PORTS.udp, "::", ready);
   process.on("SIGTERM", () => {
-    process.stdout.write(`${JSON.stringify({ http: { served: holds.http.length, holdP50Ns: median(holds.http) }, udp: { served: holds.udp.length, holdP50Ns: median(holds.udp) } })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ http: { served: holds.http.length, holdP50Ns: median(holds.http) }, udp: { served: holds.udp.length, holdP50Ns: median(holds.udp) } })}\n`,
+    );
     process.exit(0);
   });
 }
@@ -75,10 +79,13 @@ async function client(serverAddr: string, seconds: number): Promise<void> {
     while (Date.now() < deadline) {
       sent += 1;
       ok += await new Promise<number>((resolve) => {
-        const req = http.get({ host: serverAddr, port: DEMO_PORTS.http, path: `/item/${sent}`, agent, timeout: 3000 }, (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode === 200 ? 1 : 0));
-        });
+        const req = http.get(
+          { host: serverAddr, port: DEMO_PORTS.http, path: `/item/${sent}`, agent, timeout: 3000 },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode === 200 ? 1 : 0));
+          },
+        );
         req.setNoDelay(true);
         req.on("timeout", () => req.destroy());
         req.on("error", () => resolve(0));
@@ -116,7 +123,11 @@ async function client(serverAddr: string, seconds: number): Promise<void> {
   const pingLoop = (): Promise<{ sent: number; answered: number }> =>
     new Promise((resolve) => {
       const count = Math.max(1, Math.floor(seconds * 5));
-      const ping = spawn("ping", ["-6", "-n", "-q", "-i", "0.2", "-c", String(count), "-w", String(Math.ceil(seconds) + 2), serverAddr], { stdio: ["ignore", "pipe", "ignore"] });
+      const ping = spawn(
+        "ping",
+        ["-6", "-n", "-q", "-i", "0.2", "-c", String(count), "-w", String(Math.ceil(seconds) + 2), serverAddr],
+        { stdio: ["ignore", "pipe", "ignore"] },
+      );
       let out = "";
       ping.stdout.on("data", (d: Buffer) => (out += d.toString()));
       ping.on("exit", () => {

@@ -79,7 +79,8 @@ export function buildTopology(lab: Lab): DemoTopology {
  * and its 1 s retry would then delay the first packets of the run.
  */
 function knowNeighbors(lab: Lab, router: string, ns: Record<string, string>): void {
-  const macOf = (n: string, ifname: string): string => (JSON.parse(lab.run(n, ["ip", "-j", "link", "show", ifname])) as Array<{ address: string }>)[0]!.address;
+  const macOf = (n: string, ifname: string): string =>
+    (JSON.parse(lab.run(n, ["ip", "-j", "link", "show", ifname])) as Array<{ address: string }>)[0]!.address;
   type End = { ns: string; ifname: string; addr: string };
   const segments: End[][] = [[{ ns: router, ifname: ROUTER_CAPTURE_IF, addr: ROUTER_CLIENT_LAN }]];
   for (const h of DEMO_HOSTS) {
@@ -94,7 +95,8 @@ function knowNeighbors(lab: Lab, router: string, ns: Record<string, string>): vo
     const macs = segment.map((e) => macOf(e.ns, e.ifname));
     segment.forEach((x, i) =>
       segment.forEach((y, j) => {
-        if (i !== j) lab.ip(x.ns, ["-6", "neigh", "replace", y.addr, "lladdr", macs[j]!, "dev", x.ifname, "nud", "permanent"]);
+        if (i !== j)
+          lab.ip(x.ns, ["-6", "neigh", "replace", y.addr, "lladdr", macs[j]!, "dev", x.ifname, "nud", "permanent"]);
       }),
     );
   }

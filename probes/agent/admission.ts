@@ -26,7 +26,12 @@ export interface AdmissionLimits {
  * after a writer restart (each finishes its handshake in milliseconds), and far
  * below the 20,000 descriptors an agent gets.
  */
-export const DEFAULT_ADMISSION: AdmissionLimits = { handshakeMs: 5_000, maxUnauthenticated: 512, maxPerSource: 64, maxConnections: 10_000 };
+export const DEFAULT_ADMISSION: AdmissionLimits = {
+  handshakeMs: 5_000,
+  maxUnauthenticated: 512,
+  maxPerSource: 64,
+  maxConnections: 10_000,
+};
 
 const LOG_WINDOW_MS = 10_000;
 const LOG_BURST = 5;
@@ -49,7 +54,12 @@ export class AdmissionGate {
    * is closed to make room, and a flood cannot keep a genuine peer out.
    */
   private readonly pending = new Map<string, { socket: net.Socket; release: () => void }>();
-  readonly rejected: Record<RejectReason, number> = { "evicted-oldest": 0, "too-many-from-source": 0, "handshake-failed": 0, "handshake-timeout": 0 };
+  readonly rejected: Record<RejectReason, number> = {
+    "evicted-oldest": 0,
+    "too-many-from-source": 0,
+    "handshake-failed": 0,
+    "handshake-timeout": 0,
+  };
   /** The current log window: lines written, and what was not written. */
   private window = { startedAt: 0, lines: 0, suppressed: 0, sources: new Map<string, number>() };
   private summaryTimer: NodeJS.Timeout | undefined;
@@ -101,7 +111,8 @@ export class AdmissionGate {
 
   /** A handshake that failed or timed out: counted, logged within the rate limit. The caller closes it. */
   handshakeFailed(source: string | undefined, error: Error): void {
-    const timeout = /timed? ?out/i.test(error.message) || (error as NodeJS.ErrnoException).code === "ERR_TLS_HANDSHAKE_TIMEOUT";
+    const timeout =
+      /timed? ?out/i.test(error.message) || (error as NodeJS.ErrnoException).code === "ERR_TLS_HANDSHAKE_TIMEOUT";
     this.reject(timeout ? "handshake-timeout" : "handshake-failed", source ?? "?", error.message);
   }
 
@@ -125,28 +136,42 @@ export class AdmissionGate {
     const w = this.window;
     if (w.lines < LOG_BURST) {
       w.lines += 1;
-      this.log.log("warn", reason === "handshake-failed" || reason === "handshake-timeout" ? "tls-handshake-failed" : "connection-refused", {
-        peer: source,
-        reason,
-        ...(detail !== undefined && { error: detail.slice(0, 200) }),
-      });
+      this.log.log(
+        "warn",
+        reason === "handshake-failed" || reason === "handshake-timeout" ? "tls-handshake-failed" : "connection-refused",
+        {
+          peer: source,
+          reason,
+          ...(detail !== undefined && { error: detail.slice(0, 200) }),
+        },
+      );
       return;
     }
     w.suppressed += 1;
     if (w.sources.size < 1_000 || w.sources.has(source)) w.sources.set(source, (w.sources.get(source) ?? 0) + 1);
     // One summary when the window ends, even if nothing else arrives.
-    this.summaryTimer ??= setTimeout(() => {
-      this.summaryTimer = undefined;
-      this.flushSummary();
-      this.window = { startedAt: Date.now(), lines: 0, suppressed: 0, sources: new Map() };
-    }, LOG_WINDOW_MS - (now - w.startedAt)).unref();
+    this.summaryTimer ??= setTimeout(
+      () => {
+        this.summaryTimer = undefined;
+        this.flushSummary();
+        this.window = { startedAt: Date.now(), lines: 0, suppressed: 0, sources: new Map() };
+      },
+      LOG_WINDOW_MS - (now - w.startedAt),
+    ).unref();
   }
 
   private flushSummary(): void {
     const w = this.window;
     if (w.suppressed === 0) return;
-    const top = [...w.sources].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([s, n]) => `${s}:${n}`);
-    this.log.log("warn", "connections-refused-summary", { notLogged: w.suppressed, seconds: LOG_WINDOW_MS / 1000, topSources: top.join(",") });
+    const top = [...w.sources]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([s, n]) => `${s}:${n}`);
+    this.log.log("warn", "connections-refused-summary", {
+      notLogged: w.suppressed,
+      seconds: LOG_WINDOW_MS / 1000,
+      topSources: top.join(","),
+    });
     w.suppressed = 0;
     w.sources.clear();
   }

@@ -27,7 +27,14 @@ import { ReaderKeyStore } from "./reader-keys.ts";
 import { KernelKeys, readerStkSource } from "./kernel-keys.ts";
 import type { KeyInstallerStats } from "../kernel-keys/index.ts";
 import { RegistrationServer, register } from "./registration.ts";
-import { clientOptions, loadTlsMaterial, serverOptions, verifyPeer, type PeerIdentity, type TlsMaterial } from "./tls.ts";
+import {
+  clientOptions,
+  loadTlsMaterial,
+  serverOptions,
+  verifyPeer,
+  type PeerIdentity,
+  type TlsMaterial,
+} from "./tls.ts";
 
 const FOREVER_MS = 2 ** 31 - 1;
 const RECONNECT_MIN_MS = 200;
@@ -74,7 +81,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.own = certificateIdentity(pemToDer(this.material.cert));
     const has = (r: Role): boolean => config.roles.includes(r as never);
     if (has("writer-server")) {
-      this.registrar = new RegistrationServer({ acceptedSuites: config.suites, rotation: config.rotation, provisionLeadMs: config.provisionLeadMs });
+      this.registrar = new RegistrationServer({
+        acceptedSuites: config.suites,
+        rotation: config.rotation,
+        provisionLeadMs: config.provisionLeadMs,
+      });
     }
     if (has("writer-server") || has("writer-client")) {
       this.provisioning = new ProvisioningService({
@@ -84,7 +95,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         log: this.log,
         onRestartedReader: (reader) => {
           if (this.renewals.request(reader.id, `reader ${reader.name} restarted`) === "deferred") {
-            this.log.log("info", "renewal-deferred", { reader: reader.name, why: `one renewal per reader per ${RESTART_RENEWAL_INTERVAL_MS / 1000} s` });
+            this.log.log("info", "renewal-deferred", {
+              reader: reader.name,
+              why: `one renewal per reader per ${RESTART_RENEWAL_INTERVAL_MS / 1000} s`,
+            });
           }
         },
       });
@@ -92,7 +106,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (has("reader-server") || has("reader-client")) {
       const kind = has("reader-server") ? "server" : "client";
       if (kind === "client" && !this.own.pdmAddress) {
-        throw new RegistrationError("invalid-provision", "a reader-client certificate must name the host's IPv6 address (--addr)");
+        throw new RegistrationError(
+          "invalid-provision",
+          "a reader-client certificate must name the host's IPv6 address (--addr)",
+        );
       }
       this.readerStore = new ReaderKeyStore({ kind, ownAddress: this.own.pdmAddress, graceMs: config.graceMs });
       this.readerKind = kind;
@@ -110,10 +127,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.has("writer-server") || this.has("writer-client")) await this.listen(config.listen!);
     if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
     if (this.has("reader-server")) {
-      this.loops.push(this.has("writer-server") ? this.localReader("server") : this.readerLoop(config.writerServer!, "writer-server"));
+      this.loops.push(
+        this.has("writer-server") ? this.localReader("server") : this.readerLoop(config.writerServer!, "writer-server"),
+      );
     }
     if (this.has("reader-client")) {
-      this.loops.push(this.has("writer-client") ? this.localReader("client") : this.readerLoop(config.writerClient!, "writer-client"));
+      this.loops.push(
+        this.has("writer-client") ? this.localReader("client") : this.readerLoop(config.writerClient!, "writer-client"),
+      );
     }
     if (config.datapath && this.readerStore) this.loops.push(this.kernelKeysLoop(config.datapath.interface));
   }
@@ -124,9 +145,12 @@ export class Agent extends EventEmitter<AgentEvents> {
    * Then it follows the interface: attached again, it serves the new data path.
    */
   private async kernelKeysLoop(ifname: string): Promise<void> {
-    const warn = (message: string): void => this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
-    const notice = (message: string): void => this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
-    const source = (aead: number) => readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn);
+    const warn = (message: string): void =>
+      this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
+    const notice = (message: string): void =>
+      this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
+    const source = (aead: number) =>
+      readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn);
     let waiting = false;
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
@@ -184,13 +208,20 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- writer roles ------------------------------------------------------------------
 
   private listen(at: Endpoint): Promise<void> {
-    const allowed: Role[] = this.has("writer-server") ? ["writer-client", "reader-server", "analyzer"] : ["reader-client", "analyzer"];
+    const allowed: Role[] = this.has("writer-server")
+      ? ["writer-client", "reader-server", "analyzer"]
+      : ["reader-client", "analyzer"];
     const gate = new AdmissionGate(this.config.admission, this.log);
     this.gate = gate;
-    this.server = tls.createServer({ ...serverOptions(this.material), handshakeTimeout: gate.limits.handshakeMs }, (socket) => {
-      gate.authenticated(socket);
-      this.serveConnection(socket, allowed).catch((e: unknown) => this.log.log("error", "connection-failed", { error: String(e) }));
-    });
+    this.server = tls.createServer(
+      { ...serverOptions(this.material), handshakeTimeout: gate.limits.handshakeMs },
+      (socket) => {
+        gate.authenticated(socket);
+        this.serveConnection(socket, allowed).catch((e: unknown) =>
+          this.log.log("error", "connection-failed", { error: String(e) }),
+        );
+      },
+    );
     this.server.maxConnections = gate.limits.maxConnections;
     // Counted from the first byte: a peer that never finishes its handshake holds a
     // descriptor, so the unauthenticated ones are capped (admission.ts).
@@ -226,9 +257,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       } else if (first.type === "join") {
         const readerRole: Role = this.has("writer-server") ? "reader-server" : "reader-client";
         this.requireRole(peer, readerRole, "join");
-        const reader: ReaderPeer = { id: peer.fingerprint, name: peer.name, kind: readerRole === "reader-server" ? "server" : "client" };
+        const reader: ReaderPeer = {
+          id: peer.fingerprint,
+          name: peer.name,
+          kind: readerRole === "reader-server" ? "server" : "client",
+        };
         if (reader.kind === "client") {
-          if (!peer.pdmAddress) throw new RegistrationError("wrong-address", "a reader-client certificate must name an IPv6 address");
+          if (!peer.pdmAddress)
+            throw new RegistrationError("wrong-address", "a reader-client certificate must name an IPv6 address");
           reader.address = peer.pdmAddress;
         }
         this.log.log("info", "reader-joined", { reader: peer.name, holds: first.holds.length });
@@ -240,7 +276,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     } catch (e) {
       if (e instanceof RegistrationError) {
         if (e.code !== "closed") {
-          this.log.log("warn", "refused", { peer: peer?.name ?? socket.remoteAddress, code: e.code, reason: e.message });
+          this.log.log("warn", "refused", {
+            peer: peer?.name ?? socket.remoteAddress,
+            code: e.code,
+            reason: e.message,
+          });
           channel.refuse(e);
         }
         return;
@@ -261,7 +301,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     const listed = this.config.writerClients;
     if (listed) {
       if (!listed.includes(peer.name)) {
-        throw new RegistrationError("writer-client-not-allowed", `the writer client "${peer.name}" is not in this writer server's writerClients`);
+        throw new RegistrationError(
+          "writer-client-not-allowed",
+          `the writer client "${peer.name}" is not in this writer server's writerClients`,
+        );
       }
       return;
     }
@@ -274,14 +317,20 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private requireRole(peer: PeerIdentity, role: Role, what: string): void {
-    if (peer.role !== role) throw new RegistrationError("wrong-role", `a ${peer.role} may not ${what} here (only a ${role})`);
+    if (peer.role !== role)
+      throw new RegistrationError("wrong-role", `a ${peer.role} may not ${what} here (only a ${role})`);
   }
 
   private async serveWriterClient(channel: Channel, peer: PeerIdentity, hello: MessageOf<"hello">): Promise<void> {
     for (;;) {
       const g = await this.registrar!.serve(channel, hello, () => this.admitWriterClient(peer));
       this.writerClientPin ??= peer.fingerprint;
-      this.log.log("info", "registered", { peer: peer.name, keyId: hex(g.keyId), generation: g.generation, purpose: hello.purpose });
+      this.log.log("info", "registered", {
+        peer: peer.name,
+        keyId: hex(g.keyId),
+        generation: g.generation,
+        purpose: hello.purpose,
+      });
       this.writerClientLink = channel;
       this.publish(g);
       if (this.renewWanted) this.requestRenewal("pending request");
@@ -328,13 +377,18 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private answerExport(channel: Channel, peer: PeerIdentity, request: MessageOf<"export-request">): void {
     if (this.has("writer-client") && !request.client) {
-      throw new RegistrationError("wrong-role", "a writer client exports ClientSecrets only: ask for one client address");
+      throw new RegistrationError(
+        "wrong-role",
+        "a writer client exports ClientSecrets only: ask for one client address",
+      );
     }
     const entries: KeyLogGrant[] = this.provisioning!.current.map((g) => ({
       keyId: g.keyId,
       suite: g.suite,
       salt: g.salt,
-      grant: request.client ? grantFor(g, { kind: "client", address: request.client }) : grantFor(g, { kind: "server" }),
+      grant: request.client
+        ? grantFor(g, { kind: "client", address: request.client })
+        : grantFor(g, { kind: "server" }),
     }));
     channel.send({ type: "key-log", entries });
     this.log.log("info", "keys-exported", {
@@ -358,7 +412,12 @@ export class Agent extends EventEmitter<AgentEvents> {
           const g = await register(channel, { purpose, offer: this.config.suites });
           backoff = RECONNECT_MIN_MS;
           purpose = "renew";
-          this.log.log("info", "registered", { with: peer.name, keyId: hex(g.keyId), generation: g.generation, effectiveAt: new Date(g.effectiveAt).toISOString() });
+          this.log.log("info", "registered", {
+            with: peer.name,
+            keyId: hex(g.keyId),
+            generation: g.generation,
+            effectiveAt: new Date(g.effectiveAt).toISOString(),
+          });
           this.publish(g);
           await this.waitForRenewal(channel, g);
         }
@@ -426,8 +485,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     const [writerEnd, readerEnd] = memoryChannelPair();
     this.track(writerEnd);
     this.track(readerEnd);
-    const reader: ReaderPeer = { id: `local:${this.own.fingerprint}`, name: `${this.config.name} (local)`, kind, address: this.own.pdmAddress };
-    const served = writerEnd.receive(["join"], FOREVER_MS).then((join) => this.provisioning!.serveReader(writerEnd, reader, join));
+    const reader: ReaderPeer = {
+      id: `local:${this.own.fingerprint}`,
+      name: `${this.config.name} (local)`,
+      kind,
+      address: this.own.pdmAddress,
+    };
+    const served = writerEnd
+      .receive(["join"], FOREVER_MS)
+      .then((join) => this.provisioning!.serveReader(writerEnd, reader, join));
     await Promise.allSettled([
       served,
       followWriter(readerEnd, this.readerStore!, { log: this.log, onInstall: (k) => this.emit("installed", k) }),
@@ -439,13 +505,21 @@ export class Agent extends EventEmitter<AgentEvents> {
   private connect(at: Endpoint, roles: Role[]): Promise<{ channel: Channel; peer: PeerIdentity }> {
     return new Promise((resolve, reject) => {
       const socket = tls.connect(clientOptions(this.material, at.host, at.port));
-      socket.once("error", (e) => reject(new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e })));
+      socket.once("error", (e) =>
+        reject(
+          new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e }),
+        ),
+      );
       socket.once("secureConnect", () => {
         const channel = this.track(new StreamChannel(socket));
         try {
           resolve({ channel, peer: verifyPeer(socket, roles) });
         } catch (e) {
-          this.log.log("warn", "refused", { peer: `${at.host} port ${at.port}`, code: (e as RegistrationError).code, reason: (e as Error).message });
+          this.log.log("warn", "refused", {
+            peer: `${at.host} port ${at.port}`,
+            code: (e as RegistrationError).code,
+            reason: (e as Error).message,
+          });
           channel.refuse(e as RegistrationError);
           reject(e);
         }
@@ -460,7 +534,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   status(): AgentStatus {
-    const generations = (this.provisioning?.current ?? []).map((g) => ({ keyId: hex(g.keyId), generation: g.generation, effectiveAt: g.effectiveAt }));
+    const generations = (this.provisioning?.current ?? []).map((g) => ({
+      keyId: hex(g.keyId),
+      generation: g.generation,
+      effectiveAt: g.effectiveAt,
+    }));
     return {
       name: this.config.name,
       roles: this.config.roles,
@@ -490,7 +568,8 @@ export interface AgentStatus {
 
 function pemToDer(pem: string): Buffer {
   const body = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem)?.[1];
-  if (!body) throw new RegistrationError("bad-certificate", "the agent's own certificate file holds no PEM certificate");
+  if (!body)
+    throw new RegistrationError("bad-certificate", "the agent's own certificate file holds no PEM certificate");
   return Buffer.from(body.replace(/\s+/g, ""), "base64");
 }
 
@@ -499,12 +578,20 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** `pdm keys export`: ask a writer for a key log over mutual TLS, as an analyzer. */
-export async function fetchKeyLog(at: Endpoint, files: { ca: string; cert: string; key: string }, client?: Uint8Array): Promise<KeyLogEntry[]> {
+export async function fetchKeyLog(
+  at: Endpoint,
+  files: { ca: string; cert: string; key: string },
+  client?: Uint8Array,
+): Promise<KeyLogEntry[]> {
   const material = loadTlsMaterial(files);
   const socket = tls.connect(clientOptions(material, at.host, at.port));
   await new Promise<void>((resolve, reject) => {
     socket.once("secureConnect", resolve);
-    socket.once("error", (e) => reject(new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e })));
+    socket.once("error", (e) =>
+      reject(
+        new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e }),
+      ),
+    );
   });
   const channel = new StreamChannel(socket);
   try {
@@ -514,7 +601,14 @@ export async function fetchKeyLog(at: Endpoint, files: { ca: string; cert: strin
     return reply.entries.map((e): KeyLogEntry =>
       e.grant.kind === "shared"
         ? { kind: "shared", keyId: e.keyId, suite: e.suite, salt: e.salt, secret: e.grant.secret }
-        : { kind: "client", keyId: e.keyId, suite: e.suite, clientAddress: e.grant.clientAddress, salt: e.salt, secret: e.grant.secret },
+        : {
+            kind: "client",
+            keyId: e.keyId,
+            suite: e.suite,
+            clientAddress: e.grant.clientAddress,
+            salt: e.salt,
+            secret: e.grant.secret,
+          },
     );
   } finally {
     channel.close();

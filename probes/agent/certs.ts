@@ -37,7 +37,9 @@ function writePrivate(path: string, text: string, replace: boolean | undefined, 
 export function checkDays(days: number | undefined, field = "--days"): void {
   if (days === undefined) return;
   if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
-    throw new UsageError(`${field} must be a whole number of days from 1 to ${MAX_DAYS}, got ${String(days).slice(0, 20)}`);
+    throw new UsageError(
+      `${field} must be a whole number of days from 1 to ${MAX_DAYS}, got ${String(days).slice(0, 20)}`,
+    );
   }
 }
 const MAX_DAYS = 36_500;
@@ -49,7 +51,10 @@ const MAX_DAYS = 36_500;
 function privateDirectory(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const stat = lstatSync(dir);
-  if (stat.isSymbolicLink() || !stat.isDirectory()) throw new UsageError(`${dir} is not a directory of its own (a symbolic link or a file): the CA key is not written there`);
+  if (stat.isSymbolicLink() || !stat.isDirectory())
+    throw new UsageError(
+      `${dir} is not a directory of its own (a symbolic link or a file): the CA key is not written there`,
+    );
   if ((stat.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
 
@@ -74,7 +79,9 @@ export async function initCa(dir: string, options: CaInitOptions = {}): Promise<
   const files = caFiles(dir);
   checkDays(options.days);
   if (existsSync(files.key) && !options.force) {
-    throw new UsageError(`${files.key} already exists`, { hint: "Use --force to replace the CA (every certificate it issued stops working)." });
+    throw new UsageError(`${files.key} already exists`, {
+      hint: "Use --force to replace the CA (every certificate it issued stops working).",
+    });
   }
   privateDirectory(dir);
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
@@ -117,9 +124,16 @@ export async function issueCertificate(caDir: string, out: string, options: Issu
   for (const a of options.addresses) if (isIP(a) === 0) throw new UsageError(`--addr "${a}" is not an IP address`);
   checkDays(options.days);
   const files = caFiles(caDir);
-  if (!existsSync(files.key)) throw new UsageError(`no CA in ${caDir}`, { hint: `Run "pdm ca init --dir ${caDir}" first.` });
+  if (!existsSync(files.key))
+    throw new UsageError(`no CA in ${caDir}`, { hint: `Run "pdm ca init --dir ${caDir}" first.` });
   const ca = new x509.X509Certificate(readFileSync(files.cert, "utf8"));
-  const caKey = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decode(readFileSync(files.key, "utf8"))[0]!, ALGORITHM, false, ["sign"]);
+  const caKey = await webcrypto.subtle.importKey(
+    "pkcs8",
+    x509.PemConverter.decode(readFileSync(files.key, "utf8"))[0]!,
+    ALGORITHM,
+    false,
+    ["sign"],
+  );
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const name = options.name ?? `${options.role} ${options.addresses[0]}`;
@@ -146,7 +160,8 @@ export async function issueCertificate(caDir: string, out: string, options: Issu
   const result = { cert: `${out}.crt`, key: `${out}.key` };
   for (const path of [result.key, result.cert]) {
     // Both are checked before either is written: no half-replaced pair.
-    if (existsSync(path) && !options.force) throw new UsageError(`${path} already exists`, { hint: "Use --force to replace it, or choose another -o." });
+    if (existsSync(path) && !options.force)
+      throw new UsageError(`${path} already exists`, { hint: "Use --force to replace it, or choose another -o." });
   }
   writePrivate(result.key, await exportKey(keys.privateKey), options.force, "private key");
   writePrivate(result.cert, cert.toString("pem"), options.force, "certificate");

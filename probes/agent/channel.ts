@@ -34,7 +34,10 @@ export class FrameDecoder {
     while (this.pending.length >= 4) {
       const length = this.pending.readUInt32BE(0);
       if (length > MAX_FRAME_BYTES) {
-        throw new RegistrationError("malformed-message", `frame of ${length} bytes is larger than the ${MAX_FRAME_BYTES}-byte limit`);
+        throw new RegistrationError(
+          "malformed-message",
+          `frame of ${length} bytes is larger than the ${MAX_FRAME_BYTES}-byte limit`,
+        );
       }
       if (this.pending.length < 4 + length) break;
       const body = this.pending.subarray(4, 4 + length);
@@ -51,7 +54,12 @@ export class FrameDecoder {
   }
 }
 
-type Waiter = { types: readonly MessageType[]; resolve: (m: Message) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+type Waiter = {
+  types: readonly MessageType[];
+  resolve: (m: Message) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+};
 
 /** Message queue shared by both channel kinds: delivery, waiting, failure. */
 export abstract class Channel {
@@ -129,7 +137,9 @@ export abstract class Channel {
       return Promise.reject(new RegistrationError("peer-error", `the peer refused: ${m.code}: ${m.message}`));
     }
     if (!types.includes(m.type as T)) {
-      return Promise.reject(new RegistrationError("unexpected-message", `expected ${types.join(" or ")}, got ${m.type}`));
+      return Promise.reject(
+        new RegistrationError("unexpected-message", `expected ${types.join(" or ")}, got ${m.type}`),
+      );
     }
     return Promise.resolve(m as MessageOf<T>);
   }
@@ -152,7 +162,8 @@ export class StreamChannel extends Channel {
         // A bad frame ends the connection: nothing after it can be trusted. The reason
         // goes to the peer and is what a waiting receive (and so the log) sees; fail
         // first, or closing would record "closed" in its place.
-        const err = e instanceof RegistrationError ? e : new RegistrationError("malformed-message", "frame could not be read");
+        const err =
+          e instanceof RegistrationError ? e : new RegistrationError("malformed-message", "frame could not be read");
         const reply = encodeFrame({ type: "error", code: err.code, message: err.message.slice(0, MAX_ERROR_MESSAGE) });
         this.fail(err);
         this.stream.write(reply);
@@ -161,7 +172,9 @@ export class StreamChannel extends Channel {
       }
       for (const m of messages) this.deliver(m);
     });
-    stream.on("error", (e) => this.fail(new RegistrationError("closed", `connection error: ${e.message}`, { cause: e })));
+    stream.on("error", (e) =>
+      this.fail(new RegistrationError("closed", `connection error: ${e.message}`, { cause: e })),
+    );
     stream.on("close", () => this.fail(new RegistrationError("closed", "the peer closed the connection")));
   }
 

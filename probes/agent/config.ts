@@ -96,10 +96,13 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
   const c = json as Record<string, unknown>;
   for (const key of Object.keys(c)) if (!FIELDS.has(key)) fail(key, `unknown field (known: ${[...FIELDS].join(", ")})`);
 
-  const str = (field: string, v: unknown): string => (typeof v === "string" && v !== "" ? v : fail(field, "expected a non-empty string"));
+  const str = (field: string, v: unknown): string =>
+    typeof v === "string" && v !== "" ? v : fail(field, "expected a non-empty string");
   const seconds = (field: string, fallback: number, min: number): number => {
     const v = c[field] ?? fallback;
-    return typeof v === "number" && v >= min && v <= 86_400 ? Math.round(v * 1000) : fail(field, `expected seconds in [${min}, 86400]`);
+    return typeof v === "number" && v >= min && v <= 86_400
+      ? Math.round(v * 1000)
+      : fail(field, `expected seconds in [${min}, 86400]`);
   };
   const path = (field: string, v: unknown): string => {
     const p = str(field, v);
@@ -114,42 +117,59 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     }
   };
 
-  if (!Array.isArray(c.roles) || c.roles.length === 0) fail("roles", `expected a non-empty array of ${AGENT_ROLES.join(", ")}`);
+  if (!Array.isArray(c.roles) || c.roles.length === 0)
+    fail("roles", `expected a non-empty array of ${AGENT_ROLES.join(", ")}`);
   const roles = (c.roles as unknown[]).map((r, i) =>
-    AGENT_ROLES.includes(r as AgentRole) ? (r as AgentRole) : fail(`roles[${i}]`, `"${String(r)}" is not one of ${AGENT_ROLES.join(", ")}`),
+    AGENT_ROLES.includes(r as AgentRole)
+      ? (r as AgentRole)
+      : fail(`roles[${i}]`, `"${String(r)}" is not one of ${AGENT_ROLES.join(", ")}`),
   );
-  if (roles.includes("writer-server") && roles.includes("writer-client")) fail("roles", "one agent cannot be both writer-server and writer-client");
-  if (roles.includes("reader-server") && roles.includes("reader-client")) fail("roles", "one agent cannot be both reader-server and reader-client");
+  if (roles.includes("writer-server") && roles.includes("writer-client"))
+    fail("roles", "one agent cannot be both writer-server and writer-client");
+  if (roles.includes("reader-server") && roles.includes("reader-client"))
+    fail("roles", "one agent cannot be both reader-server and reader-client");
   const has = (r: Role): boolean => roles.includes(r as AgentRole);
 
   if (typeof c.tls !== "object" || c.tls === null) fail("tls", "expected an object with ca, cert and key paths");
   const t = c.tls as Record<string, unknown>;
-  for (const key of Object.keys(t)) if (!["ca", "cert", "key"].includes(key)) fail(`tls.${key}`, "unknown field (known: ca, cert, key)");
+  for (const key of Object.keys(t))
+    if (!["ca", "cert", "key"].includes(key)) fail(`tls.${key}`, "unknown field (known: ca, cert, key)");
   const tls = { ca: path("tls.ca", t.ca), cert: path("tls.cert", t.cert), key: path("tls.key", t.key) };
 
   const listen = endpoint("listen");
   const writerServer = endpoint("writerServer");
   const writerClient = endpoint("writerClient");
-  if ((has("writer-server") || has("writer-client")) && !listen) fail("listen", "a writer role needs listen: \"[addr]:port\"");
-  if (has("writer-client") && !writerServer) fail("writerServer", "a writer-client needs the writer server's \"[addr]:port\"");
-  if (has("reader-server") && !has("writer-server") && !writerServer) fail("writerServer", "a reader-server needs its writer server's \"[addr]:port\"");
-  if (has("reader-client") && !has("writer-client") && !writerClient) fail("writerClient", "a reader-client needs its writer client's \"[addr]:port\"");
+  if ((has("writer-server") || has("writer-client")) && !listen)
+    fail("listen", 'a writer role needs listen: "[addr]:port"');
+  if (has("writer-client") && !writerServer)
+    fail("writerServer", 'a writer-client needs the writer server\'s "[addr]:port"');
+  if (has("reader-server") && !has("writer-server") && !writerServer)
+    fail("writerServer", 'a reader-server needs its writer server\'s "[addr]:port"');
+  if (has("reader-client") && !has("writer-client") && !writerClient)
+    fail("writerClient", 'a reader-client needs its writer client\'s "[addr]:port"');
 
   let rotation = rotationFor("important", CONFIG_DEFAULTS.keys);
   if (c.rotation !== undefined) {
     if (typeof c.rotation !== "object" || c.rotation === null) fail("rotation", "expected an object");
     const r = c.rotation as Record<string, unknown>;
-    for (const key of Object.keys(r)) if (!["criticality", "keys", "periodSeconds"].includes(key)) fail(`rotation.${key}`, "unknown field (known: criticality, keys, periodSeconds)");
+    for (const key of Object.keys(r))
+      if (!["criticality", "keys", "periodSeconds"].includes(key))
+        fail(`rotation.${key}`, "unknown field (known: criticality, keys, periodSeconds)");
     const criticality = r.criticality ?? "important";
-    if (!CRITICALITIES.includes(criticality as RotationAttributes["criticality"])) fail("rotation.criticality", `expected one of ${CRITICALITIES.join(", ")}`);
+    if (!CRITICALITIES.includes(criticality as RotationAttributes["criticality"]))
+      fail("rotation.criticality", `expected one of ${CRITICALITIES.join(", ")}`);
     const keys = r.keys ?? CONFIG_DEFAULTS.keys;
-    if (typeof keys !== "number" || !Number.isInteger(keys) || keys < 1 || keys > 10_000) fail("rotation.keys", "expected an integer in [1, 10000]");
+    if (typeof keys !== "number" || !Number.isInteger(keys) || keys < 1 || keys > 10_000)
+      fail("rotation.keys", "expected an integer in [1, 10000]");
     const base = rotationFor(criticality as RotationAttributes["criticality"], keys as number);
     let periodMs = base.periodMs;
     if (r.periodSeconds !== undefined) {
       const p = r.periodSeconds;
       if (typeof p !== "number" || p < 0.1 || p * 1000 > base.periodMs) {
-        fail("rotation.periodSeconds", `expected seconds in [0.1, ${base.periodMs / 1000}] (at most the criticality's period)`);
+        fail(
+          "rotation.periodSeconds",
+          `expected seconds in [0.1, ${base.periodMs / 1000}] (at most the criticality's period)`,
+        );
       }
       periodMs = Math.round((p as number) * 1000);
     }
@@ -158,12 +178,14 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
 
   let suites = DEFAULT_OFFER;
   if (c.suites !== undefined) {
-    if (!Array.isArray(c.suites) || c.suites.length === 0) fail("suites", 'expected a non-empty array such as ["0020:0001:0001"]');
+    if (!Array.isArray(c.suites) || c.suites.length === 0)
+      fail("suites", 'expected a non-empty array such as ["0020:0001:0001"]');
     suites = (c.suites as unknown[]).map((s, i) => {
       const m = typeof s === "string" ? /^([0-9a-fA-F]{4}):([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$/.exec(s) : null;
       if (!m) return fail(`suites[${i}]`, 'expected "kem:kdf:aead" as 4 hex digits each, such as "0020:0001:0001"');
       const suite = { kem: parseInt(m[1]!, 16), kdf: parseInt(m[2]!, 16), aead: parseInt(m[3]!, 16) };
-      if (!isSupportedSuite(suite)) fail(`suites[${i}]`, `${s} is not supported (KEM 0020 or 0010, KDF 0001-0003, AEAD 0001 or 0003)`);
+      if (!isSupportedSuite(suite))
+        fail(`suites[${i}]`, `${s} is not supported (KEM 0020 or 0010, KDF 0001-0003, AEAD 0001 or 0003)`);
       return suite;
     });
   }
@@ -189,16 +211,21 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
 
 function admissionOf(v: unknown, fail: (field: string, why: string) => never): AdmissionLimits {
   if (v === undefined) return DEFAULT_ADMISSION;
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return fail("connections", 'expected an object such as {"handshakeSeconds": 5}');
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    return fail("connections", 'expected an object such as {"handshakeSeconds": 5}');
   const o = v as Record<string, unknown>;
   const known = ["handshakeSeconds", "maxUnauthenticated", "maxUnauthenticatedPerSource", "max"];
-  for (const k of Object.keys(o)) if (!known.includes(k)) fail(`connections.${k}`, `unknown field (known: ${known.join(", ")})`);
+  for (const k of Object.keys(o))
+    if (!known.includes(k)) fail(`connections.${k}`, `unknown field (known: ${known.join(", ")})`);
   const count = (field: string, fallback: number): number => {
     const n = o[field] ?? fallback;
-    return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 1_000_000 ? n : fail(`connections.${field}`, "expected an integer in [1, 1000000]");
+    return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 1_000_000
+      ? n
+      : fail(`connections.${field}`, "expected an integer in [1, 1000000]");
   };
   const seconds = o.handshakeSeconds ?? DEFAULT_ADMISSION.handshakeMs / 1000;
-  if (typeof seconds !== "number" || seconds < 0.1 || seconds > 120) fail("connections.handshakeSeconds", "expected seconds in [0.1, 120]");
+  if (typeof seconds !== "number" || seconds < 0.1 || seconds > 120)
+    fail("connections.handshakeSeconds", "expected seconds in [0.1, 120]");
   return {
     handshakeMs: Math.round((seconds as number) * 1000),
     maxUnauthenticated: count("maxUnauthenticated", DEFAULT_ADMISSION.maxUnauthenticated),
@@ -209,15 +236,24 @@ function admissionOf(v: unknown, fail: (field: string, why: string) => never): A
 
 function writerClientsOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): string[] {
   if (!roles.includes("writer-server")) fail("writerClients", "only a writer server accepts writer clients");
-  if (!Array.isArray(v) || v.length === 0 || v.length > 16) fail("writerClients", 'expected 1 to 16 certificate common names, such as ["wc1"]');
-  return (v as unknown[]).map((n, i) => (typeof n === "string" && n !== "" ? n : fail(`writerClients[${i}]`, "expected a certificate common name")));
+  if (!Array.isArray(v) || v.length === 0 || v.length > 16)
+    fail("writerClients", 'expected 1 to 16 certificate common names, such as ["wc1"]');
+  return (v as unknown[]).map((n, i) =>
+    typeof n === "string" && n !== "" ? n : fail(`writerClients[${i}]`, "expected a certificate common name"),
+  );
 }
 
-function datapathOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): { interface: string } {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) fail("datapath", 'expected an object such as {"interface": "eth0"}');
+function datapathOf(
+  v: unknown,
+  roles: AgentRole[],
+  fail: (field: string, why: string) => never,
+): { interface: string } {
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    fail("datapath", 'expected an object such as {"interface": "eth0"}');
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) if (k !== "interface") fail(`datapath.${k}`, "unknown field");
   if (typeof o.interface !== "string" || o.interface === "") fail("datapath.interface", "expected an interface name");
-  if (!roles.includes("reader-server") && !roles.includes("reader-client")) fail("datapath", "only a reader role stamps and reads, so only it installs keys into a data path");
+  if (!roles.includes("reader-server") && !roles.includes("reader-client"))
+    fail("datapath", "only a reader role stamps and reads, so only it installs keys into a data path");
   return { interface: o.interface as string };
 }

@@ -18,7 +18,6 @@ export interface Generation {
   rotation: RotationAttributes;
 }
 
-
 /** How long one generation serves: `keys` rotation periods (keys.md section 6). */
 export function lifetimeMs(r: RotationAttributes): number {
   return r.keys * r.periodMs;
@@ -30,14 +29,25 @@ export function maxKriAgeMs(r: RotationAttributes): number {
 }
 
 /** Default rotation attributes for a criticality: its period, 4 periods per generation. */
-export function rotationFor(criticality: RotationAttributes["criticality"], keys = 4, periodMs?: number): RotationAttributes {
+export function rotationFor(
+  criticality: RotationAttributes["criticality"],
+  keys = 4,
+  periodMs?: number,
+): RotationAttributes {
   return { criticality, keys, periodMs: periodMs ?? CRITICALITY_MAX_AGE_MS[criticality] };
 }
 
 /** What a reader of `role` gets from a generation: the SharedSecret, or one ClientSecret. */
-export function grantFor(g: Generation, reader: { kind: "server" } | { kind: "client"; address: Uint8Array }): SecretGrant {
+export function grantFor(
+  g: Generation,
+  reader: { kind: "server" } | { kind: "client"; address: Uint8Array },
+): SecretGrant {
   if (reader.kind === "server") return { kind: "shared", secret: g.sharedSecret };
-  return { kind: "client", clientAddress: reader.address, secret: deriveClientSecret(g.suite.kdf, g.sharedSecret, g.salt, reader.address) };
+  return {
+    kind: "client",
+    clientAddress: reader.address,
+    secret: deriveClientSecret(g.suite.kdf, g.sharedSecret, g.salt, reader.address),
+  };
 }
 
 export function freshSalt(): Uint8Array {

@@ -76,7 +76,9 @@ export interface RecipientKey {
 /** The writer server's key pair, fresh for every registration. `ikm` only for test vectors. */
 export async function freshRecipientKey(s: Suite, ikm?: Uint8Array): Promise<RecipientKey> {
   const suite = cipherSuite(s);
-  const keyPair = ikm ? await suite.kem.deriveKeyPair(ikm.slice().buffer as ArrayBuffer) : await suite.kem.generateKeyPair();
+  const keyPair = ikm
+    ? await suite.kem.deriveKeyPair(ikm.slice().buffer as ArrayBuffer)
+    : await suite.kem.generateKeyPair();
   return { keyPair, publicKey: new Uint8Array(await suite.kem.serializePublicKey(keyPair.publicKey)) };
 }
 
@@ -94,7 +96,11 @@ export async function encapsulateSharedSecret(
     throw new RegistrationError("malformed-message", "publicKey: not a valid public key for the chosen KEM", { cause });
   }
   const ekm = ikmE ? await suite.kem.deriveKeyPair(ikmE.slice().buffer as ArrayBuffer) : undefined;
-  const ctx = await suite.createSenderContext({ recipientPublicKey: pk, info: REGISTRATION_INFO, ...(ekm ? { ekm } : {}) });
+  const ctx = await suite.createSenderContext({
+    recipientPublicKey: pk,
+    info: REGISTRATION_INFO,
+    ...(ekm ? { ekm } : {}),
+  });
   const sharedSecret = new Uint8Array(await ctx.export(SHARED_SECRET_CONTEXT, SHARED_SECRET_LENGTH));
   return { enc: new Uint8Array(ctx.enc), sharedSecret };
 }
@@ -103,7 +109,11 @@ export async function encapsulateSharedSecret(
 export async function decapsulateSharedSecret(s: Suite, key: RecipientKey, enc: Uint8Array): Promise<Uint8Array> {
   const suite = cipherSuite(s);
   try {
-    const ctx = await suite.createRecipientContext({ recipientKey: key.keyPair, enc: enc.slice().buffer as ArrayBuffer, info: REGISTRATION_INFO });
+    const ctx = await suite.createRecipientContext({
+      recipientKey: key.keyPair,
+      enc: enc.slice().buffer as ArrayBuffer,
+      info: REGISTRATION_INFO,
+    });
     return new Uint8Array(await ctx.export(SHARED_SECRET_CONTEXT, SHARED_SECRET_LENGTH));
   } catch (cause) {
     throw new RegistrationError("malformed-message", "enc: not a valid encapsulation for the chosen KEM", { cause });

@@ -12,7 +12,13 @@ export { RegistrationError, ConfigError } from "./errors.ts";
 export type { RefusalCode } from "./errors.ts";
 export { grantFor, lifetimeMs, maxKriAgeMs, rotationFor } from "./generation.ts";
 export type { Generation } from "./generation.ts";
-export { DEFAULT_OFFER, encapsulateSharedSecret, decapsulateSharedSecret, freshRecipientKey, cipherSuite } from "./hpke.ts";
+export {
+  DEFAULT_OFFER,
+  encapsulateSharedSecret,
+  decapsulateSharedSecret,
+  freshRecipientKey,
+  cipherSuite,
+} from "./hpke.ts";
 export { streamLogger, memoryLogger, silentLogger } from "./log.ts";
 export type { Logger, LogFields } from "./log.ts";
 export { parseMessage, messageToJson, ROLES, PROTOCOL_VERSION } from "./messages.ts";

@@ -45,7 +45,10 @@ export function readerStkSource(
     const g = store.sealingGeneration() ?? store.openingGenerations()[0];
     if (!g) return undefined;
     if (g.suite.aead !== aead) {
-      if (!toldMismatch) onProblem(`the deployment's suite seals with AEAD ${g.suite.aead}, the data path with ${aead}: attach with the suite's --aead`);
+      if (!toldMismatch)
+        onProblem(
+          `the deployment's suite seals with AEAD ${g.suite.aead}, the data path with ${aead}: attach with the suite's --aead`,
+        );
       toldMismatch = true;
       return undefined;
     }
@@ -113,9 +116,16 @@ export class KernelKeys {
 /** The pinned maps of the data path on `ifname`, its AEAD, and the id of its key-needs ring. */
 function openPins(ifname: string): { maps: KeyInstallerMaps; aead: number; mapId: number } {
   const dir = pinDir(ifname);
-  const pins = { keys: join(dir, PIN.keys), peerKeys: join(dir, PIN.peerKeys), keyNeeds: join(dir, PIN.keyNeeds), gcmInstall: join(dir, PIN.gcmInstall) };
+  const pins = {
+    keys: join(dir, PIN.keys),
+    peerKeys: join(dir, PIN.peerKeys),
+    keyNeeds: join(dir, PIN.keyNeeds),
+    gcmInstall: join(dir, PIN.gcmInstall),
+  };
   if (!existsSync(pins.keyNeeds)) {
-    throw new BpfError(`the data path is not attached on ${ifname} (no ${pins.keyNeeds}): run pdm attach -i ${ifname} --layout v2-protected first`);
+    throw new BpfError(
+      `the data path is not attached on ${ifname} (no ${pins.keyNeeds}): run pdm attach -i ${ifname} --layout v2-protected first`,
+    );
   }
   const native = nativeBpf();
   // An AES-128-GCM data path pins its key-installing program; a ChaCha20-Poly1305 one has none.

@@ -26,8 +26,7 @@ export interface RotationAttributes {
 }
 
 export type SecretGrant =
-  | { kind: "shared"; secret: Uint8Array }
-  | { kind: "client"; clientAddress: Uint8Array; secret: Uint8Array };
+  { kind: "shared"; secret: Uint8Array } | { kind: "client"; clientAddress: Uint8Array; secret: Uint8Array };
 
 export type Message =
   | { type: "hello"; purpose: "register" | "renew"; suites: Suite[] }
@@ -110,7 +109,12 @@ export function messageToJson(m: Message): Record<string, unknown> {
     case "key-log":
       return {
         ...out,
-        entries: m.entries.map((e) => ({ keyId: b64(e.keyId), suite: suiteJson(e.suite), salt: b64(e.salt), grant: grantJson(e.grant) })),
+        entries: m.entries.map((e) => ({
+          keyId: b64(e.keyId),
+          suite: suiteJson(e.suite),
+          salt: b64(e.salt),
+          grant: grantJson(e.grant),
+        })),
       };
     case "error":
       return { ...out, code: m.code, message: m.message };
@@ -149,7 +153,8 @@ class Fields {
 
   integer(name: string, min: number, max: number): number {
     const v = this.raw(name);
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) this.fail(name, `an integer in [${min}, ${max}]`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
+      this.fail(name, `an integer in [${min}, ${max}]`);
     return v as number;
   }
 
@@ -205,7 +210,11 @@ function decodeB64(v: unknown, field: string, min: number, max: number): Uint8Ar
 }
 
 function parseSuite(f: Fields, field: string): Suite {
-  const suite = { kem: f.integer("kem", 0, 0xffff), kdf: f.integer("kdf", 0, 0xffff), aead: f.integer("aead", 0, 0xffff) };
+  const suite = {
+    kem: f.integer("kem", 0, 0xffff),
+    kdf: f.integer("kdf", 0, 0xffff),
+    aead: f.integer("aead", 0, 0xffff),
+  };
   try {
     kdfDigest(suite.kdf);
     aeadKeyLength(suite.aead);
@@ -240,24 +249,38 @@ export function parseMessage(value: unknown): Message {
   const f = new Fields(value as Record<string, unknown>, "");
   const v = f.raw("v");
   if (v !== PROTOCOL_VERSION) {
-    throw new RegistrationError("unsupported-version", `v: this agent speaks protocol version ${PROTOCOL_VERSION}, the peer sent ${describeValue(v)}`);
+    throw new RegistrationError(
+      "unsupported-version",
+      `v: this agent speaks protocol version ${PROTOCOL_VERSION}, the peer sent ${describeValue(v)}`,
+    );
   }
   const type = f.string("type", 32);
   switch (type) {
     case "hello": {
       const suites = f.array("suites", 16).map((s, i) => {
-        if (typeof s !== "object" || s === null) throw new RegistrationError("malformed-message", `suites[${i}]: expected an object`);
+        if (typeof s !== "object" || s === null)
+          throw new RegistrationError("malformed-message", `suites[${i}]: expected an object`);
         return parseSuite(new Fields(s as Record<string, unknown>, `suites[${i}].`), `suites[${i}]`);
       });
       if (suites.length === 0) throw new RegistrationError("malformed-message", "suites: expected at least one suite");
       return { type, purpose: f.oneOf("purpose", ["register", "renew"] as const), suites };
     }
     case "hello-ack":
-      return { type, suite: f.suite("suite"), publicKey: f.bytes("publicKey", [32, MAX_HPKE_KEY]), rotation: parseRotation(f.object("rotation")) };
+      return {
+        type,
+        suite: f.suite("suite"),
+        publicKey: f.bytes("publicKey", [32, MAX_HPKE_KEY]),
+        rotation: parseRotation(f.object("rotation")),
+      };
     case "kem":
       return { type, enc: f.bytes("enc", [32, MAX_HPKE_KEY]), salt: f.bytes("salt", 32) };
     case "registered":
-      return { type, keyId: f.bytes("keyId", 8), generation: f.integer("generation", 1, 0xffff_ffff), effectiveAt: f.integer("effectiveAt", 0, TIME_MAX) };
+      return {
+        type,
+        keyId: f.bytes("keyId", 8),
+        generation: f.integer("generation", 1, 0xffff_ffff),
+        effectiveAt: f.integer("effectiveAt", 0, TIME_MAX),
+      };
     case "confirm":
       return { type, keyId: f.bytes("keyId", 8) };
     case "join":
@@ -286,9 +309,15 @@ export function parseMessage(value: unknown): Message {
       return {
         type,
         entries: f.array("entries", 64).map((e, i) => {
-          if (typeof e !== "object" || e === null) throw new RegistrationError("malformed-message", `entries[${i}]: expected an object`);
+          if (typeof e !== "object" || e === null)
+            throw new RegistrationError("malformed-message", `entries[${i}]: expected an object`);
           const g = new Fields(e as Record<string, unknown>, `entries[${i}].`);
-          return { keyId: g.bytes("keyId", 8), suite: g.suite("suite"), salt: g.bytes("salt", 32), grant: parseGrant(g.object("grant")) };
+          return {
+            keyId: g.bytes("keyId", 8),
+            suite: g.suite("suite"),
+            salt: g.bytes("salt", 32),
+            grant: parseGrant(g.object("grant")),
+          };
         }),
       };
     case "error":

@@ -58,7 +58,14 @@ export class ProvisioningService {
   private readonly sentTo = new Map<string, Set<string>>();
   /** Per reader id: keyIds it may open with but not seal with (it restarted). */
   private readonly openOnly = new Map<string, Set<string>>();
-  readonly stats: ProvisioningStats = { readers: 0, provisionsSent: 0, provisionsAcked: 0, resends: 0, failedReaders: 0, restartedReaders: 0 };
+  readonly stats: ProvisioningStats = {
+    readers: 0,
+    provisionsSent: 0,
+    provisionsAcked: 0,
+    resends: 0,
+    failedReaders: 0,
+    restartedReaders: 0,
+  };
 
   constructor(private readonly options: ProvisioningOptions) {}
 
@@ -79,7 +86,10 @@ export class ProvisioningService {
     const newest = effective[effective.length - 1];
     if (!newest) return;
     this.generations = this.generations.filter(
-      (g) => g === newest || g.effectiveAt > now || (g === effective[effective.length - 2] && now < newest.effectiveAt + this.options.graceMs),
+      (g) =>
+        g === newest ||
+        g.effectiveAt > now ||
+        (g === effective[effective.length - 2] && now < newest.effectiveAt + this.options.graceMs),
     );
   }
 
@@ -100,7 +110,11 @@ export class ProvisioningService {
       for (const g of lost) openOnly.add(hex(g.keyId));
       this.openOnly.set(peer.id, openOnly);
       this.stats.restartedReaders += 1;
-      this.options.log.log("warn", "reader-restarted", { reader: peer.name, generations: lost.length, action: "open-only until renewal" });
+      this.options.log.log("warn", "reader-restarted", {
+        reader: peer.name,
+        generations: lost.length,
+        action: "open-only until renewal",
+      });
       this.options.onRestartedReader(peer);
     }
     const link = new ReaderLink(channel, peer, this, this.options);
@@ -119,7 +133,10 @@ export class ProvisioningService {
   provisionFor(g: Generation, peer: ReaderPeer): MessageOf<"provision"> {
     const keyIdHex = hex(g.keyId);
     this.sentTo.get(peer.id)?.add(keyIdHex);
-    const grant = peer.kind === "server" ? grantFor(g, { kind: "server" }) : grantFor(g, { kind: "client", address: peer.address! });
+    const grant =
+      peer.kind === "server"
+        ? grantFor(g, { kind: "server" })
+        : grantFor(g, { kind: "client", address: peer.address! });
     return {
       type: "provision",
       keyId: g.keyId,
@@ -212,7 +229,11 @@ class ReaderLink {
         this.acked.add(got);
         return true;
       }
-      if (!this.acked.has(got)) throw new RegistrationError("unexpected-message", `ack for generation ${ack.generation} that was not provisioned`);
+      if (!this.acked.has(got))
+        throw new RegistrationError(
+          "unexpected-message",
+          `ack for generation ${ack.generation} that was not provisioned`,
+        );
     }
     return false;
   }
@@ -244,7 +265,12 @@ export async function followWriter(
       throw e;
     }
     channel.send({ type: "ack", keyId: p.keyId, generation: p.generation });
-    options.log.log("info", "provision-installed", { keyId: g.keyIdHex, generation: g.generation, sealAllowed: g.sealAllowed, effectiveAt: new Date(g.effectiveAt).toISOString() });
+    options.log.log("info", "provision-installed", {
+      keyId: g.keyIdHex,
+      generation: g.generation,
+      sealAllowed: g.sealAllowed,
+      effectiveAt: new Date(g.effectiveAt).toISOString(),
+    });
     options.onInstall?.(g.keyIdHex);
   }
 }

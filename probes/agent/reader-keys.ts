@@ -3,14 +3,7 @@
 // demand. The kernel data path (and anything else that seals or opens) plugs in
 // through KeySink, the one narrow interface keys leave the agent by.
 
-import {
-  hex,
-  KeyError,
-  deriveClientSecret,
-  deriveStk,
-  formatIpv6Address,
-  type FlowTuple,
-} from "../../pdm/index.ts";
+import { hex, KeyError, deriveClientSecret, deriveStk, formatIpv6Address, type FlowTuple } from "../../pdm/index.ts";
 import { RegistrationError } from "./errors.ts";
 import { maxKriAgeMs } from "./generation.ts";
 import type { MessageOf } from "./messages.ts";
@@ -72,7 +65,10 @@ export class ReaderKeyStore {
   install(p: MessageOf<"provision">): ReaderGeneration {
     const kind = this.options.kind === "server" ? "shared" : "client";
     if (p.grant.kind !== kind) {
-      throw new RegistrationError("invalid-provision", `a reader ${this.options.kind} expects a ${kind} secret, got a ${p.grant.kind} secret`);
+      throw new RegistrationError(
+        "invalid-provision",
+        `a reader ${this.options.kind} expects a ${kind} secret, got a ${p.grant.kind} secret`,
+      );
     }
     if (p.grant.kind === "client" && !sameAddress(p.grant.clientAddress, this.options.ownAddress)) {
       throw new RegistrationError(

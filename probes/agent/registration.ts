@@ -62,7 +62,10 @@ export class RegistrationServer {
     const now = this.policy.now ?? Date.now;
     const suite = chooseSuite(hello.suites, this.policy.acceptedSuites);
     if (!suite) {
-      throw new RegistrationError("no-common-suite", "none of the offered HPKE suites is accepted by this writer server");
+      throw new RegistrationError(
+        "no-common-suite",
+        "none of the offered HPKE suites is accepted by this writer server",
+      );
     }
     const key = await freshRecipientKey(suite);
     channel.send({ type: "hello-ack", suite, publicKey: key.publicKey, rotation: this.policy.rotation });
@@ -70,7 +73,10 @@ export class RegistrationServer {
     const kem = await channel.receive(["kem"]);
     for (const value of [kem.enc, kem.salt]) {
       if (this.seen.has(hex(value))) {
-        throw new RegistrationError("replayed-registration", "this KEM encapsulation or salt was already used in an earlier registration");
+        throw new RegistrationError(
+          "replayed-registration",
+          "this KEM encapsulation or salt was already used in an earlier registration",
+        );
       }
     }
     this.remember(hex(kem.enc));
@@ -83,7 +89,10 @@ export class RegistrationServer {
 
     const confirm = await channel.receive(["confirm"]);
     if (!sameBytes(confirm.keyId, keyId)) {
-      throw new RegistrationError("key-id-mismatch", "the writer client confirmed a different keyId: the two writers do not hold the same secret");
+      throw new RegistrationError(
+        "key-id-mismatch",
+        "the writer client confirmed a different keyId: the two writers do not hold the same secret",
+      );
     }
     this.generationCounter = generation;
     this.hasGeneration = true;
@@ -115,7 +124,10 @@ export async function register(
   const registered = await channel.receive(["registered"], options.timeoutMs);
   const keyId = deriveKeyId(ack.suite.kdf, sharedSecret, salt);
   if (!sameBytes(registered.keyId, keyId)) {
-    throw new RegistrationError("key-id-mismatch", "the writer server's keyId differs from ours: the two writers do not hold the same secret");
+    throw new RegistrationError(
+      "key-id-mismatch",
+      "the writer server's keyId differs from ours: the two writers do not hold the same secret",
+    );
   }
   channel.send({ type: "confirm", keyId });
   const committed = await channel.receive(["ack"], options.timeoutMs);

@@ -57,12 +57,15 @@ export class RenewalLimiter {
     const now = this.now();
     for (const p of peers) this.lastRenewal.set(p, now);
     this.stats.renewalsRequested += 1;
-    this.renew(`${reason} (deferred: ${peers.size} peer(s) restarted within ${this.intervalMs / 1000} s of their last renewal)`);
+    this.renew(
+      `${reason} (deferred: ${peers.size} peer(s) restarted within ${this.intervalMs / 1000} s of their last renewal)`,
+    );
   }
 
   /** Peers whose last renewal is older than the interval need no memory (bounded by the peers active in one interval). */
   private forgetBefore(cutoff: number): void {
     if (this.lastRenewal.size < 1_024) return;
-    for (const [peer, at] of this.lastRenewal) if (at < cutoff && !this.deferred?.peers.has(peer)) this.lastRenewal.delete(peer);
+    for (const [peer, at] of this.lastRenewal)
+      if (at < cutoff && !this.deferred?.peers.has(peer)) this.lastRenewal.delete(peer);
   }
 }

@@ -24,10 +24,16 @@ export function loadTlsMaterial(files: TlsFiles): TlsMaterial {
     try {
       return readFileSync(path, "utf8");
     } catch (e) {
-      throw new UsageError(`cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new UsageError(
+        `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   };
-  return { ca: read("CA certificate", files.ca), cert: read("certificate", files.cert), key: read("private key", files.key) };
+  return {
+    ca: read("CA certificate", files.ca),
+    cert: read("certificate", files.cert),
+    key: read("private key", files.key),
+  };
 }
 
 const COMMON = { minVersion: "TLSv1.3", maxVersion: "TLSv1.3" } as const;
@@ -80,22 +86,32 @@ export function verifyPeer(socket: tls.TLSSocket, allowedRoles: readonly Role[],
   if (!socket.authorized) {
     const code = String(socket.authorizationError ?? "unknown");
     if (EXPIRED.has(code)) {
-      throw new RegistrationError("cert-expired", `the peer's certificate is outside its validity period (${code}, valid to ${cert.validTo})`);
+      throw new RegistrationError(
+        "cert-expired",
+        `the peer's certificate is outside its validity period (${code}, valid to ${cert.validTo})`,
+      );
     }
-    if (WRONG_CA.has(code)) throw new RegistrationError("wrong-ca", `the peer's certificate is not issued by this deployment's CA (${code})`);
+    if (WRONG_CA.has(code))
+      throw new RegistrationError("wrong-ca", `the peer's certificate is not issued by this deployment's CA (${code})`);
     throw new RegistrationError("bad-certificate", `the peer's certificate was refused (${code})`);
   }
   const identity = certificateIdentity(cert);
   const role = identity.roles.find((r) => allowedRoles.includes(r));
   if (!role) {
     const has = identity.roles.length ? identity.roles.join(", ") : "no pdm role";
-    throw new RegistrationError("wrong-role", `the peer's certificate is for ${has}; here only ${allowedRoles.join(" or ")} may connect`);
+    throw new RegistrationError(
+      "wrong-role",
+      `the peer's certificate is for ${has}; here only ${allowedRoles.join(" or ")} may connect`,
+    );
   }
   const remote = remoteAddress ?? socket.remoteAddress ?? "";
   const bytes = ipTo16(remote);
   if (!bytes || !identity.addresses.some((a) => Buffer.from(a).equals(Buffer.from(bytes)))) {
     const named = identity.addresses.map(formatIpv6Address).join(", ");
-    throw new RegistrationError("wrong-address", `the peer connects from ${remote}, but its certificate names only ${named}`);
+    throw new RegistrationError(
+      "wrong-address",
+      `the peer connects from ${remote}, but its certificate names only ${named}`,
+    );
   }
   return { ...identity, role, remoteAddress: remote };
 }
@@ -104,6 +120,7 @@ export function verifyPeer(socket: tls.TLSSocket, allowedRoles: readonly Role[],
 export function parseEndpoint(text: string, field: string): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 0 && port < 65536)) throw new UsageError(`${field}: "${text}" is not HOST:PORT (IPv6 as [addr]:port)`);
+  if (!m || !(port >= 0 && port < 65536))
+    throw new UsageError(`${field}: "${text}" is not HOST:PORT (IPv6 as [addr]:port)`);
   return { host: m[1]!, port };
 }

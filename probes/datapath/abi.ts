@@ -250,7 +250,18 @@ export const GCM_INSTALL_ARGS = new StructLayout("pdm_gcm_install_args", [
 ]);
 
 /** Every struct the header defines, for the layout check. */
-export const ALL_STRUCTS = [PREFIX, CONFIG, FLOW_KEY, FLOW_STATE, FLOW_KEYS, KEY_NEED, COUNTERS, EVENT, GCM_KEY_ID, GCM_INSTALL_ARGS];
+export const ALL_STRUCTS = [
+  PREFIX,
+  CONFIG,
+  FLOW_KEY,
+  FLOW_STATE,
+  FLOW_KEYS,
+  KEY_NEED,
+  COUNTERS,
+  EVENT,
+  GCM_KEY_ID,
+  GCM_INSTALL_ARGS,
+];
 
 /** Every #define the TypeScript side relies on, by its C name, for the same check. */
 export const ALL_CONSTANTS: Record<string, number | string> = {

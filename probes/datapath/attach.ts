@@ -140,7 +140,8 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
   const b = Buffer.alloc(CONFIG.size);
   const ports = options.ports ?? [];
   const prefixes = options.prefixes ?? [];
-  if (ports.length > PDM_MAX_PORTS) throw new UsageError(`at most ${PDM_MAX_PORTS} ports can be selected, got ${ports.length}`);
+  if (ports.length > PDM_MAX_PORTS)
+    throw new UsageError(`at most ${PDM_MAX_PORTS} ports can be selected, got ${ports.length}`);
   if (prefixes.length > PDM_MAX_PREFIXES) {
     throw new UsageError(`at most ${PDM_MAX_PREFIXES} prefixes can be selected, got ${prefixes.length}`);
   }
@@ -157,10 +158,12 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
   }
   b.writeUInt32LE(perKri, CONFIG.offset("max_packets_per_kri"));
   const maxAge = options.maxKriAgeMs ?? 0;
-  if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 0xffff_ffff) throw new UsageError(`Kri age must be a whole number of ms, got ${maxAge}`);
+  if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 0xffff_ffff)
+    throw new UsageError(`Kri age must be a whole number of ms, got ${maxAge}`);
   b.writeUInt32LE(maxAge, CONFIG.offset("max_kri_age_ms"));
   const timeout = options.flowTimeoutS ?? DEFAULT_FLOW_TIMEOUT_S;
-  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffff_ffff) throw new UsageError(`the flow timeout must be a whole number of seconds, got ${timeout}`);
+  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffff_ffff)
+    throw new UsageError(`the flow timeout must be a whole number of seconds, got ${timeout}`);
   b.writeUInt32LE(timeout, CONFIG.offset("flow_timeout_s"));
   ports.forEach((p, i) => {
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw new UsageError(`port must be 1..65535, got ${p}`);
@@ -215,12 +218,27 @@ export function attach(options: AttachOptions): AttachState {
     } catch (err) {
       const e = explainNativeError("loading the eBPF programs", err);
       if (aes && /bpf_crypto|kfunc|ksym/i.test(String((err as Error)?.message ?? err))) {
-        throw new BpfError(`This kernel has no BPF crypto kfuncs (Linux 6.10 or later), which AES-128-GCM in the data path needs: attach with --aead chacha20-poly1305. (${e.message})`, { cause: err });
+        throw new BpfError(
+          `This kernel has no BPF crypto kfuncs (Linux 6.10 or later), which AES-128-GCM in the data path needs: attach with --aead chacha20-poly1305. (${e.message})`,
+          { cause: err },
+        );
       }
       throw e;
     }
     mkdirSync(dir, { recursive: true });
-    for (const name of [PIN.flows, PIN.counters, PIN.globalPointers, PIN.events, PIN.keys, PIN.peerKeys, PIN.keyNeeds, PIN.sealCall, PIN.openCall, PIN.readCall, PIN.sweep]) {
+    for (const name of [
+      PIN.flows,
+      PIN.counters,
+      PIN.globalPointers,
+      PIN.events,
+      PIN.keys,
+      PIN.peerKeys,
+      PIN.keyNeeds,
+      PIN.sealCall,
+      PIN.openCall,
+      PIN.readCall,
+      PIN.sweep,
+    ]) {
       native.objPin(native.mapFd(object, name), join(dir, name));
     }
     native.objPin(native.mapFd(object, ".rodata"), join(dir, PIN.config));
@@ -294,7 +312,15 @@ export interface DetachReport {
 export function detach(ifname: string, opts: { force?: boolean } = {}): DetachReport {
   requireRoot("pdm detach");
   const state = readAttachState(ifname);
-  const report: DetachReport = { ifname, filtersRemoved: 0, qdiscRemoved: false, routesRestored: 0, offloadRestored: false, pinsRemoved: false, problems: [] };
+  const report: DetachReport = {
+    ifname,
+    filtersRemoved: 0,
+    qdiscRemoved: false,
+    routesRestored: 0,
+    offloadRestored: false,
+    pinsRemoved: false,
+    problems: [],
+  };
   const netns = currentNetns();
   if (state && state.netns !== netns && !opts.force) {
     throw new BpfError(
@@ -319,7 +345,9 @@ export function detach(ifname: string, opts: { force?: boolean } = {}): DetachRe
       if (attachedId && (attachedId === ours || opts.force)) {
         if (native.tcDetach(iface.ifindex, ingress, TC_HANDLE, TC_PRIORITY)) report.filtersRemoved += 1;
       } else if (attachedId) {
-        report.problems.push(`the ${ingress ? "ingress" : "egress"} filter at our handle runs another program (id ${attachedId}): left alone`);
+        report.problems.push(
+          `the ${ingress ? "ingress" : "egress"} filter at our handle runs another program (id ${attachedId}): left alone`,
+        );
       }
     }
     if (state?.createdQdisc && !otherFilters(ifname)) {
@@ -353,7 +381,10 @@ export function detach(ifname: string, opts: { force?: boolean } = {}): DetachRe
 function otherFilters(ifname: string): boolean {
   for (const hook of ["ingress", "egress"]) {
     try {
-      const out = execFileSync("tc", ["-j", "filter", "show", "dev", ifname, hook], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      const out = execFileSync("tc", ["-j", "filter", "show", "dev", ifname, hook], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      });
       const filters = JSON.parse(out.trim() || "[]") as unknown[];
       if (filters.length > 0) return true;
     } catch {

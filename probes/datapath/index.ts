@@ -4,11 +4,29 @@
 
 export * from "./abi.ts";
 export { BpfError, explainNativeError } from "./errors.ts";
-export { attach, detach, attachedInterfaces, readAttachState, encodeConfig, pinDir, stateDir, TC_HANDLE, TC_PRIORITY, PIN } from "./attach.ts";
+export {
+  attach,
+  detach,
+  attachedInterfaces,
+  readAttachState,
+  encodeConfig,
+  pinDir,
+  stateDir,
+  TC_HANDLE,
+  TC_PRIORITY,
+  PIN,
+} from "./attach.ts";
 export type { AttachOptions, AttachState, DetachReport } from "./attach.ts";
 export { readStatus, readCounters, readFlows, sumCounters } from "./status.ts";
 export type { FlowStatus, InterfaceStatus } from "./status.ts";
-export { nativeBpf, bpfObjectPath, aesDataPathUnavailable, NATIVE_PATH, BPF_OBJECT_PATH, BPF_GCM_OBJECT_PATH } from "./native.ts";
+export {
+  nativeBpf,
+  bpfObjectPath,
+  aesDataPathUnavailable,
+  NATIVE_PATH,
+  BPF_OBJECT_PATH,
+  BPF_GCM_OBJECT_PATH,
+} from "./native.ts";
 export type { NativeBpf, NativeRingBuffer } from "./native.ts";
 export { interfaceInfo, currentNetns, isBpffs, ensureBpffs } from "./system.ts";
 export { packageRoot } from "./package-root.ts";

@@ -111,7 +111,8 @@ export function bpfObjectPath(opts: { aes?: boolean } = {}): string {
  * (Linux 6.10+).
  */
 export function aesDataPathUnavailable(): string | undefined {
-  if (!existsSync(BPF_GCM_OBJECT_PATH)) return "bpf/build/pdm_gcm.bpf.o is not built (it needs clang 15 or later: bash scripts/setup.sh)";
+  if (!existsSync(BPF_GCM_OBJECT_PATH))
+    return "bpf/build/pdm_gcm.bpf.o is not built (it needs clang 15 or later: bash scripts/setup.sh)";
   let release = "";
   try {
     release = readFileSync("/proc/sys/kernel/osrelease", "utf8");
@@ -119,6 +120,7 @@ export function aesDataPathUnavailable(): string | undefined {
     return "cannot read the kernel's version";
   }
   const [major = 0, minor = 0] = (/^(\d+)\.(\d+)/.exec(release) ?? []).slice(1).map(Number);
-  if (major < 6 || (major === 6 && minor < 10)) return `Linux ${major}.${minor} has no BPF crypto kfuncs (6.10 or later)`;
+  if (major < 6 || (major === 6 && minor < 10))
+    return `Linux ${major}.${minor} has no BPF crypto kfuncs (6.10 or later)`;
   return undefined;
 }

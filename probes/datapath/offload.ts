@@ -30,7 +30,9 @@ export function readOffload(ifname: string): Record<string, boolean> {
   try {
     out = execFileSync("ethtool", ["-k", ifname], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   } catch (err) {
-    throw new BpfError(`Cannot read offload settings of ${ifname}: install ethtool (apt-get install ethtool).`, { cause: err });
+    throw new BpfError(`Cannot read offload settings of ${ifname}: install ethtool (apt-get install ethtool).`, {
+      cause: err,
+    });
   }
   const state: Record<string, boolean> = {};
   for (const f of OFFLOAD_FEATURES) {
@@ -50,6 +52,9 @@ export function setOffload(ifname: string, want: Record<string, boolean>): void 
   try {
     execFileSync("ethtool", args, { stdio: ["ignore", "ignore", "pipe"] });
   } catch (err) {
-    throw new BpfError(`\`ethtool ${args.join(" ")}\` failed: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`, { cause: err });
+    throw new BpfError(
+      `\`ethtool ${args.join(" ")}\` failed: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`,
+      { cause: err },
+    );
   }
 }

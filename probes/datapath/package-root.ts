@@ -12,7 +12,10 @@ export function packageRoot(): string {
   if (cached) return cached;
   for (let dir = import.meta.dirname; ; dir = dirname(dir)) {
     const manifest = join(dir, "package.json");
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === PACKAGE_NAME) {
+    if (
+      existsSync(manifest) &&
+      (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === PACKAGE_NAME
+    ) {
       cached = dir;
       return dir;
     }

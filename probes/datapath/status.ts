@@ -97,10 +97,16 @@ export function readFlows(native: NativeBpf, dir: string, limit = Infinity): Flo
         rxPackets: u64("rx_packets"),
         gsoRepeats: u64("gso_repeats"),
         peerDeltaTlrNs: received
-          ? decodeDeltaNs(value.readUInt16LE(FLOW_STATE.offset("last_rx_delta_tlr")), value.readUInt8(FLOW_STATE.offset("last_rx_scale_dtlr")))
+          ? decodeDeltaNs(
+              value.readUInt16LE(FLOW_STATE.offset("last_rx_delta_tlr")),
+              value.readUInt8(FLOW_STATE.offset("last_rx_scale_dtlr")),
+            )
           : undefined,
         peerDeltaTlsNs: received
-          ? decodeDeltaNs(value.readUInt16LE(FLOW_STATE.offset("last_rx_delta_tls")), value.readUInt8(FLOW_STATE.offset("last_rx_scale_dtls")))
+          ? decodeDeltaNs(
+              value.readUInt16LE(FLOW_STATE.offset("last_rx_delta_tls")),
+              value.readUInt8(FLOW_STATE.offset("last_rx_scale_dtls")),
+            )
           : undefined,
         firstNs: u64("first_ns"),
         lastSendNs: u64("last_send_ns"),

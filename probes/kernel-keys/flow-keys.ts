@@ -15,7 +15,16 @@
 
 import { createCipheriv } from "node:crypto";
 import type { FlowTuple } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, GCM_INSTALL_ARGS, GCM_KEY_ID, PDM_AEAD_KEY_MAX, PDM_GCM, PDM_KEY_SLOTS, BpfError } from "../datapath/index.ts";
+import {
+  FLOW_KEY,
+  FLOW_KEYS,
+  GCM_INSTALL_ARGS,
+  GCM_KEY_ID,
+  PDM_AEAD_KEY_MAX,
+  PDM_GCM,
+  PDM_KEY_SLOTS,
+  BpfError,
+} from "../datapath/index.ts";
 import type { NativeBpf } from "../datapath/index.ts";
 
 /**
@@ -50,7 +59,8 @@ export function installFlowKey(
   side: "sender" | "receiver" = "sender",
   gcmInstall?: number,
 ): void {
-  if (stk.length > PDM_AEAD_KEY_MAX) throw new RangeError(`an STK has at most ${PDM_AEAD_KEY_MAX} bytes, got ${stk.length}`);
+  if (stk.length > PDM_AEAD_KEY_MAX)
+    throw new RangeError(`an STK has at most ${PDM_AEAD_KEY_MAX} bytes, got ${stk.length}`);
   const key = encodeFlowKey(flow, side);
   const slot = kri % PDM_KEY_SLOTS;
   // The AES context first: once the slot below names this Kri, packets use it.
@@ -67,7 +77,15 @@ export function installFlowKey(
 }
 
 /** pdm_gcm_install for one AES-128-GCM STK. */
-function installGcmKey(native: NativeBpf, progFd: number, flowKey: Buffer, side: "sender" | "receiver", slot: number, kri: number, stk: Uint8Array): void {
+function installGcmKey(
+  native: NativeBpf,
+  progFd: number,
+  flowKey: Buffer,
+  side: "sender" | "receiver",
+  slot: number,
+  kri: number,
+  stk: Uint8Array,
+): void {
   if (stk.length !== 16) throw new RangeError(`an AES-128-GCM STK has 16 bytes, got ${stk.length}`);
   const args = Buffer.alloc(GCM_INSTALL_ARGS.size);
   const id = GCM_INSTALL_ARGS.offset("id");
@@ -88,6 +106,10 @@ function installGcmKey(native: NativeBpf, progFd: number, flowKey: Buffer, side:
   } finally {
     args.fill(0, GCM_INSTALL_ARGS.offset("key"), GCM_INSTALL_ARGS.offset("err"));
   }
-  if (result === 1) throw new BpfError(`the kernel refused an AES-128-GCM key (error ${args.readInt32LE(GCM_INSTALL_ARGS.offset("err"))})`);
-  if (result !== 0) throw new BpfError(`no room for another AES-128-GCM key in the kernel (pdm_gcm_install returned ${result})`);
+  if (result === 1)
+    throw new BpfError(
+      `the kernel refused an AES-128-GCM key (error ${args.readInt32LE(GCM_INSTALL_ARGS.offset("err"))})`,
+    );
+  if (result !== 0)
+    throw new BpfError(`no room for another AES-128-GCM key in the kernel (pdm_gcm_install returned ${result})`);
 }

@@ -4,5 +4,12 @@
 // outside kernel-keys/.
 
 export { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
-export { KeyInstaller, oneGeneration, type KeyInstallerMaps, type KeyInstallerStats, type Stk, type StkSource } from "./key-installer.ts";
+export {
+  KeyInstaller,
+  oneGeneration,
+  type KeyInstallerMaps,
+  type KeyInstallerStats,
+  type Stk,
+  type StkSource,
+} from "./key-installer.ts";
 export { FingerprintSet, SealingKeyMemory, LIVE_GENERATIONS } from "./sealing-key-memory.ts";

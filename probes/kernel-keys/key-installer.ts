@@ -21,7 +21,15 @@
 // one that opens it.
 
 import { AeadId, decodePdmOption, formatFlow, openProtectedOption, type FlowTuple } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, KEY_NEED, PDM_KEY_SLOTS, PDM_NEED, PDM_NEEDF_OPTION, PDM_PROTECTED_OPTION_LEN } from "../datapath/index.ts";
+import {
+  FLOW_KEY,
+  FLOW_KEYS,
+  KEY_NEED,
+  PDM_KEY_SLOTS,
+  PDM_NEED,
+  PDM_NEEDF_OPTION,
+  PDM_PROTECTED_OPTION_LEN,
+} from "../datapath/index.ts";
 import { encodeFlowKey, installFlowKey } from "./flow-keys.ts";
 import type { NativeBpf, NativeRingBuffer } from "../datapath/index.ts";
 import { SealingKeyMemory } from "./sealing-key-memory.ts";
@@ -42,7 +50,10 @@ export interface Stk {
 export type StkSource = (sender: FlowTuple, kri: number, side: "own" | "peer") => Stk | undefined;
 
 /** A source of one generation's keys (tests, benchmarks, a key log): `key` gives each STK. */
-export function oneGeneration(key: (sender: FlowTuple, kri: number, side: "own" | "peer") => Uint8Array | undefined, generation = "only"): StkSource {
+export function oneGeneration(
+  key: (sender: FlowTuple, kri: number, side: "own" | "peer") => Uint8Array | undefined,
+  generation = "only",
+): StkSource {
   return (sender, kri, side) => {
     const k = key(sender, kri, side);
     return k && { key: k, generation };
@@ -103,7 +114,21 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 export class KeyInstaller {
-  readonly stats: KeyInstallerStats = { needs: 0, installed: 0, unknown: 0, unsupported: 0, failed: 0, resumed: 0, refused: 0, found: 0, unopened: 0, deferred: 0, sealingKeysRemembered: 0, sealingKeysBytes: 0, generationsRetired: 0 };
+  readonly stats: KeyInstallerStats = {
+    needs: 0,
+    installed: 0,
+    unknown: 0,
+    unsupported: 0,
+    failed: 0,
+    resumed: 0,
+    refused: 0,
+    found: 0,
+    unopened: 0,
+    deferred: 0,
+    sealingKeysRemembered: 0,
+    sealingKeysBytes: 0,
+    generationsRetired: 0,
+  };
   /** Keys the Kri search may still try this second. */
   private searchTries = SEARCH_TRIES_PER_SECOND;
   private searchTriesSince = Date.now();
@@ -182,7 +207,10 @@ export class KeyInstaller {
     const kri = record.readUInt32LE(KEY_NEED.offset("kri"));
     const kind = record[KEY_NEED.offset("kind")]!;
     const o = KEY_NEED.offset("option");
-    const option = record[KEY_NEED.offset("flags")]! & PDM_NEEDF_OPTION ? Uint8Array.from(record.subarray(o, o + PDM_PROTECTED_OPTION_LEN)) : undefined;
+    const option =
+      record[KEY_NEED.offset("flags")]! & PDM_NEEDF_OPTION
+        ? Uint8Array.from(record.subarray(o, o + PDM_PROTECTED_OPTION_LEN))
+        : undefined;
     let ownSport = localPort;
     let peerSport = remotePort;
     if (proto === ICMPV6) {
@@ -199,10 +227,23 @@ export class KeyInstaller {
       this.stats.unsupported += 1;
       return;
     }
-    const ownSender = (sport: number): FlowTuple => ({ src: Uint8Array.from(local), dst: Uint8Array.from(remote), sport, dport: remotePort, proto });
-    const peerSender = (sport: number): FlowTuple => ({ src: Uint8Array.from(remote), dst: Uint8Array.from(local), sport, dport: localPort, proto });
+    const ownSender = (sport: number): FlowTuple => ({
+      src: Uint8Array.from(local),
+      dst: Uint8Array.from(remote),
+      sport,
+      dport: remotePort,
+      proto,
+    });
+    const peerSender = (sport: number): FlowTuple => ({
+      src: Uint8Array.from(remote),
+      dst: Uint8Array.from(local),
+      sport,
+      dport: localPort,
+      proto,
+    });
     // The other direction's source port: for an echo, the other echo type.
-    const answering = (sport: number, port: number): number => (proto === ICMPV6 ? (sport >> 8 === ECHO_REQUEST ? ECHO_REPLY : ECHO_REQUEST) << 8 : port);
+    const answering = (sport: number, port: number): number =>
+      proto === ICMPV6 ? (sport >> 8 === ECHO_REQUEST ? ECHO_REPLY : ECHO_REQUEST) << 8 : port;
     if (kind === PDM_NEED.own) {
       this.installOwn(ownSender(ownSport), kri);
       // A flow this host starts (or answers): the peer's first keys too, so that its
@@ -268,7 +309,11 @@ export class KeyInstaller {
       if (given(mid) === true) low = mid;
       else high = mid;
     }
-    if (high > 0xffff_fffe || given(high) !== false || this.install(this.maps.keys, "own", sender, high) !== "installed") {
+    if (
+      high > 0xffff_fffe ||
+      given(high) !== false ||
+      this.install(this.maps.keys, "own", sender, high) !== "installed"
+    ) {
       this.refuse(id, sender, kri, retired ? "retired generation" : "no later Kri");
       return;
     }
@@ -277,7 +322,9 @@ export class KeyInstaller {
     if (!this.resumedFlows.has(id)) {
       if (this.resumedFlows.size >= MAX_REMEMBERED_FLOWS) this.resumedFlows.clear();
       this.resumedFlows.add(id);
-      this.onNotice(`${formatFlow(sender)} started over after the kernel forgot it: resumed at Kri ${high}, whose keys were never used, so that no nonce repeats`);
+      this.onNotice(
+        `${formatFlow(sender)} started over after the kernel forgot it: resumed at Kri ${high}, whose keys were never used, so that no nonce repeats`,
+      );
     }
   }
 
@@ -344,7 +391,12 @@ export class KeyInstaller {
    * A sealing key that may not be given: the flow was forgotten and cannot resume, or
    * the key's generation is retired. Refused (counted once per key; said once per flow).
    */
-  private refuse(id: string, sender: FlowTuple, kri: number, why: "no later Kri" | "retired generation" = "no later Kri"): void {
+  private refuse(
+    id: string,
+    sender: FlowTuple,
+    kri: number,
+    why: "no later Kri" | "retired generation" = "no later Kri",
+  ): void {
     let refused = this.refusedFlows.get(id);
     if (!refused) this.refusedFlows.set(id, (refused = new Set()));
     if (refused.has(kri)) return;
@@ -352,9 +404,13 @@ export class KeyInstaller {
     this.stats.refused += 1;
     if (refused.size > 1) return;
     if (why === "retired generation") {
-      this.onProblem(`${formatFlow(sender)} asks for a sealing key of a key generation retired since (the key source went back to it): refused, left without PDM, so that no nonce repeats`);
+      this.onProblem(
+        `${formatFlow(sender)} asks for a sealing key of a key generation retired since (the key source went back to it): refused, left without PDM, so that no nonce repeats`,
+      );
     } else {
-      this.onProblem(`${formatFlow(sender)} started over under keys it used before (the kernel forgot the flow) and has no later Kri to resume at: left without PDM until the next key generation, so that no nonce repeats`);
+      this.onProblem(
+        `${formatFlow(sender)} started over under keys it used before (the kernel forgot the flow) and has no later Kri to resume at: left without PDM until the next key generation, so that no nonce repeats`,
+      );
     }
   }
 
@@ -371,7 +427,8 @@ export class KeyInstaller {
     if (!this.native.mapLookup(mapFd, encodeFlowKey(sender, side === "own" ? "sender" : "receiver"), value)) return [];
     const kris: number[] = [];
     for (let slot = 0; slot < PDM_KEY_SLOTS; slot += 1) {
-      if (value[FLOW_KEYS.offset("present") + slot] === 1) kris.push(value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot));
+      if (value[FLOW_KEYS.offset("present") + slot] === 1)
+        kris.push(value.readUInt32LE(FLOW_KEYS.offset("kri") + 4 * slot));
     }
     value.fill(0); // it may hold keys
     return kris;
@@ -386,7 +443,12 @@ export class KeyInstaller {
    * Install the STK of `sender` at `kri` into `mapFd` unless it is there. "given before":
    * a sealing key the kernel had already (the caller resumes the flow instead).
    */
-  private install(mapFd: number, side: "own" | "peer", sender: FlowTuple, kri: number): "installed" | "in place" | "given before" | "not installed" {
+  private install(
+    mapFd: number,
+    side: "own" | "peer",
+    sender: FlowTuple,
+    kri: number,
+  ): "installed" | "in place" | "given before" | "not installed" {
     if (kri > 0xffff_ffff) return "not installed"; // Kri never wraps
     const id = `${mapFd} ${formatFlow(sender)}`;
     let kris = this.done.get(id);
@@ -428,7 +490,15 @@ export class KeyInstaller {
       }
     }
     try {
-      installFlowKey(this.native, mapFd, sender, kri, stk.key, side === "own" ? "sender" : "receiver", this.maps.gcmInstall);
+      installFlowKey(
+        this.native,
+        mapFd,
+        sender,
+        kri,
+        stk.key,
+        side === "own" ? "sender" : "receiver",
+        this.maps.gcmInstall,
+      );
     } catch (err) {
       this.stats.failed += 1;
       this.onProblem(`cannot install the key of ${formatFlow(sender)} at Kri ${kri}: ${(err as Error).message}`);
@@ -449,4 +519,3 @@ export class KeyInstaller {
     return "installed";
   }
 }
-

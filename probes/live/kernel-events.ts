@@ -4,10 +4,21 @@
 
 import { join } from "node:path";
 import type { PdmOption, PdmRecord } from "../../pdm/index.ts";
-import { EVENT, PDM_EV, PDM_EVF_GSO, PDM_LAYOUT, explainNativeError, PIN, pinDir, nativeBpf } from "../datapath/index.ts";
+import {
+  EVENT,
+  PDM_EV,
+  PDM_EVF_GSO,
+  PDM_LAYOUT,
+  explainNativeError,
+  PIN,
+  pinDir,
+  nativeBpf,
+} from "../datapath/index.ts";
 
 export type KernelEventType = keyof typeof PDM_EV;
-const EVENT_TYPE_NAME = new Map<number, KernelEventType>(Object.entries(PDM_EV).map(([k, v]) => [v, k as KernelEventType]));
+const EVENT_TYPE_NAME = new Map<number, KernelEventType>(
+  Object.entries(PDM_EV).map(([k, v]) => [v, k as KernelEventType]),
+);
 
 const O = Object.fromEntries(EVENT.fields.map((f) => [f.name, f.offset])) as Record<string, number>;
 const off = (name: string): number => {
@@ -127,10 +138,7 @@ export interface EventStream {
 }
 
 /** Streams the ring-buffer records of an attached interface to `onBatch`. */
-export function openEventStream(
-  ifname: string,
-  onBatch: (records: Buffer, count: number) => void,
-): EventStream {
+export function openEventStream(ifname: string, onBatch: (records: Buffer, count: number) => void): EventStream {
   const native = nativeBpf();
   const path = join(pinDir(ifname), PIN.events);
   let fd: number;

@@ -13,7 +13,13 @@ interface PcapBinding {
   warningHandler: (message: string) => void;
   createSession(
     device: string,
-    options: { filter?: string; buffer_size?: number; snap_length?: number; buffer_timeout?: number; promiscuous?: boolean },
+    options: {
+      filter?: string;
+      buffer_size?: number;
+      snap_length?: number;
+      buffer_timeout?: number;
+      promiscuous?: boolean;
+    },
   ): PcapSessionLike;
 }
 
@@ -58,7 +64,9 @@ export function openLiveCapture(options: LiveCaptureOptions, onPacket: (p: Captu
   try {
     pcap = createRequire(import.meta.url)("pcap") as PcapBinding;
   } catch (err) {
-    throw new BpfError("Live capture needs the pcap package built against libpcap: run `bash scripts/setup.sh`.", { cause: err });
+    throw new BpfError("Live capture needs the pcap package built against libpcap: run `bash scripts/setup.sh`.", {
+      cause: err,
+    });
   }
   // libpcap's warnings go to stderr, minus the one about IPv4 on IPv6-only links.
   pcap.warningHandler = (message: string) => {
@@ -76,18 +84,34 @@ export function openLiveCapture(options: LiveCaptureOptions, onPacket: (p: Captu
     });
   } catch (err) {
     const msg = (err as Error).message ?? String(err);
-    if (/permission|not permitted/i.test(msg)) throw new BpfError(`Capturing on ${options.ifname} needs root (CAP_NET_RAW): run it with sudo.`, { cause: err });
-    if (/no such device|doesn't exist/i.test(msg)) throw new BpfError(`No network interface named ${options.ifname} in this network namespace.`, { cause: err });
-    if (/syntax|filter/i.test(msg)) throw new BpfError(`Bad capture filter "${options.filter}": ${msg}`, { cause: err });
+    if (/permission|not permitted/i.test(msg))
+      throw new BpfError(`Capturing on ${options.ifname} needs root (CAP_NET_RAW): run it with sudo.`, { cause: err });
+    if (/no such device|doesn't exist/i.test(msg))
+      throw new BpfError(`No network interface named ${options.ifname} in this network namespace.`, { cause: err });
+    if (/syntax|filter/i.test(msg))
+      throw new BpfError(`Bad capture filter "${options.filter}": ${msg}`, { cause: err });
     throw new BpfError(`Cannot capture on ${options.ifname}: ${msg}`, { cause: err });
   }
   const linkType = LINK_TYPES[session.link_type];
   if (linkType === undefined) {
     session.close();
-    throw new BpfError(`Capturing on ${options.ifname} gives link type ${session.link_type}, which the analyzer does not read.`);
+    throw new BpfError(
+      `Capturing on ${options.ifname} gives link type ${session.link_type}, which the analyzer does not read.`,
+    );
   }
   let number = 0;
-  const packet: CapturedPacket & { data: Buffer } = { data: Buffer.alloc(0), buffer: Buffer.alloc(0), start: 0, end: 0, originalLength: 0, tsSec: 0, tsNsec: 0, linkType, interfaceId: 0, number: 0 };
+  const packet: CapturedPacket & { data: Buffer } = {
+    data: Buffer.alloc(0),
+    buffer: Buffer.alloc(0),
+    start: 0,
+    end: 0,
+    originalLength: 0,
+    tsSec: 0,
+    tsNsec: 0,
+    linkType,
+    interfaceId: 0,
+    number: 0,
+  };
   session.on("packet", (raw) => {
     const h = raw.header;
     const caplen = h.readUInt32LE(8);

@@ -14,7 +14,6 @@ import { DEFAULT_OFFER, register, type Agent } from "../../probes/agent/index.ts
 import { Deployment, eventually, rawConnect, type CertFiles } from "../../lab/index.ts";
 import { hex } from "../../pdm/index.ts";
 
-
 /** Open a TCP connection from `localAddress`; resolves once connected, with a promise of its close. */
 function openFrom(port: number, localAddress: string): Promise<{ socket: net.Socket; closed: Promise<void> }> {
   return new Promise((resolve) => {
@@ -82,7 +81,10 @@ describe("a listening agent under a connection flood", () => {
     const refusedLines = lines.filter((l) => /tls-handshake-failed|connection-refused/.test(l)).length;
     assert.ok(refusedLines <= 10, `${refusedLines} refusal lines for ${flood.length} connections`);
     await ws.stop(); // flushes the summary of the current window
-    assert.ok(lines.some((l) => /connections-refused-summary .*notLogged=\d+/.test(l)), "a summary line counts the rest");
+    assert.ok(
+      lines.some((l) => /connections-refused-summary .*notLogged=\d+/.test(l)),
+      "a summary line counts the rest",
+    );
   });
 });
 
@@ -94,38 +96,65 @@ describe("registration races and a second writer client", () => {
   before(async () => {
     await d.init();
     d.timing = { ...d.timing, periodSeconds: 300 };
-    ws = await d.agent("ws", ["writer-server", "reader-server"], await d.issue("ws", "writer-server", ["::1"]), { listen: true });
-    rs = await d.agent("rs", ["reader-server"], await d.issue("rs", "reader-server", ["::1"]), { writerServer: ws.port });
+    ws = await d.agent("ws", ["writer-server", "reader-server"], await d.issue("ws", "writer-server", ["::1"]), {
+      listen: true,
+    });
+    rs = await d.agent("rs", ["reader-server"], await d.issue("rs", "reader-server", ["::1"]), {
+      writerServer: ws.port,
+    });
     wcCert = await d.issue("wc", "writer-client", ["::1"]);
   });
   after(() => d.cleanup());
 
   it("serves concurrent registrations one at a time: one generation number each, and every reader agrees", async () => {
     const links = await Promise.all(Array.from({ length: 6 }, () => rawConnect(ws.port!, wcCert)));
-    const results = await Promise.all(links.map(({ channel }) => register(channel, { purpose: "register", offer: DEFAULT_OFFER })));
+    const results = await Promise.all(
+      links.map(({ channel }) => register(channel, { purpose: "register", offer: DEFAULT_OFFER })),
+    );
     const numbers = results.map((g) => g.generation).sort((a, b) => a - b);
     assert.deepEqual(numbers, [1, 2, 3, 4, 5, 6], "unique, consecutive generation numbers");
     assert.equal(new Set(results.map((g) => hex(g.keyId))).size, 6);
     const newest = results.find((g) => g.generation === 6)!;
     const current = ws.status().generations;
-    assert.equal(current[current.length - 1]!.keyId, hex(newest.keyId), "the writer server's newest generation is the last registered");
+    assert.equal(
+      current[current.length - 1]!.keyId,
+      hex(newest.keyId),
+      "the writer server's newest generation is the last registered",
+    );
     await eventually("both readers hold the newest generation", () =>
       [ws, rs].every((a) => a.readerStore!.holds().some((k) => hex(k) === hex(newest.keyId))),
     );
     for (const a of [ws, rs]) {
-      assert.equal(a.readerStore!.sealingGeneration(newest.effectiveAt)!.keyIdHex, hex(newest.keyId), `${a.config.name} seals with the newest`);
+      assert.equal(
+        a.readerStore!.sealingGeneration(newest.effectiveAt)!.keyIdHex,
+        hex(newest.keyId),
+        `${a.config.name} seals with the newest`,
+      );
     }
     for (const { channel } of links) channel.close();
   });
 
   it("refuses another writer-client certificate unless the config names it", async () => {
     const intruder = await d.issue("wc-other", "writer-client", ["::1"]);
-    const before = ws.status().generations.map((g) => g.keyId).join(",");
+    const before = ws
+      .status()
+      .generations.map((g) => g.keyId)
+      .join(",");
     const { channel } = await rawConnect(ws.port!, intruder);
     await assert.rejects(register(channel, { purpose: "register", offer: DEFAULT_OFFER }), /writer-client-not-allowed/);
-    assert.equal(ws.status().generations.map((g) => g.keyId).join(","), before, "nothing committed");
+    assert.equal(
+      ws
+        .status()
+        .generations.map((g) => g.keyId)
+        .join(","),
+      before,
+      "nothing committed",
+    );
 
-    const ws2 = await d.agent("ws2", ["writer-server"], await d.issue("ws2", "writer-server", ["::1"]), { listen: true, extra: { writerClients: ["wc", "wc-other"] } });
+    const ws2 = await d.agent("ws2", ["writer-server"], await d.issue("ws2", "writer-server", ["::1"]), {
+      listen: true,
+      extra: { writerClients: ["wc", "wc-other"] },
+    });
     for (const cert of [wcCert, intruder]) {
       const link = await rawConnect(ws2.port!, cert);
       await register(link.channel, { purpose: "register", offer: DEFAULT_OFFER });
@@ -134,7 +163,10 @@ describe("registration races and a second writer client", () => {
     assert.equal(ws2.status().generations.length >= 1, true);
     const third = await d.issue("wc-third", "writer-client", ["::1"]);
     const link = await rawConnect(ws2.port!, third);
-    await assert.rejects(register(link.channel, { purpose: "register", offer: DEFAULT_OFFER }), /writer-client-not-allowed: the writer client "wc-third" is not in/);
+    await assert.rejects(
+      register(link.channel, { purpose: "register", offer: DEFAULT_OFFER }),
+      /writer-client-not-allowed: the writer client "wc-third" is not in/,
+    );
   });
 });
 
@@ -146,7 +178,10 @@ describe("a reader that keeps restarting", () => {
     await d.init();
     d.timing = { ...d.timing, periodSeconds: 300 };
     const ws = await d.agent("ws", ["writer-server"], await d.issue("ws", "writer-server", ["::1"]), { listen: true });
-    const wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), { listen: true, writerServer: ws.port });
+    const wc = await d.agent("wc", ["writer-client"], await d.issue("wc", "writer-client", ["::1"]), {
+      listen: true,
+      writerServer: ws.port,
+    });
     await eventually("first generation", () => ws.status().generations.length === 1);
     const rsCert = await d.issue("rs", "reader-server", ["::1"]);
     let rs = await d.agent("rs-0", ["reader-server"], rsCert, { writerServer: ws.port });

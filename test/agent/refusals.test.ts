@@ -30,7 +30,11 @@ describe("registration agent refusals", () => {
   let wcCert: CertFiles;
   let rsCert: CertFiles;
   let wcLink: Channel; // the registered writer client's connection: renew-requests arrive here
-  const generationsAtWs = () => ws.status().generations.map((g) => g.keyId).join(",");
+  const generationsAtWs = () =>
+    ws
+      .status()
+      .generations.map((g) => g.keyId)
+      .join(",");
 
   before(async () => {
     await d.init();
@@ -44,7 +48,8 @@ describe("registration agent refusals", () => {
   });
   after(() => d.cleanup());
 
-  const wsLogHas = (code: string): boolean => d.logs.get(ws)!.some((l) => l.includes("refused") && l.includes(`code=${code}`));
+  const wsLogHas = (code: string): boolean =>
+    d.logs.get(ws)!.some((l) => l.includes("refused") && l.includes(`code=${code}`));
 
   it("refuses a certificate from another CA", async () => {
     const otherCa = join(d.dir, "other-ca");
@@ -56,7 +61,10 @@ describe("registration agent refusals", () => {
   });
 
   it("refuses an expired certificate", async () => {
-    const old = await d.issue("old", "reader-server", ["::1"], { notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    const old = await d.issue("old", "reader-server", ["::1"], {
+      notBefore: new Date(Date.now() - 10 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    });
     const { channel } = await rawConnect(ws.port!, old);
     await expectRefusal(channel, "cert-expired", /validity period/);
   });
@@ -79,14 +87,30 @@ describe("registration agent refusals", () => {
   it("refuses malformed frames and messages, naming the field", async () => {
     const cases: [Buffer, string, RegExp][] = [
       [frame("not json"), "malformed-message", /not valid JSON/],
-      [frame(JSON.stringify({ v: 1, type: "hello", purpose: "register", suites: "x" })), "malformed-message", /suites: expected an array/],
-      [frame(JSON.stringify({ v: 1, type: "hello", purpose: "register", suites: [{ kem: 32, kdf: 1, aead: 2 }] })), "malformed-message", /suites\[0\]: AEAD id 0x0002 is not allowed/],
+      [
+        frame(JSON.stringify({ v: 1, type: "hello", purpose: "register", suites: "x" })),
+        "malformed-message",
+        /suites: expected an array/,
+      ],
+      [
+        frame(JSON.stringify({ v: 1, type: "hello", purpose: "register", suites: [{ kem: 32, kdf: 1, aead: 2 }] })),
+        "malformed-message",
+        /suites\[0\]: AEAD id 0x0002 is not allowed/,
+      ],
       [frame(JSON.stringify({ v: 2, type: "hello" })), "unsupported-version", /protocol version 1/],
       [frame(JSON.stringify({ v: 1, type: "launch" })), "malformed-message", /unknown message type/],
       [Buffer.from([0x7f, 0xff, 0xff, 0xff]), "malformed-message", /larger than the 65536-byte limit/],
       // A version the agent must not echo: deeply nested (its text overflowed the stack) or 60 KB long.
-      [frame(`{"v":${"[".repeat(30_000)}${"]".repeat(30_000)},"type":"hello"}`), "unsupported-version", /the peer sent an array$/],
-      [frame(JSON.stringify({ v: "x".repeat(60_000), type: "hello" })), "unsupported-version", /the peer sent a string of 60000 characters$/],
+      [
+        frame(`{"v":${"[".repeat(30_000)}${"]".repeat(30_000)},"type":"hello"}`),
+        "unsupported-version",
+        /the peer sent an array$/,
+      ],
+      [
+        frame(JSON.stringify({ v: "x".repeat(60_000), type: "hello" })),
+        "unsupported-version",
+        /the peer sent a string of 60000 characters$/,
+      ],
     ];
     for (const [bytes, code, detail] of cases) {
       const { channel, socket } = await rawConnect(ws.port!, wcCert);
@@ -96,7 +120,11 @@ describe("registration agent refusals", () => {
       assert.match(reply.message, detail);
       assert.ok(reply.message.length <= 500, "within the protocol's 500 characters");
       // The reason reaches the agent's log too, not just "closed".
-      await eventually(`log line for ${code}`, () => d.logs.get(ws)!.some((l) => l.includes("refused") && l.includes(`code=${code}`) && detail.test(l.replace(/"$/, ""))));
+      await eventually(`log line for ${code}`, () =>
+        d.logs
+          .get(ws)!
+          .some((l) => l.includes("refused") && l.includes(`code=${code}`) && detail.test(l.replace(/"$/, ""))),
+      );
     }
   });
 
@@ -118,7 +146,10 @@ describe("registration agent refusals", () => {
     const salt = new Uint8Array(randomBytes(32));
     a.channel.send({ type: "kem", enc, salt });
     const registered = await a.channel.receive(["registered"]);
-    assert.equal(Buffer.from(registered.keyId).toString("hex"), Buffer.from(deriveKeyId(ack.suite.kdf, sharedSecret, salt)).toString("hex"));
+    assert.equal(
+      Buffer.from(registered.keyId).toString("hex"),
+      Buffer.from(deriveKeyId(ack.suite.kdf, sharedSecret, salt)).toString("hex"),
+    );
     // Confirm the wrong keyId: refused, and the writer server commits nothing.
     a.channel.send({ type: "confirm", keyId: new Uint8Array(8) });
     await expectRefusal(a.channel, "key-id-mismatch");

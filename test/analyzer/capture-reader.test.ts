@@ -10,7 +10,14 @@ import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import fc from "fast-check";
 import { LINKTYPE, ipv6Offset, type CapturedPacket } from "../../pdm/index.ts";
-import { bufferSource, fileSource, openPcapWriter, openPcapngWriter, readCapture, streamSource } from "../../analyzer/index.ts";
+import {
+  bufferSource,
+  fileSource,
+  openPcapWriter,
+  openPcapngWriter,
+  readCapture,
+  streamSource,
+} from "../../analyzer/index.ts";
 
 let dir: string;
 before(() => {
@@ -22,10 +29,24 @@ const frame = (n: number, size = 60): Uint8Array => Uint8Array.from({ length: si
 const T0 = 1_767_225_600_123_456_789n;
 
 async function collect(bytes: Uint8Array | string) {
-  const got: Array<{ data: string; tsSec: number; tsNsec: number; linkType: number; interfaceId: number; number: number }> = [];
+  const got: Array<{
+    data: string;
+    tsSec: number;
+    tsNsec: number;
+    linkType: number;
+    interfaceId: number;
+    number: number;
+  }> = [];
   const source = typeof bytes === "string" ? await fileSource(bytes) : bufferSource(bytes);
   const summary = await readCapture(source, (p: CapturedPacket) => {
-    got.push({ data: Buffer.from(p.data).toString("hex"), tsSec: p.tsSec, tsNsec: p.tsNsec, linkType: p.linkType, interfaceId: p.interfaceId, number: p.number });
+    got.push({
+      data: Buffer.from(p.data).toString("hex"),
+      tsSec: p.tsSec,
+      tsNsec: p.tsNsec,
+      linkType: p.linkType,
+      interfaceId: p.interfaceId,
+      number: p.number,
+    });
   });
   await source.close();
   return { got, summary };
@@ -40,7 +61,7 @@ function toBigEndianPcap(le: Buffer): Buffer {
   swap16(4);
   swap16(6);
   for (const at of [8, 12, 16, 20]) swap32(at);
-  for (let at = 24; at < le.length; ) {
+  for (let at = 24; at < le.length;) {
     const len = le.readUInt32LE(at + 8);
     for (const o of [0, 4, 8, 12]) swap32(at + o);
     at += 16 + len;
@@ -105,22 +126,33 @@ describe("pcapng", () => {
       { linkType: LINKTYPE.raw, tsResolutionPow10: 9 },
       { linkType: LINKTYPE.linuxSll2, tsResolutionPow10: 3 },
     ]);
-    for (let i = 0; i < 300; i += 1) w.write({ data: frame(i, 33 + (i % 7)), tsNs: T0 + BigInt(i), interfaceId: i % 3 });
+    for (let i = 0; i < 300; i += 1)
+      w.write({ data: frame(i, 33 + (i % 7)), tsNs: T0 + BigInt(i), interfaceId: i % 3 });
     w.close();
     const { got, summary } = await collect(path);
     assert.equal(summary.format, "pcapng");
     assert.equal(got.length, 300);
-    assert.deepEqual(got.slice(0, 3).map((p) => [p.linkType, p.interfaceId, p.tsNsec]), [
-      [LINKTYPE.ethernet, 0, 123_456_000],
-      [LINKTYPE.raw, 1, 123_456_790],
-      [LINKTYPE.linuxSll2, 2, 123_000_000],
-    ]);
+    assert.deepEqual(
+      got.slice(0, 3).map((p) => [p.linkType, p.interfaceId, p.tsNsec]),
+      [
+        [LINKTYPE.ethernet, 0, 123_456_000],
+        [LINKTYPE.raw, 1, 123_456_790],
+        [LINKTYPE.linuxSll2, 2, 123_000_000],
+      ],
+    );
     assert.equal(got[4]!.data, Buffer.from(frame(4, 37)).toString("hex"), "odd lengths are unpadded");
   });
 
   it("reads a big-endian section", async () => {
     // Hand-made: SHB + IDB + one EPB, all big-endian.
-    const be = (words: number[]): Buffer => Buffer.concat(words.map((w) => { const b = Buffer.alloc(4); b.writeUInt32BE(w >>> 0); return b; }));
+    const be = (words: number[]): Buffer =>
+      Buffer.concat(
+        words.map((w) => {
+          const b = Buffer.alloc(4);
+          b.writeUInt32BE(w >>> 0);
+          return b;
+        }),
+      );
     const shb = be([0x0a0d0d0a, 28, 0x1a2b3c4d, 0x00010000, 0xffffffff, 0xffffffff, 28]);
     const idb = be([1, 20, (LINKTYPE.raw << 16) >>> 0, 0x40000, 20]);
     const data = Buffer.from("600000000000", "hex");
@@ -172,7 +204,10 @@ describe("streams", () => {
     const got: string[] = [];
     await readCapture(streamSource(Readable.from(chunks)), (p) => got.push(Buffer.from(p.data).toString("hex")));
     const direct = await collect(path);
-    assert.deepEqual(got, direct.got.map((p) => p.data));
+    assert.deepEqual(
+      got,
+      direct.got.map((p) => p.data),
+    );
   });
 });
 
@@ -208,7 +243,10 @@ describe("link layers", () => {
 describe("fuzzing the reader", () => {
   it("random and mutated captures end in packets plus at most a warning, or a CaptureError", async () => {
     const path = join(dir, "seed.pcapng");
-    const w = openPcapngWriter(path, [{ linkType: LINKTYPE.ethernet, tsResolutionPow10: 9 }, { linkType: LINKTYPE.raw }]);
+    const w = openPcapngWriter(path, [
+      { linkType: LINKTYPE.ethernet, tsResolutionPow10: 9 },
+      { linkType: LINKTYPE.raw },
+    ]);
     for (let i = 0; i < 20; i += 1) w.write({ data: frame(i, 50 + i), tsNs: T0 + BigInt(i), interfaceId: i % 2 });
     w.close();
     const seedPcapng = readFileSync(path);
@@ -218,27 +256,41 @@ describe("fuzzing the reader", () => {
     wp.close();
     const seedPcap = readFileSync(pcapPath);
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(seedPcapng, seedPcap), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 6 }), fc.nat(), async (seed, flips, cut) => {
-        const bytes = Buffer.from(seed);
-        for (const [at, v] of flips) bytes[at % bytes.length] = v;
-        const input = bytes.subarray(0, cut % (bytes.length + 1));
-        try {
-          const { summary } = await collect(input);
-          assert.ok(summary.packets <= 20 + flips.length * 1000);
-        } catch (e) {
-          assert.equal((e as Error).name, "CaptureError", String(e));
-        }
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(seedPcapng, seedPcap),
+        fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 6 }),
+        fc.nat(),
+        async (seed, flips, cut) => {
+          const bytes = Buffer.from(seed);
+          for (const [at, v] of flips) bytes[at % bytes.length] = v;
+          const input = bytes.subarray(0, cut % (bytes.length + 1));
+          try {
+            const { summary } = await collect(input);
+            assert.ok(summary.packets <= 20 + flips.length * 1000);
+          } catch (e) {
+            assert.equal((e as Error).name, "CaptureError", String(e));
+          }
+        },
+      ),
       { numRuns: 3000 },
     );
   });
 });
 
-
 describe("pcapng nanosecond timestamps", () => {
   it("are exact across the whole 64-bit range (fast path equals BigInt arithmetic)", async () => {
     const path = join(mkdtempSync(join(tmpdir(), "pdm-ns-")), "ns.pcapng");
-    const stamps = [0n, 1n, 999_999_999n, 1_000_000_000n, 2n ** 32n - 1n, 2n ** 32n, T0, 2n ** 63n - 1n, 18_446_744_073_709_551_615n];
+    const stamps = [
+      0n,
+      1n,
+      999_999_999n,
+      1_000_000_000n,
+      2n ** 32n - 1n,
+      2n ** 32n,
+      T0,
+      2n ** 63n - 1n,
+      18_446_744_073_709_551_615n,
+    ];
     for (let i = 0; i < 200; i += 1) stamps.push(BigInt(Math.floor(Math.random() * 2 ** 53)) * 2048n + BigInt(i));
     const w = openPcapngWriter(path, [{ linkType: LINKTYPE.raw, tsResolutionPow10: 9 }]);
     for (const ts of stamps) w.write({ data: frame(1), tsNs: ts });

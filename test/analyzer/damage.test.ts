@@ -24,7 +24,10 @@ describe("tampering", () => {
     const offsets: number[] = [];
     const marker = Buffer.from("040f2220", "hex");
     for (let i = bytes.indexOf(marker); i >= 0; i = bytes.indexOf(marker, i + 1)) offsets.push(i + 1);
-    const clean = await analyzeCapture({ input: join(dir, "v2-protected.pcapng"), keysPath: join(dir, "v2-protected.keys") });
+    const clean = await analyzeCapture({
+      input: join(dir, "v2-protected.pcapng"),
+      keysPath: join(dir, "v2-protected.keys"),
+    });
     assert.equal(offsets.length, clean.capture.packets, "one protected option per packet");
     const tampered = offsets.filter((_, i) => i % 10 === 3);
     tampered.forEach((at, i) => {
@@ -63,7 +66,11 @@ describe("malformed options", () => {
   it("are counted by kind and the packet still belongs to its flow", async () => {
     const bytes = Buffer.from(readFileSync(join(dir, "v2-clear-mixed.pcapng")));
     let n = 0;
-    for (let i = bytes.indexOf(Buffer.from("0f122000", "hex")); i >= 0; i = bytes.indexOf(Buffer.from("0f122000", "hex"), i + 1)) {
+    for (
+      let i = bytes.indexOf(Buffer.from("0f122000", "hex"));
+      i >= 0;
+      i = bytes.indexOf(Buffer.from("0f122000", "hex"), i + 1)
+    ) {
       if (n++ % 20 === 0) bytes[i + 2] = 0x30; // version 3
     }
     const path = join(tmp, "malformed.pcapng");
@@ -73,11 +80,13 @@ describe("malformed options", () => {
     assert.deepEqual(r.malformedByCode, { "bad-version": Math.ceil(n / 20) });
     // Offsets count from the frame's first byte, as Wireshark shows them: Ethernet 14 +
     // IPv6 40 + Next Header, Hdr Ext Len + Option Type, Opt Data Len = 58, in every frame.
-    assert.deepEqual(new Set(r.examples.map((e) => e.message)), new Set(["pdm.version at offset 58: expected 2, found 3"]));
+    assert.deepEqual(
+      new Set(r.examples.map((e) => e.message)),
+      new Set(["pdm.version at offset 58: expected 2, found 3"]),
+    );
     assert.equal(r.flows.length, 3);
   });
 });
-
 
 describe("read errors", () => {
   it("a source that fails mid-file: the packets before it, and the error named where it happened", async () => {
@@ -104,7 +113,9 @@ describe("read errors", () => {
   });
 
   it("pdm analyze on an unreadable file says so in one sentence", () => {
-    const r = spawnSync(process.execPath, [join(dir, "..", "..", "bin", "pdm.js"), "analyze", "-r", "/proc/self/mem"], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [join(dir, "..", "..", "bin", "pdm.js"), "analyze", "-r", "/proc/self/mem"], {
+      encoding: "utf8",
+    });
     assert.equal(r.status, 1);
     assert.equal(r.stderr, "pdm: cannot read the capture: EIO\n");
   });

@@ -10,14 +10,20 @@ import { DelayHistogram, DelayHistograms, RELATIVE_ACCURACY, summarize, type Sum
 
 /** |got - want| within the histogram's promise: 0.5 %, or 1 ns (values under 1 ns count as zero). */
 function close(got: number, want: number, what: string): void {
-  assert.ok(Math.abs(got - want) <= Math.max(RELATIVE_ACCURACY * Math.abs(want), 1), `${what}: ${got} vs exact ${want}`);
+  assert.ok(
+    Math.abs(got - want) <= Math.max(RELATIVE_ACCURACY * Math.abs(want), 1),
+    `${what}: ${got} vs exact ${want}`,
+  );
 }
 
 function checkAgainstExact(h: DelayHistogram, values: number[]): void {
   const exact = summarize(Float64Array.from(values))!;
   const s = h.summary()!;
   assert.deepEqual([s.count, s.min, s.max], [exact.count, exact.min, exact.max]);
-  assert.ok(Math.abs(s.mean - exact.mean) <= 1e-9 * Math.max(1, Math.abs(exact.mean)) + 1e-6, `mean ${s.mean} vs ${exact.mean}`);
+  assert.ok(
+    Math.abs(s.mean - exact.mean) <= 1e-9 * Math.max(1, Math.abs(exact.mean)) + 1e-6,
+    `mean ${s.mean} vs ${exact.mean}`,
+  );
   for (const p of ["p50", "p90", "p99"] as const satisfies ReadonlyArray<keyof Summary>) close(s[p], exact[p], p);
 }
 
@@ -49,8 +55,8 @@ describe("DelayHistogram", () => {
         const ha = new DelayHistogram();
         const hb = new DelayHistogram();
         const all = new DelayHistogram();
-        for (const v of a) ha.add(v), all.add(v);
-        for (const v of b) hb.add(v), all.add(v);
+        for (const v of a) (ha.add(v), all.add(v));
+        for (const v of b) (hb.add(v), all.add(v));
         ha.merge(hb);
         const merged = ha.summary();
         const whole = all.summary();
@@ -67,14 +73,22 @@ describe("DelayHistogram", () => {
     assert.equal(h.summary(), undefined);
     assert.equal(h.quantile(0.5), undefined);
     h.add(1234.5);
-    assert.deepEqual(h.summary(), { count: 1, min: 1234.5, mean: 1234.5, p50: 1234.5, p90: 1234.5, p99: 1234.5, max: 1234.5 });
+    assert.deepEqual(h.summary(), {
+      count: 1,
+      min: 1234.5,
+      mean: 1234.5,
+      p50: 1234.5,
+      p90: 1234.5,
+      p99: 1234.5,
+      max: 1234.5,
+    });
   });
 
   it("stays a few KiB for a million samples, however spread", () => {
     const clustered = new DelayHistogram(); // one server: 20 ms give or take 5 %
     const spread = new DelayHistogram(); // 1 µs to 10 s
     let seed = 7;
-    const random = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     for (let i = 0; i < 1_000_000; i += 1) {
       clustered.add(20e6 * (0.95 + 0.1 * random()));
       spread.add(1e3 * 10 ** (7 * random()));

@@ -65,7 +65,10 @@ describe("StampHistory", () => {
     const long = new StampHistory();
     for (let psn = 0; psn < 5000; psn += 1) long.remember(psn, 0, 0);
     assert.equal(long.slots, 1024);
-    assert.ok(long.recall(4999) >= 0 && long.recall(5000 - 1024) >= 0 && long.recall(5000 - 1025) === -1, "the last 1,024 kept");
+    assert.ok(
+      long.recall(4999) >= 0 && long.recall(5000 - 1024) >= 0 && long.recall(5000 - 1025) === -1,
+      "the last 1,024 kept",
+    );
   });
 });
 
@@ -77,8 +80,26 @@ describe("flow table memory", () => {
     const addresses = new Uint8Array(32);
     addresses.set([0xfd, 0, 0, 1], 0); // fd00:1::/32 clients
     addresses.set([0xfd, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 16); // server fd00:2::1
-    const record: PdmRecord = { timeNs: 0, addresses, srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 17, pdm: undefined, pdmError: undefined, number: 0 };
-    const send = (client: number, up: boolean, psnTp: number, psnLr: number, deltaTlr: number, deltaTls: number): void => {
+    const record: PdmRecord = {
+      timeNs: 0,
+      addresses,
+      srcOffset: 0,
+      dstOffset: 16,
+      sport: 0,
+      dport: 0,
+      proto: 17,
+      pdm: undefined,
+      pdmError: undefined,
+      number: 0,
+    };
+    const send = (
+      client: number,
+      up: boolean,
+      psnTp: number,
+      psnLr: number,
+      deltaTlr: number,
+      deltaTls: number,
+    ): void => {
       // client i: fd00:1::<i>, port 40000 + i % 20000
       addresses[14] = client >> 8;
       addresses[15] = client & 0xff;

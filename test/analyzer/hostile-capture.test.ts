@@ -56,7 +56,10 @@ describe("hostile pcapng", () => {
     const idb = interfaceBlock();
     const epb = enhancedPacket(7_000_000); // never described
     path = join(dir, "hostile.pcapng");
-    writeFileSync(path, Buffer.concat([sectionHeader(), ...Array<Buffer>(interfaces).fill(idb), ...Array<Buffer>(packets).fill(epb)]));
+    writeFileSync(
+      path,
+      Buffer.concat([sectionHeader(), ...Array<Buffer>(interfaces).fill(idb), ...Array<Buffer>(packets).fill(epb)]),
+    );
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -65,7 +68,11 @@ describe("hostile pcapng", () => {
     const byKind = (re: RegExp) => r.capture.warnings.filter((w) => re.test(w.message)).length;
     assert.equal(byKind(/never described/), WARNING_EXAMPLES);
     assert.equal(byKind(/more than 65536 interfaces/), WARNING_EXAMPLES);
-    assert.equal(r.capture.warnings.length + (r.capture.warningsNotListed ?? 0), packets + 1_000, "every warning counted");
+    assert.equal(
+      r.capture.warnings.length + (r.capture.warningsNotListed ?? 0),
+      packets + 1_000,
+      "every warning counted",
+    );
     assert.equal(r.capture.stoppedEarly, undefined, "the read went to the end");
   });
 
@@ -80,7 +87,8 @@ describe("hostile pcapng", () => {
       // Before the limits: one kept warning per packet (about 1.4 GB for a 32 MB file).
       assert.ok(peakKib < 200 * 1024, `peak RSS ${peakKib} KiB`);
       assert.ok(res.stdout.length < 8 * 1024, `${res.stdout.length} bytes of ${format}`);
-      if (format === "json") assert.equal(JSON.parse(res.stdout).capture.warningsNotListed, packets + 1_000 - 2 * WARNING_EXAMPLES);
+      if (format === "json")
+        assert.equal(JSON.parse(res.stdout).capture.warningsNotListed, packets + 1_000 - 2 * WARNING_EXAMPLES);
       else assert.match(res.stdout, /warning: 300,990 more warnings like those above, not listed/);
     }
   });

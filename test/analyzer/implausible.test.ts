@@ -10,7 +10,13 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LINKTYPE, NEXT_HEADER_DEST_OPTS, encodeDeltaNs, encodeDestOptionsHeader, encodePdmOption } from "../../pdm/index.ts";
+import {
+  LINKTYPE,
+  NEXT_HEADER_DEST_OPTS,
+  encodeDeltaNs,
+  encodeDestOptionsHeader,
+  encodePdmOption,
+} from "../../pdm/index.ts";
 import { analyzeCapture, openPcapWriter } from "../../analyzer/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
@@ -18,12 +24,33 @@ const root = join(import.meta.dirname, "..", "..");
 const MS = 1e6;
 
 /** One RFC 8250 packet: `sentNs` since the last one sent, `receivedNs` since the last one received. */
-function stamped(from: "client" | "server", psnTp: number, psnLr: number, sinceSentNs: number, sinceReceivedNs: number): Uint8Array {
+function stamped(
+  from: "client" | "server",
+  psnTp: number,
+  psnLr: number,
+  sinceSentNs: number,
+  sinceReceivedNs: number,
+): Uint8Array {
   const tls = encodeDeltaNs(sinceSentNs);
   const tlr = encodeDeltaNs(sinceReceivedNs);
-  const option = encodePdmOption({ layout: "rfc8250", psnTp, psnLr, deltaTls: tls.delta, scaleDtls: tls.scale, deltaTlr: tlr.delta, scaleDtlr: tlr.scale });
-  const [src, dst, sport, dport] = from === "client" ? ["fd00:1::10", "fd00:2::20", 40000, 7] : ["fd00:2::20", "fd00:1::10", 7, 40000];
-  return ipv6Packet({ src, dst, ext: [[NEXT_HEADER_DEST_OPTS, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(sport, dport) });
+  const option = encodePdmOption({
+    layout: "rfc8250",
+    psnTp,
+    psnLr,
+    deltaTls: tls.delta,
+    scaleDtls: tls.scale,
+    deltaTlr: tlr.delta,
+    scaleDtlr: tlr.scale,
+  });
+  const [src, dst, sport, dport] =
+    from === "client" ? ["fd00:1::10", "fd00:2::20", 40000, 7] : ["fd00:2::20", "fd00:1::10", 7, 40000];
+  return ipv6Packet({
+    src,
+    dst,
+    ext: [[NEXT_HEADER_DEST_OPTS, encodeDestOptionsHeader(17, option)]],
+    proto: 17,
+    upper: udpHeader(sport, dport),
+  });
 }
 
 describe("implausible delays", () => {
@@ -60,10 +87,22 @@ describe("implausible delays", () => {
     const r = await analyzeCapture({ input: path, keepImplausible: true });
     assert.equal(r.counters.implausible, 2);
     assert.equal(r.flows[0]!.responseTimeNs!.count, 9);
-    assert.ok(Math.abs(r.flows[0]!.responseTimeNs!.max - UPTIME_NS) < UPTIME_NS * 1e-4, "the uptime, as decoded (16-bit mantissa)");
-    const table = spawnSync(process.execPath, [join(root, "bin", "pdm.js"), "analyze", "-r", path, "--keep-implausible"], { encoding: "utf8" });
-    assert.match(table.stdout, /2 +samples with a delay longer than their flow had been in the capture \(kept, as asked\)/);
-    const plain = spawnSync(process.execPath, [join(root, "bin", "pdm.js"), "analyze", "-r", path], { encoding: "utf8" });
+    assert.ok(
+      Math.abs(r.flows[0]!.responseTimeNs!.max - UPTIME_NS) < UPTIME_NS * 1e-4,
+      "the uptime, as decoded (16-bit mantissa)",
+    );
+    const table = spawnSync(
+      process.execPath,
+      [join(root, "bin", "pdm.js"), "analyze", "-r", path, "--keep-implausible"],
+      { encoding: "utf8" },
+    );
+    assert.match(
+      table.stdout,
+      /2 +samples with a delay longer than their flow had been in the capture \(kept, as asked\)/,
+    );
+    const plain = spawnSync(process.execPath, [join(root, "bin", "pdm.js"), "analyze", "-r", path], {
+      encoding: "utf8",
+    });
     assert.match(plain.stdout, /not reported; --keep-implausible keeps them/);
     assert.match(plain.stdout, /e\.g\. packet 9: response time 22\d\d\.\d{3} s/);
   });

@@ -21,7 +21,18 @@ const CAPTURE: CaptureSummary = { format: "ebpf", packets: 0, bytes: 0, stoppedE
 /** UDP request/response flows between fd00:1::<client> and fd00:2::1 port 53, fed as records. */
 class Traffic {
   private readonly addresses = new Uint8Array(32);
-  private readonly record: PdmRecord = { timeNs: 0, addresses: this.addresses, srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 17, pdm: undefined, pdmError: undefined, number: 0 };
+  private readonly record: PdmRecord = {
+    timeNs: 0,
+    addresses: this.addresses,
+    srcOffset: 0,
+    dstOffset: 16,
+    sport: 0,
+    dport: 0,
+    proto: 17,
+    pdm: undefined,
+    pdmError: undefined,
+    number: 0,
+  };
   private readonly psn = new Map<number, number>();
 
   constructor(private readonly sessions: AnalysisSession[]) {
@@ -41,7 +52,15 @@ class Traffic {
     this.send(client, false, atNs + serverNs, 500 + k, 10 + k, serverNs, 0);
   }
 
-  private send(client: number, up: boolean, atNs: number, psnTp: number, psnLr: number, deltaTlrNs: number, deltaTlsNs: number): void {
+  private send(
+    client: number,
+    up: boolean,
+    atNs: number,
+    psnTp: number,
+    psnLr: number,
+    deltaTlrNs: number,
+    deltaTlsNs: number,
+  ): void {
     const tlr = encodeDeltaNs(Math.round(deltaTlrNs));
     const tls = encodeDeltaNs(Math.round(deltaTlsNs));
     this.sendEncoded(client, up, atNs, psnTp, psnLr, tlr.delta, tlr.scale, tls.delta, tls.scale);
@@ -51,7 +70,17 @@ class Traffic {
     this.psn.delete(client);
   }
 
-  private sendEncoded(client: number, up: boolean, atNs: number, psnTp: number, psnLr: number, deltaTlr: number, scaleDtlr: number, deltaTls: number, scaleDtls: number): void {
+  private sendEncoded(
+    client: number,
+    up: boolean,
+    atNs: number,
+    psnTp: number,
+    psnLr: number,
+    deltaTlr: number,
+    scaleDtlr: number,
+    deltaTls: number,
+    scaleDtls: number,
+  ): void {
     const r = this.record;
     this.addresses[12] = client >>> 24;
     this.addresses[13] = (client >>> 16) & 0xff;
@@ -69,7 +98,12 @@ class Traffic {
 }
 
 const SEC = 1e9;
-const limits = (l: Partial<LiveLimits>): LiveLimits => ({ idleSec: 60, trackedFlows: 100_000, listedFlows: 10_000, ...l });
+const limits = (l: Partial<LiveLimits>): LiveLimits => ({
+  idleSec: 60,
+  trackedFlows: 100_000,
+  listedFlows: 10_000,
+  ...l,
+});
 
 describe("live analysis", () => {
   it("ends idle flows, keeps their reports, and joins a flow that comes back", () => {
@@ -93,11 +127,18 @@ describe("live analysis", () => {
     assert.deepEqual(one[0]!.packets, { clientToServer: 8, serverToClient: 8 });
     assert.equal(one[0]!.responseTimeNs!.count, 6);
     assert.equal(one[0]!.firstSec, START_SEC);
-    assert.ok(Math.abs(one[0]!.lastSec - (START_SEC + 42.001)) < 1e-6, `last answer at 42.001 s: ${one[0]!.lastSec - START_SEC}`);
+    assert.ok(
+      Math.abs(one[0]!.lastSec - (START_SEC + 42.001)) < 1e-6,
+      `last answer at 42.001 s: ${one[0]!.lastSec - START_SEC}`,
+    );
     assert.equal(session.endIdle(START_SEC + 100), 2);
     result = session.result("live", CAPTURE);
     assert.equal(result.flows.length, 2);
-    assert.equal(result.flows.find((f) => f.client === "fd00:1::1")!.responseTimeNs!.count, 6, "merged again once ended");
+    assert.equal(
+      result.flows.find((f) => f.client === "fd00:1::1")!.responseTimeNs!.count,
+      6,
+      "merged again once ended",
+    );
     assert.equal(result.counters.pdmPackets, 2 * (5 + 30 + 3), "every packet in the totals");
   });
 
@@ -106,7 +147,7 @@ describe("live analysis", () => {
     const exact = new AnalysisSession();
     const traffic = new Traffic([live, exact]);
     let seed = 3;
-    const random = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
     for (let i = 0; i < 3000; i += 1) {
       const client = i % 7;
       const server = 1e5 * (1 + 50 * random() ** 3);

@@ -33,8 +33,16 @@ function damagedCapture(): string {
 const cases: Array<{ name: string; input: () => string; keys?: string }> = [
   { name: "RFC 8250 (pcap)", input: () => join(dir, "rfc8250-udp.pcap") },
   { name: "PDMv2 clear, mixed traffic", input: () => join(dir, "v2-clear-mixed.pcapng") },
-  { name: "PDMv2 protected, AES-128-GCM", input: () => join(dir, "v2-protected.pcapng"), keys: join(dir, "v2-protected.keys") },
-  { name: "PDMv2 protected, ChaCha20-Poly1305", input: () => join(dir, "v2-protected-chacha.pcap"), keys: join(dir, "v2-protected-chacha.keys") },
+  {
+    name: "PDMv2 protected, AES-128-GCM",
+    input: () => join(dir, "v2-protected.pcapng"),
+    keys: join(dir, "v2-protected.keys"),
+  },
+  {
+    name: "PDMv2 protected, ChaCha20-Poly1305",
+    input: () => join(dir, "v2-protected-chacha.pcap"),
+    keys: join(dir, "v2-protected-chacha.keys"),
+  },
   { name: "tampered, malformed and truncated", input: damagedCapture, keys: join(dir, "v2-protected.keys") },
 ];
 
@@ -49,7 +57,10 @@ describe("parallel analysis", () => {
         assert.deepStrictEqual(parallel, sequential, `${threads} threads`);
       }
       if (c.name.startsWith("tampered")) {
-        assert.ok(sequential.counters.authFail > 0 && sequential.counters.malformed > 0 && sequential.capture.stoppedEarly, "the damage is there");
+        assert.ok(
+          sequential.counters.authFail > 0 && sequential.counters.malformed > 0 && sequential.capture.stoppedEarly,
+          "the damage is there",
+        );
       }
     });
   }
@@ -59,9 +70,13 @@ describe("parallel analysis", () => {
     const keysPath = join(dir, "v2-protected.keys");
     const all = await analyzeCapture({ input, keysPath, threads: 1 });
     const shards: AnalysisResult[] = [];
-    for (let index = 0; index < 2; index += 1) shards.push(await analyzeCapture({ input, keysPath, shard: { index, count: 2 } }));
+    for (let index = 0; index < 2; index += 1)
+      shards.push(await analyzeCapture({ input, keysPath, shard: { index, count: 2 } }));
     const ids = shards.map((s) => s.flows.map((f) => f.id));
-    assert.ok(ids.every((list) => list.length > 0 && list.length < all.flows.length), `flows per shard: ${ids.map((l) => l.length)}`);
+    assert.ok(
+      ids.every((list) => list.length > 0 && list.length < all.flows.length),
+      `flows per shard: ${ids.map((l) => l.length)}`,
+    );
     assert.deepEqual([...ids.flat()].sort(), all.flows.map((f) => f.id).sort());
     assert.equal(shards[0]!.counters.packets + shards[1]!.counters.packets, all.counters.packets);
   });
@@ -82,10 +97,14 @@ describe("parallel analysis", () => {
   it("reads stdin in one thread whatever --threads says", async () => {
     // "-" cannot be read twice; analyzeCapture must not start shards for it.
     const { spawnSync } = await import("node:child_process");
-    const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "..", "bin", "pdm.js"), "analyze", "-r", "-", "-f", "json", "-j", "2"], {
-      input: readFileSync(join(dir, "rfc8250-udp.pcap")),
-      encoding: "utf8",
-    });
+    const r = spawnSync(
+      process.execPath,
+      [join(import.meta.dirname, "..", "..", "bin", "pdm.js"), "analyze", "-r", "-", "-f", "json", "-j", "2"],
+      {
+        input: readFileSync(join(dir, "rfc8250-udp.pcap")),
+        encoding: "utf8",
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     const fromStdin = JSON.parse(r.stdout) as { flows: unknown[] };
     const fromFile = await analyzeCapture({ input: join(dir, "rfc8250-udp.pcap"), threads: 1 });

@@ -15,7 +15,10 @@ function bySorting(values: number[]) {
 describe("summarize", () => {
   it("equals nearest-rank percentiles of a full sort, for any input", () => {
     const sample = fc.oneof(
-      fc.array(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e12, max: 1e12 }), { minLength: 1, maxLength: 3000 }),
+      fc.array(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e12, max: 1e12 }), {
+        minLength: 1,
+        maxLength: 3000,
+      }),
       fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 3000 }), // many ties
       fc.array(fc.integer({ min: 0, max: 1e6 }), { minLength: 1, maxLength: 3000 }).map((a) => a.sort((x, y) => x - y)), // already sorted
       fc.array(fc.integer({ min: 0, max: 1e6 }), { minLength: 1, maxLength: 3000 }).map((a) => a.sort((x, y) => y - x)), // reversed
@@ -26,7 +29,9 @@ describe("summarize", () => {
         const s = summarize(input)!;
         const want = bySorting(values);
         assert.deepEqual({ count: s.count, min: s.min, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max }, want);
-        assert.ok(Math.abs(s.mean - values.reduce((a, b) => a + b, 0) / values.length) <= 1e-6 * Math.max(1, Math.abs(s.mean)));
+        assert.ok(
+          Math.abs(s.mean - values.reduce((a, b) => a + b, 0) / values.length) <= 1e-6 * Math.max(1, Math.abs(s.mean)),
+        );
         assert.deepEqual(input, Float64Array.from(values), "the input is left as it was");
       }),
       { numRuns: 400 },

@@ -30,12 +30,21 @@ function nodeSeal(c: Case): Buffer {
   return Buffer.concat([cipher.update(c.plaintext), cipher.final(), cipher.getAuthTag()]);
 }
 
-const randomCase = (): Case => ({ key: randomBytes(32), nonce: randomBytes(12), aad: randomBytes(6), plaintext: randomBytes(14) });
+const randomCase = (): Case => ({
+  key: randomBytes(32),
+  nonce: randomBytes(12),
+  aad: randomBytes(6),
+  plaintext: randomBytes(14),
+});
 
 describe("ChaCha20-Poly1305 in BPF C", { skip }, () => {
   let native: NativeBpf;
   let object: number;
-  const run = (prog: "aead_seal" | "aead_open", input: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } =>
+  const run = (
+    prog: "aead_seal" | "aead_open",
+    input: Buffer,
+    repeat = 1,
+  ): { retval: number; data: Buffer; durationNs: number } =>
     native.progTestRun(native.programFd(object, prog), input, repeat, 256);
   const kernelSeal = (c: Case): Buffer => {
     const r = run("aead_seal", Buffer.concat([c.key, c.nonce, c.aad, c.plaintext, Buffer.alloc(30)]));
@@ -62,7 +71,12 @@ describe("ChaCha20-Poly1305 in BPF C", { skip }, () => {
     const chacha = vectors.cases.filter((v) => v.aead === 3);
     assert.ok(chacha.length >= 2, "the vectors include ChaCha20-Poly1305 cases");
     for (const v of chacha) {
-      const c: Case = { key: Buffer.from(v.key, "hex"), nonce: Buffer.from(v.nonce, "hex"), aad: Buffer.from(v.aad, "hex"), plaintext: Buffer.from(v.plaintext, "hex") };
+      const c: Case = {
+        key: Buffer.from(v.key, "hex"),
+        nonce: Buffer.from(v.nonce, "hex"),
+        aad: Buffer.from(v.aad, "hex"),
+        plaintext: Buffer.from(v.plaintext, "hex"),
+      };
       // option = aad(6) || ciphertext(14) || tag(16)
       const expected = Buffer.from(v.option, "hex").subarray(6);
       assert.equal(kernelSeal(c).toString("hex"), expected.toString("hex"));
@@ -77,7 +91,10 @@ describe("ChaCha20-Poly1305 in BPF C", { skip }, () => {
       const c = randomCase();
       const sealed = kernelSeal(c);
       assert.equal(sealed.toString("hex"), nodeSeal(c).toString("hex"), `case ${i}`);
-      assert.equal(sealed.toString("hex"), Buffer.from(chacha20poly1305(c.key, c.nonce, c.aad).encrypt(c.plaintext)).toString("hex"));
+      assert.equal(
+        sealed.toString("hex"),
+        Buffer.from(chacha20poly1305(c.key, c.nonce, c.aad).encrypt(c.plaintext)).toString("hex"),
+      );
       const opened = kernelOpen(c, sealed);
       assert.ok(opened.ok);
       assert.deepEqual(opened.plaintext, c.plaintext);
@@ -87,7 +104,12 @@ describe("ChaCha20-Poly1305 in BPF C", { skip }, () => {
   it("edge values: all-zero and all-ones keys, texts and tags (carries in Poly1305)", () => {
     for (const fill of [0x00, 0xff]) {
       for (const keyFill of [0x00, 0xff]) {
-        const c: Case = { key: Buffer.alloc(32, keyFill), nonce: Buffer.alloc(12, fill), aad: Buffer.alloc(6, fill), plaintext: Buffer.alloc(14, fill) };
+        const c: Case = {
+          key: Buffer.alloc(32, keyFill),
+          nonce: Buffer.alloc(12, fill),
+          aad: Buffer.alloc(6, fill),
+          plaintext: Buffer.alloc(14, fill),
+        };
         assert.equal(kernelSeal(c).toString("hex"), nodeSeal(c).toString("hex"), `key ${keyFill} fill ${fill}`);
       }
     }
@@ -115,7 +137,9 @@ describe("ChaCha20-Poly1305 in BPF C", { skip }, () => {
     const c = randomCase();
     const seal = run("aead_seal", Buffer.concat([c.key, c.nonce, c.aad, c.plaintext, Buffer.alloc(30)]), 20_000);
     const open = run("aead_open", Buffer.concat([c.key, c.nonce, c.aad, nodeSeal(c), Buffer.alloc(14)]), 20_000);
-    console.log(`# in-kernel ChaCha20-Poly1305: seal ${seal.durationNs} ns, open ${open.durationNs} ns per run (BPF_PROG_TEST_RUN, including the skb copy in and out)`);
+    console.log(
+      `# in-kernel ChaCha20-Poly1305: seal ${seal.durationNs} ns, open ${open.durationNs} ns per run (BPF_PROG_TEST_RUN, including the skb copy in and out)`,
+    );
     assert.ok(seal.durationNs > 0 && open.durationNs > 0);
   });
 });

@@ -17,8 +17,12 @@ import { datapathSkipReason, ROOT } from "../../lab/index.ts";
 const OBJECT = join(ROOT, "bpf", "build", "aes_gcm_test.bpf.o");
 const skip =
   datapathSkipReason() ??
-  (existsSync(OBJECT) ? undefined : "bpf/build/aes_gcm_test.bpf.o is not built (needs clang 15 or later: scripts/setup.sh installs clang-16)") ??
-  (readFileSync("/proc/kallsyms", "utf8").includes(" bpf_crypto_ctx_create") ? undefined : "this kernel has no BPF crypto kfuncs (Linux 6.10 or later)");
+  (existsSync(OBJECT)
+    ? undefined
+    : "bpf/build/aes_gcm_test.bpf.o is not built (needs clang 15 or later: scripts/setup.sh installs clang-16)") ??
+  (readFileSync("/proc/kallsyms", "utf8").includes(" bpf_crypto_ctx_create")
+    ? undefined
+    : "this kernel has no BPF crypto kfuncs (Linux 6.10 or later)");
 
 interface Case {
   key: Buffer;
@@ -34,13 +38,22 @@ function nodeSeal(c: Case): Buffer {
   return Buffer.concat([cipher.update(c.plaintext), cipher.final(), cipher.getAuthTag()]);
 }
 
-const randomCase = (): Case => ({ key: randomBytes(16), nonce: randomBytes(12), aad: randomBytes(6), plaintext: randomBytes(14) });
+const randomCase = (): Case => ({
+  key: randomBytes(16),
+  nonce: randomBytes(12),
+  aad: randomBytes(6),
+  plaintext: randomBytes(14),
+});
 
 describe("AES-128-GCM in the kernel (BPF crypto kfuncs + GHASH in BPF C)", { skip }, () => {
   let native: NativeBpf;
   let object: number;
   let keyInPlace: Buffer | undefined;
-  const run = (prog: "gcm_seal" | "gcm_open", input: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } =>
+  const run = (
+    prog: "gcm_seal" | "gcm_open",
+    input: Buffer,
+    repeat = 1,
+  ): { retval: number; data: Buffer; durationNs: number } =>
     native.progTestRun(native.programFd(object, prog), input, repeat, 256);
   /** Make the kernel's AES context for `key` (a syscall program) and its GHASH table, unless it is the current one. */
   const useKey = (key: Buffer): void => {
@@ -48,7 +61,11 @@ describe("AES-128-GCM in the kernel (BPF crypto kfuncs + GHASH in BPF C)", { ski
     const args = Buffer.concat([key, Buffer.alloc(4)]);
     const r = native.progRunContext(native.programFd(object, "gcm_setup"), args);
     assert.equal(r, 0, `gcm_setup: ${r}, error ${args.readInt32LE(16)}`);
-    assert.equal(native.progTestRun(native.programFd(object, "gcm_htable"), Buffer.alloc(64), 1, 64).retval, 0, "gcm_htable");
+    assert.equal(
+      native.progTestRun(native.programFd(object, "gcm_htable"), Buffer.alloc(64), 1, 64).retval,
+      0,
+      "gcm_htable",
+    );
     keyInPlace = key;
   };
   const kernelSeal = (c: Case): Buffer => {
@@ -78,7 +95,12 @@ describe("AES-128-GCM in the kernel (BPF crypto kfuncs + GHASH in BPF C)", { ski
     const aes = vectors.cases.filter((v) => v.aead === 1);
     assert.ok(aes.length >= 2, "the vectors include AES-128-GCM cases");
     for (const v of aes) {
-      const c: Case = { key: Buffer.from(v.key, "hex"), nonce: Buffer.from(v.nonce, "hex"), aad: Buffer.from(v.aad, "hex"), plaintext: Buffer.from(v.plaintext, "hex") };
+      const c: Case = {
+        key: Buffer.from(v.key, "hex"),
+        nonce: Buffer.from(v.nonce, "hex"),
+        aad: Buffer.from(v.aad, "hex"),
+        plaintext: Buffer.from(v.plaintext, "hex"),
+      };
       // option = aad(6) || ciphertext(14) || tag(16)
       const expected = Buffer.from(v.option, "hex").subarray(6);
       assert.equal(kernelSeal(c).toString("hex"), expected.toString("hex"));
@@ -93,7 +115,10 @@ describe("AES-128-GCM in the kernel (BPF crypto kfuncs + GHASH in BPF C)", { ski
       const c = randomCase();
       const sealed = kernelSeal(c);
       assert.equal(sealed.toString("hex"), nodeSeal(c).toString("hex"), `case ${i}`);
-      assert.equal(sealed.toString("hex"), Buffer.from(gcm(c.key, c.nonce, c.aad).encrypt(c.plaintext)).toString("hex"));
+      assert.equal(
+        sealed.toString("hex"),
+        Buffer.from(gcm(c.key, c.nonce, c.aad).encrypt(c.plaintext)).toString("hex"),
+      );
       const opened = kernelOpen(c, sealed);
       assert.ok(opened.ok);
       assert.deepEqual(opened.plaintext, c.plaintext);
@@ -103,7 +128,12 @@ describe("AES-128-GCM in the kernel (BPF crypto kfuncs + GHASH in BPF C)", { ski
   it("edge values: all-zero and all-ones keys, nonces and texts (every GHASH reduction path)", () => {
     for (const fill of [0x00, 0xff]) {
       for (const keyFill of [0x00, 0xff]) {
-        const c: Case = { key: Buffer.alloc(16, keyFill), nonce: Buffer.alloc(12, fill), aad: Buffer.alloc(6, fill), plaintext: Buffer.alloc(14, fill) };
+        const c: Case = {
+          key: Buffer.alloc(16, keyFill),
+          nonce: Buffer.alloc(12, fill),
+          aad: Buffer.alloc(6, fill),
+          plaintext: Buffer.alloc(14, fill),
+        };
         assert.equal(kernelSeal(c).toString("hex"), nodeSeal(c).toString("hex"), `key ${keyFill} fill ${fill}`);
       }
     }
@@ -132,7 +162,9 @@ describe("AES-128-GCM in the kernel (BPF crypto kfuncs + GHASH in BPF C)", { ski
     useKey(c.key);
     const seal = run("gcm_seal", Buffer.concat([c.nonce, c.aad, c.plaintext, Buffer.alloc(30)]), 20_000);
     const open = run("gcm_open", Buffer.concat([c.nonce, c.aad, nodeSeal(c), Buffer.alloc(14)]), 20_000);
-    console.log(`# in-kernel AES-128-GCM: seal ${seal.durationNs} ns, open ${open.durationNs} ns per run (BPF_PROG_TEST_RUN, including the skb copy in and out)`);
+    console.log(
+      `# in-kernel AES-128-GCM: seal ${seal.durationNs} ns, open ${open.durationNs} ns per run (BPF_PROG_TEST_RUN, including the skb copy in and out)`,
+    );
     assert.ok(seal.durationNs > 0 && open.durationNs > 0);
   });
 });

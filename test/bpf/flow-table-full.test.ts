@@ -13,7 +13,24 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { encodeDestOptionsHeader, encodePdmOption, parseIpv6Address, type FlowTuple } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_KEYS, FLOW_STATE, PDM_EVICT_TARGET, PDM_FLOWS_MAX, PDM_FLOW_HAS_RECEIVED, PDM_FLOW_HAS_SENT, PDM_MAP, PDM_PROG, PIN, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type AttachOptions, type NativeBpf } from "../../probes/datapath/index.ts";
+import {
+  FLOW_KEY,
+  FLOW_KEYS,
+  FLOW_STATE,
+  PDM_EVICT_TARGET,
+  PDM_FLOWS_MAX,
+  PDM_FLOW_HAS_RECEIVED,
+  PDM_FLOW_HAS_SENT,
+  PDM_MAP,
+  PDM_PROG,
+  PIN,
+  bpfObjectPath,
+  encodeConfig,
+  nativeBpf,
+  sumCounters,
+  type AttachOptions,
+  type NativeBpf,
+} from "../../probes/datapath/index.ts";
 import { encodeFlowKey } from "../../probes/kernel-keys/index.ts";
 import { datapathSkipReason } from "../../lab/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
@@ -25,7 +42,10 @@ const monotonicNs = (): bigint => process.hrtime.bigint();
 
 /** Flow number `n` of a group, as this host's flow key: a distinct remote address and port. */
 function remote(group: number, n: number): { addr: string; port: number } {
-  return { addr: `fd00:${(group + 1).toString(16)}::${(Math.floor(n / 60000) + 1).toString(16)}`, port: 1024 + (n % 60000) };
+  return {
+    addr: `fd00:${(group + 1).toString(16)}::${(Math.floor(n / 60000) + 1).toString(16)}`,
+    port: 1024 + (n % 60000),
+  };
 }
 function flowOf(group: number, n: number): FlowTuple {
   const r = remote(group, n);
@@ -41,8 +61,25 @@ function sent(group: number, n: number): Buffer {
 /** A spoofed RFC 8250 packet from flow `n` of `group`'s remote end. */
 function spoofed(group: number, n: number): Buffer {
   const r = remote(group, n);
-  const option = encodePdmOption({ layout: "rfc8250", scaleDtlr: 0, scaleDtls: 0, psnTp: n & 0xffff, psnLr: 0, deltaTlr: 0, deltaTls: 0 });
-  return Buffer.concat([ETH, ipv6Packet({ src: r.addr, dst: HOST, ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(r.port, 7000, 20) })]);
+  const option = encodePdmOption({
+    layout: "rfc8250",
+    scaleDtlr: 0,
+    scaleDtls: 0,
+    psnTp: n & 0xffff,
+    psnLr: 0,
+    deltaTlr: 0,
+    deltaTls: 0,
+  });
+  return Buffer.concat([
+    ETH,
+    ipv6Packet({
+      src: r.addr,
+      dst: HOST,
+      ext: [[60, encodeDestOptionsHeader(17, option)]],
+      proto: 17,
+      upper: udpHeader(r.port, 7000, 20),
+    }),
+  ]);
 }
 
 class DataPath {
@@ -50,7 +87,11 @@ class DataPath {
   readonly object: number;
   constructor(options: Omit<AttachOptions, "ifname">, chacha = false) {
     this.object = this.native.openObject(bpfObjectPath({ aes: false }));
-    this.native.setInitialValue(this.object, ".rodata", encodeConfig({ ifname: "test", ...options, ...(chacha ? { aead: "chacha20-poly1305" as const } : {}) }, 14));
+    this.native.setInitialValue(
+      this.object,
+      ".rodata",
+      encodeConfig({ ifname: "test", ...options, ...(chacha ? { aead: "chacha20-poly1305" as const } : {}) }, 14),
+    );
     this.native.loadObject(this.object);
   }
   run(prog: "egress" | "ingress", packet: Buffer): Buffer {
@@ -61,7 +102,11 @@ class DataPath {
     return sumCounters(this.native, this.native.mapFd(this.object, PIN.counters));
   }
   has(flow: FlowTuple): boolean {
-    return this.native.mapLookup(this.native.mapFd(this.object, PIN.flows), encodeFlowKey(flow), Buffer.alloc(FLOW_STATE.size));
+    return this.native.mapLookup(
+      this.native.mapFd(this.object, PIN.flows),
+      encodeFlowKey(flow),
+      Buffer.alloc(FLOW_STATE.size),
+    );
   }
   count(): number {
     const fd = this.native.mapFd(this.object, PIN.flows);
@@ -92,7 +137,11 @@ class DataPath {
     this.native.mapUpdate(this.native.mapFd(this.object, PDM_MAP.keys), encodeFlowKey(flow), value, 0);
   }
   hasOwnKey(flow: FlowTuple): boolean {
-    return this.native.mapLookup(this.native.mapFd(this.object, PDM_MAP.keys), encodeFlowKey(flow), Buffer.alloc(FLOW_KEYS.size));
+    return this.native.mapLookup(
+      this.native.mapFd(this.object, PDM_MAP.keys),
+      encodeFlowKey(flow),
+      Buffer.alloc(FLOW_KEYS.size),
+    );
   }
   /** Wait for the timer's eviction to show in the counters. */
   async evicted(atLeast: number): Promise<number> {
@@ -144,7 +193,8 @@ describe("a full flow table makes room", { skip: datapathSkipReason(), concurren
       assert.equal(present(dp, BUSY, busy), busy, "flows this host sent on stay, however idle");
 
       // Room again: new flows are stamped (RFC 8250: 16 bytes more).
-      for (let i = 1; i <= 100; i++) assert.equal(dp.run("egress", sent(NEW, i)).length, sent(NEW, i).length + 16, `new flow ${i} stamped`);
+      for (let i = 1; i <= 100; i++)
+        assert.equal(dp.run("egress", sent(NEW, i)).length, sent(NEW, i).length + 16, `new flow ${i} stamped`);
       assert.equal(dp.counters().flows_full, 1, "nothing refused after the eviction");
     } finally {
       dp.close();

@@ -10,7 +10,16 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { parseIpv6Address } from "../../pdm/index.ts";
-import { PIN, PDM_MAP, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type KernelLayout, type NativeBpf } from "../../probes/datapath/index.ts";
+import {
+  PIN,
+  PDM_MAP,
+  bpfObjectPath,
+  encodeConfig,
+  nativeBpf,
+  sumCounters,
+  type KernelLayout,
+  type NativeBpf,
+} from "../../probes/datapath/index.ts";
 import { installFlowKey } from "../../probes/kernel-keys/index.ts";
 import { datapathSkipReason } from "../../lab/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
@@ -21,19 +30,21 @@ const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
 /** A Destination Options header of `size` bytes (a multiple of 8) holding `options` then padding, or raw random bytes. */
 const header = fc.oneof(
   // well-formed shape: PDM option (Type 0x0F) with a random body of a layout's length
-  fc.record({ len: fc.constantFrom(10, 18, 34), body: fc.uint8Array({ minLength: 34, maxLength: 34 }) }).map(({ len, body }) => {
-    const size = Math.ceil((2 + 2 + len) / 8) * 8;
-    const h = new Uint8Array(size);
-    h[1] = size / 8 - 1;
-    h[2] = 0x0f;
-    h[3] = len;
-    h.set(body.subarray(0, len), 4);
-    if (4 + len < size) {
-      h[4 + len] = 1; // PadN over the rest
-      h[5 + len] = size - (6 + len);
-    }
-    return h;
-  }),
+  fc
+    .record({ len: fc.constantFrom(10, 18, 34), body: fc.uint8Array({ minLength: 34, maxLength: 34 }) })
+    .map(({ len, body }) => {
+      const size = Math.ceil((2 + 2 + len) / 8) * 8;
+      const h = new Uint8Array(size);
+      h[1] = size / 8 - 1;
+      h[2] = 0x0f;
+      h[3] = len;
+      h.set(body.subarray(0, len), 4);
+      if (4 + len < size) {
+        h[4 + len] = 1; // PadN over the rest
+        h[5 + len] = size - (6 + len);
+      }
+      return h;
+    }),
   // anything at all, with a plausible or implausible Hdr Ext Len
   fc.uint8Array({ minLength: 8, maxLength: 64 }).map((b) => {
     const size = Math.floor(b.length / 8) * 8;
@@ -48,7 +59,11 @@ describe("pdm_ingress on random input", { skip, concurrency: false }, () => {
   const objects: number[] = [];
   const load = (layout: KernelLayout): number => {
     const o = native.openObject(bpfObjectPath());
-    native.setInitialValue(o, ".rodata", encodeConfig({ ifname: "fuzz", layout, aead: "chacha20-poly1305", events: false }, 14));
+    native.setInitialValue(
+      o,
+      ".rodata",
+      encodeConfig({ ifname: "fuzz", layout, aead: "chacha20-poly1305", events: false }, 14),
+    );
     native.loadObject(o);
     objects.push(o);
     return o;
@@ -66,7 +81,10 @@ describe("pdm_ingress on random input", { skip, concurrency: false }, () => {
       let packets = 0;
       fc.assert(
         fc.property(header, (h) => {
-          const pkt = Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, h]], proto: 17, upper: udpHeader(7000, 40000, 8) })]);
+          const pkt = Buffer.concat([
+            ETH,
+            ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, h]], proto: 17, upper: udpHeader(7000, 40000, 8) }),
+          ]);
           const r = native.progTestRun(native.programFd(o, PIN.ingress), pkt, 1, pkt.length + 64);
           packets += 1;
           assert.equal(r.retval, 0);
@@ -75,15 +93,25 @@ describe("pdm_ingress on random input", { skip, concurrency: false }, () => {
         { numRuns: 400 },
       );
       const c = sumCounters(native, native.mapFd(o, PIN.counters));
-      assert.ok(c.read + c.malformed + c.auth_fail + c.rx_nokey <= packets, `${c.read} + ${c.malformed} + ${c.auth_fail} + ${c.rx_nokey} <= ${packets}`);
+      assert.ok(
+        c.read + c.malformed + c.auth_fail + c.rx_nokey <= packets,
+        `${c.read} + ${c.malformed} + ${c.auth_fail} + ${c.rx_nokey} <= ${packets}`,
+      );
       assert.ok(c.read > 0, "the well-formed shapes of the clear layouts are read");
     });
   }
 
   it("v2-protected: a forged option (right version, random bytes) never verifies, whatever keys the flow has", () => {
     const o = load("v2-protected");
-    const flow = { src: parseIpv6Address("fd00::2"), dst: parseIpv6Address("fd00::1"), sport: 7000, dport: 40000, proto: 17 };
-    for (const kri of [0, 1, 2]) installFlowKey(native, native.mapFd(o, PDM_MAP.peerKeys), flow, kri, randomBytes(32), "receiver");
+    const flow = {
+      src: parseIpv6Address("fd00::2"),
+      dst: parseIpv6Address("fd00::1"),
+      sport: 7000,
+      dport: 40000,
+      proto: 17,
+    };
+    for (const kri of [0, 1, 2])
+      installFlowKey(native, native.mapFd(o, PDM_MAP.peerKeys), flow, kri, randomBytes(32), "receiver");
     let packets = 0;
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (rest) => {
@@ -92,7 +120,10 @@ describe("pdm_ingress on random input", { skip, concurrency: false }, () => {
         h.set([0x0f, 34, 0x20, 0x00], 2);
         h.set(rest, 6);
         h[38] = 1; // PadN(0)
-        const pkt = Buffer.concat([ETH, ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, h]], proto: 17, upper: udpHeader(7000, 40000, 8) })]);
+        const pkt = Buffer.concat([
+          ETH,
+          ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, h]], proto: 17, upper: udpHeader(7000, 40000, 8) }),
+        ]);
         const r = native.progTestRun(native.programFd(o, PIN.ingress), pkt, 1, pkt.length + 64);
         packets += 1;
         assert.equal(r.retval, 0);

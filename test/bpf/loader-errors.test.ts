@@ -37,7 +37,17 @@ describe("native loader errors", { skip }, () => {
   it("a verifier rejection reports the end of the log, where the fault is named", () => {
     writeFileSync(join(dir, "rejected.bpf.c"), REJECTED);
     const arch = execFileSync("uname", ["-m"], { encoding: "utf8" }).trim();
-    execFileSync("clang", ["-O2", "-target", "bpf", "-I", `/usr/include/${arch}-linux-gnu`, "-c", join(dir, "rejected.bpf.c"), "-o", join(dir, "rejected.bpf.o")]);
+    execFileSync("clang", [
+      "-O2",
+      "-target",
+      "bpf",
+      "-I",
+      `/usr/include/${arch}-linux-gnu`,
+      "-c",
+      join(dir, "rejected.bpf.c"),
+      "-o",
+      join(dir, "rejected.bpf.o"),
+    ]);
     const native = nativeBpf();
     const object = native.openObject(join(dir, "rejected.bpf.o"));
     try {
@@ -45,7 +55,11 @@ describe("native loader errors", { skip }, () => {
         () => native.loadObject(object),
         (e: Error) => {
           assert.ok(e.message.length > 4096, `the message carries the whole log (${e.message.length} bytes)`);
-          assert.match(e.message, /R4 .*(unbounded|min value is negative)|invalid .*stack|size/i, "the verifier's reason is in it");
+          assert.match(
+            e.message,
+            /R4 .*(unbounded|min value is negative)|invalid .*stack|size/i,
+            "the verifier's reason is in it",
+          );
           assert.match(e.message, /processed \d+ insns/, "the log's last lines are in it");
           return true;
         },

@@ -5,7 +5,18 @@
 import { describe, it, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { encodeDestOptionsHeader, encodePdmOption, parseIpv6, decodeDeltaNs, type PdmOption } from "../../pdm/index.ts";
-import { FLOW_KEY, FLOW_STATE, PIN, encodeConfig, sumCounters, nativeBpf, bpfObjectPath, type AttachOptions, type CounterName, type NativeBpf } from "../../probes/datapath/index.ts";
+import {
+  FLOW_KEY,
+  FLOW_STATE,
+  PIN,
+  encodeConfig,
+  sumCounters,
+  nativeBpf,
+  bpfObjectPath,
+  type AttachOptions,
+  type CounterName,
+  type NativeBpf,
+} from "../../probes/datapath/index.ts";
 import { datapathSkipReason } from "../../lab/index.ts";
 import { icmpEcho, ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
@@ -56,8 +67,18 @@ function pdmOf(out: Buffer): PdmOption {
 
 /** A packet from the peer carrying an RFC 8250 option. */
 function peerPacket(psnTp: number, upper = udpHeader(7000, 40000, 4)): Buffer {
-  const option = encodePdmOption({ layout: "rfc8250", scaleDtlr: 0, scaleDtls: 0, psnTp, psnLr: 0, deltaTlr: 0, deltaTls: 0 });
-  return frame(ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper }));
+  const option = encodePdmOption({
+    layout: "rfc8250",
+    scaleDtlr: 0,
+    scaleDtls: 0,
+    psnTp,
+    psnLr: 0,
+    deltaTlr: 0,
+    deltaTls: 0,
+  });
+  return frame(
+    ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper }),
+  );
 }
 
 describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, () => {
@@ -92,14 +113,22 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
 
   it("ingress reads the peer's PSNTP; the next egress packet echoes it with DeltaTLR", () => {
     loaded = new Loaded({ layout: "rfc8250" });
-    const out = loaded.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) })));
+    const out = loaded.run(
+      "egress",
+      frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) })),
+    );
     const first = pdmOf(out.data) as Extract<PdmOption, { layout: "rfc8250" }>;
     const reply = peerPacket(777);
     const r = loaded.run("ingress", reply);
     assert.equal(r.retval, TC_ACT_OK);
     assert.deepEqual(r.data, reply, "the reader leaves the packet as it is");
     assert.equal(loaded.counters().read, 1);
-    const second = pdmOf(loaded.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) }))).data) as typeof first;
+    const second = pdmOf(
+      loaded.run(
+        "egress",
+        frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) })),
+      ).data,
+    ) as typeof first;
     assert.equal(second.psnTp, (first.psnTp + 1) & 0xffff, "PSNTP +1");
     assert.equal(second.psnLr, 777, "PSNLR echoes the peer");
     const tlr = decodeDeltaNs(second.deltaTlr, second.scaleDtlr);
@@ -111,16 +140,32 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
 
   it("ingress finds PDM behind another option in a longer header, and counts a header the packet cuts short", () => {
     loaded = new Loaded({ layout: "rfc8250" });
-    const send = () => pdmOf(loaded!.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) }))).data);
+    const send = () =>
+      pdmOf(
+        loaded!.run(
+          "egress",
+          frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) })),
+        ).data,
+      );
     send();
     // 32 bytes (not a size stampers write: read through the helper and walked option by option)
-    const option = encodePdmOption({ layout: "rfc8250", scaleDtlr: 0, scaleDtls: 0, psnTp: 4242, psnLr: 0, deltaTlr: 0, deltaTls: 0 });
+    const option = encodePdmOption({
+      layout: "rfc8250",
+      scaleDtlr: 0,
+      scaleDtls: 0,
+      psnTp: 4242,
+      psnLr: 0,
+      deltaTlr: 0,
+      deltaTls: 0,
+    });
     const header = new Uint8Array(32);
     header[1] = 32 / 8 - 1;
     header.set([0x1e, 4, 9, 9, 9, 9], 2); // an option to skip (action bits 00), before PDM
     header.set(option, 8);
     header.set([1, 32 - 8 - option.length - 2], 8 + option.length); // PadN to the end
-    const pkt = frame(ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, header]], proto: 17, upper: udpHeader(7000, 40000, 4) }));
+    const pkt = frame(
+      ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, header]], proto: 17, upper: udpHeader(7000, 40000, 4) }),
+    );
     assert.deepEqual(loaded.run("ingress", pkt).data, pkt);
     assert.equal(loaded.counters().read, 1);
     assert.equal((send() as Extract<PdmOption, { layout: "rfc8250" }>).psnLr, 4242, "the option was read");
@@ -159,11 +204,38 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
 
   it("ICMPv6 echo is stamped; the reply updates the same flow", () => {
     loaded = new Loaded({ layout: "rfc8250" });
-    const req = loaded.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 58, upper: icmpEcho(128, 0x4242, 1) })));
+    const req = loaded.run(
+      "egress",
+      frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 58, upper: icmpEcho(128, 0x4242, 1) })),
+    );
     const sent = pdmOf(req.data) as Extract<PdmOption, { layout: "rfc8250" }>;
-    const option = encodePdmOption({ layout: "rfc8250", scaleDtlr: 0, scaleDtls: 0, psnTp: 4321, psnLr: sent.psnTp, deltaTlr: 0, deltaTls: 0 });
-    loaded.run("ingress", frame(ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(58, option)]], proto: 58, upper: icmpEcho(129, 0x4242, 1) })));
-    const next = pdmOf(loaded.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 58, upper: icmpEcho(128, 0x4242, 2) }))).data) as typeof sent;
+    const option = encodePdmOption({
+      layout: "rfc8250",
+      scaleDtlr: 0,
+      scaleDtls: 0,
+      psnTp: 4321,
+      psnLr: sent.psnTp,
+      deltaTlr: 0,
+      deltaTls: 0,
+    });
+    loaded.run(
+      "ingress",
+      frame(
+        ipv6Packet({
+          src: "fd00::2",
+          dst: "fd00::1",
+          ext: [[60, encodeDestOptionsHeader(58, option)]],
+          proto: 58,
+          upper: icmpEcho(129, 0x4242, 1),
+        }),
+      ),
+    );
+    const next = pdmOf(
+      loaded.run(
+        "egress",
+        frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 58, upper: icmpEcho(128, 0x4242, 2) })),
+      ).data,
+    ) as typeof sent;
     assert.equal(next.psnLr, 4321);
     assert.equal(loaded.flows().length, 1);
   });
@@ -173,9 +245,22 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
     const bad = new Uint8Array(16);
     bad[2] = 0x0f;
     bad[3] = 12; // no layout has Opt Data Len 12
-    const pkt = frame(ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, bad]], proto: 17, upper: udpHeader(7000, 40000, 4) }));
+    const pkt = frame(
+      ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, bad]], proto: 17, upper: udpHeader(7000, 40000, 4) }),
+    );
     assert.deepEqual(loaded.run("ingress", pkt).data, pkt);
-    const v2bad = encodePdmOption({ layout: "v2-clear", scaleDtlr: 0, scaleDtls: 0, psnTp: 1, psnLr: 0, deltaTlr: 0, deltaTls: 0, randomNumber: 5, fBit: 0, globalPointer: 1 });
+    const v2bad = encodePdmOption({
+      layout: "v2-clear",
+      scaleDtlr: 0,
+      scaleDtls: 0,
+      psnTp: 1,
+      psnLr: 0,
+      deltaTlr: 0,
+      deltaTls: 0,
+      randomNumber: 5,
+      fBit: 0,
+      globalPointer: 1,
+    });
     const wrongVersion = Uint8Array.from(v2bad);
     wrongVersion[2] = 0x30; // version 3
     assert.deepEqual(loaded.run("ingress", peerPacketWith(wrongVersion)).data, peerPacketWith(wrongVersion));
@@ -197,7 +282,13 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
 
   it("PDMv2: Kri also rotates once it has been in use for the policy's age (--kri-max-age)", async () => {
     loaded = new Loaded({ layout: "v2-clear", maxKriAgeMs: 60 });
-    const send = () => pdmOf(loaded!.run("egress", frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(1000, 7000, 4) }))).data) as Extract<PdmOption, { layout: "v2-clear" }>;
+    const send = () =>
+      pdmOf(
+        loaded!.run(
+          "egress",
+          frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(1000, 7000, 4) })),
+        ).data,
+      ) as Extract<PdmOption, { layout: "v2-clear" }>;
     const f = [send().fBit, send().fBit];
     await new Promise((r) => setTimeout(r, 120));
     f.push(send().fBit, send().fBit);
@@ -206,13 +297,20 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
 
   it("PDMv2 clear: version nibble, one Global Pointer per source class, Random Number and F", () => {
     loaded = new Loaded({ layout: "v2-clear", maxPacketsPerKri: 2 });
-    const send = (src: string, dst: string, sport: number) => pdmOf(loaded!.run("egress", frame(ipv6Packet({ src, dst, proto: 17, upper: udpHeader(sport, 7000, 4) }))).data) as Extract<PdmOption, { layout: "v2-clear" }>;
+    const send = (src: string, dst: string, sport: number) =>
+      pdmOf(
+        loaded!.run("egress", frame(ipv6Packet({ src, dst, proto: 17, upper: udpHeader(sport, 7000, 4) }))).data,
+      ) as Extract<PdmOption, { layout: "v2-clear" }>;
     const g1 = send("fd00::1", "fd00::2", 1000);
     const g2 = send("fd00::1", "fd00::3", 1001);
     const l1 = send("fe80::1", "fe80::2", 1002);
     const g3 = send("fd00::1", "fd00::2", 1000);
     const g4 = send("fd00::1", "fd00::2", 1000);
-    assert.deepEqual([g1.globalPointer, g2.globalPointer, g3.globalPointer, g4.globalPointer], [1, 2, 3, 4], "global class across flows");
+    assert.deepEqual(
+      [g1.globalPointer, g2.globalPointer, g3.globalPointer, g4.globalPointer],
+      [1, 2, 3, 4],
+      "global class across flows",
+    );
     assert.equal(l1.globalPointer, 1, "link-local class counts separately");
     assert.deepEqual([g1.fBit, g3.fBit, g4.fBit], [0, 0, 1], "F flips after 2 packets per Kri");
     assert.notEqual(g1.randomNumber, g3.randomNumber);
@@ -221,5 +319,13 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
 });
 
 function peerPacketWith(option: Uint8Array): Buffer {
-  return frame(ipv6Packet({ src: "fd00::2", dst: "fd00::1", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(7000, 40000, 4) }));
+  return frame(
+    ipv6Packet({
+      src: "fd00::2",
+      dst: "fd00::1",
+      ext: [[60, encodeDestOptionsHeader(17, option)]],
+      proto: 17,
+      upper: udpHeader(7000, 40000, 4),
+    }),
+  );
 }

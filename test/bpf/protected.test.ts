@@ -23,7 +23,20 @@ import {
   sealProtectedOption,
   type PdmV2ProtectedOption,
 } from "../../pdm/index.ts";
-import { EVENT, FLOW_STATE, PDM_EV, PIN, PDM_MAP, PDM_PROG, bpfObjectPath, encodeConfig, nativeBpf, sumCounters, type AttachOptions, type NativeBpf } from "../../probes/datapath/index.ts";
+import {
+  EVENT,
+  FLOW_STATE,
+  PDM_EV,
+  PIN,
+  PDM_MAP,
+  PDM_PROG,
+  bpfObjectPath,
+  encodeConfig,
+  nativeBpf,
+  sumCounters,
+  type AttachOptions,
+  type NativeBpf,
+} from "../../probes/datapath/index.ts";
 import { encodeFlowKey, installFlowKey } from "../../probes/kernel-keys/index.ts";
 import { eventToRecord } from "../../probes/live/index.ts";
 import { AnalysisSession } from "../../analyzer/index.ts";
@@ -33,8 +46,17 @@ import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const skip = datapathSkipReason();
 const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
-const flow = { src: parseIpv6Address("fd00::1"), dst: parseIpv6Address("fd00::2"), sport: 40000, dport: 7000, proto: 17 };
-const plain = Buffer.concat([ETH, ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 20) })]);
+const flow = {
+  src: parseIpv6Address("fd00::1"),
+  dst: parseIpv6Address("fd00::2"),
+  sport: 40000,
+  dport: 7000,
+  proto: 17,
+};
+const plain = Buffer.concat([
+  ETH,
+  ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 20) }),
+]);
 
 /** The two AEADs the kernel seals with, and how each one's keys are installed. */
 interface KernelAead {
@@ -56,200 +78,252 @@ const AEADS: KernelAead[] = [
 ];
 
 /** Install `stk` as a host's key for `kri` (the AES build: through pdm_gcm_install). */
-function installKey(native: NativeBpf, object: number, k: KernelAead, kri: number, stk: Buffer, side: "sender" | "receiver"): void {
+function installKey(
+  native: NativeBpf,
+  object: number,
+  k: KernelAead,
+  kri: number,
+  stk: Buffer,
+  side: "sender" | "receiver",
+): void {
   const map = native.mapFd(object, side === "sender" ? PDM_MAP.keys : PDM_MAP.peerKeys);
   const gcm = k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined;
   installFlowKey(native, map, flow, kri, stk, side, gcm);
 }
 
 for (const k of AEADS) {
-
-describe(`protected layout sealed on egress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
-  let native: NativeBpf;
-  let object: number;
-  const stks = new Map<number, Buffer>();
-  const install = (kri: number): void => {
-    const stk = randomBytes(k.keyLength);
-    stks.set(kri, stk);
-    installKey(native, object, k, kri, stk, "sender");
-  };
-  const send = (): Buffer => {
-    const r = native.progTestRun(native.programFd(object, PIN.egress), plain, 1, plain.length + 128);
-    assert.equal(r.retval, 0);
-    return r.data;
-  };
-  const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
-
-  before(() => {
-    native = nativeBpf();
-    object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
-    const config = encodeConfig({ ifname: "test", layout: "v2-protected", aead: k.aead, maxPacketsPerKri: 3, events: false }, 14);
-    native.setInitialValue(object, ".rodata", config);
-    native.loadObject(object);
-  });
-  after(() => native?.closeObject(object));
-
-  it("seals what the TypeScript core opens, rotates Kri with F, and never stamps a packet without its key", () => {
-    // Before any key: the packet leaves as it came, and is counted.
-    assert.deepEqual(send(), plain);
-    assert.equal(counters().skipped_nokey, 1);
-    assert.equal(counters().stamped, 0);
-
-    install(0);
-    install(1);
-    const opened: Array<{ kri: number; fields: ReturnType<typeof openWith> }> = [];
-    const seen = new Set<string>();
-    const openWith = (option: PdmV2ProtectedOption, kri: number) => {
-      const r = openProtectedOption(k.id, stks.get(kri)!, kri, option);
-      return r.ok ? r.value : undefined;
-    };
-    const stampedOption = (out: Buffer): PdmV2ProtectedOption => {
-      assert.equal(out.length, plain.length + 40, "a 40-byte Destination Options header");
-      assert.equal(out[14 + 6], 60, "next header: Destination Options");
-      assert.equal(out[14 + 41], 4, "Hdr Ext Len 4: 40 bytes");
-      assert.deepEqual([out[14 + 40 + 38], out[14 + 40 + 39]], [1, 0], "PadN to the end");
-      const p = parseIpv6(out, 14);
-      assert.ok(p.ok && p.value.pdm?.layout === "v2-protected", "a protected PDM option");
-      return p.value.pdm as PdmV2ProtectedOption;
-    };
-    // Kri 0 has 3 Random Numbers (the first went to the packet without a key), Kri 1 three.
-    for (const expectedKri of [0, 0, 1, 1, 1]) {
-      const option = stampedOption(send());
-      assert.equal(option.fBit, expectedKri & 1, "F = Kri mod 2");
-      const fields = openWith(option, expectedKri);
-      assert.ok(fields, `opens under the STK of Kri ${expectedKri}`);
-      assert.equal(openWith(option, expectedKri ^ 1), undefined, "and under no other");
-      const pair = `${expectedKri}:${option.randomNumber}`;
-      assert.ok(!seen.has(pair), `(Kri, Random Number) ${pair} is new`);
-      seen.add(pair);
-      opened.push({ kri: expectedKri, fields });
-    }
-    const psns = opened.map((o) => o.fields!.psnTp);
-    assert.deepEqual(psns.slice(1).map((p, i) => (p - psns[i]! + 0x10000) % 0x10000), [1, 1, 1, 1], "PSNTP counts up");
-    assert.deepEqual(opened.map((o) => o.fields!.globalPointer), [1, 2, 3, 4, 5], "Global Pointer per stamped packet");
-
-    // Kri 2 has no key yet: no PDM at all; once installed, protected again.
-    assert.deepEqual(send(), plain);
-    assert.equal(counters().skipped_nokey, 2);
-    install(2);
-    const option = stampedOption(send());
-    assert.equal(option.fBit, 0);
-    assert.ok(openWith(option, 2), "opens under the STK of Kri 2");
-    assert.equal(counters().stamped, 6);
-  });
-});
-
-/** One host's programs, loaded for the protected layout (nothing attached). */
-function loadHost(native: NativeBpf, extra: Partial<AttachOptions> = {}): number {
-  const object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
-  native.setInitialValue(object, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: k.aead, events: false, ...extra }, 14));
-  native.loadObject(object);
-  return object;
-}
-
-describe(`protected layout read on ingress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
-  let native: NativeBpf;
-  let object: number;
-  const stks = new Map<number, Buffer>();
-  // A sends to B; these are B's programs, holding A's keys in pdm_peer_keys.
-  const peer = (kri: number, psnTp: number, randomNumber: number): Buffer => {
-    const option = sealProtectedOption({
-      aead: k.id,
-      key: stks.get(kri)!,
-      kri,
-      randomNumber,
-      fBit: (kri & 1) as 0 | 1,
-      fields: { scaleDtlr: 1, scaleDtls: 2, globalPointer: psnTp, psnTp, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
-    });
-    return Buffer.concat([ETH, ipv6Packet({ src: "fd00::1", dst: "fd00::2", ext: [[60, encodeDestOptionsHeader(17, option)]], proto: 17, upper: udpHeader(40000, 7000, 20) })]);
-  };
-  const read = (pkt: Buffer): Buffer => {
-    const r = native.progTestRun(native.programFd(object, PIN.ingress), pkt, 1, pkt.length + 64);
-    assert.equal(r.retval, 0, "the packet passes");
-    return r.data;
-  };
-  const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
-  const state = () => {
-    const value = Buffer.alloc(FLOW_STATE.size);
-    assert.ok(native.mapLookup(native.mapFd(object, PIN.flows), encodeFlowKey(flow, "receiver"), value), "B has the flow");
-    return { psnLr: value.readUInt16LE(FLOW_STATE.offset("psn_lr")), peerKri: value.readUInt32LE(FLOW_STATE.offset("peer_kri")) };
-  };
-
-  before(() => {
-    native = nativeBpf();
-    object = loadHost(native);
-    for (const kri of [0, 1, 2]) stks.set(kri, randomBytes(k.keyLength));
-    for (const kri of [0, 1]) installKey(native, object, k, kri, stks.get(kri)!, "receiver");
-  });
-  after(() => native?.closeObject(object));
-
-  it("opens with the peer's keys, follows its Kri, counts GSO repeats, replays, tampering and missing keys", () => {
-    const first = peer(0, 100, 7);
-    assert.deepEqual(read(first), first, "a reader leaves the packet as it is");
-    assert.deepEqual({ read: counters().read, auth_fail: counters().auth_fail }, { read: 1, auth_fail: 0 });
-    assert.deepEqual(state(), { psnLr: 100, peerKri: 0 });
-
-    read(first); // back to back: one GSO burst's segments
-    assert.equal(counters().gso_repeat, 1);
-    read(peer(0, 101, 9));
-    assert.equal(state().psnLr, 101);
-    read(first); // the same stamp again, later: a replay
-    assert.equal(counters().replay, 1);
-    assert.equal(state().psnLr, 101, "a replay changes nothing");
-
-    const tampered = peer(0, 102, 11);
-    tampered[14 + 40 + 2 + 6 + 20]! ^= 0x04; // a bit of the tag (Ethernet, IPv6, Next Header and length, option head, 14 + 6 sealed bytes in)
-    assert.deepEqual(read(tampered), tampered);
-    assert.equal(counters().auth_fail, 1);
-    assert.equal(state().psnLr, 101, "an unverified option changes nothing");
-
-    read(peer(1, 103, 5)); // F flips: the next Kri, whose key is installed
-    assert.deepEqual(state(), { psnLr: 103, peerKri: 1 });
-    read(peer(2, 104, 6)); // Kri 2: no key installed
-    assert.equal(counters().auth_fail, 2);
-    assert.equal(state().psnLr, 103);
-    assert.equal(counters().read, 4, "the first stamp, its GSO repeat, PSNTP 101 and the Kri 1 stamp: nothing else");
-  });
-});
-
-describe(`protected layout, host to host (${k.name})`, { skip: k.skip, concurrency: false }, () => {
-  it("what A's egress seals, B's ingress opens and reads; with --strip B hands its stack the plain packet", () => {
-    const native = nativeBpf();
-    const a = loadHost(native);
-    const b = loadHost(native, { strip: true });
-    try {
+  describe(`protected layout sealed on egress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
+    let native: NativeBpf;
+    let object: number;
+    const stks = new Map<number, Buffer>();
+    const install = (kri: number): void => {
       const stk = randomBytes(k.keyLength);
-      installKey(native, a, k, 0, stk, "sender");
-      installKey(native, b, k, 0, stk, "receiver");
-      const sent = native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128).data;
-      assert.equal(sent.length, plain.length + 40);
-      const received = native.progTestRun(native.programFd(b, PIN.ingress), sent, 1, sent.length + 64).data;
-      assert.deepEqual(received, plain, "B's stack gets the packet without the header");
-      const c = sumCounters(native, native.mapFd(b, PIN.counters));
-      assert.deepEqual({ read: c.read, stripped: c.stripped, auth_fail: c.auth_fail }, { read: 1, stripped: 1, auth_fail: 0 });
-    } finally {
-      native.closeObject(a);
-      native.closeObject(b);
-    }
+      stks.set(kri, stk);
+      installKey(native, object, k, kri, stk, "sender");
+    };
+    const send = (): Buffer => {
+      const r = native.progTestRun(native.programFd(object, PIN.egress), plain, 1, plain.length + 128);
+      assert.equal(r.retval, 0);
+      return r.data;
+    };
+    const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
+
+    before(() => {
+      native = nativeBpf();
+      object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
+      const config = encodeConfig(
+        { ifname: "test", layout: "v2-protected", aead: k.aead, maxPacketsPerKri: 3, events: false },
+        14,
+      );
+      native.setInitialValue(object, ".rodata", config);
+      native.loadObject(object);
+    });
+    after(() => native?.closeObject(object));
+
+    it("seals what the TypeScript core opens, rotates Kri with F, and never stamps a packet without its key", () => {
+      // Before any key: the packet leaves as it came, and is counted.
+      assert.deepEqual(send(), plain);
+      assert.equal(counters().skipped_nokey, 1);
+      assert.equal(counters().stamped, 0);
+
+      install(0);
+      install(1);
+      const opened: Array<{ kri: number; fields: ReturnType<typeof openWith> }> = [];
+      const seen = new Set<string>();
+      const openWith = (option: PdmV2ProtectedOption, kri: number) => {
+        const r = openProtectedOption(k.id, stks.get(kri)!, kri, option);
+        return r.ok ? r.value : undefined;
+      };
+      const stampedOption = (out: Buffer): PdmV2ProtectedOption => {
+        assert.equal(out.length, plain.length + 40, "a 40-byte Destination Options header");
+        assert.equal(out[14 + 6], 60, "next header: Destination Options");
+        assert.equal(out[14 + 41], 4, "Hdr Ext Len 4: 40 bytes");
+        assert.deepEqual([out[14 + 40 + 38], out[14 + 40 + 39]], [1, 0], "PadN to the end");
+        const p = parseIpv6(out, 14);
+        assert.ok(p.ok && p.value.pdm?.layout === "v2-protected", "a protected PDM option");
+        return p.value.pdm as PdmV2ProtectedOption;
+      };
+      // Kri 0 has 3 Random Numbers (the first went to the packet without a key), Kri 1 three.
+      for (const expectedKri of [0, 0, 1, 1, 1]) {
+        const option = stampedOption(send());
+        assert.equal(option.fBit, expectedKri & 1, "F = Kri mod 2");
+        const fields = openWith(option, expectedKri);
+        assert.ok(fields, `opens under the STK of Kri ${expectedKri}`);
+        assert.equal(openWith(option, expectedKri ^ 1), undefined, "and under no other");
+        const pair = `${expectedKri}:${option.randomNumber}`;
+        assert.ok(!seen.has(pair), `(Kri, Random Number) ${pair} is new`);
+        seen.add(pair);
+        opened.push({ kri: expectedKri, fields });
+      }
+      const psns = opened.map((o) => o.fields!.psnTp);
+      assert.deepEqual(
+        psns.slice(1).map((p, i) => (p - psns[i]! + 0x10000) % 0x10000),
+        [1, 1, 1, 1],
+        "PSNTP counts up",
+      );
+      assert.deepEqual(
+        opened.map((o) => o.fields!.globalPointer),
+        [1, 2, 3, 4, 5],
+        "Global Pointer per stamped packet",
+      );
+
+      // Kri 2 has no key yet: no PDM at all; once installed, protected again.
+      assert.deepEqual(send(), plain);
+      assert.equal(counters().skipped_nokey, 2);
+      install(2);
+      const option = stampedOption(send());
+      assert.equal(option.fBit, 0);
+      assert.ok(openWith(option, 2), "opens under the STK of Kri 2");
+      assert.equal(counters().stamped, 6);
+    });
   });
-});
+
+  /** One host's programs, loaded for the protected layout (nothing attached). */
+  function loadHost(native: NativeBpf, extra: Partial<AttachOptions> = {}): number {
+    const object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
+    native.setInitialValue(
+      object,
+      ".rodata",
+      encodeConfig({ ifname: "test", layout: "v2-protected", aead: k.aead, events: false, ...extra }, 14),
+    );
+    native.loadObject(object);
+    return object;
+  }
+
+  describe(`protected layout read on ingress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
+    let native: NativeBpf;
+    let object: number;
+    const stks = new Map<number, Buffer>();
+    // A sends to B; these are B's programs, holding A's keys in pdm_peer_keys.
+    const peer = (kri: number, psnTp: number, randomNumber: number): Buffer => {
+      const option = sealProtectedOption({
+        aead: k.id,
+        key: stks.get(kri)!,
+        kri,
+        randomNumber,
+        fBit: (kri & 1) as 0 | 1,
+        fields: { scaleDtlr: 1, scaleDtls: 2, globalPointer: psnTp, psnTp, psnLr: 0, deltaTlr: 0, deltaTls: 0 },
+      });
+      return Buffer.concat([
+        ETH,
+        ipv6Packet({
+          src: "fd00::1",
+          dst: "fd00::2",
+          ext: [[60, encodeDestOptionsHeader(17, option)]],
+          proto: 17,
+          upper: udpHeader(40000, 7000, 20),
+        }),
+      ]);
+    };
+    const read = (pkt: Buffer): Buffer => {
+      const r = native.progTestRun(native.programFd(object, PIN.ingress), pkt, 1, pkt.length + 64);
+      assert.equal(r.retval, 0, "the packet passes");
+      return r.data;
+    };
+    const counters = () => sumCounters(native, native.mapFd(object, PIN.counters));
+    const state = () => {
+      const value = Buffer.alloc(FLOW_STATE.size);
+      assert.ok(
+        native.mapLookup(native.mapFd(object, PIN.flows), encodeFlowKey(flow, "receiver"), value),
+        "B has the flow",
+      );
+      return {
+        psnLr: value.readUInt16LE(FLOW_STATE.offset("psn_lr")),
+        peerKri: value.readUInt32LE(FLOW_STATE.offset("peer_kri")),
+      };
+    };
+
+    before(() => {
+      native = nativeBpf();
+      object = loadHost(native);
+      for (const kri of [0, 1, 2]) stks.set(kri, randomBytes(k.keyLength));
+      for (const kri of [0, 1]) installKey(native, object, k, kri, stks.get(kri)!, "receiver");
+    });
+    after(() => native?.closeObject(object));
+
+    it("opens with the peer's keys, follows its Kri, counts GSO repeats, replays, tampering and missing keys", () => {
+      const first = peer(0, 100, 7);
+      assert.deepEqual(read(first), first, "a reader leaves the packet as it is");
+      assert.deepEqual({ read: counters().read, auth_fail: counters().auth_fail }, { read: 1, auth_fail: 0 });
+      assert.deepEqual(state(), { psnLr: 100, peerKri: 0 });
+
+      read(first); // back to back: one GSO burst's segments
+      assert.equal(counters().gso_repeat, 1);
+      read(peer(0, 101, 9));
+      assert.equal(state().psnLr, 101);
+      read(first); // the same stamp again, later: a replay
+      assert.equal(counters().replay, 1);
+      assert.equal(state().psnLr, 101, "a replay changes nothing");
+
+      const tampered = peer(0, 102, 11);
+      tampered[14 + 40 + 2 + 6 + 20]! ^= 0x04; // a bit of the tag (Ethernet, IPv6, Next Header and length, option head, 14 + 6 sealed bytes in)
+      assert.deepEqual(read(tampered), tampered);
+      assert.equal(counters().auth_fail, 1);
+      assert.equal(state().psnLr, 101, "an unverified option changes nothing");
+
+      read(peer(1, 103, 5)); // F flips: the next Kri, whose key is installed
+      assert.deepEqual(state(), { psnLr: 103, peerKri: 1 });
+      read(peer(2, 104, 6)); // Kri 2: no key installed
+      assert.equal(counters().auth_fail, 2);
+      assert.equal(state().psnLr, 103);
+      assert.equal(counters().read, 4, "the first stamp, its GSO repeat, PSNTP 101 and the Kri 1 stamp: nothing else");
+    });
+  });
+
+  describe(`protected layout, host to host (${k.name})`, { skip: k.skip, concurrency: false }, () => {
+    it("what A's egress seals, B's ingress opens and reads; with --strip B hands its stack the plain packet", () => {
+      const native = nativeBpf();
+      const a = loadHost(native);
+      const b = loadHost(native, { strip: true });
+      try {
+        const stk = randomBytes(k.keyLength);
+        installKey(native, a, k, 0, stk, "sender");
+        installKey(native, b, k, 0, stk, "receiver");
+        const sent = native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128).data;
+        assert.equal(sent.length, plain.length + 40);
+        const received = native.progTestRun(native.programFd(b, PIN.ingress), sent, 1, sent.length + 64).data;
+        assert.deepEqual(received, plain, "B's stack gets the packet without the header");
+        const c = sumCounters(native, native.mapFd(b, PIN.counters));
+        assert.deepEqual(
+          { read: c.read, stripped: c.stripped, auth_fail: c.auth_fail },
+          { read: 1, stripped: 1, auth_fail: 0 },
+        );
+      } finally {
+        native.closeObject(a);
+        native.closeObject(b);
+      }
+    });
+  });
 }
 
 describe("protected layout: kernel events (ChaCha20-Poly1305)", { skip, concurrency: false }, () => {
   it("a new flow is announced before its first packet needs a key; stamped and read events carry the clear fields", () => {
     const native = nativeBpf();
     const a = native.openObject(bpfObjectPath());
-    native.setInitialValue(a, ".rodata", encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", events: true }, 14));
+    native.setInitialValue(
+      a,
+      ".rodata",
+      encodeConfig({ ifname: "test", layout: "v2-protected", aead: "chacha20-poly1305", events: true }, 14),
+    );
     native.loadObject(a);
     const events: Buffer[] = [];
     const ring = new native.RingBuffer(native.mapFd(a, PDM_MAP.events), EVENT.size, (records, count) => {
       for (let i = 0; i < count; i++) events.push(Buffer.from(records.subarray(i * EVENT.size, (i + 1) * EVENT.size)));
     });
-    const field = (e: Buffer, name: string): number => (EVENT.field(name).size === 1 ? e[EVENT.offset(name)]! : EVENT.field(name).size === 2 ? e.readUInt16LE(EVENT.offset(name)) : e.readUInt32LE(EVENT.offset(name)));
+    const field = (e: Buffer, name: string): number =>
+      EVENT.field(name).size === 1
+        ? e[EVENT.offset(name)]!
+        : EVENT.field(name).size === 2
+          ? e.readUInt16LE(EVENT.offset(name))
+          : e.readUInt32LE(EVENT.offset(name));
     try {
       native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128); // no key yet
       ring.consume();
-      assert.deepEqual(events.map((e) => field(e, "type")), [PDM_EV["new-flow"]], "the agent hears of the flow, though nothing was stamped");
+      assert.deepEqual(
+        events.map((e) => field(e, "type")),
+        [PDM_EV["new-flow"]],
+        "the agent hears of the flow, though nothing was stamped",
+      );
       installFlowKey(native, native.mapFd(a, PDM_MAP.keys), flow, 0, randomBytes(32), "sender");
       const out = native.progTestRun(native.programFd(a, PIN.egress), plain, 1, plain.length + 128).data;
       ring.consume();
@@ -257,17 +331,41 @@ describe("protected layout: kernel events (ChaCha20-Poly1305)", { skip, concurre
       assert.equal(field(stamped, "type"), PDM_EV.stamped);
       assert.equal(field(stamped, "layout"), 3, "protected");
       assert.equal(field(stamped, "global_pointer"), 1, "the clear fields, for measurement without keys");
-      assert.equal(field(stamped, "random_f"), out.readUInt16BE(14 + 40 + 2 + 4), "the Random Number and F on the wire");
+      assert.equal(
+        field(stamped, "random_f"),
+        out.readUInt16BE(14 + 40 + 2 + 4),
+        "the Random Number and F on the wire",
+      );
       // The analyzer measures from such events without any key: the fields are the kernel's.
-      const record = { timeNs: 0, addresses: new Uint8Array(32), srcOffset: 0, dstOffset: 16, sport: 0, dport: 0, proto: 0, pdm: undefined, pdmError: undefined, number: 0 } as PdmRecord;
+      const record = {
+        timeNs: 0,
+        addresses: new Uint8Array(32),
+        srcOffset: 0,
+        dstOffset: 16,
+        sport: 0,
+        dport: 0,
+        proto: 0,
+        pdm: undefined,
+        pdmError: undefined,
+        number: 0,
+      } as PdmRecord;
       assert.ok(eventToRecord(stamped, 0, record, 0, 1));
       assert.equal(record.wireLayout, "v2-protected");
       assert.equal(record.pdm?.layout, "v2-clear", "fields in the clear layout's shape");
       assert.equal((record.pdm as { globalPointer: number }).globalPointer, 1);
       const session = new AnalysisSession();
       session.addRecord(record, 0);
-      const flowReport = session.result("events", { format: "ebpf", packets: 1, bytes: 0, stoppedEarly: undefined, warnings: [] }).flows[0]!;
-      assert.deepEqual({ layout: flowReport.layout, pdmPackets: flowReport.pdmPackets }, { layout: "v2-protected", pdmPackets: 1 });
+      const flowReport = session.result("events", {
+        format: "ebpf",
+        packets: 1,
+        bytes: 0,
+        stoppedEarly: undefined,
+        warnings: [],
+      }).flows[0]!;
+      assert.deepEqual(
+        { layout: flowReport.layout, pdmPackets: flowReport.pdmPackets },
+        { layout: "v2-protected", pdmPackets: 1 },
+      );
     } finally {
       ring.close();
       native.closeObject(a);

@@ -5,7 +5,17 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseKeyLog } from "../../pdm/index.ts";
@@ -34,7 +44,8 @@ describe("pdm ca, agent and keys export", () => {
       r = pdm("ca", "issue", "--dir", ca, "--role", role!, "--addr", "::1", "-o", join(dir, name!));
       assert.equal(r.status, 0, r.stderr);
     }
-    for (const f of ["ca/ca.key", "ca/ca.crt", "ws.key", "ws.crt", "an.key"]) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
+    for (const f of ["ca/ca.key", "ca/ca.crt", "ws.key", "ws.crt", "an.key"])
+      assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
     r = pdm("ca", "init", "--dir", ca);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /already exists/);
@@ -51,7 +62,20 @@ describe("pdm ca, agent and keys export", () => {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(statSync(ca).mode & 0o777, 0o700, "an existing CA directory is set to 0700");
     for (const days of ["abc", "1e9", "-1", "0", "2.5"]) {
-      r = pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, `days-${days}`), "--days", days);
+      r = pdm(
+        "ca",
+        "issue",
+        "--dir",
+        ca,
+        "--role",
+        "analyzer",
+        "--addr",
+        "::1",
+        "-o",
+        join(dir, `days-${days}`),
+        "--days",
+        days,
+      );
       assert.equal(r.status, 2, `--days ${days}: ${r.stderr}`);
       assert.match(r.stderr, /--days must be a whole number of days from 1 to 36500/);
       r = pdm("ca", "init", "--dir", join(dir, `ca-days-${days}`), "--days", days);
@@ -62,7 +86,10 @@ describe("pdm ca, agent and keys export", () => {
     r = pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "a2"));
     assert.equal(r.status, 2);
     assert.match(r.stderr, /a2\.key already exists/);
-    assert.equal(pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "a2"), "--force").status, 0);
+    assert.equal(
+      pdm("ca", "issue", "--dir", ca, "--role", "analyzer", "--addr", "::1", "-o", join(dir, "a2"), "--force").status,
+      0,
+    );
 
     const victim = join(dir, "victim2.txt");
     writeFileSync(victim, "keep\n", { mode: 0o644 });
@@ -81,9 +108,23 @@ describe("pdm ca, agent and keys export", () => {
     const cases: [object, RegExp][] = [
       [{ roles: ["writer-server"], tls: { ca: "a", cert: "b", key: "c" } }, /listen: a writer role needs listen/],
       [{ roles: ["writer-sever"], tls: { ca: "a", cert: "b", key: "c" } }, /roles\[0\]: "writer-sever" is not one of/],
-      [{ roles: ["reader-server"], writerServer: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, rotation: { keys: 0 } }, /rotation\.keys: expected an integer/],
-      [{ roles: ["reader-server"], writerServer: "::1", tls: { ca: "a", cert: "b", key: "c" } }, /writerServer: "::1" is not HOST:PORT/],
-      [{ roles: ["reader-server"], writerServer: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, ackTimeout: 3 }, /ackTimeout: unknown field/],
+      [
+        {
+          roles: ["reader-server"],
+          writerServer: "[::1]:1",
+          tls: { ca: "a", cert: "b", key: "c" },
+          rotation: { keys: 0 },
+        },
+        /rotation\.keys: expected an integer/,
+      ],
+      [
+        { roles: ["reader-server"], writerServer: "::1", tls: { ca: "a", cert: "b", key: "c" } },
+        /writerServer: "::1" is not HOST:PORT/,
+      ],
+      [
+        { roles: ["reader-server"], writerServer: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, ackTimeout: 3 },
+        /ackTimeout: unknown field/,
+      ],
     ];
     for (const [config, want] of cases) {
       const file = join(dir, "bad.json");
@@ -102,31 +143,85 @@ describe("pdm ca, agent and keys export", () => {
     };
     const tlsOf = (n: string) => ({ ca: "ca/ca.crt", cert: `${n}.crt`, key: `${n}.key` });
     const port = 20000 + (process.pid % 20000);
-    const ws = spawn(process.execPath, [bin, "agent", "-c", write("ws", { name: "ws", roles: ["writer-server"], tls: tlsOf("ws"), listen: `[::1]:${port}` })], { stdio: ["ignore", "ignore", "pipe"] });
+    const ws = spawn(
+      process.execPath,
+      [
+        bin,
+        "agent",
+        "-c",
+        write("ws", { name: "ws", roles: ["writer-server"], tls: tlsOf("ws"), listen: `[::1]:${port}` }),
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
     started.push(ws);
     let wsLog = "";
     ws.stderr!.on("data", (c) => (wsLog += c));
     await until(() => wsLog.includes("listening"), "writer server listening");
-    const wc = spawn(process.execPath, [bin, "agent", "-c", write("wc", { name: "wc", roles: ["writer-client"], tls: tlsOf("wc"), listen: "[::1]:0", writerServer: `[::1]:${port}` })], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const wc = spawn(
+      process.execPath,
+      [
+        bin,
+        "agent",
+        "-c",
+        write("wc", {
+          name: "wc",
+          roles: ["writer-client"],
+          tls: tlsOf("wc"),
+          listen: "[::1]:0",
+          writerServer: `[::1]:${port}`,
+        }),
+      ],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     started.push(wc);
     await until(() => wsLog.includes("registered"), "registration");
 
     const out = join(dir, "keys.log");
-    const r = pdm("keys", "export", "--writer", `[::1]:${port}`, "--ca", join(dir, "ca/ca.crt"), "--cert", join(dir, "an.crt"), "--key", join(dir, "an.key"), "-o", out);
+    const r = pdm(
+      "keys",
+      "export",
+      "--writer",
+      `[::1]:${port}`,
+      "--ca",
+      join(dir, "ca/ca.crt"),
+      "--cert",
+      join(dir, "an.crt"),
+      "--key",
+      join(dir, "an.key"),
+      "-o",
+      out,
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /wrote 1 generation\(s\), SharedSecret/);
     assert.equal(statSync(out).mode & 0o777, 0o600);
     const entries = parseKeyLog(readFileSync(out, "utf8"));
     assert.equal(entries.length, 1);
-    assert.ok(wsLog.includes(`keyId=${Buffer.from(entries[0]!.keyId).toString("hex")}`), "the exported generation is the registered one");
+    assert.ok(
+      wsLog.includes(`keyId=${Buffer.from(entries[0]!.keyId).toString("hex")}`),
+      "the exported generation is the registered one",
+    );
     assert.ok(!wsLog.includes(Buffer.from(entries[0]!.secret).toString("hex")), "the secret is not in the log");
 
     // The key log is never written through a symbolic link, over an existing file
     // (without --force), into a missing directory or onto a directory.
     const exportTo = (target: string, ...extra: string[]) =>
-      pdm("keys", "export", "--writer", `[::1]:${port}`, "--ca", join(dir, "ca/ca.crt"), "--cert", join(dir, "an.crt"), "--key", join(dir, "an.key"), "-o", target, ...extra);
+      pdm(
+        "keys",
+        "export",
+        "--writer",
+        `[::1]:${port}`,
+        "--ca",
+        join(dir, "ca/ca.crt"),
+        "--cert",
+        join(dir, "an.crt"),
+        "--key",
+        join(dir, "an.key"),
+        "-o",
+        target,
+        ...extra,
+      );
     const victim = join(dir, "victim.txt");
     writeFileSync(victim, "someone else's file\n", { mode: 0o644 });
     const link = join(dir, "link.log");
@@ -151,10 +246,27 @@ describe("pdm ca, agent and keys export", () => {
       assert.match(bad.stderr, why);
       assert.doesNotMatch(bad.stderr, /\n\s+at /, "no stack trace");
     }
-    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".tmp")), [], "no temporary file left behind");
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith(".tmp")),
+      [],
+      "no temporary file left behind",
+    );
 
     // A writer client's certificate is not an analyzer's.
-    const refused = pdm("keys", "export", "--writer", `[::1]:${port}`, "--ca", join(dir, "ca/ca.crt"), "--cert", join(dir, "wc.crt"), "--key", join(dir, "wc.key"), "-o", join(dir, "no.log"));
+    const refused = pdm(
+      "keys",
+      "export",
+      "--writer",
+      `[::1]:${port}`,
+      "--ca",
+      join(dir, "ca/ca.crt"),
+      "--cert",
+      join(dir, "wc.crt"),
+      "--key",
+      join(dir, "wc.key"),
+      "-o",
+      join(dir, "no.log"),
+    );
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /the peer refused: wrong-role/);
 

@@ -32,7 +32,10 @@ describe("dist bundle", () => {
     before(() => {
       copy = mkdtempSync(join(tmpdir(), "pdm-bundle-"));
       for (const d of ["bin", "cli", "pdm", "analyzer", "probes", "lab", "package.json"]) {
-        cpSync(join(root, d), join(copy, d), { recursive: true, filter: (src) => !src.includes(`${join("probes", "datapath", "native", "build")}`) });
+        cpSync(join(root, d), join(copy, d), {
+          recursive: true,
+          filter: (src) => !src.includes(`${join("probes", "datapath", "native", "build")}`),
+        });
       }
       symlinkSync(join(root, "node_modules"), join(copy, "node_modules"));
     });

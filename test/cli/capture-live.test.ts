@@ -21,7 +21,10 @@ const MS = 1e6;
 
 /** Send frames on lo, from a helper process (node_pcap would keep this one running). */
 function inject(frames: Buffer[]): void {
-  const r = spawnSync(process.execPath, [join(root, "test", "helpers", "inject-frames.mjs"), "lo"], { input: frames.map((f) => f.toString("hex")).join("\n"), encoding: "utf8" });
+  const r = spawnSync(process.execPath, [join(root, "test", "helpers", "inject-frames.mjs"), "lo"], {
+    input: frames.map((f) => f.toString("hex")).join("\n"),
+    encoding: "utf8",
+  });
   assert.equal(r.stdout.trim(), `${frames.length} injected`, r.stderr);
 }
 
@@ -36,16 +39,38 @@ function skipReason(): string | undefined {
 }
 
 /** An Ethernet frame on lo (zero MACs) carrying `packet`. */
-const onLoopback = (packet: Uint8Array): Buffer => Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xdd]), packet]);
+const onLoopback = (packet: Uint8Array): Buffer =>
+  Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xdd]), packet]);
 
 /** UDP fd00:7::<client>.40000 <-> fd00:7::100.PORT with a PDM (RFC 8250) option. */
-function frame(client: number, up: boolean, psnTp: number, psnLr: number, deltaTlrNs: number, deltaTlsNs: number): Buffer {
+function frame(
+  client: number,
+  up: boolean,
+  psnTp: number,
+  psnLr: number,
+  deltaTlrNs: number,
+  deltaTlsNs: number,
+): Buffer {
   const tlr = encodeDeltaNs(deltaTlrNs);
   const tls = encodeDeltaNs(deltaTlsNs);
-  const option = encodePdmOption({ layout: "rfc8250", psnTp, psnLr, deltaTlr: tlr.delta, scaleDtlr: tlr.scale, deltaTls: tls.delta, scaleDtls: tls.scale });
+  const option = encodePdmOption({
+    layout: "rfc8250",
+    psnTp,
+    psnLr,
+    deltaTlr: tlr.delta,
+    scaleDtlr: tlr.scale,
+    deltaTls: tls.delta,
+    scaleDtls: tls.scale,
+  });
   const [a, b] = [`fd00:7::${client}`, "fd00:7::100"];
   return onLoopback(
-    ipv6Packet({ src: up ? a : b, dst: up ? b : a, ext: [[NEXT_HEADER_DEST_OPTS, encodeDestOptionsHeader(17, option)]], proto: 17, upper: up ? udpHeader(40000, PORT) : udpHeader(PORT, 40000) }),
+    ipv6Packet({
+      src: up ? a : b,
+      dst: up ? b : a,
+      ext: [[NEXT_HEADER_DEST_OPTS, encodeDestOptionsHeader(17, option)]],
+      proto: 17,
+      upper: up ? udpHeader(40000, PORT) : udpHeader(PORT, 40000),
+    }),
   );
 }
 
@@ -63,16 +88,44 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 interface LiveJson {
   counters: { pdmPackets: number };
-  flows: Array<{ client: string; serverDelayNs?: { p50: number; count: number }; responseTimeNs?: { count: number }; packets: { clientToServer: number } }>;
-  live: { trackedFlows: number; endedIdle: number; endedEarly: number; notListed: number; percentileAccuracy: number; limits: { idleSec: number } };
+  flows: Array<{
+    client: string;
+    serverDelayNs?: { p50: number; count: number };
+    responseTimeNs?: { count: number };
+    packets: { clientToServer: number };
+  }>;
+  live: {
+    trackedFlows: number;
+    endedIdle: number;
+    endedEarly: number;
+    notListed: number;
+    percentileAccuracy: number;
+    limits: { idleSec: number };
+  };
 }
 
 describe("pdm capture over time", { skip: skipReason() }, () => {
   it("ends idle flows, lists the worst, keeps every packet in the totals", async () => {
-    const capture = spawn(process.execPath, [join(root, "bin", "pdm.js"), "capture", "-i", "lo", "-f", "json", "--idle-timeout", "1", "--max-listed", "1", FILTER], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const capture = spawn(
+      process.execPath,
+      [
+        join(root, "bin", "pdm.js"),
+        "capture",
+        "-i",
+        "lo",
+        "-f",
+        "json",
+        "--idle-timeout",
+        "1",
+        "--max-listed",
+        "1",
+        FILTER,
+      ],
+      {
+        cwd: root,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let stdout = "";
     let stderr = "";
     capture.stdout.on("data", (d: Buffer) => (stdout += d));
@@ -98,14 +151,27 @@ describe("pdm capture over time", { skip: skipReason() }, () => {
 
     assert.equal(result.counters.pdmPackets, 30, "every packet in the totals");
     assert.deepEqual(
-      { idle: result.live.limits.idleSec, endedIdle: result.live.endedIdle, tracked: result.live.trackedFlows, notListed: result.live.notListed, early: result.live.endedEarly },
+      {
+        idle: result.live.limits.idleSec,
+        endedIdle: result.live.endedIdle,
+        tracked: result.live.trackedFlows,
+        notListed: result.live.notListed,
+        early: result.live.endedEarly,
+      },
       { idle: 1, endedIdle: 2, tracked: 1, notListed: 1, early: 0 },
     );
-    assert.deepEqual(result.flows.map((f) => f.client).sort(), ["fd00:7::1", "fd00:7::3"], "the worse ended flow and the tracked one");
+    assert.deepEqual(
+      result.flows.map((f) => f.client).sort(),
+      ["fd00:7::1", "fd00:7::3"],
+      "the worse ended flow and the tracked one",
+    );
     const slow = result.flows.find((f) => f.client === "fd00:7::1")!;
     assert.equal(slow.packets.clientToServer, 5);
     assert.equal(slow.responseTimeNs!.count, 4);
-    assert.ok(Math.abs(slow.serverDelayNs!.p50 - 50 * MS) <= result.live.percentileAccuracy * 50 * MS, `server delay ${slow.serverDelayNs!.p50}`);
+    assert.ok(
+      Math.abs(slow.serverDelayNs!.p50 - 50 * MS) <= result.live.percentileAccuracy * 50 * MS,
+      `server delay ${slow.serverDelayNs!.p50}`,
+    );
     assert.match(stderr, /30 packets captured/);
   });
 });

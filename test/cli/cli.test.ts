@@ -56,7 +56,9 @@ describe("pdm CLI", () => {
     assert.equal(rows[0], "flow,time_s,server_delay_ns,round_trip_delay_ns,response_time_ns");
     assert.equal(rows.length - 1, injected);
     const json = JSON.parse(pdm("analyze", "-r", file, "-f", "json", "--samples").stdout);
-    const flow = json.flows.find((f: { serverPort: number; clientPort: number }) => f.clientPort === truth.flows[0].clientPort);
+    const flow = json.flows.find(
+      (f: { serverPort: number; clientPort: number }) => f.clientPort === truth.flows[0].clientPort,
+    );
     const want = truth.flows[0].samples[0];
     assert.ok(Math.abs(flow.samples[0].responseTimeNs - want.responseTimeNs) <= want.responseTimeNs * 2 ** -15);
     const refused = pdm("analyze", "-r", file, "--samples");
@@ -65,7 +67,14 @@ describe("pdm CLI", () => {
   });
 
   it("analyze reads stdin with -r -", () => {
-    const r = spawnSync("bash", ["-c", `cat ${join(captures, "v2-clear-mixed.pcapng")} | ${process.execPath} ${join(root, "bin", "pdm.js")} analyze -r - -f json`], { encoding: "utf8" });
+    const r = spawnSync(
+      "bash",
+      [
+        "-c",
+        `cat ${join(captures, "v2-clear-mixed.pcapng")} | ${process.execPath} ${join(root, "bin", "pdm.js")} analyze -r - -f json`,
+      ],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).flows.length, 3);
   });
@@ -94,7 +103,11 @@ describe("pdm CLI", () => {
     const badFormat = pdm("analyze", "-r", "x", "-f", "xml");
     assert.notEqual(badFormat.code, 0);
     assert.match(badFormat.stderr, /Allowed choices are table, json, csv/);
-    assert.doesNotMatch(missing.stderr + directory.stderr + notCapture.stderr + badKeys.stderr, /at .*\.ts:\d+/, "no stack traces");
+    assert.doesNotMatch(
+      missing.stderr + directory.stderr + notCapture.stderr + badKeys.stderr,
+      /at .*\.ts:\d+/,
+      "no stack traces",
+    );
   });
 
   it("demo --offline measures the bundled protected capture and compares with the injected delays", () => {
@@ -113,7 +126,15 @@ describe("pdm report", () => {
     const { tmpdir } = await import("node:os");
     const tmp = mkdtempSync(join(tmpdir(), "pdm-cli-report-"));
     try {
-      const r = pdm("report", "-r", join(captures, "rfc8250-udp.pcap"), "-o", join(tmp, "r.html"), "--png", join(tmp, "r.png"));
+      const r = pdm(
+        "report",
+        "-r",
+        join(captures, "rfc8250-udp.pcap"),
+        "-o",
+        join(tmp, "r.html"),
+        "--png",
+        join(tmp, "r.png"),
+      );
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /wrote .*r\.html \(2 flows, \d+ samples\)/);
       const html = readFileSync(join(tmp, "r.html"), "utf8");

@@ -9,11 +9,19 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 
 const root = join(import.meta.dirname, "..", "..");
-const env = { ...process.env, PDM_STATE_DIR: `/tmp/pdm-cli-test-${process.pid}`, PDM_PIN_ROOT: `/sys/fs/bpf/pdm-cli-test-${process.pid}` };
+const env = {
+  ...process.env,
+  PDM_STATE_DIR: `/tmp/pdm-cli-test-${process.pid}`,
+  PDM_PIN_ROOT: `/sys/fs/bpf/pdm-cli-test-${process.pid}`,
+};
 
 function pdm(args: string[], as?: string): { code: number; stderr: string; stdout: string } {
   const cmd = as ? ["runuser", "-u", as, "--", process.execPath] : [process.execPath];
-  const r = spawnSync(cmd[0]!, [...cmd.slice(1), join(root, "bin", "pdm.js"), ...args], { encoding: "utf8", env, cwd: root });
+  const r = spawnSync(cmd[0]!, [...cmd.slice(1), join(root, "bin", "pdm.js"), ...args], {
+    encoding: "utf8",
+    env,
+    cwd: root,
+  });
   return { code: r.status ?? -1, stderr: r.stderr, stdout: r.stdout };
 }
 
@@ -58,10 +66,19 @@ describe("pdm attach / detach / status / capture refusals", () => {
     assert.match(ebpfWrite.stderr, /nothing to write with -w/);
   });
 
-  it("without root, attach says so in one sentence", { skip: process.getuid?.() !== 0 || spawnSync("runuser", ["--help"]).status !== 0 ? "needs root to switch to an unprivileged user" : undefined }, () => {
-    const r = pdm(["attach", "-i", "lo"], "nobody");
-    assert.equal(r.code, 1);
-    oneSentence(r.stderr);
-    assert.match(r.stderr, /needs root \(CAP_BPF and CAP_NET_ADMIN\): run it with sudo or as root\./);
-  });
+  it(
+    "without root, attach says so in one sentence",
+    {
+      skip:
+        process.getuid?.() !== 0 || spawnSync("runuser", ["--help"]).status !== 0
+          ? "needs root to switch to an unprivileged user"
+          : undefined,
+    },
+    () => {
+      const r = pdm(["attach", "-i", "lo"], "nobody");
+      assert.equal(r.code, 1);
+      oneSentence(r.stderr);
+      assert.match(r.stderr, /needs root \(CAP_BPF and CAP_NET_ADMIN\): run it with sudo or as root\./);
+    },
+  );
 });

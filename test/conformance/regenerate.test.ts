@@ -19,17 +19,26 @@ function sameFiles(checkedIn: string, generated: string): void {
   const names = readdirSync(generated).sort();
   assert.ok(names.length > 3);
   for (const name of names) {
-    assert.ok(readFileSync(join(generated, name)).equals(readFileSync(join(checkedIn, name))), `${name} differs from the generator's output`);
+    assert.ok(
+      readFileSync(join(generated, name)).equals(readFileSync(join(checkedIn, name))),
+      `${name} differs from the generator's output`,
+    );
   }
 }
 
 describe("generators reproduce the checked-in files", () => {
   it("fixtures/vectors/*.json", () => {
-    execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "gen-vectors.ts"), join(tmp, "vectors")], { stdio: "ignore" });
+    execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "gen-vectors.ts"), join(tmp, "vectors")], {
+      stdio: "ignore",
+    });
     sameFiles(join(root, "fixtures", "vectors"), join(tmp, "vectors"));
   });
   it("fixtures/captures/*", () => {
-    execFileSync(process.execPath, ["--import", "tsx", join(root, "scripts", "gen-fixtures.ts"), "--out", join(tmp, "captures")], { stdio: "ignore" });
+    execFileSync(
+      process.execPath,
+      ["--import", "tsx", join(root, "scripts", "gen-fixtures.ts"), "--out", join(tmp, "captures")],
+      { stdio: "ignore" },
+    );
     sameFiles(join(root, "fixtures", "captures"), join(tmp, "captures"));
   });
 });

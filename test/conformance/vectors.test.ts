@@ -128,7 +128,15 @@ describe("key-schedule vectors", () => {
         assert.equal(hex(cs), cl.clientSecret);
         const nk = c.suite.aead === 1 ? 16 : 32;
         for (const s of cl.stks) {
-          const info = concat(ascii("pdmv2 stk"), bytes(s.src), bytes(s.dst), be(s.sport, 2), be(s.dport, 2), be(s.proto, 1), be(s.kri, 4));
+          const info = concat(
+            ascii("pdmv2 stk"),
+            bytes(s.src),
+            bytes(s.dst),
+            be(s.sport, 2),
+            be(s.dport, 2),
+            be(s.proto, 1),
+            be(s.kri, 4),
+          );
           assert.equal(hex(nobleHkdf(c.suite.kdf, cs, salt, info, nk)), s.stk);
         }
       }
@@ -140,7 +148,14 @@ describe("AEAD vectors", () => {
   const v = load("aead.json");
   it("node:crypto core seals byte for byte and opens", () => {
     for (const c of v.cases) {
-      const option = sealProtectedOption({ aead: c.aead, key: bytes(c.key), kri: c.kri, randomNumber: c.randomNumber, fBit: c.fBit, fields: c.fields });
+      const option = sealProtectedOption({
+        aead: c.aead,
+        key: bytes(c.key),
+        kri: c.kri,
+        randomNumber: c.randomNumber,
+        fBit: c.fBit,
+        fields: c.fields,
+      });
       assert.equal(hex(option), c.option);
       assert.equal(hex(protectedNonce(c.kri, c.randomNumber, c.fBit)), c.nonce);
       const decoded = decodePdmOption(option, 0);
@@ -158,7 +173,14 @@ describe("AEAD vectors", () => {
       assert.equal(hex(nonce), c.nonce);
       assert.equal(hex(aad), c.aad);
       const f = c.fields;
-      const plaintext = concat(Uint8Array.of(f.scaleDtlr, f.scaleDtls), be(f.globalPointer, 4), be(f.psnTp, 2), be(f.psnLr, 2), be(f.deltaTlr, 2), be(f.deltaTls, 2));
+      const plaintext = concat(
+        Uint8Array.of(f.scaleDtlr, f.scaleDtls),
+        be(f.globalPointer, 4),
+        be(f.psnTp, 2),
+        be(f.psnLr, 2),
+        be(f.deltaTlr, 2),
+        be(f.deltaTls, 2),
+      );
       assert.equal(hex(plaintext), c.plaintext);
       const sealed = nobleAead(c.aead, bytes(c.key), nonce, aad).encrypt(plaintext);
       assert.equal(hex(concat(aad, sealed)), c.option);

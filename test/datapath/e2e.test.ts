@@ -61,7 +61,11 @@ function analyzeJson(topo: Topology, file: string): { flows: FlowJson[]; counter
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Every PDM packet of a capture: source address, frame length, option. */
-async function pdmPackets(file: string): Promise<Array<{ src: string; dst: string; length: number; sport: number; dport: number; proto: number; pdm: PdmOption }>> {
+async function pdmPackets(
+  file: string,
+): Promise<
+  Array<{ src: string; dst: string; length: number; sport: number; dport: number; proto: number; pdm: PdmOption }>
+> {
   const out: Awaited<ReturnType<typeof pdmPackets>> = [];
   const source = await fileSource(file);
   await readCapture(source, (p) => {
@@ -107,7 +111,17 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       }
       const file = join(dir, "rfc8250.pcapng");
       const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-      const events = topo.spawn(a, [process.execPath, PDM_BIN, "capture", "-i", a.ifname, "--source", "ebpf", "-f", "json"]);
+      const events = topo.spawn(a, [
+        process.execPath,
+        PDM_BIN,
+        "capture",
+        "-i",
+        a.ifname,
+        "--source",
+        "ebpf",
+        "-f",
+        "json",
+      ]);
       await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 1500)); // both captures open
       const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "20"]);
@@ -122,7 +136,11 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       for (const c of [capture, events]) c.kill("SIGINT");
       assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
       assert.equal(await Topology.exited(events), 0, events.output().stderr);
-      const held = server.output().stdout.split("\n").filter((l) => l.startsWith("held")).map((l) => Number(l.split(" ")[1]));
+      const held = server
+        .output()
+        .stdout.split("\n")
+        .filter((l) => l.startsWith("held"))
+        .map((l) => Number(l.split(" ")[1]));
 
       const result = analyzeJson(topo, file);
       assert.equal(result.counters.malformed, 0);
@@ -148,7 +166,10 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       const icmp = result.flows.find((f) => f.transport === "icmpv6");
       assert.ok(icmp && icmp.roundTripDelayNs, "ICMPv6 echo flow with samples");
       assert.ok(icmp.roundTripDelayNs.count >= 8, `echo samples: ${icmp.roundTripDelayNs.count}`);
-      assert.ok(icmp.roundTripDelayNs.p50 >= 10 * MS && icmp.roundTripDelayNs.p50 <= RTD_MAX, `echo round trip ${icmp.roundTripDelayNs.p50}`);
+      assert.ok(
+        icmp.roundTripDelayNs.p50 >= 10 * MS && icmp.roundTripDelayNs.p50 <= RTD_MAX,
+        `echo round trip ${icmp.roundTripDelayNs.p50}`,
+      );
       assert.ok(icmp.serverDelayNs!.p50 < 1 * MS, "the kernel answers echo at once");
 
       const tcp = result.flows.find((f) => f.transport === "tcp" && f.serverPort === 5201 && f.pdmPackets > 100);
@@ -158,19 +179,28 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       const live = JSON.parse(events.output().stdout) as { flows: FlowJson[] };
       const liveUdp = live.flows.find((f) => f.transport === "udp" && f.serverPort === 7000);
       assert.ok(liveUdp?.serverDelayNs, `UDP flow in the eBPF records: ${events.output().stdout.slice(0, 400)}`);
-      assert.ok(Math.abs(liveUdp.serverDelayNs.p50 - sd) <= 0.01 * sd, `eBPF ${liveUdp.serverDelayNs.p50} vs capture ${sd}`);
+      assert.ok(
+        Math.abs(liveUdp.serverDelayNs.p50 - sd) <= 0.01 * sd,
+        `eBPF ${liveUdp.serverDelayNs.p50} vs capture ${sd}`,
+      );
       assert.ok(Math.abs(liveUdp.roundTripDelayNs!.p50 - rtd) <= 0.02 * rtd);
 
       // PSNLR echoes the peer: every packet b sends on the UDP flow names a PSNTP a sent.
       const packets = await pdmPackets(file);
-      const fromA = new Set(packets.filter((p) => p.src === a.addr && p.proto === 17).map((p) => (p.pdm as { psnTp: number }).psnTp));
+      const fromA = new Set(
+        packets.filter((p) => p.src === a.addr && p.proto === 17).map((p) => (p.pdm as { psnTp: number }).psnTp),
+      );
       const fromB = packets.filter((p) => p.src === b.addr && p.proto === 17);
       assert.ok(fromB.length >= 30);
-      for (const p of fromB) assert.ok(fromA.has((p.pdm as { psnLr: number }).psnLr), "PSNLR names a packet the peer sent");
+      for (const p of fromB)
+        assert.ok(fromA.has((p.pdm as { psnLr: number }).psnLr), "PSNLR names a packet the peer sent");
 
       const status = topo.pdm(a, ["status", "-i", a.ifname, "--json"]);
       assert.equal(status.code, 0, status.stderr);
-      const [st] = JSON.parse(status.stdout) as Array<{ counters: Record<string, number>; flows: Array<{ remotePort: number; txPackets: number; rxPackets: number }> }>;
+      const [st] = JSON.parse(status.stdout) as Array<{
+        counters: Record<string, number>;
+        flows: Array<{ remotePort: number; txPackets: number; rxPackets: number }>;
+      }>;
       assert.ok(st!.counters.stamped! > 100 && st!.counters.read! > 30, JSON.stringify(st!.counters));
       assert.equal(st!.counters.malformed, 0);
       assert.ok(st!.flows.some((f) => f.remotePort === 7000 && f.txPackets === 30 && f.rxPackets === 30));
@@ -190,13 +220,21 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
     const topo = new Topology();
     const { a, b } = topo;
     try {
-      for (const h of [a, b]) assert.equal(topo.pdm(h, ["attach", "-i", h.ifname, "--layout", "v2", "--packets-per-kri", "8"]).code, 0);
+      for (const h of [a, b])
+        assert.equal(topo.pdm(h, ["attach", "-i", h.ifname, "--layout", "v2", "--packets-per-kri", "8"]).code, 0);
       const file = join(dir, "v2.pcap");
       const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
       await new Promise((r) => setTimeout(r, 1500));
-      const linkLocalB = (JSON.parse(topo.ip(b, ["-j", "-6", "addr", "show", "dev", b.ifname, "scope", "link"]))[0].addr_info as Array<{ local?: string }>).find((x) => x.local)!.local!;
+      const linkLocalB = (
+        JSON.parse(topo.ip(b, ["-j", "-6", "addr", "show", "dev", b.ifname, "scope", "link"]))[0].addr_info as Array<{
+          local?: string;
+        }>
+      ).find((x) => x.local)!.local!;
       assert.match(topo.exec(a, ["ping", "-6", "-c", "20", "-i", "0.01", "-q", b.addr]).stdout, / 0% packet loss/);
-      assert.match(topo.exec(a, ["ping", "-6", "-c", "5", "-i", "0.01", "-q", `${linkLocalB}%${a.ifname}`]).stdout, / 0% packet loss/);
+      assert.match(
+        topo.exec(a, ["ping", "-6", "-c", "5", "-i", "0.01", "-q", `${linkLocalB}%${a.ifname}`]).stdout,
+        / 0% packet loss/,
+      );
       await new Promise((r) => setTimeout(r, 300));
       capture.kill("SIGINT");
       assert.equal(await Topology.exited(capture), 0);
@@ -207,12 +245,23 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       const linkFromA = packets.filter((p) => p.src.startsWith("fe80") && p.dst === linkLocalB);
       assert.equal(globalFromA.length, 20);
       assert.equal(linkFromA.length, 5);
-      assert.deepEqual(globalFromA.map((p) => v2(p).globalPointer), Array.from({ length: 20 }, (_, i) => i + 1), "global class counts from 1");
-      assert.deepEqual(linkFromA.map((p) => v2(p).globalPointer), [1, 2, 3, 4, 5], "link-local class counts on its own");
+      assert.deepEqual(
+        globalFromA.map((p) => v2(p).globalPointer),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+        "global class counts from 1",
+      );
+      assert.deepEqual(
+        linkFromA.map((p) => v2(p).globalPointer),
+        [1, 2, 3, 4, 5],
+        "link-local class counts on its own",
+      );
       const psn = globalFromA.map((p) => v2(p).psnTp);
       psn.forEach((v, i) => i > 0 && assert.equal(v, (psn[i - 1]! + 1) & 0xffff));
       // 8 packets per Kri: F is 0 for packets 1-8, 1 for 9-16, 0 again for 17-20
-      assert.deepEqual(globalFromA.map((p) => v2(p).fBit), [...Array(8).fill(0), ...Array(8).fill(1), ...Array(4).fill(0)]);
+      assert.deepEqual(
+        globalFromA.map((p) => v2(p).fBit),
+        [...Array(8).fill(0), ...Array(8).fill(1), ...Array(4).fill(0)],
+      );
       const rns = globalFromA.slice(0, 8).map((p) => v2(p).randomNumber);
       assert.equal(new Set(rns).size, 8, "Random Numbers never repeat within a Kri");
       const result = analyzeJson(topo, file);
@@ -231,12 +280,19 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7001", "0"]);
       await Topology.waitFor(server, /ready/);
       // 1452 bytes fill the 1500-byte MTU exactly: no room for the header on a.
-      const full = JSON.parse(topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7001", "3", "0", "1452"]).stdout);
+      const full = JSON.parse(
+        topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7001", "3", "0", "1452"]).stdout,
+      );
       // 3000 bytes are fragmented: a Fragment header is already there on both hosts.
-      const big = JSON.parse(topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7001", "2", "0", "3000"]).stdout);
+      const big = JSON.parse(
+        topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7001", "2", "0", "3000"]).stdout,
+      );
       assert.equal(full.answered, 3);
       assert.equal(big.answered, 2);
-      const st = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters as Record<string, number>;
+      const st = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters as Record<
+        string,
+        number
+      >;
       assert.equal(st.skipped_mtu, 3);
       assert.ok(st.skipped_exthdr! >= 4, `skipped_exthdr ${st.skipped_exthdr}`);
     } finally {
@@ -248,23 +304,44 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
     const topo = new Topology();
     const { a, b } = topo;
     try {
-      const run = async (name: string, attachArgs: string[]): Promise<{ psns: number[]; stamped: number; delivered: number }> => {
+      const run = async (
+        name: string,
+        attachArgs: string[],
+      ): Promise<{ psns: number[]; stamped: number; delivered: number }> => {
         assert.equal(topo.pdm(a, ["attach", "-i", a.ifname, ...attachArgs]).code, 0);
         const file = join(dir, `${name}.pcap`);
-        const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q", "ip6", "protochain", "6"]);
+        const capture = topo.spawn(b, [
+          process.execPath,
+          PDM_BIN,
+          "capture",
+          "-i",
+          b.ifname,
+          "-w",
+          file,
+          "-q",
+          "ip6",
+          "protochain",
+          "6",
+        ]);
         await new Promise((r) => setTimeout(r, 1500));
         const delivered = await tcpBulk(topo, 5202, 8_000_000);
         await new Promise((r) => setTimeout(r, 300));
         capture.kill("SIGINT");
         assert.equal(await Topology.exited(capture), 0);
-        const stamped = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters.stamped as number;
-        const psns = (await pdmPackets(file)).filter((p) => p.src === a.addr).map((p) => (p.pdm as { psnTp: number }).psnTp);
+        const stamped = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters
+          .stamped as number;
+        const psns = (await pdmPackets(file))
+          .filter((p) => p.src === a.addr)
+          .map((p) => (p.pdm as { psnTp: number }).psnTp);
         return { psns, stamped, delivered };
       };
       const segments = Math.ceil(8_000_000 / 1500);
       const on = await run("gso-on", []);
       assert.equal(on.delivered, 8_000_000);
-      assert.ok(on.stamped < segments / 2, `one stamp per super-packet: ${on.stamped} stamps for >= ${segments} segments`);
+      assert.ok(
+        on.stamped < segments / 2,
+        `one stamp per super-packet: ${on.stamped} stamps for >= ${segments} segments`,
+      );
       const offBefore = topo.exec(a, ["ethtool", "-k", a.ifname]).stdout;
       const off = await run("gso-off", ["--no-offload"]);
       assert.equal(off.delivered, 8_000_000);

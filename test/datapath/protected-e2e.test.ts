@@ -48,7 +48,9 @@ function deployment(dir: string, name: string, aead: "aes-128-gcm" | "chacha20-p
   const sharedSecret = randomBytes(32);
   const salt = randomBytes(32);
   const keys = join(dir, `${name}.keys`);
-  writeKeyLog(keys, [{ kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret }]);
+  writeKeyLog(keys, [
+    { kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret },
+  ]);
   const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(client));
   const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
   return { keys, stk };
@@ -63,7 +65,20 @@ function attachProtected(
   stk: (sender: FlowTuple, kri: number) => Uint8Array,
   extra: string[] = [],
 ): KeyInstaller {
-  const r = topo.exec(h, [process.execPath, PDM_BIN, "attach", "-i", h.ifname, "--layout", "v2-protected", "--aead", aead, "--packets-per-kri", String(packetsPerKri), ...extra]);
+  const r = topo.exec(h, [
+    process.execPath,
+    PDM_BIN,
+    "attach",
+    "-i",
+    h.ifname,
+    "--layout",
+    "v2-protected",
+    "--aead",
+    aead,
+    "--packets-per-kri",
+    String(packetsPerKri),
+    ...extra,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /keys: installed by this host's reader agent/);
   const native = nativeBpf();
@@ -106,7 +121,13 @@ async function forEachUdpPacket(file: string, visit: (v: Ipv6Packet, p: Captured
  * the port. Asynchronous, so that this process's installers answer the kernels during
  * the run. Returns the asker's summary and the hold times the responder measured.
  */
-async function exchangeCaptured(topo: Topology, file: string, holdMs: number, askArgs: string[], timeoutMs: number): Promise<{ sent: number; answered: number; held: number[] }> {
+async function exchangeCaptured(
+  topo: Topology,
+  file: string,
+  holdMs: number,
+  askArgs: string[],
+  timeoutMs: number,
+): Promise<{ sent: number; answered: number; held: number[] }> {
   const { a, b } = topo;
   const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
   await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
@@ -119,7 +140,11 @@ async function exchangeCaptured(topo: Topology, file: string, holdMs: number, as
   await new Promise((r) => setTimeout(r, 300));
   capture.kill("SIGINT");
   assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
-  const held = server.output().stdout.split("\n").filter((l) => l.startsWith("held")).map((l) => Number(l.split(" ")[1]));
+  const held = server
+    .output()
+    .stdout.split("\n")
+    .filter((l) => l.startsWith("held"))
+    .map((l) => Number(l.split(" ")[1]));
   return { sent: asked.sent, answered: asked.answered, held };
 }
 
@@ -160,20 +185,30 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       });
       assert.deepEqual([...layouts.keys()], ["v2-protected"], "only the protected layout on the wire");
       const stamped = layouts.get("v2-protected")!;
-      console.log(`# coverage: ${stamped} of ${stamped + withoutPdm} UDP packets protected (${withoutPdm} left without PDM, before their key was installed)`);
+      console.log(
+        `# coverage: ${stamped} of ${stamped + withoutPdm} UDP packets protected (${withoutPdm} left without PDM, before their key was installed)`,
+      );
       // b's kernel asked for the keys of its answers when a's first packet arrived, so
       // b's first answer (20 ms later) is sealed: only a's first packet goes without.
       assert.equal(answersWithoutPdm, 0, "every answer sealed, the first included");
       assert.ok(withoutPdm <= 2, `at most a's first packet (and a repeat of it) without PDM: ${withoutPdm}`);
-      const counters = (h: Host) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      const counters = (h: Host) =>
+        JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
       for (const h of [a, b]) {
         const c = counters(h);
-        assert.deepEqual({ auth_fail: c.auth_fail, rx_nokey: c.rx_nokey }, { auth_fail: 0, rx_nokey: 0 }, `${h.name}: every option received had its keys in place`);
+        assert.deepEqual(
+          { auth_fail: c.auth_fail, rx_nokey: c.rx_nokey },
+          { auth_fail: 0, rx_nokey: 0 },
+          `${h.name}: every option received had its keys in place`,
+        );
       }
 
       // With the key log: every option opens, delays as injected, no (Kri, Random Number) pair twice.
       const result = await analyzeCapture({ input: file, keysPath: keys });
-      assert.deepEqual({ authFail: result.counters.authFail, replay: result.counters.replay, noKey: result.counters.noKey }, { authFail: 0, replay: 0, noKey: 0 });
+      assert.deepEqual(
+        { authFail: result.counters.authFail, replay: result.counters.replay, noKey: result.counters.noKey },
+        { authFail: 0, replay: 0, noKey: 0 },
+      );
       const udp = result.flows.find((f) => f.transport === "udp" && f.serverPort === 7000);
       assert.ok(udp && udp.layout === "v2-protected", "the UDP flow, protected");
       assert.ok(udp.serverDelayNs!.count >= 180, `samples: ${udp.serverDelayNs!.count}`);
@@ -187,7 +222,10 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       assert.ok(sd >= hold && sd <= hold + slack, `server delay p50 ${sd} ns vs responder hold ${hold} ns`);
       const rtd = udp.roundTripDelayNs!.p50;
       assert.ok(rtd >= 10 * MS && rtd <= 13 * MS, `round-trip delay p50 ${rtd} ns, injected 10 ms`);
-      assert.equal(installers.reduce((n, i) => n + i.stats.unknown, 0), 0);
+      assert.equal(
+        installers.reduce((n, i) => n + i.stats.unknown, 0),
+        0,
+      );
       // Rotations happened: 200 exchanges at 40 packets per Kri is 5 Kri values per direction.
       const kris = installers[0]!.stats.installed;
       assert.ok(kris >= 5, `keys installed on a: ${kris}`);
@@ -235,8 +273,12 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       assert.equal(unprotectedLate, 0, "no packet without PDM once a direction's packets are sealed");
       for (const [dir, k] of kris) assert.ok(k >= 5, `${dir}: ${k} rotations`);
       const result = await analyzeCapture({ input: file, keysPath: keys });
-      assert.deepEqual({ authFail: result.counters.authFail, replay: result.counters.replay }, { authFail: 0, replay: 0 });
-      const status = (h: typeof a) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      assert.deepEqual(
+        { authFail: result.counters.authFail, replay: result.counters.replay },
+        { authFail: 0, replay: 0 },
+      );
+      const status = (h: typeof a) =>
+        JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
       for (const h of [a, b]) {
         const c = status(h);
         // Without a router an exchange takes ~0.1 ms, less than the key installer's round
@@ -244,7 +286,10 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
         // capture shows they are only the first: usually 1-3, 5 when this shared VM
         // slows down), and one may arrive before the key to open it (counted apart:
         // rx_nokey). Never an option the installed keys fail to open.
-        assert.ok(c.auth_fail === 0 && c.rx_nokey <= 3 && c.skipped_nokey <= 20, `${h.name}: auth_fail ${c.auth_fail}, rx_nokey ${c.rx_nokey}, skipped_nokey ${c.skipped_nokey}: at most the flow's first packets`);
+        assert.ok(
+          c.auth_fail === 0 && c.rx_nokey <= 3 && c.skipped_nokey <= 20,
+          `${h.name}: auth_fail ${c.auth_fail}, rx_nokey ${c.rx_nokey}, skipped_nokey ${c.skipped_nokey}: at most the flow's first packets`,
+        );
       }
     } finally {
       for (const i of installers) i.close();
@@ -261,7 +306,11 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       const { keys, stk } = deployment(dir, "tamper", DEFAULT_AEAD, a.addr);
       for (const h of [a, b]) installers.push(attachProtected(topo, h, DEFAULT_AEAD, 40, stk));
       const file = join(dir, "tamper.pcapng");
-      assert.equal((await exchangeCaptured(topo, file, 5, ["100", "2"], 60_000)).answered, 100, "tampered options never cost a packet");
+      assert.equal(
+        (await exchangeCaptured(topo, file, 5, ["100", "2"], 60_000)).answered,
+        100,
+        "tampered options never cost a packet",
+      );
       topo.bridge!.kill("SIGINT");
       await Topology.exited(topo.bridge!);
       const m = /tampered (\d+) left to right and (\d+) right to left/.exec(topo.bridge!.output().stdout);
@@ -271,9 +320,18 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
 
       // Each kernel counts exactly the tampered options as auth failures: the keys of
       // every other option were in place before it arrived.
-      const status = (h: typeof a) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
-      assert.deepEqual({ auth_fail: status(b).auth_fail, rx_nokey: status(b).rx_nokey }, { auth_fail: aToB, rx_nokey: 0 }, "b: the tampered options from a");
-      assert.deepEqual({ auth_fail: status(a).auth_fail, rx_nokey: status(a).rx_nokey }, { auth_fail: bToA, rx_nokey: 0 }, "a: the tampered options from b");
+      const status = (h: typeof a) =>
+        JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      assert.deepEqual(
+        { auth_fail: status(b).auth_fail, rx_nokey: status(b).rx_nokey },
+        { auth_fail: aToB, rx_nokey: 0 },
+        "b: the tampered options from a",
+      );
+      assert.deepEqual(
+        { auth_fail: status(a).auth_fail, rx_nokey: status(a).rx_nokey },
+        { auth_fail: bToA, rx_nokey: 0 },
+        "a: the tampered options from b",
+      );
 
       // The analyzer, on the capture after the router (a -> b tampered, b -> a not yet):
       const result = await analyzeCapture({ input: file, keysPath: keys });
@@ -300,15 +358,25 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       // 40 exchanges, 3.5 s of silence on the same socket (the flows expire within 2 s), 40 more.
       assert.equal((await exchangeCaptured(topo, file, 2, ["80", "2", "64", "40", "3500"], 60_000)).answered, 80);
 
-      const status = (h: typeof a) => JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      const status = (h: typeof a) =>
+        JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
       for (const [i, h] of [a, b].entries()) {
         const c = status(h);
         assert.ok(c.flows_expired >= 1, `${h.name}: the flow expired (${c.flows_expired})`);
         assert.equal(c.auth_fail, 0, `${h.name}: no auth failure`);
-        assert.ok(c.rx_nokey <= 2, `${h.name}: at most the first option after the silence (and its repeat) before the Kri was found: ${c.rx_nokey}`);
+        assert.ok(
+          c.rx_nokey <= 2,
+          `${h.name}: at most the first option after the silence (and its repeat) before the Kri was found: ${c.rx_nokey}`,
+        );
         const st = installers[i]!.stats;
-        console.log(`# resume on ${h.name}: rx_nokey ${c.rx_nokey}, skipped_nokey ${c.skipped_nokey}, flows_expired ${c.flows_expired}; installer resumed ${st.resumed}, found ${st.found}`);
-        assert.deepEqual({ resumed: st.resumed >= 1, refused: st.refused, unopened: st.unopened }, { resumed: true, refused: 0, unopened: 0 }, `${h.name}: ${JSON.stringify(st)}`);
+        console.log(
+          `# resume on ${h.name}: rx_nokey ${c.rx_nokey}, skipped_nokey ${c.skipped_nokey}, flows_expired ${c.flows_expired}; installer resumed ${st.resumed}, found ${st.found}`,
+        );
+        assert.deepEqual(
+          { resumed: st.resumed >= 1, refused: st.refused, unopened: st.unopened },
+          { resumed: true, refused: 0, unopened: 0 },
+          `${h.name}: ${JSON.stringify(st)}`,
+        );
       }
 
       // Every option on the wire, with the Kri that opens it: per direction the Kri never
@@ -320,7 +388,13 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
         if (v.pdm?.layout !== "v2-protected") return;
         const o = v.pdm;
         const address = (off: number) => Uint8Array.from(p.data.subarray(off, off + 16));
-        const sender: FlowTuple = { src: address(v.srcOffset), dst: address(v.dstOffset), sport: v.sport, dport: v.dport, proto: 17 };
+        const sender: FlowTuple = {
+          src: address(v.srcOffset),
+          dst: address(v.dstOffset),
+          sport: v.sport,
+          dport: v.dport,
+          proto: 17,
+        };
         let kri = -1;
         for (let k = o.fBit; k < 64 && kri < 0; k += 2) if (openProtectedOption(aead, stk(sender, k), k, o).ok) kri = k;
         assert.ok(kri >= 0, "every option opens under some Kri");
@@ -331,17 +405,26 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
       for (const [dir, list] of options) {
         const pairs = new Set(list.map((o) => `${o.kri}:${o.rn}`));
         assert.equal(pairs.size, list.length, `${dir}: no (Kri, Random Number) pair twice`);
-        for (let i = 1; i < list.length; i += 1) assert.ok(list[i]!.kri >= list[i - 1]!.kri, `${dir}: Kri never goes back`);
+        for (let i = 1; i < list.length; i += 1)
+          assert.ok(list[i]!.kri >= list[i - 1]!.kri, `${dir}: Kri never goes back`);
         const gap = list.findIndex((o, i) => i > 0 && o.t - list[i - 1]!.t > 3e9);
         assert.ok(gap > 0, `${dir}: options on both sides of the silence`);
-        assert.ok(list[gap]!.kri > list[gap - 1]!.kri + 1, `${dir}: resumed at Kri ${list[gap]!.kri}, past ${list[gap - 1]!.kri} and its next`);
+        assert.ok(
+          list[gap]!.kri > list[gap - 1]!.kri + 1,
+          `${dir}: resumed at Kri ${list[gap]!.kri}, past ${list[gap - 1]!.kri} and its next`,
+        );
         assert.ok(list.length - gap >= 38, `${dir}: ${list.length - gap} options after the silence`);
-        console.log(`# resume ${dir}: Kri ${list[gap - 1]!.kri} before the silence, ${list[gap]!.kri} after; ${list.length - gap} options after it`);
+        console.log(
+          `# resume ${dir}: Kri ${list[gap - 1]!.kri} before the silence, ${list[gap]!.kri} after; ${list.length - gap} options after it`,
+        );
       }
 
       // The analyzer follows the jump (a silent flow's first failing option searches ahead).
       const result = await analyzeCapture({ input: file, keysPath: keys });
-      assert.deepEqual({ authFail: result.counters.authFail, replay: result.counters.replay }, { authFail: 0, replay: 0 });
+      assert.deepEqual(
+        { authFail: result.counters.authFail, replay: result.counters.replay },
+        { authFail: 0, replay: 0 },
+      );
       const udp = result.flows.find((f) => f.transport === "udp" && f.serverPort === 7000)!;
       assert.ok(udp.serverDelayNs!.count >= 74, `samples: ${udp.serverDelayNs!.count}`);
     } finally {

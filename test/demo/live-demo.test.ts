@@ -14,7 +14,11 @@ import { join } from "node:path";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, PDM_BIN, ROOT } from "../../lab/index.ts";
 
-const skip = datapathSkipReason() ?? (spawnSync("sh", ["-c", "command -v ethtool && command -v ping"]).status !== 0 ? "ethtool or ping is missing (bash scripts/setup.sh)" : undefined);
+const skip =
+  datapathSkipReason() ??
+  (spawnSync("sh", ["-c", "command -v ethtool && command -v ping"]).status !== 0
+    ? "ethtool or ping is missing (bash scripts/setup.sh)"
+    : undefined);
 
 function leftovers(): string[] {
   const found: string[] = [];
@@ -77,7 +81,8 @@ describe("pdm demo (live)", { skip, concurrency: false }, () => {
     assert.match(r.stdout, /during the run: [1-9]\d* key renewal\(s\)/);
     assert.match(r.stdout, /[1-9]\d* Kri rotations seen in the capture/);
     assert.match(r.stdout, /pdm status -i eth0 on rc1:\n.*stamped/s);
-    for (const f of ["router.pcapng", "report.html", "response-time.png", "keys.log"]) assert.ok(statSync(join(out, f)).size > 0, f);
+    for (const f of ["router.pcapng", "report.html", "response-time.png", "keys.log"])
+      assert.ok(statSync(join(out, f)).size > 0, f);
     assert.equal(statSync(join(out, "keys.log")).mode & 0o777, 0o600);
     assert.equal(statSync(join(out, "pki", "ca.key")).mode & 0o777, 0o600);
     assert.deepEqual(leftovers(), []);
@@ -86,20 +91,42 @@ describe("pdm demo (live)", { skip, concurrency: false }, () => {
 
 describe("pdm demo without root", () => {
   const setpriv = spawnSync("sh", ["-c", "command -v setpriv"]).status === 0;
-  it("says why in one sentence and analyzes the bundled capture", { skip: process.getuid?.() !== 0 || !setpriv ? "needs root (to drop to an unprivileged user) and setpriv" : undefined }, () => {
-    // The bundled key log is 0600 and this checkout is root's: give the user its own copy.
-    const own = mkdtempSync(join(tmpdir(), "pdm-demo-nobody-"));
-    try {
-      for (const ext of ["pcapng", "keys", "truth.json"]) copyFileSync(join(ROOT, "fixtures", "captures", `v2-protected.${ext}`), join(own, `v2-protected.${ext}`));
-      spawnSync("chown", ["-R", "65534:65534", own]);
-      const args = ["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", process.execPath, PDM_BIN, "demo", "--capture", join(own, "v2-protected")];
-      const r = spawnSync("setpriv", args, { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
-      assert.equal(r.status, 0, r.stderr);
-      const [first] = r.stdout.split("\n");
-      assert.equal(first, "The live demo needs root to create network namespaces and load eBPF programs; analyzing the bundled capture instead.");
-      assert.match(r.stdout, /largest relative error/);
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
-  });
+  it(
+    "says why in one sentence and analyzes the bundled capture",
+    {
+      skip:
+        process.getuid?.() !== 0 || !setpriv ? "needs root (to drop to an unprivileged user) and setpriv" : undefined,
+    },
+    () => {
+      // The bundled key log is 0600 and this checkout is root's: give the user its own copy.
+      const own = mkdtempSync(join(tmpdir(), "pdm-demo-nobody-"));
+      try {
+        for (const ext of ["pcapng", "keys", "truth.json"])
+          copyFileSync(join(ROOT, "fixtures", "captures", `v2-protected.${ext}`), join(own, `v2-protected.${ext}`));
+        spawnSync("chown", ["-R", "65534:65534", own]);
+        const args = [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "env",
+          "HOME=/tmp",
+          process.execPath,
+          PDM_BIN,
+          "demo",
+          "--capture",
+          join(own, "v2-protected"),
+        ];
+        const r = spawnSync("setpriv", args, { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+        assert.equal(r.status, 0, r.stderr);
+        const [first] = r.stdout.split("\n");
+        assert.equal(
+          first,
+          "The live demo needs root to create network namespaces and load eBPF programs; analyzing the bundled capture instead.",
+        );
+        assert.match(r.stdout, /largest relative error/);
+      } finally {
+        rmSync(own, { recursive: true, force: true });
+      }
+    },
+  );
 });

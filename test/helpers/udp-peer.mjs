@@ -24,8 +24,12 @@ if (mode === "serve") {
   sock.bind(port, "::", () => process.stdout.write("ready\n"));
 } else if (mode === "ask") {
   const [addr, portText, nText, gapText, sizeText, pauseAfterText, pauseMsText] = args;
-  const port = Number(portText), n = Number(nText), gap = Number(gapText), size = Number(sizeText ?? 64);
-  const pauseAfter = Number(pauseAfterText ?? 0), pauseMs = Number(pauseMsText ?? 0);
+  const port = Number(portText),
+    n = Number(nText),
+    gap = Number(gapText),
+    size = Number(sizeText ?? 64);
+  const pauseAfter = Number(pauseAfterText ?? 0),
+    pauseMs = Number(pauseMsText ?? 0);
   const sock = dgram.createSocket({ type: "udp6", ipv6Only: true });
   let answered = 0;
   let sent = 0;

@@ -12,6 +12,7 @@ it("KEM, KDF and AEAD identifiers equal @hpke/core's", () => {
     [KdfId, hpke.KdfId],
     [AeadId, hpke.AeadId],
   ] as const) {
-    for (const [name, value] of Object.entries(ours)) assert.equal(value, (theirs as Record<string, number>)[name], name);
+    for (const [name, value] of Object.entries(ours))
+      assert.equal(value, (theirs as Record<string, number>)[name], name);
   }
 });

@@ -19,7 +19,13 @@ import {
 } from "../../pdm/index.ts";
 
 const entries: KeyLogEntry[] = [
-  { kind: "shared", keyId: new Uint8Array(8).fill(1), suite: DEFAULT_SUITE, salt: new Uint8Array(32).fill(2), secret: new Uint8Array(32).fill(3) },
+  {
+    kind: "shared",
+    keyId: new Uint8Array(8).fill(1),
+    suite: DEFAULT_SUITE,
+    salt: new Uint8Array(32).fill(2),
+    secret: new Uint8Array(32).fill(3),
+  },
   {
     kind: "client",
     keyId: new Uint8Array(8).fill(4),
@@ -58,7 +64,11 @@ describe("key log", () => {
       [good.replace("0020:0001:0001", "20:1:1"), /line 1: field 3 \(suite\) is not <kem>:<kdf>:<aead>/],
       [`\n${good.replace(/ (03){32}$/, ` ${"zz".repeat(32)}`)}`, /line 2: field 5 \(secret\) must be 64 hex digits/],
     ];
-    for (const [text, want] of cases) assert.throws(() => parseKeyLog(text), (e: unknown) => e instanceof KeyError && want.test(e.message));
+    for (const [text, want] of cases)
+      assert.throws(
+        () => parseKeyLog(text),
+        (e: unknown) => e instanceof KeyError && want.test(e.message),
+      );
   });
 
   it("never puts a field's text into an error: a comma-separated or column-swapped line keeps its secret out", () => {
@@ -77,13 +87,24 @@ describe("key log", () => {
         (e: unknown) => {
           assert.ok(e instanceof KeyError);
           assert.match(e.message, /^key log line 2: field \d \(\w[\w-]*\)/);
-          for (const part of [secret, secret.slice(2, 34), salt.slice(0, 32)]) assert.ok(!e.message.includes(part), `secret in: ${e.message}`);
+          for (const part of [secret, secret.slice(2, 34), salt.slice(0, 32)])
+            assert.ok(!e.message.includes(part), `secret in: ${e.message}`);
           assert.equal(e.cause, undefined, "no cause carrying the text either");
           return true;
         },
       );
     }
-    assert.match((() => { try { parseKeyLog(lines[0]!); } catch (e) { return (e as Error).message; } return ""; })(), /separated by spaces, not commas/);
+    assert.match(
+      (() => {
+        try {
+          parseKeyLog(lines[0]!);
+        } catch (e) {
+          return (e as Error).message;
+        }
+        return "";
+      })(),
+      /separated by spaces, not commas/,
+    );
   });
 
   it("bounds a key log: an endless line, too many keys and a device are refused at once", () => {
@@ -147,7 +168,10 @@ describe("Global Pointer", () => {
     const gp = new GlobalPointers();
     const ll = parseIpv6Address("fe80::1");
     const g = parseIpv6Address("fd00::1");
-    assert.deepEqual([gp.next(ll), gp.next(g), gp.next(g), gp.next(ll), gp.next(parseIpv6Address("febf::1"))], [1, 1, 2, 2, 3]);
+    assert.deepEqual(
+      [gp.next(ll), gp.next(g), gp.next(g), gp.next(ll), gp.next(parseIpv6Address("febf::1"))],
+      [1, 1, 2, 2, 3],
+    );
     assert.equal(addressClass(parseIpv6Address("fec0::1")), "global");
     const wrap = new GlobalPointers();
     (wrap as unknown as { counters: Record<string, number> }).counters.global = 0xffff_ffff;

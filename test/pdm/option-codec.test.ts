@@ -30,7 +30,10 @@ describe("PDM option codec", () => {
   });
 
   it("PDMv2 clear golden bytes: version nibble, Random Number and F packed as 15+1 bits", () => {
-    assert.equal(Buffer.from(v2).toString("hex"), "0f12" + "2000" + "ffff" + "22" + "26" + "ffffffff" + "1234" + "abcd" + "e35f" + "8e1b");
+    assert.equal(
+      Buffer.from(v2).toString("hex"),
+      "0f12" + "2000" + "ffff" + "22" + "26" + "ffffffff" + "1234" + "abcd" + "e35f" + "8e1b",
+    );
   });
 
   it("header sizes are 16, 24 and 40 bytes with the right Hdr Ext Len", () => {
@@ -52,7 +55,10 @@ describe("PDM option codec", () => {
 
   it("rejects out-of-range fields at encode time", () => {
     assert.throws(() => encodePdmOption({ layout: "rfc8250", ...times, psnTp: 0x10000 }), RangeError);
-    assert.throws(() => encodePdmOption({ layout: "v2-clear", ...times, randomNumber: 0x8000, fBit: 0, globalPointer: 0 }), RangeError);
+    assert.throws(
+      () => encodePdmOption({ layout: "v2-clear", ...times, randomNumber: 0x8000, fBit: 0, globalPointer: 0 }),
+      RangeError,
+    );
   });
 
   it("names field and offset for each malformed option", () => {
@@ -74,7 +80,11 @@ describe("PDM option codec", () => {
 
 describe("IPv6 walk", () => {
   it("finds PDM and the UDP 5-tuple", () => {
-    const pkt = ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, v1)]], proto: PROTO.udp, upper: udpHeader(5000, 53) });
+    const pkt = ipv6Packet({
+      ext: [[60, encodeDestOptionsHeader(0, v1)]],
+      proto: PROTO.udp,
+      upper: udpHeader(5000, 53),
+    });
     const r = parseIpv6(pkt);
     assert.ok(r.ok);
     assert.equal(r.value.protocol, PROTO.udp);
@@ -90,7 +100,12 @@ describe("IPv6 walk", () => {
     routing[1] = 2;
     const frag = new Uint8Array(8);
     const pkt = ipv6Packet({
-      ext: [[0, hbh], [43, routing], [44, frag], [60, encodeDestOptionsHeader(0, v2)]],
+      ext: [
+        [0, hbh],
+        [43, routing],
+        [44, frag],
+        [60, encodeDestOptionsHeader(0, v2)],
+      ],
       proto: PROTO.tcp,
       upper: tcpHeader(443, 40000),
     });
@@ -121,7 +136,9 @@ describe("IPv6 walk", () => {
   it("reports a malformed PDM but keeps the 5-tuple", () => {
     const opt = Uint8Array.from(v2);
     opt[2] = 0x10; // version 1
-    const r = parseIpv6(ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, opt)]], proto: PROTO.udp, upper: udpHeader(1, 2) }));
+    const r = parseIpv6(
+      ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, opt)]], proto: PROTO.udp, upper: udpHeader(1, 2) }),
+    );
     assert.ok(r.ok);
     assert.equal(r.value.pdm, undefined);
     assert.equal(r.value.pdmError?.code, "bad-version");
@@ -132,7 +149,9 @@ describe("IPv6 walk", () => {
     const two = new Uint8Array(v1.length * 2);
     two.set(v1);
     two.set(v1, v1.length);
-    const r = parseIpv6(ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, two)]], proto: PROTO.udp, upper: udpHeader(1, 2) }));
+    const r = parseIpv6(
+      ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, two)]], proto: PROTO.udp, upper: udpHeader(1, 2) }),
+    );
     assert.ok(r.ok);
     assert.equal(r.value.pdmError?.code, "duplicate-pdm");
   });
@@ -144,7 +163,12 @@ describe("IPv6 walk", () => {
     expectError(parseIpv6(v4), "bad-version", "ipv6.version", 0);
     const hdr = encodeDestOptionsHeader(0, v1);
     hdr[1] = 9; // says 80 bytes
-    expectError(parseIpv6(ipv6Packet({ ext: [[60, hdr]], proto: PROTO.udp, upper: udpHeader(1, 2) })), "bad-length", "ipv6.dstopts.hdr_ext_len", 41);
+    expectError(
+      parseIpv6(ipv6Packet({ ext: [[60, hdr]], proto: PROTO.udp, upper: udpHeader(1, 2) })),
+      "bad-length",
+      "ipv6.dstopts.hdr_ext_len",
+      41,
+    );
     const pkt = ipv6Packet({ proto: PROTO.tcp, upper: new Uint8Array(2) });
     expectError(parseIpv6(pkt), "truncated", "tcp.ports", 40);
   });
@@ -160,6 +184,11 @@ describe("IPv6 walk", () => {
 
   it("refuses chains longer than 16 headers", () => {
     const ext: Array<[number, Uint8Array]> = Array.from({ length: 17 }, () => [60, new Uint8Array(8)]);
-    expectError(parseIpv6(ipv6Packet({ ext, proto: PROTO.udp, upper: udpHeader(1, 2) })), "too-many-headers", "ipv6.next_header", 40 + 17 * 8);
+    expectError(
+      parseIpv6(ipv6Packet({ ext, proto: PROTO.udp, upper: udpHeader(1, 2) })),
+      "too-many-headers",
+      "ipv6.next_header",
+      40 + 17 * 8,
+    );
   });
 });

@@ -24,14 +24,29 @@ import {
 const client = parseIpv6Address("fd00:1::2");
 const server = parseIpv6Address("fd00:2::2");
 const flow = { src: server, dst: client, sport: 443, dport: 40000, proto: 6 };
-const fields = (i: number) => ({ scaleDtlr: 30, scaleDtls: 34, globalPointer: i + 1, psnTp: i & 0xffff, psnLr: 7, deltaTlr: 40000, deltaTls: 50000 });
+const fields = (i: number) => ({
+  scaleDtlr: 30,
+  scaleDtls: 34,
+  globalPointer: i + 1,
+  psnTp: i & 0xffff,
+  psnLr: 7,
+  deltaTlr: 40000,
+  deltaTls: 50000,
+});
 
 function deployment(suite: Suite = DEFAULT_SUITE) {
   const sharedSecret = randomBytes(32);
   const salt = randomBytes(32);
   const keyId = deriveKeyId(suite.kdf, sharedSecret, salt);
   const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, client);
-  return { suite, sharedSecret, salt, keyId, clientSecret, stk: (kri: number) => deriveStk(suite, clientSecret, salt, flow, kri) };
+  return {
+    suite,
+    sharedSecret,
+    salt,
+    keyId,
+    clientSecret,
+    stk: (kri: number) => deriveStk(suite, clientSecret, salt, flow, kri),
+  };
 }
 
 const asProtected = (option: Uint8Array): PdmV2ProtectedOption => {
@@ -43,7 +58,9 @@ const asProtected = (option: Uint8Array): PdmV2ProtectedOption => {
 for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
   describe(`protected layout with AEAD 0x000${aead}`, () => {
     const d = deployment({ ...DEFAULT_SUITE, aead });
-    const ring = new KeyRing([{ kind: "shared", keyId: d.keyId, suite: d.suite, salt: d.salt, secret: d.sharedSecret }]);
+    const ring = new KeyRing([
+      { kind: "shared", keyId: d.keyId, suite: d.suite, salt: d.salt, secret: d.sharedSecret },
+    ]);
 
     it("a new flow's first packet costs at most one try under the wrong client end: every context's expected Kri before any wide search", () => {
       // A SharedSecret gives a context per end that may be the reader client; here the
@@ -87,7 +104,9 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
     });
 
     it("a ClientSecret holder opens only its own client's flows", () => {
-      const own = new KeyRing([{ kind: "client", keyId: d.keyId, suite: d.suite, clientAddress: client, salt: d.salt, secret: d.clientSecret }]);
+      const own = new KeyRing([
+        { kind: "client", keyId: d.keyId, suite: d.suite, clientAddress: client, salt: d.salt, secret: d.clientSecret },
+      ]);
       const sealer = new ProtectedSealer(aead, d.stk);
       const option = asProtected(sealer.seal(fields(0), 0)!.option);
       assert.equal(new ProtectedOpener(own.contextsFor(flow)).open(option, 0).status, "ok");
@@ -121,7 +140,9 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
         fc.property(fc.integer({ min: 1, max: 200 }), fc.array(fc.nat(), { maxLength: 40 }), (n, picks) => {
           const sealer = new ProtectedSealer(aead, d.stk, { maxPacketsPerKri: 1000 });
           const opener = new ProtectedOpener(ring.contextsFor(flow));
-          const sent = Array.from({ length: n }, (_, i) => asProtected(Uint8Array.from(sealer.seal(fields(i), i)!.option)));
+          const sent = Array.from({ length: n }, (_, i) =>
+            asProtected(Uint8Array.from(sealer.seal(fields(i), i)!.option)),
+          );
           sent.forEach((p, i) => assert.equal(opener.open(p, i).status, "ok", `packet ${i}`));
           for (const pick of picks) {
             const fresh = asProtected(Uint8Array.from(sealer.seal(fields(n), n)!.option));
@@ -160,7 +181,9 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
       const options = Array.from({ length: 275 }, (_, i) => sealer.seal(fields(i), i)!.option); // Kri 0..27
       // Wrong keys: count the keys tried (each is one derivation or cache hit and one open).
       const wrong = deployment({ ...DEFAULT_SUITE, aead });
-      const wrongRing = new KeyRing([{ kind: "shared", keyId: wrong.keyId, suite: wrong.suite, salt: wrong.salt, secret: wrong.sharedSecret }]);
+      const wrongRing = new KeyRing([
+        { kind: "shared", keyId: wrong.keyId, suite: wrong.suite, salt: wrong.salt, secret: wrong.sharedSecret },
+      ]);
       const contexts = wrongRing.contextsFor(flow);
       let tried = 0;
       for (const c of contexts) {
@@ -201,11 +224,14 @@ for (const aead of [AeadId.Aes128Gcm, AeadId.Chacha20Poly1305]) {
       assert.equal(opener.open(asProtected(forged), 25 * ms).status, "auth-fail");
       assert.ok(tried <= 3, `${tried} keys tried for a forgery`);
       // Resumed at Kri 9 after 5 minutes of silence: found on its first option.
-      const later = Array.from({ length: 5 }, (_, i) => sealProtectedOption({ aead, key: d.stk(9), kri: 9, randomNumber: 100 + i, fBit: 1, fields: fields(100 + i) }));
+      const later = Array.from({ length: 5 }, (_, i) =>
+        sealProtectedOption({ aead, key: d.stk(9), kri: 9, randomNumber: 100 + i, fBit: 1, fields: fields(100 + i) }),
+      );
       const t = 300_000 * ms;
       const first = opener.open(asProtected(later[0]!), t);
       assert.equal(first.status === "ok" && first.kri, 9, "found at once after a silence");
-      for (const [i, o] of later.slice(1).entries()) assert.equal(opener.open(asProtected(o), t + (i + 1) * ms).status, "ok");
+      for (const [i, o] of later.slice(1).entries())
+        assert.equal(opener.open(asProtected(o), t + (i + 1) * ms).status, "ok");
       // Without the silence (a jump mid-stream), the second failure in a row searches.
       const jumper = new ProtectedOpener(ring.contextsFor(flow), { searchAhead: 64 });
       for (const [i, o] of before.entries()) jumper.open(asProtected(o), i * ms);

@@ -16,9 +16,15 @@ describe("sender rotation", () => {
 
   it("rotates at the policy's packet limit and at the policy's age", () => {
     const byCount = new SenderRotation({ maxPacketsPerKri: 3 });
-    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((t) => byCount.next(t)!.kri), [0, 0, 0, 1, 1, 1, 2]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5, 6].map((t) => byCount.next(t)!.kri),
+      [0, 0, 0, 1, 1, 1, 2],
+    );
     const byAge = new SenderRotation({ maxKriAgeNs: 100 });
-    assert.deepEqual([0, 50, 99, 100, 150, 199, 200].map((t) => byAge.next(t)!.kri), [0, 0, 0, 1, 1, 1, 2]);
+    assert.deepEqual(
+      [0, 50, 99, 100, 150, 199, 200].map((t) => byAge.next(t)!.kri),
+      [0, 0, 0, 1, 1, 1, 2],
+    );
   });
 
   it("never repeats a (Kri, Random Number) pair", () => {

@@ -11,7 +11,9 @@ import { FingerprintSet, LIVE_GENERATIONS, SealingKeyMemory } from "../../probes
 describe("FingerprintSet", () => {
   it("answers has/add as a Set does, on random 48-bit values that share their low bits", () => {
     // Values drawn from few low-bit patterns, so that probing chains run long and wrap.
-    const print = fc.tuple(fc.integer({ min: 0, max: 2 ** 16 - 1 }), fc.integer({ min: 0, max: 7 })).map(([high, low]) => high * 2 ** 32 + low + 1);
+    const print = fc
+      .tuple(fc.integer({ min: 0, max: 2 ** 16 - 1 }), fc.integer({ min: 0, max: 7 }))
+      .map(([high, low]) => high * 2 ** 32 + low + 1);
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.boolean(), print), { maxLength: 3000 }), (ops) => {
         const table = new FingerprintSet();

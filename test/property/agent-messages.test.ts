@@ -5,7 +5,15 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DEFAULT_OFFER, FrameDecoder, RegistrationError, encodeFrame, messageToJson, parseMessage, type Message } from "../../probes/agent/index.ts";
+import {
+  DEFAULT_OFFER,
+  FrameDecoder,
+  RegistrationError,
+  encodeFrame,
+  messageToJson,
+  parseMessage,
+  type Message,
+} from "../../probes/agent/index.ts";
 
 const onlyTypedErrors = (f: () => unknown): void => {
   try {
@@ -18,12 +26,25 @@ const onlyTypedErrors = (f: () => unknown): void => {
 
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
 const messageArb: fc.Arbitrary<Message> = fc.oneof(
-  fc.record({ type: fc.constant("hello" as const), purpose: fc.constantFrom("register" as const, "renew" as const), suites: fc.constant(DEFAULT_OFFER) }),
+  fc.record({
+    type: fc.constant("hello" as const),
+    purpose: fc.constantFrom("register" as const, "renew" as const),
+    suites: fc.constant(DEFAULT_OFFER),
+  }),
   fc.record({ type: fc.constant("kem" as const), enc: bytes(32), salt: bytes(32) }),
-  fc.record({ type: fc.constant("registered" as const), keyId: bytes(8), generation: fc.integer({ min: 1, max: 2 ** 32 - 1 }), effectiveAt: fc.nat() }),
+  fc.record({
+    type: fc.constant("registered" as const),
+    keyId: bytes(8),
+    generation: fc.integer({ min: 1, max: 2 ** 32 - 1 }),
+    effectiveAt: fc.nat(),
+  }),
   fc.record({ type: fc.constant("join" as const), holds: fc.array(bytes(8), { maxLength: 8 }) }),
   fc.record({ type: fc.constant("ack" as const), keyId: bytes(8), generation: fc.integer({ min: 1, max: 1000 }) }),
-  fc.record({ type: fc.constant("error" as const), code: fc.string({ maxLength: 64 }), message: fc.string({ maxLength: 500 }) }),
+  fc.record({
+    type: fc.constant("error" as const),
+    code: fc.string({ maxLength: 64 }),
+    message: fc.string({ maxLength: 500 }),
+  }),
 );
 
 describe("agent message parsing never crashes", () => {
@@ -51,7 +72,10 @@ describe("agent message parsing never crashes", () => {
   });
 
   it("random JSON and mutated valid messages give a message or RegistrationError", () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => onlyTypedErrors(() => parseMessage(v))), { numRuns: 5000 });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => onlyTypedErrors(() => parseMessage(v))),
+      { numRuns: 5000 },
+    );
     fc.assert(
       fc.property(messageArb, fc.string({ maxLength: 12 }), fc.jsonValue(), (m, key, value) => {
         const json = messageToJson(m);

@@ -52,7 +52,11 @@ describe("round trips", () => {
     fc.assert(
       fc.property(times, v2extra, (t, e) => {
         const opt = encodePdmOption({ layout: "v2-clear", ...t, ...e });
-        const pkt = ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, opt)]], proto: PROTO.udp, upper: udpHeader(1, 2) });
+        const pkt = ipv6Packet({
+          ext: [[60, encodeDestOptionsHeader(0, opt)]],
+          proto: PROTO.udp,
+          upper: udpHeader(1, 2),
+        });
         const r = parseIpv6(pkt);
         assert.ok(r.ok);
         assert.deepEqual(r.value.pdm, { layout: "v2-clear", ...t, ...e });
@@ -63,16 +67,30 @@ describe("round trips", () => {
 
   it("PDMv2 protected: open(seal(x)) = x for both AEADs", () => {
     fc.assert(
-      fc.property(times, v2extra, fc.constantFrom(AeadId.Aes128Gcm, AeadId.Chacha20Poly1305), fc.integer({ min: 0, max: 0xffff_ffff }), fc.uint8Array({ minLength: 32, maxLength: 32 }), (t, e, aead, kri, keyBytes) => {
-        const key = keyBytes.subarray(0, aead === AeadId.Aes128Gcm ? 16 : 32);
-        const fBit = (kri & 1) as 0 | 1;
-        const option = sealProtectedOption({ aead, key, kri, randomNumber: e.randomNumber, fBit, fields: { ...t, globalPointer: e.globalPointer } });
-        const d = decodePdmOption(option, 0);
-        assert.ok(d.ok);
-        const o = openProtectedOption(aead, key, kri, d.value as PdmV2ProtectedOption);
-        assert.ok(o.ok);
-        assert.deepEqual(o.value, { ...t, globalPointer: e.globalPointer, randomNumber: e.randomNumber, fBit });
-      }),
+      fc.property(
+        times,
+        v2extra,
+        fc.constantFrom(AeadId.Aes128Gcm, AeadId.Chacha20Poly1305),
+        fc.integer({ min: 0, max: 0xffff_ffff }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        (t, e, aead, kri, keyBytes) => {
+          const key = keyBytes.subarray(0, aead === AeadId.Aes128Gcm ? 16 : 32);
+          const fBit = (kri & 1) as 0 | 1;
+          const option = sealProtectedOption({
+            aead,
+            key,
+            kri,
+            randomNumber: e.randomNumber,
+            fBit,
+            fields: { ...t, globalPointer: e.globalPointer },
+          });
+          const d = decodePdmOption(option, 0);
+          assert.ok(d.ok);
+          const o = openProtectedOption(aead, key, kri, d.value as PdmV2ProtectedOption);
+          assert.ok(o.ok);
+          assert.deepEqual(o.value, { ...t, globalPointer: e.globalPointer, randomNumber: e.randomNumber, fBit });
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -95,15 +113,24 @@ describe("random bytes", () => {
   });
 
   it("parseKeyLog returns entries or throws a KeyError", () => {
-    const token = fc.oneof(fc.constantFrom("PDMV2_SHARED", "PDMV2_CLIENT", "0020:0001:0001", "fd00::1", "00".repeat(32), "00".repeat(8)), fc.string());
+    const token = fc.oneof(
+      fc.constantFrom("PDMV2_SHARED", "PDMV2_CLIENT", "0020:0001:0001", "fd00::1", "00".repeat(32), "00".repeat(8)),
+      fc.string(),
+    );
     fc.assert(
-      fc.property(fc.array(fc.array(token, { maxLength: 7 }).map((t) => t.join(" ")), { maxLength: 5 }), (lines) => {
-        try {
-          parseKeyLog(lines.join("\n"));
-        } catch (e) {
-          assert.ok(e instanceof KeyError, `untyped: ${String(e)}`);
-        }
-      }),
+      fc.property(
+        fc.array(
+          fc.array(token, { maxLength: 7 }).map((t) => t.join(" ")),
+          { maxLength: 5 },
+        ),
+        (lines) => {
+          try {
+            parseKeyLog(lines.join("\n"));
+          } catch (e) {
+            assert.ok(e instanceof KeyError, `untyped: ${String(e)}`);
+          }
+        },
+      ),
       { numRuns: 5000 },
     );
   });
@@ -111,8 +138,27 @@ describe("random bytes", () => {
 
 describe("mutation fuzzing: 100,000 mutated options per layout", () => {
   const samples: Record<Layout, Uint8Array> = {
-    rfc8250: encodePdmOption({ layout: "rfc8250", scaleDtlr: 34, scaleDtls: 38, psnTp: 1, psnLr: 2, deltaTlr: 3, deltaTls: 4 }),
-    "v2-clear": encodePdmOption({ layout: "v2-clear", scaleDtlr: 34, scaleDtls: 38, psnTp: 1, psnLr: 2, deltaTlr: 3, deltaTls: 4, randomNumber: 5, fBit: 1, globalPointer: 6 }),
+    rfc8250: encodePdmOption({
+      layout: "rfc8250",
+      scaleDtlr: 34,
+      scaleDtls: 38,
+      psnTp: 1,
+      psnLr: 2,
+      deltaTlr: 3,
+      deltaTls: 4,
+    }),
+    "v2-clear": encodePdmOption({
+      layout: "v2-clear",
+      scaleDtlr: 34,
+      scaleDtls: 38,
+      psnTp: 1,
+      psnLr: 2,
+      deltaTlr: 3,
+      deltaTls: 4,
+      randomNumber: 5,
+      fBit: 1,
+      globalPointer: 6,
+    }),
     "v2-protected": sealProtectedOption({
       aead: AeadId.Aes128Gcm,
       key: new Uint8Array(16),
@@ -125,7 +171,11 @@ describe("mutation fuzzing: 100,000 mutated options per layout", () => {
 
   for (const [layout, option] of Object.entries(samples) as Array<[Layout, Uint8Array]>) {
     it(`${layout}: every mutant decodes to a value or a WireError`, () => {
-      const base = ipv6Packet({ ext: [[60, encodeDestOptionsHeader(0, option)]], proto: PROTO.udp, upper: udpHeader(1, 2) });
+      const base = ipv6Packet({
+        ext: [[60, encodeDestOptionsHeader(0, option)]],
+        proto: PROTO.udp,
+        upper: udpHeader(1, 2),
+      });
       const rand = prng(0x5eed + option.length);
       const outcomes = new Map<string, number>();
       for (let i = 0; i < 100_000; i += 1) {
@@ -141,10 +191,16 @@ describe("mutation fuzzing: 100,000 mutated options per layout", () => {
         try {
           result = parseIpv6(pkt, 0, cut);
         } catch (e) {
-          assert.fail(`untyped exception on mutant ${i}: ${String(e)} (bytes ${Buffer.from(pkt.subarray(0, cut)).toString("hex")})`);
+          assert.fail(
+            `untyped exception on mutant ${i}: ${String(e)} (bytes ${Buffer.from(pkt.subarray(0, cut)).toString("hex")})`,
+          );
         }
         assertTyped(result);
-        const key = !result.ok ? result.error.code : result.value.pdmError ? `pdm:${result.value.pdmError.code}` : (result.value.pdm?.layout ?? "none");
+        const key = !result.ok
+          ? result.error.code
+          : result.value.pdmError
+            ? `pdm:${result.value.pdmError.code}`
+            : (result.value.pdm?.layout ?? "none");
         outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
       }
       // The fuzzer must actually reach both the happy path and several error paths.

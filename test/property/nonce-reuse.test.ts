@@ -68,7 +68,9 @@ class SimulatedDeployment {
   async connect(i: number): Promise<void> {
     const store = new ReaderKeyStore({ kind: "server", graceMs: 500, now: this.clock });
     const [writerEnd, readerEnd] = memoryChannelPair();
-    const joined = writerEnd.receive(["join"]).then((join) => this.provisioning.serveReader(writerEnd, { id: `r${i}`, name: `r${i}`, kind: "server" }, join));
+    const joined = writerEnd
+      .receive(["join"])
+      .then((join) => this.provisioning.serveReader(writerEnd, { id: `r${i}`, name: `r${i}`, kind: "server" }, join));
     joined.catch(() => undefined);
     followWriter(readerEnd, store, { log: silentLogger }).catch(() => undefined);
     this.readers[i] = { store, sealers: new Map(), channel: readerEnd };
@@ -86,12 +88,20 @@ class SimulatedDeployment {
   }
 
   private flow(reader: number, f: number): FlowTuple {
-    return { src: parseIpv6Address(`fd00::${reader + 1}`), dst: parseIpv6Address("fd00:ff::1"), sport: 1000 + f, dport: 443, proto: 17 };
+    return {
+      src: parseIpv6Address(`fd00::${reader + 1}`),
+      dst: parseIpv6Address("fd00:ff::1"),
+      sport: 1000 + f,
+      dport: 443,
+      proto: 17,
+    };
   }
 
   send(reader: number, f: number, n: number): void {
     const r = this.readers[reader]!;
-    const g = this.honourRestartRule ? r.store.sealingGeneration() : r.store.openingGenerations().find((x) => x.effectiveAt <= this.now);
+    const g = this.honourRestartRule
+      ? r.store.sealingGeneration()
+      : r.store.openingGenerations().find((x) => x.effectiveAt <= this.now);
     if (!g) {
       this.skippedNoKey += n;
       return;
@@ -107,7 +117,12 @@ class SimulatedDeployment {
     }
   }
 
-  private sealerFor(r: (typeof this.readers)[number], g: ReaderGeneration, flow: FlowTuple, id: string): ProtectedSealer {
+  private sealerFor(
+    r: (typeof this.readers)[number],
+    g: ReaderGeneration,
+    flow: FlowTuple,
+    id: string,
+  ): ProtectedSealer {
     let s = r.sealers.get(id);
     if (!s) {
       s = new ProtectedSealer(g.suite.aead, (kri) => r.store.stk(g, flow, kri, flow.src), {
@@ -149,7 +164,15 @@ class SimulatedDeployment {
 }
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant("send" as const), reader: fc.nat(READERS - 1), flow: fc.nat(2), n: fc.integer({ min: 1, max: 120 }) }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant("send" as const),
+      reader: fc.nat(READERS - 1),
+      flow: fc.nat(2),
+      n: fc.integer({ min: 1, max: 120 }),
+    }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 1, max: 1500 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: "renew" as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("restart" as const), reader: fc.nat(READERS - 1) }) },
