@@ -41,6 +41,29 @@ export const OPT_DATA_LEN = {
 export type Layout = keyof typeof OPT_DATA_LEN;
 export const LAYOUTS = Object.keys(OPT_DATA_LEN) as Layout[];
 
+/** Where each field of an RFC 8250 option sits in its option data (the diagram above). */
+export const RFC8250_OFFSET = { scaleDtlr: 0, scaleDtls: 1, psnTp: 2, psnLr: 4, deltaTlr: 6, deltaTls: 8 } as const;
+
+/**
+ * Where each field of a PDMv2 option sits in its option data. The protected layout seals
+ * bytes `sealed` to `tag` - 1 in place and puts its tag at `tag`.
+ */
+export const V2_OFFSET = {
+  version: 0,
+  randomNumberF: 2,
+  scaleDtlr: 4,
+  scaleDtls: 5,
+  globalPointer: 6,
+  psnTp: 10,
+  psnLr: 12,
+  deltaTlr: 14,
+  deltaTls: 16,
+  sealed: 4,
+  tag: 18,
+} as const;
+/** The first 16 bits of PDMv2 option data: version 2, 12 reserved bits zero. */
+export const V2_VERSION_WORD = PDM_VERSION_2 << 12;
+
 /** Bytes 4-17 of the clear layout, the plaintext that the protected layout seals. */
 export const SEALED_PLAINTEXT_LEN = 14;
 export const AEAD_TAG_LEN = 16;

@@ -26,6 +26,40 @@
 
 #define PDM_OPTION_TYPE 0x0F
 
+/*
+ * The option layouts (wire.md section 2), written once: each layout's Opt Data Len
+ * (the length is what tells them apart) and where each field sits in the option data,
+ * that is after Option Type and Opt Data Len. All fields big-endian. pdm/option.ts
+ * writes the same layouts; test/bpf/abi.test.ts checks these numbers against it.
+ */
+#define PDM_ODL_RFC8250 10
+#define PDM_ODL_V2_CLEAR 18
+#define PDM_ODL_V2_PROTECTED 34
+
+#define PDM_RFC8250_SCALE_DTLR 0 /* 8 bits */
+#define PDM_RFC8250_SCALE_DTLS 1 /* 8 bits */
+#define PDM_RFC8250_PSNTP 2
+#define PDM_RFC8250_PSNLR 4
+#define PDM_RFC8250_DTLR 6
+#define PDM_RFC8250_DTLS 8
+
+#define PDM_V2_VERSION 0 /* 16 bits: version 2 in the top nibble, 12 reserved bits zero */
+#define PDM_V2_VERSION_WORD 0x2000
+#define PDM_V2_RN_F 2	    /* Random Number (15 bits) and F, the low bit */
+#define PDM_V2_SCALE_DTLR 4 /* 8 bits */
+#define PDM_V2_SCALE_DTLS 5 /* 8 bits */
+#define PDM_V2_GP 6	    /* Global Pointer, 32 bits */
+#define PDM_V2_PSNTP 10
+#define PDM_V2_PSNLR 12
+#define PDM_V2_DTLR 14
+#define PDM_V2_DTLS 16
+/* Protected: option-data bytes 0-3 stay clear (with Type and Opt Data Len, the AEAD's
+ * associated data); bytes 4-17 of the clear layout are sealed in place, the tag follows. */
+#define PDM_V2_SEALED PDM_V2_SCALE_DTLR
+#define PDM_V2_SEALED_LEN 14
+#define PDM_V2_TAG (PDM_V2_SEALED + PDM_V2_SEALED_LEN)
+#define PDM_V2_TAG_LEN 16
+
 /* pdm_config.flags */
 #define PDM_CFG_STRIP (1u << 0)	   /* ingress removes the header after reading it */
 #define PDM_CFG_EVENTS (1u << 1)   /* one ring-buffer record per PDM packet stamped or read */

@@ -5,6 +5,15 @@
 // compiles the C header with gcc and checks every size, offset and constant here, so
 // the two cannot drift apart unnoticed.
 
+import {
+  AEAD_TAG_LEN,
+  OPT_DATA_LEN,
+  PDM_OPTION_TYPE,
+  RFC8250_OFFSET,
+  SEALED_PLAINTEXT_LEN,
+  V2_OFFSET,
+  V2_VERSION_WORD,
+} from "../../pdm/index.ts";
 export type Scalar = "u8" | "u16" | "u32" | "u64";
 const SCALAR_SIZE: Record<Scalar, number> = { u8: 1, u16: 2, u32: 4, u64: 8 };
 
@@ -271,6 +280,31 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_HDR_LEN_RFC8250: PDM_HDR_LEN.rfc8250,
   PDM_HDR_LEN_V2_CLEAR: PDM_HDR_LEN["v2-clear"],
   PDM_HDR_LEN_V2_PROTECTED: PDM_HDR_LEN["v2-protected"],
+  // The option layouts, as pdm/ writes and reads them.
+  PDM_OPTION_TYPE,
+  PDM_ODL_RFC8250: OPT_DATA_LEN.rfc8250,
+  PDM_ODL_V2_CLEAR: OPT_DATA_LEN["v2-clear"],
+  PDM_ODL_V2_PROTECTED: OPT_DATA_LEN["v2-protected"],
+  PDM_RFC8250_SCALE_DTLR: RFC8250_OFFSET.scaleDtlr,
+  PDM_RFC8250_SCALE_DTLS: RFC8250_OFFSET.scaleDtls,
+  PDM_RFC8250_PSNTP: RFC8250_OFFSET.psnTp,
+  PDM_RFC8250_PSNLR: RFC8250_OFFSET.psnLr,
+  PDM_RFC8250_DTLR: RFC8250_OFFSET.deltaTlr,
+  PDM_RFC8250_DTLS: RFC8250_OFFSET.deltaTls,
+  PDM_V2_VERSION: V2_OFFSET.version,
+  PDM_V2_VERSION_WORD: V2_VERSION_WORD,
+  PDM_V2_RN_F: V2_OFFSET.randomNumberF,
+  PDM_V2_SCALE_DTLR: V2_OFFSET.scaleDtlr,
+  PDM_V2_SCALE_DTLS: V2_OFFSET.scaleDtls,
+  PDM_V2_GP: V2_OFFSET.globalPointer,
+  PDM_V2_PSNTP: V2_OFFSET.psnTp,
+  PDM_V2_PSNLR: V2_OFFSET.psnLr,
+  PDM_V2_DTLR: V2_OFFSET.deltaTlr,
+  PDM_V2_DTLS: V2_OFFSET.deltaTls,
+  PDM_V2_SEALED: V2_OFFSET.sealed,
+  PDM_V2_SEALED_LEN: SEALED_PLAINTEXT_LEN,
+  PDM_V2_TAG: V2_OFFSET.tag,
+  PDM_V2_TAG_LEN: AEAD_TAG_LEN,
   PDM_CFG_STRIP,
   PDM_CFG_EVENTS,
   PDM_CFG_NO_STAMP,

@@ -27,7 +27,10 @@ export interface ProgInfo {
   /** Cumulative run time and count, non-zero only with kernel.bpf_stats_enabled=1. */
   runTimeNs: number;
   runCount: number;
+  /** Instructions after the verifier's rewrites (what `bpftool prog dump xlated` lists). */
   instructions: number;
+  /** Instructions the verifier walked to accept the program (its work, not the program's size). */
+  verifiedInstructions: number;
 }
 
 export interface TestRunResult {

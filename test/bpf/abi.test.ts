@@ -1,7 +1,8 @@
 // The C header and its TypeScript mirror cannot drift: gcc compiles
 // bpf/include/pdm_abi.h and prints every struct's size and field offsets and every
 // constant; probes/datapath/abi.ts must agree. The same harness runs the C delta encoder and
-// LFSR (bpf/include/pdm_codec.h, what the eBPF program runs) against pdm/.
+// LFSR (bpf/include/pdm_codec.h, what the eBPF program runs) against pdm/, and the
+// kernel's option writer and reader (bpf/lib/pdm_option.h) against pdm/'s codec.
 
 import { describe, it, before } from "node:test";
 import assert from "node:assert/strict";
@@ -10,7 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ALL_CONSTANTS, ALL_STRUCTS } from "../../probes/datapath/index.ts";
-import { encodeDeltaNs, lfsrStep } from "../../pdm/index.ts";
+import { decodePdmOption, encodeDeltaNs, encodePdmOption, lfsrStep } from "../../pdm/index.ts";
+import type { PdmV1Option, PdmV2ClearOption } from "../../pdm/index.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const skip = spawnSync("gcc", ["--version"]).status === 0 ? undefined : "gcc is not installed";
@@ -19,6 +21,7 @@ function cProgram(body: string): string {
   return `#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include "pdm_abi.h"
 #include "pdm_codec.h"
 int main(int argc, char **argv) {
@@ -32,16 +35,8 @@ describe("pdm_abi.h and probes/datapath/abi.ts", { skip }, () => {
   let dir: string;
   const run = (name: string, source: string, input = ""): string => {
     writeFileSync(join(dir, `${name}.c`), source);
-    execFileSync("gcc", [
-      "-O1",
-      "-Wall",
-      "-Werror",
-      "-I",
-      join(ROOT, "bpf", "include"),
-      "-o",
-      join(dir, name),
-      join(dir, `${name}.c`),
-    ]);
+    const include = ["-I", join(ROOT, "bpf", "include"), "-I", join(ROOT, "bpf", "lib")];
+    execFileSync("gcc", ["-O1", "-Wall", "-Werror", ...include, "-o", join(dir, name), join(dir, `${name}.c`)]);
     return execFileSync(join(dir, name), { input, encoding: "utf8", maxBuffer: 64 << 20 });
   };
   before(() => {
@@ -157,4 +152,99 @@ describe("pdm_abi.h and probes/datapath/abi.ts", { skip }, () => {
     assert.deepEqual(out.trim().split("\n").map(Number), expected);
     assert.equal(expected.at(-1), 1, "period 32767");
   });
+
+  it("the kernel's option writer and reader (pdm_option.h) agree with pdm/ on 2,000 options of each clear layout", () => {
+    // In: one option per line as pdm/ encodes it (hex). Out: the fields the kernel reads
+    // from it, then the header the kernel writes from those fields (hex).
+    const out = run(
+      "option",
+      cProgram(`  char hex[80];
+  while (scanf("%79s", hex) == 1) {
+    __u8 h[PDM_DEST_OPTS_MAX] = {0};
+    size_t n = strlen(hex) / 2;
+    for (size_t i = 0; i < n; i++) sscanf(hex + 2 * i, "%2hhx", &h[2 + i]);
+    struct pdm_opt_walk w = {0};
+    memcpy(w.h, h, sizeof(h));
+    w.len = 2 + n + 2; /* Next Header, Hdr Ext Len, the option, PadN(0) */
+    w.h[2 + n] = PDM_OPT_PADN;
+    w.i = 2;
+    w.only_pdm = 1;
+    while (!pdm_opt_walk_step(0, &w)) {}
+    struct pdm_fields f = {0};
+    int bad = pdm_option_read_clear(w.h, w.at + 2, w.h[w.at + 1], &f);
+    __u8 out[PDM_HDR_LEN_V2_PROTECTED] = {0};
+    pdm_option_write(out, 17, w.len, &f);
+    printf("%d %u %u %u %u %u %u %u %u %u %u ", bad, w.at, f.layout, f.stlr, f.stls, f.psntp, f.psnlr, f.dtlr, f.dtls, f.rn_f, f.gp);
+    for (size_t i = 0; i < w.len; i++) printf("%02x", out[i]);
+    printf("\\n");
+  }`).replace('#include "pdm_codec.h"', '#include "pdm_codec.h"\n#include "pdm_option.h"'),
+      inputs(),
+    );
+    const lines = out.trim().split("\n");
+    options.forEach((o, i) => {
+      const [bad, at, layout, stlr, stls, psntp, psnlr, dtlr, dtls, rnf, gp, written] = lines[i]!.split(" ");
+      const v2 = o.layout === "v2-clear";
+      assert.deepEqual(
+        [bad, at, layout, stlr, stls, psntp, psnlr, dtlr, dtls, rnf, gp].map(Number),
+        [
+          0,
+          2,
+          v2 ? 2 : 1,
+          o.scaleDtlr,
+          o.scaleDtls,
+          o.psnTp,
+          o.psnLr,
+          o.deltaTlr,
+          o.deltaTls,
+          v2 ? (o.randomNumber << 1) | o.fBit : 0,
+          v2 ? o.globalPointer : 0,
+        ],
+        `fields of ${JSON.stringify(o)}`,
+      );
+      const bytes = Buffer.from(written!, "hex");
+      const encoded = encodePdmOption(o);
+      assert.deepEqual(
+        bytes.subarray(2, 2 + encoded.length),
+        Buffer.from(encoded),
+        "the option the kernel writes is pdm/'s",
+      );
+      assert.deepEqual([...bytes.subarray(0, 2)], [17, bytes.length / 8 - 1], "Next Header, Hdr Ext Len");
+      assert.deepEqual([...bytes.subarray(2 + encoded.length)], [1, 0], "PadN with no padding data");
+      const decoded = decodePdmOption(bytes, 2, bytes.length);
+      assert.ok(decoded.ok, "pdm/ reads what the kernel wrote");
+    });
+  });
 });
+
+/** Random clear options of both layouts, each field over its whole range. */
+const options: (PdmV1Option | PdmV2ClearOption)[] = [];
+{
+  let x = 0x2545f491;
+  const next = (max: number): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % (max + 1);
+  };
+  for (let i = 0; i < 2000; i++) {
+    const times = {
+      scaleDtlr: next(255),
+      scaleDtls: next(255),
+      psnTp: next(65535),
+      psnLr: next(65535),
+      deltaTlr: next(65535),
+      deltaTls: next(65535),
+    };
+    options.push({ layout: "rfc8250", ...times });
+    options.push({
+      layout: "v2-clear",
+      ...times,
+      randomNumber: next(0x7fff),
+      fBit: next(1) as 0 | 1,
+      globalPointer: next(0xffff_ffff),
+    });
+  }
+}
+function inputs(): string {
+  return options.map((o) => Buffer.from(encodePdmOption(o)).toString("hex")).join("\n") + "\n";
+}

@@ -186,6 +186,7 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   o.Set("runTimeNs", Napi::Number::New(info.Env(), static_cast<double>(pi.run_time_ns)));
   o.Set("runCount", Napi::Number::New(info.Env(), static_cast<double>(pi.run_cnt)));
   o.Set("instructions", pi.xlated_prog_len / 8);
+  o.Set("verifiedInstructions", pi.verified_insns);
   return o;
 }
 

@@ -13,7 +13,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-#include "include/pdm_chacha20poly1305.h"
+#include "../include/pdm_chacha20poly1305.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -20,8 +20,8 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-#include "include/pdm_aes128gcm.h"
-#include "include/pdm_bpf_crypto.h"
+#include "../include/pdm_aes128gcm.h"
+#include "../include/pdm_bpf_crypto.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
