@@ -2,7 +2,7 @@
 // three delays' summaries and the conversation's anomalies. Also how two reports of
 // the same flow combine (a live capture's flow that went idle, ended and came back).
 
-import { formatIpv6Address, type Layout } from "../pdm/index.ts";
+import { endpointPorts, formatIpv6Address, transportName, type Layout } from "../pdm/index.ts";
 import type { Conversation, Counters, SampleSink } from "./flow-table.ts";
 import type { Summary } from "./stats.ts";
 
@@ -27,21 +27,20 @@ export interface FlowReport {
 /** The three delays' summaries of a flow. */
 export type FlowDelays = Pick<FlowReport, "serverDelayNs" | "roundTripDelayNs" | "responseTimeNs">;
 
-const TRANSPORT: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
-
 export function flowReport(c: Conversation<SampleSink>, delays: FlowDelays, startSec: number): FlowReport {
   const up = c.up.tuple;
   const { packets: _p, ...upCounters } = c.up.counters;
   const merged = { ...upCounters };
   for (const k of Object.keys(merged) as Array<keyof typeof merged>) merged[k] += c.down.counters[k];
-  const icmp = up.proto === 58;
+  const { clientPort, serverPort } = endpointPorts(up);
+  const transport = transportName(up.proto);
   return {
-    id: `${formatIpv6Address(up.src)}.${icmp ? up.dport : up.sport}-${formatIpv6Address(up.dst)}.${icmp ? 0 : up.dport}-${TRANSPORT[up.proto] ?? up.proto}`,
-    transport: TRANSPORT[up.proto] ?? `proto-${up.proto}`,
+    id: `${formatIpv6Address(up.src)}.${clientPort}-${formatIpv6Address(up.dst)}.${serverPort}-${transport ?? up.proto}`,
+    transport: transport ?? `proto-${up.proto}`,
     client: formatIpv6Address(up.src),
     server: formatIpv6Address(up.dst),
-    clientPort: icmp ? up.dport : up.sport,
-    serverPort: icmp ? 0 : up.dport,
+    clientPort,
+    serverPort,
     layout: c.layout,
     packets: { clientToServer: c.up.packets, serverToClient: c.down.packets },
     pdmPackets: c.up.pdmPackets + c.down.pdmPackets,

@@ -15,14 +15,17 @@
 import {
   KeyRing,
   ProtectedOpener,
+  conversationPorts,
   decodeDeltaNs,
+  IPPROTO_ICMPV6,
+  isEchoReply,
   reverseFlow,
   type FlowTuple,
   type Layout,
+  type PdmRecord,
   type PdmTimes,
 } from "../pdm/index.ts";
 import { DelaySamples } from "./stats.ts";
-import type { PdmRecord } from "../pdm/index.ts";
 
 /** Where a conversation's samples go: exact rows (stats.ts, files) or histograms (delay-histogram.ts, live). */
 export interface SampleSink {
@@ -461,8 +464,7 @@ function addressHash(b: Uint8Array, at: number): number {
 /** Equal for both directions of a conversation (ICMPv6 echo: the identifier only). Unsigned 32-bit. */
 export function conversationHash(r: PdmRecord): number {
   const addresses = addressHash(r.addresses, r.srcOffset) ^ addressHash(r.addresses, r.dstOffset);
-  const ports = r.proto === 58 ? r.dport : (r.sport + r.dport) ^ Math.imul(r.sport ^ r.dport, 0x9e3779b1);
-  return (Math.imul(addresses ^ ports, 0x85ebca6b) ^ r.proto) >>> 0;
+  return (Math.imul(addresses ^ conversationPorts(r.proto, r.sport, r.dport), 0x85ebca6b) ^ r.proto) >>> 0;
 }
 
 /**
@@ -471,7 +473,7 @@ export function conversationHash(r: PdmRecord): number {
  * otherwise the first sender is the client.
  */
 function clientSideOf(first: FlowTuple): FlowTuple {
-  if (first.proto === 58) return first.sport === 129 << 8 ? reverseFlow(first) : first;
+  if (first.proto === IPPROTO_ICMPV6) return isEchoReply(first) ? reverseFlow(first) : first;
   if (first.sport < 1024 && first.dport >= 1024) return reverseFlow(first);
   return first;
 }

@@ -2,23 +2,77 @@
 // Pure TypeScript on node:crypto; no native dependency. Only this file is imported
 // from outside pdm/.
 
-export * from "./errors.ts";
-export * from "./time-encoding.ts";
-export * from "./sequence.ts";
-export * from "./rotation.ts";
-export * from "./option.ts";
-export * from "./dest-options.ts";
-export * from "./ipv6.ts";
-export * from "./address.ts";
-export * from "./flow.ts";
-export * from "./key-schedule.ts";
-export * from "./aead.ts";
-export * from "./sealer.ts";
-export * from "./key-log.ts";
-export * from "./secret-file.ts";
-export * from "./key-ring.ts";
-export * from "./opener.ts";
-export * from "./record.ts";
-export * from "./link-layer.ts";
-export * from "./captured-packet.ts";
-export * from "./hex.ts";
+export { CaptureError, KeyError, PdmError, UsageError, WireError } from "./errors.ts";
+export { decodeDeltaAttoseconds, decodeDeltaNs, encodeAttoseconds, encodeDeltaNs } from "./time-encoding.ts";
+export { LFSR_PERIOD, lfsrStep, PacketSequence, RandomNumberSequence } from "./sequence.ts";
+export {
+  CRITICALITY_MAX_AGE_MS,
+  MAX_KRI,
+  PREVIOUS_KEY_GRACE_NS,
+  ReceiverKriTracker,
+  SenderRotation,
+} from "./rotation.ts";
+export {
+  AEAD_TAG_LEN,
+  decodePdmOption,
+  encodePdmOption,
+  OPT_DATA_LEN,
+  PDM_OPTION_TYPE,
+  RFC8250_OFFSET,
+  SEALED_PLAINTEXT_LEN,
+  V2_OFFSET,
+  V2_VERSION_WORD,
+} from "./option.ts";
+export type { Layout, PdmOption, PdmTimes, PdmV1Option, PdmV2ClearOption, PdmV2ProtectedOption } from "./option.ts";
+export {
+  destOptionsHeaderSize,
+  encodeDestOptionsHeader,
+  findPdmOption,
+  NEXT_HEADER_DEST_OPTS,
+} from "./dest-options.ts";
+export { emptyIpv6Packet, parseIpv6, parseIpv6Into, PROTO } from "./ipv6.ts";
+export type { Ipv6Packet } from "./ipv6.ts";
+export { addressClass, formatIpv6Address, GlobalPointers, parseIpv6Address } from "./address.ts";
+export {
+  conversationPorts,
+  echoAnswerType,
+  echoWord,
+  endpointPorts,
+  flowKey,
+  flowKeyPorts,
+  formatFlow,
+  ICMPV6_ECHO_REPLY,
+  ICMPV6_ECHO_REQUEST,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  isEchoReply,
+  isEchoType,
+  reverseFlow,
+  transportName,
+} from "./flow.ts";
+export type { FlowTuple } from "./flow.ts";
+export {
+  AeadId,
+  aeadKeyLength,
+  DEFAULT_SUITE,
+  deriveClientSecret,
+  deriveKeyId,
+  deriveStk,
+  hex4,
+  kdfDigest,
+  KdfId,
+  KemId,
+} from "./key-schedule.ts";
+export type { Suite } from "./key-schedule.ts";
+export { openProtectedOption, protectedNonce, sealProtectedOption } from "./aead.ts";
+export { ProtectedSealer } from "./sealer.ts";
+export { formatKeyLog, KEY_LOG_LIMITS, parseKeyLog, readKeyLog, writeKeyLog } from "./key-log.ts";
+export type { KeyLogEntry } from "./key-log.ts";
+export { writeSecretFile } from "./secret-file.ts";
+export { KeyRing } from "./key-ring.ts";
+export { ProtectedOpener } from "./opener.ts";
+export type { PdmRecord } from "./record.ts";
+export { ipv6Offset, LINKTYPE, linkTypeName, SUPPORTED_LINKTYPES } from "./link-layer.ts";
+export type { CapturedPacket } from "./captured-packet.ts";
+export { hex } from "./hex.ts";

@@ -9,22 +9,21 @@
 import { WireError, fail, ok, type Result } from "./errors.ts";
 import { decodePdmOptionOrError, type PdmOption } from "./option.ts";
 import { findPdmOptionOrError, NEXT_HEADER_DEST_OPTS } from "./dest-options.ts";
+import { IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, isEchoType } from "./flow.ts";
 
 export const IPV6_HEADER_LEN = 40;
 export const PROTO = {
   hopByHop: 0,
-  tcp: 6,
-  udp: 17,
+  tcp: IPPROTO_TCP,
+  udp: IPPROTO_UDP,
   routing: 43,
   fragment: 44,
   esp: 50,
   ah: 51,
-  icmpv6: 58,
+  icmpv6: IPPROTO_ICMPV6,
   none: 59,
   destOpts: 60,
 } as const;
-const ICMPV6_ECHO_REQUEST = 128;
-const ICMPV6_ECHO_REPLY = 129;
 /** Headers sharing the generic (Next Header, Hdr Ext Len in 8-octet units) shape. */
 const GENERIC_EXT = new Uint8Array(256);
 for (const t of [PROTO.hopByHop, PROTO.routing, PROTO.destOpts, 135, 139, 140, 253, 254]) GENERIC_EXT[t] = 1;
@@ -191,7 +190,7 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
     if (cursor + 2 > stop) return new WireError("truncated", "icmpv6.type", cursor, "ICMPv6 header cut off");
     const type = buf[cursor]!;
     packet.sport = (type << 8) | buf[cursor + 1]!;
-    if (type === ICMPV6_ECHO_REQUEST || type === ICMPV6_ECHO_REPLY) {
+    if (isEchoType(type)) {
       if (cursor + 6 > stop) return new WireError("truncated", "icmpv6.echo.id", cursor + 4, "echo identifier cut off");
       packet.dport = (buf[cursor + 4]! << 8) | buf[cursor + 5]!;
     }

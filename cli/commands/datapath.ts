@@ -2,7 +2,7 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { formatCount, formatDuration } from "../../analyzer/index.ts";
-import { UsageError } from "../../pdm/index.ts";
+import { transportName, UsageError } from "../../pdm/index.ts";
 import {
   attach,
   attachedInterfaces,
@@ -156,8 +156,6 @@ offload change, and the pinned maps under /sys/fs/bpf/pdm/<interface>/.`,
     });
 }
 
-const PROTO: Record<number, string> = { 6: "tcp", 17: "udp", 58: "icmpv6" };
-
 export function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}): string {
   const lines: string[] = [];
   const o = s.state?.options;
@@ -186,7 +184,7 @@ export function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}):
   if (shown.length) {
     const header = ["flow (local -> remote)", "sent", "recv", "PSN next", "Kri", "peer DeltaTLR", "peer DeltaTLS"];
     const rows = shown.map((f) => [
-      `${PROTO[f.proto] ?? f.proto} [${f.local}]:${f.localPort} -> [${f.remote}]:${f.remotePort}`,
+      `${transportName(f.proto) ?? f.proto} [${f.local}]:${f.localPort} -> [${f.remote}]:${f.remotePort}`,
       formatCount(f.txPackets),
       formatCount(f.rxPackets),
       String(f.psnNext),

@@ -2,7 +2,33 @@
 // mirror, attach and detach (with the MTU room and offload settings they make), the
 // status of an attached interface. Only this file is imported from outside datapath/.
 
-export * from "./abi.ts";
+export {
+  ALL_CONSTANTS,
+  ALL_STRUCTS,
+  EVENT,
+  FLOW_KEY,
+  FLOW_KEYS,
+  FLOW_STATE,
+  GCM_INSTALL_ARGS,
+  GCM_KEY_ID,
+  KEY_NEED,
+  PDM_AEAD_KEY_MAX,
+  PDM_EV,
+  PDM_EVF_GSO,
+  PDM_EVICT_TARGET,
+  PDM_FLOW_HAS_RECEIVED,
+  PDM_FLOW_HAS_SENT,
+  PDM_FLOWS_MAX,
+  PDM_GCM,
+  PDM_KEY_SLOTS,
+  PDM_LAYOUT,
+  PDM_MAP,
+  PDM_NEED,
+  PDM_NEEDF_OPTION,
+  PDM_PROG,
+  PDM_PROTECTED_OPTION_LEN,
+} from "./abi.ts";
+export type { CounterName, KernelLayout } from "./abi.ts";
 export { BpfError, explainNativeError } from "./errors.ts";
 export {
   attach,

@@ -14,7 +14,7 @@
 // slot in pdm_keys / pdm_peer_keys then records only the Kri, its key bytes zero.
 
 import { createCipheriv } from "node:crypto";
-import type { FlowTuple } from "../../pdm/index.ts";
+import { flowKeyPorts, type FlowTuple } from "../../pdm/index.ts";
 import {
   FLOW_KEY,
   FLOW_KEYS,
@@ -37,9 +37,9 @@ export function encodeFlowKey(flow: FlowTuple, side: "sender" | "receiver" = "se
   const b = Buffer.alloc(FLOW_KEY.size);
   b.set(sender ? flow.src : flow.dst, FLOW_KEY.offset("local"));
   b.set(sender ? flow.dst : flow.src, FLOW_KEY.offset("remote"));
-  const icmp = flow.proto === 58; // the kernel keys an echo flow by its identifier (the tuple's dport) alone
-  b.writeUInt16LE(icmp ? flow.dport : sender ? flow.sport : flow.dport, FLOW_KEY.offset("local_port"));
-  b.writeUInt16LE(icmp ? flow.dport : sender ? flow.dport : flow.sport, FLOW_KEY.offset("remote_port"));
+  const ports = flowKeyPorts(flow, side);
+  b.writeUInt16LE(ports.local, FLOW_KEY.offset("local_port"));
+  b.writeUInt16LE(ports.remote, FLOW_KEY.offset("remote_port"));
   b.writeUInt8(flow.proto, FLOW_KEY.offset("proto"));
   return b;
 }

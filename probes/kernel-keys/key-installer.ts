@@ -20,7 +20,19 @@
 // tries the peer's keys near the Kri it last installed for the flow and installs the
 // one that opens it.
 
-import { AeadId, decodePdmOption, formatFlow, openProtectedOption, type FlowTuple } from "../../pdm/index.ts";
+import {
+  AeadId,
+  decodePdmOption,
+  echoAnswerType,
+  echoWord,
+  formatFlow,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  isEchoType,
+  openProtectedOption,
+  type FlowTuple,
+} from "../../pdm/index.ts";
 import {
   FLOW_KEY,
   FLOW_KEYS,
@@ -96,9 +108,6 @@ export interface KeyInstallerStats {
   generationsRetired: number;
 }
 
-const ICMPV6 = 58;
-const ECHO_REQUEST = 128;
-const ECHO_REPLY = 129;
 const MAX_REMEMBERED_FLOWS = 100_000;
 const UNKNOWN_RETRY_MS = 1000;
 /**
@@ -110,8 +119,6 @@ const UNKNOWN_RETRY_MS = 1000;
 const SEARCH_AHEAD = 64;
 const SEARCH_SPAN = 1024;
 const SEARCH_TRIES_PER_SECOND = 2000;
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
 
 export class KeyInstaller {
   readonly stats: KeyInstallerStats = {
@@ -213,16 +220,16 @@ export class KeyInstaller {
         : undefined;
     let ownSport = localPort;
     let peerSport = remotePort;
-    if (proto === ICMPV6) {
+    if (proto === IPPROTO_ICMPV6) {
       // The kernel keys an echo flow by its identifier (both "ports"); the sender's
       // 5-tuple (wire.md 3) has the type/code word as source port: the record says
       // which type the sender sends.
       const type = record[KEY_NEED.offset("icmp_type")]!;
-      if (type !== ECHO_REQUEST && type !== ECHO_REPLY) {
+      if (!isEchoType(type)) {
         this.stats.unsupported += 1;
         return;
       }
-      ownSport = peerSport = type << 8;
+      ownSport = peerSport = echoWord(type);
     } else if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
       this.stats.unsupported += 1;
       return;
@@ -243,7 +250,7 @@ export class KeyInstaller {
     });
     // The other direction's source port: for an echo, the other echo type.
     const answering = (sport: number, port: number): number =>
-      proto === ICMPV6 ? (sport >> 8 === ECHO_REQUEST ? ECHO_REPLY : ECHO_REQUEST) << 8 : port;
+      proto === IPPROTO_ICMPV6 ? echoWord(echoAnswerType(sport >> 8)) : port;
     if (kind === PDM_NEED.own) {
       this.installOwn(ownSender(ownSport), kri);
       // A flow this host starts (or answers): the peer's first keys too, so that its
