@@ -4,14 +4,18 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PdmError, UsageError } from "../pdm/index.ts";
+import { Interrupted, PdmError, UsageError } from "../pdm/index.ts";
 import { packageRoot } from "../probes/datapath/index.ts";
-import { agentCommand, caCommand, keysCommand } from "./commands/agent.ts";
+import { agentCommand } from "./commands/agent.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
+import { attachCommand } from "./commands/attach.ts";
+import { caCommand } from "./commands/ca.ts";
 import { captureCommand } from "./commands/capture.ts";
-import { attachCommand, detachCommand, statusCommand } from "./commands/datapath.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { detachCommand } from "./commands/detach.ts";
+import { keysCommand } from "./commands/keys.ts";
 import { reportCommand } from "./commands/report.ts";
+import { statusCommand } from "./commands/status.ts";
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string };
 
@@ -26,17 +30,17 @@ alone, each flow's server delay, round-trip delay and response time.`,
     )
     .version(pkg.version, "-V, --version", "print the version")
     .showHelpAfterError("(run with --help for usage)")
-    .addCommand(captureCommand() as unknown as Command)
-    .addCommand(attachCommand() as unknown as Command)
-    .addCommand(detachCommand() as unknown as Command)
-    .addCommand(statusCommand() as unknown as Command)
-    .addCommand(caCommand() as unknown as Command)
-    .addCommand(agentCommand() as unknown as Command)
-    .addCommand(keysCommand() as unknown as Command)
-    .addCommand(analyzeCommand() as unknown as Command)
-    .addCommand(reportCommand() as unknown as Command)
-    .addCommand(demoCommand() as unknown as Command);
-  return program as unknown as Command;
+    .addCommand(captureCommand())
+    .addCommand(attachCommand())
+    .addCommand(detachCommand())
+    .addCommand(statusCommand())
+    .addCommand(caCommand())
+    .addCommand(agentCommand())
+    .addCommand(keysCommand())
+    .addCommand(analyzeCommand())
+    .addCommand(reportCommand())
+    .addCommand(demoCommand());
+  return program;
 }
 
 function exitOnEpipe(e: NodeJS.ErrnoException): void {
@@ -61,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof PdmError) {
       process.stderr.write(`pdm: ${e.message}\n`);
       if (e.hint) process.stderr.write(`  ${e.hint}\n`);
-      return e instanceof UsageError ? 2 : 1;
+      return e instanceof UsageError ? 2 : e instanceof Interrupted ? 130 : 1;
     }
     // A system call that failed where no command expected it (a disk error, a full
     // disk): one sentence naming the call and the file, not a stack trace.

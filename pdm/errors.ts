@@ -51,6 +51,12 @@ export class CaptureError extends PdmError {}
 /** The user asked for something that cannot be done as asked. */
 export class UsageError extends PdmError {}
 
+/** A command ran to its end and its check failed (pdm demo: a figure outside its tolerance). */
+export class CheckFailed extends PdmError {}
+
+/** A command stopped by Ctrl-C or SIGTERM, after undoing what it had made (exit status 130). */
+export class Interrupted extends PdmError {}
+
 /** Either a value or a typed error: what hot-path decoders return. */
 export type Result<T, E = WireError> = { ok: true; value: T } | { ok: false; error: E };
 

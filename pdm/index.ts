@@ -2,7 +2,7 @@
 // Pure TypeScript on node:crypto; no native dependency. Only this file is imported
 // from outside pdm/.
 
-export { CaptureError, KeyError, PdmError, UsageError, WireError } from "./errors.ts";
+export { CaptureError, CheckFailed, Interrupted, KeyError, PdmError, UsageError, WireError } from "./errors.ts";
 export { decodeDeltaAttoseconds, decodeDeltaNs, encodeAttoseconds, encodeDeltaNs } from "./time-encoding.ts";
 export { LFSR_PERIOD, lfsrStep, PacketSequence, RandomNumberSequence } from "./sequence.ts";
 export {

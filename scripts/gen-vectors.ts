@@ -30,6 +30,10 @@ import {
 } from "../pdm/index.ts";
 
 const outDir = process.argv[2] ?? join(import.meta.dirname, "..", "fixtures", "vectors");
+if (outDir.startsWith("-")) {
+  console.error("usage: node --import tsx scripts/gen-vectors.ts [OUTPUT_DIR]  (default fixtures/vectors)");
+  process.exit(2);
+}
 /** Deterministic bytes: a counter pattern keyed by a label, so vectors need no RNG. */
 const pattern = (label: number, n: number): Uint8Array =>
   Uint8Array.from({ length: n }, (_, i) => (label * 31 + i * 7) & 0xff);

@@ -11,9 +11,8 @@ import {
   renderTable,
   type CaptureWriter,
 } from "../../analyzer/index.ts";
-import { type PdmRecord, KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
-import { EVENT } from "../../probes/datapath/index.ts";
-import { eventKtimeNs, eventToRecord, openEventStream, openLiveCapture } from "../../probes/live/index.ts";
+import { KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
+import { openLiveSource, untilStopped } from "../../probes/live/index.ts";
 
 interface CaptureOpts {
   interface: string;
@@ -139,17 +138,18 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
   });
   const live = !opts.quiet && opts.format === "table" && process.stdout.isTTY === true;
   let packets = 0;
-  let done: () => void = () => {};
-  const finished = new Promise<void>((resolve) => (done = resolve));
-  let stop: () => { dropped: number } = () => ({ dropped: 0 });
-  const countReached = (): boolean => opts.count !== undefined && packets >= opts.count;
-
-  if (opts.source === "pcap") {
-    let writer: CaptureWriter | undefined;
-    const capture = openLiveCapture(
-      { ifname: opts.interface, filter: filter.length ? filter.join(" ") : undefined, snapLength: opts.snaplen },
-      (p) => {
-        if (countReached()) return;
+  let writer: CaptureWriter | undefined;
+  const run = untilStopped(opts.duration);
+  const source = openLiveSource(
+    {
+      kind: opts.source,
+      ifname: opts.interface,
+      filter: filter.length ? filter.join(" ") : undefined,
+      snapLength: opts.snaplen,
+    },
+    {
+      wanted: () => opts.count === undefined || packets < opts.count,
+      packet: (p) => {
         packets += 1;
         writer?.write({
           data: p.data,
@@ -157,55 +157,16 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
           originalLength: p.originalLength,
         });
         session.addFrame(p);
-        if (countReached()) done();
+        if (packets === opts.count) run.stop();
       },
-    );
-    if (opts.write) {
-      const path = opts.write === "-" ? "/dev/stdout" : opts.write;
-      writer = opts.write.endsWith(".pcapng")
-        ? openPcapngWriter(path, [
-            { linkType: capture.linkType, name: opts.interface, snapLength: capture.snapLength, tsResolutionPow10: 9 },
-          ])
-        : openPcapWriter(path, capture.linkType, { nanoseconds: true, snapLength: capture.snapLength });
-    }
-    stop = () => {
-      const s = capture.stats();
-      capture.close();
-      writer?.close();
-      return { dropped: s.dropped + s.ifDropped };
-    };
-  } else {
-    let originNs: number | undefined;
-    const record: PdmRecord = {
-      timeNs: 0,
-      addresses: new Uint8Array(0),
-      srcOffset: 0,
-      dstOffset: 0,
-      sport: 0,
-      dport: 0,
-      proto: 0,
-      pdm: undefined,
-      pdmError: undefined,
-      number: 0,
-    };
-    const stream = openEventStream(opts.interface, (batch, count) => {
-      for (let i = 0; i < count && !countReached(); i++) {
-        const at = i * EVENT.size;
-        if (originNs === undefined) originNs = eventKtimeNs(batch, at);
-        if (!eventToRecord(batch, at, record, originNs, packets + 1)) continue;
+      record: (r, startSec) => {
         packets += 1;
-        // ktime is CLOCK_MONOTONIC, as is hrtime: anchor the first record to wall time.
-        const startSec = Date.now() / 1e3 - (Number(process.hrtime.bigint()) - originNs) / 1e9;
-        session.addRecord(record, startSec);
-      }
-      if (countReached()) done();
-    });
-    stop = () => {
-      stream.drain();
-      stream.close();
-      return { dropped: 0 };
-    };
-  }
+        session.addRecord(r, startSec);
+        if (packets === opts.count) run.stop();
+      },
+    },
+  );
+  if (opts.write) writer = openWriter(opts.write, opts.interface, source.linkType!, source.snapLength!);
 
   const result = () =>
     session.result(`${opts.interface} (${opts.source})`, {
@@ -223,27 +184,13 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
     });
   // Flows idle past --idle-timeout end once a second (packet times are wall-clock times).
   const housekeeping = setInterval(() => session.endIdle(Date.now() / 1e3), 1000);
-  // The table is redrawn every --interval, or less often when drawing it takes long
-  // (many flows): at most a fifth of the time goes to drawing.
-  let redraw: NodeJS.Timeout | undefined;
-  const draw = (): void => {
-    const started = performance.now();
-    process.stdout.write(`\x1b[H\x1b[2J${render(true)}\n`);
-    redraw = setTimeout(draw, Math.max(opts.interval * 1000, 5 * (performance.now() - started)));
-  };
-  if (live) redraw = setTimeout(draw, opts.interval * 1000);
-  const durationTimer = opts.duration ? setTimeout(done, opts.duration * 1000) : undefined;
-  const onSignal = (): void => done();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const redraw = live ? redrawEvery(opts.interval, () => render(true)) : undefined;
   if (!live && !opts.quiet) process.stderr.write(`capturing on ${opts.interface} (${opts.source}); Ctrl-C to stop\n`);
-  await finished;
-  clearTimeout(redraw);
+  await run.ended;
+  redraw?.stop();
   clearInterval(housekeeping);
-  if (durationTimer) clearTimeout(durationTimer);
-  process.off("SIGINT", onSignal);
-  process.off("SIGTERM", onSignal);
-  const { dropped } = stop();
+  const { dropped } = source.close();
+  writer?.close();
   if (!opts.quiet && opts.write !== "-") {
     process.stdout.write(
       opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render(false)}\n`,
@@ -252,4 +199,27 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
   process.stderr.write(
     `${packets} ${opts.source === "pcap" ? "packets captured" : "records received"}, ${dropped} dropped by the kernel\n`,
   );
+}
+
+/** -w FILE: pcapng when its name says so, otherwise pcap with nanoseconds; "-" is stdout. */
+function openWriter(file: string, ifname: string, linkType: number, snapLength: number): CaptureWriter {
+  const path = file === "-" ? "/dev/stdout" : file;
+  return file.endsWith(".pcapng")
+    ? openPcapngWriter(path, [{ linkType, name: ifname, snapLength, tsResolutionPow10: 9 }])
+    : openPcapWriter(path, linkType, { nanoseconds: true, snapLength });
+}
+
+/**
+ * The table redrawn on the terminal every `intervalSec`, or less often when drawing it
+ * takes long (many flows): at most a fifth of the time goes to drawing.
+ */
+function redrawEvery(intervalSec: number, render: () => string): { stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const draw = (): void => {
+    const started = performance.now();
+    process.stdout.write(`\x1b[H\x1b[2J${render()}\n`);
+    timer = setTimeout(draw, Math.max(intervalSec * 1000, 5 * (performance.now() - started)));
+  };
+  timer = setTimeout(draw, intervalSec * 1000);
+  return { stop: () => clearTimeout(timer) };
 }

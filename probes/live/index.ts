@@ -6,3 +6,5 @@ export { decodeEvent, eventOption, eventToRecord, eventKtimeNs, openEventStream 
 export type { KernelEvent, EventStream } from "./kernel-events.ts";
 export { openLiveCapture } from "./pcap-source.ts";
 export type { LiveCapture, LiveCaptureOptions } from "./pcap-source.ts";
+export { openLiveSource, untilStopped } from "./live-source.ts";
+export type { LiveHandlers, LiveSource, LiveSourceKind, LiveSourceOptions } from "./live-source.ts";

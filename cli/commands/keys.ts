@@ -1,0 +1,38 @@
+// pdm keys export: a key log for an authorized analyzer.
+
+import { Command } from "@commander-js/extra-typings";
+import { formatIpv6Address, parseIpv6Address, writeKeyLog } from "../../pdm/index.ts";
+
+/** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
+const loadAgent = () => import("../../probes/agent/index.ts");
+
+export function keysCommand() {
+  const keys = new Command("keys").summary("key logs for analyzers");
+  keys.addCommand(
+    new Command("export")
+      .description(
+        `Fetch a key log from a writer as an authorized analyzer (mutual TLS with an
+analyzer certificate) and write it with mode 0600. From the writer server, the
+SharedSecret of every current generation (reads every flow); with --client, only
+that client's ClientSecret (reads that client's flows only; the only thing a
+writer client exports). Use the file with \`pdm analyze --keys\`.`,
+      )
+      .requiredOption("--writer <host:port>", "the writer to ask, e.g. [fd00:1::1]:4433")
+      .requiredOption("--ca <file>", "the deployment CA certificate")
+      .requiredOption("--cert <file>", "this analyzer's certificate")
+      .requiredOption("--key <file>", "this analyzer's private key")
+      .option("--client <ipv6>", "only the ClientSecret of this reader client")
+      .requiredOption("-o, --out <file>", "key log to write (0600; never through a symbolic link)")
+      .option("--force", "replace an existing key log")
+      .action(async (opts) => {
+        const { fetchKeyLog, parseEndpoint } = await loadAgent();
+        const at = parseEndpoint(opts.writer, "--writer");
+        const client = opts.client ? parseIpv6Address(opts.client) : undefined;
+        const entries = await fetchKeyLog(at, { ca: opts.ca, cert: opts.cert, key: opts.key }, client);
+        writeKeyLog(opts.out, entries, { replace: opts.force });
+        const scope = client ? `ClientSecret of ${formatIpv6Address(client)}` : "SharedSecret";
+        process.stdout.write(`wrote ${entries.length} generation(s), ${scope}, to ${opts.out} (0600)\n`);
+      }),
+  );
+  return keys;
+}

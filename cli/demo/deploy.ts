@@ -1,0 +1,191 @@
+// The live demo's first half: everything deployed and running, as an operator would
+// deploy it. The network (namespaces, delay bridges, the router's capture), a private
+// CA with one certificate per role, the six registration agents until the four readers
+// are provisioned, and the eBPF programs attached on every reader host.
+
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { initCa, issueCertificate } from "../../probes/agent/index.ts";
+import type { Lab, LabProcess } from "../../lab/index.ts";
+import { DEMO_HOSTS, DEMO_PORTS, DEMO_ROTATION, ROUTER_CLIENT_LAN, SERVER_LINKS, host } from "./plan.ts";
+import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF, type DemoTopology } from "./topology.ts";
+import { DELAY_BRIDGE, DEMO_AEAD, DemoUnavailable, PDM, type DemoContext } from "./context.ts";
+import { KeyExports } from "./key-exports.ts";
+
+export interface Deployment {
+  topo: DemoTopology;
+  bridges: LabProcess[];
+  capture: LabProcess;
+  agents: Map<string, LabProcess>;
+  keyExports: KeyExports;
+  /** Generations the writer client registered, in order (a renewal adds one). */
+  generations: number[];
+  files: { capture: string; keys: string; report: string; png: string };
+}
+
+const READERS = DEMO_HOSTS.filter((h) => h.role.startsWith("reader"));
+
+export async function deploy(ctx: DemoContext): Promise<Deployment> {
+  const { lab, out, say, elapsed } = ctx;
+  for (const d of ["pki", "agents", "logs"]) mkdirSync(join(out, d), { recursive: true, mode: 0o700 });
+
+  say(`[${elapsed()}] topology: router + 6 hosts in network namespaces (pdmdemo-*)`);
+  const topo = buildTopology(lab);
+  const bridges = await startDelayBridges(ctx, topo);
+
+  const files = {
+    capture: join(out, "router.pcapng"),
+    keys: join(out, "keys.log"),
+    report: join(out, "report.html"),
+    png: join(out, "response-time.png"),
+  };
+  const capture = lab.start(topo.router, "router capture", [
+    ...PDM,
+    "capture",
+    "-i",
+    ROUTER_CAPTURE_IF,
+    "-w",
+    files.capture,
+    "-f",
+    "json",
+    "ip6",
+  ]);
+  await capture.waitFor(/capturing on/, 30_000);
+  say(`[${elapsed()}] capturing at the router on ${ROUTER_CAPTURE_IF} -> ${files.capture}`);
+
+  const pki = await makePki(ctx);
+  const agents = startAgents(lab, topo.ns, out);
+  const keyExports = new KeyExports(ctx, topo.router, pki);
+  const generations: number[] = [];
+  agents.get("wc")!.onStderrLine((line) => {
+    const m = /\bregistered\b.*\bgeneration=(\d+)/.exec(line);
+    if (!m) return;
+    generations.push(Number(m[1]));
+    if (generations.length > 1) {
+      say(
+        `[${elapsed()}] writers renewed the keys: generation ${m[1]} registered; readers get it before it takes effect (make-before-break)`,
+      );
+      // once the writer server holds it (its reader-server provisioning follows the registration)
+      setTimeout(() => keyExports.export(`g${m[1]}`), 1000);
+    }
+  });
+  await Promise.all(READERS.map((h) => agents.get(h.name)!.waitFor(/provision-installed/, 40_000)));
+  keyExports.export("g1");
+  say(
+    `[${elapsed()}] agents: writer client registered with the writer server (mutual TLS 1.3 + HPKE); 4 readers provisioned`,
+  );
+  say(
+    `           shortened for the demo: key rotation period ${DEMO_ROTATION.periodSeconds} s, ${DEMO_ROTATION.keys} keys per generation (renewal every ~${DEMO_ROTATION.periodSeconds * DEMO_ROTATION.keys - 2} s); Kri rotates every ${DEMO_ROTATION.packetsPerKri} packets per flow`,
+  );
+
+  attachReaders(ctx, topo);
+  say(
+    `[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: sealing and opening PDMv2 protected (${DEMO_AEAD === "aes-128-gcm" ? "AES-128-GCM, the kernel's AES" : "ChaCha20-Poly1305: this kernel has no BPF crypto kfuncs for AES"})`,
+  );
+  say(
+    `           each reader agent installs its host's keys as the kernel asks for them; no key leaves a host, and the router sees no PDM field in clear.`,
+  );
+  return { topo, bridges, capture, agents, keyExports, generations, files };
+}
+
+/** One user-space delay bridge per reader server's link (this kernel has no netem). */
+async function startDelayBridges(ctx: DemoContext, topo: DemoTopology): Promise<LabProcess[]> {
+  for (const l of SERVER_LINKS) {
+    ctx.say(
+      `           router <-> ${l.host} (${host(l.host).addr}): ${l.delayMs} ms each way, jitter ±${l.jitterMs} ms, loss ${(l.loss * 100).toFixed(1)} % (user-space delay bridge: this kernel has no netem)`,
+    );
+  }
+  const bridges = topo.delayLinks.map((d) => {
+    const l = SERVER_LINKS.find((x) => x.host === d.host)!;
+    return ctx.lab.start(topo.router, `delay bridge ${d.host}`, [
+      ...DELAY_BRIDGE,
+      d.left,
+      d.right,
+      String(l.delayMs),
+      String(l.jitterMs),
+      String(l.loss),
+    ]);
+  });
+  await Promise.all(bridges.map((b) => b.waitFor(/bridging/, 30_000)));
+  return bridges;
+}
+
+/** A private CA, one certificate per agent, one for the router as analyzer. */
+async function makePki(ctx: DemoContext): Promise<string> {
+  const pki = join(ctx.out, "pki");
+  await initCa(pki, { name: "pdm demo CA", days: 1, force: true });
+  for (const h of DEMO_HOSTS)
+    await issueCertificate(pki, join(pki, h.name), { role: h.role, addresses: [h.addr], days: 1, force: true });
+  await issueCertificate(pki, join(pki, "analyzer"), {
+    role: "analyzer",
+    addresses: [ROUTER_CLIENT_LAN, "fd00:de:10::1"],
+    days: 1,
+    force: true,
+  });
+  ctx.say(`[${ctx.elapsed()}] private CA and 7 certificates (ECDSA P-256, files 0600) in ${pki}`);
+  return pki;
+}
+
+/** Writes the agents' configs and starts one agent per host. */
+function startAgents(lab: Lab, ns: Record<string, string>, out: string): Map<string, LabProcess> {
+  const ws = `[${host("ws").addr}]:${DEMO_PORTS.agent}`;
+  const wc = `[${host("wc").addr}]:${DEMO_PORTS.agent}`;
+  const agents = new Map<string, LabProcess>();
+  for (const h of DEMO_HOSTS) {
+    const config: Record<string, unknown> = {
+      name: h.name,
+      roles: [h.role],
+      tls: { ca: "../pki/ca.crt", cert: `../pki/${h.name}.crt`, key: `../pki/${h.name}.key` },
+    };
+    if (h.role === "writer-server") {
+      config.listen = ws;
+      config.rotation = {
+        criticality: "important",
+        keys: DEMO_ROTATION.keys,
+        periodSeconds: DEMO_ROTATION.periodSeconds,
+      };
+    }
+    if (h.role === "writer-client") Object.assign(config, { listen: wc, writerServer: ws });
+    // No "suites": the default one (X25519, HKDF-SHA256, AES-128-GCM), which the data path
+    // seals with the kernel's AES; on a kernel without BPF crypto kfuncs, ChaCha20-Poly1305.
+    if (h.role.startsWith("writer") && DEMO_AEAD === "chacha20-poly1305") config.suites = ["0020:0001:0003"];
+    if (h.role === "reader-server") config.writerServer = ws;
+    if (h.role === "reader-client") config.writerClient = wc;
+    if (h.role.startsWith("reader")) config.datapath = { interface: HOST_IF };
+    const file = join(out, "agents", `${h.name}.json`);
+    writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+    chmodSync(file, 0o600);
+    agents.set(h.name, lab.start(ns[h.name]!, `agent ${h.name}`, [...PDM, "agent", "-c", file]));
+  }
+  return agents;
+}
+
+/** `pdm attach` on every reader host; a kernel without the eBPF features is a machine limit, not a failed run. */
+function attachReaders(ctx: DemoContext, topo: DemoTopology): void {
+  for (const h of READERS) {
+    try {
+      ctx.lab.run(topo.ns[h.name]!, [
+        ...PDM,
+        "attach",
+        "-i",
+        HOST_IF,
+        "--layout",
+        "v2-protected",
+        "--aead",
+        DEMO_AEAD,
+        "--packets-per-kri",
+        String(DEMO_ROTATION.packetsPerKri),
+      ]);
+    } catch (e) {
+      const why = (e as Error).message;
+      if (/lacks a BPF feature|does not support|needs root/.test(why))
+        throw new DemoUnavailable(`This machine cannot run the eBPF programs (${why.replace(/^.*?pdm: /, "").trim()})`);
+      throw e;
+    }
+  }
+}
+
+/** Detach every reader host (before the lab's teardown, as an operator would). */
+export function detachReaders(ctx: DemoContext, topo: DemoTopology): void {
+  for (const h of READERS) ctx.lab.run(topo.ns[h.name]!, [...PDM, "detach", "-i", HOST_IF]);
+}
