@@ -90,12 +90,12 @@ function setMode(mode: Mode): void {
 
 async function iperf(args: string[]): Promise<Record<string, any>> {
   const server = topo.spawn(b, ["iperf3", "-s", "-1", "--forceflush", "-p", "5333"]);
-  await Topology.waitFor(server, /listening/i, 5000);
+  await server.waitFor(/listening/i, 5000);
   const client = topo.spawn(a, ["iperf3", "-c", b.addr, "-p", "5333", "-J", ...args]);
-  const code = await Topology.exited(client, 60_000);
+  const code = await client.exited(60_000);
   if (code !== 0)
     throw new Error(`iperf3 ${args.join(" ")}: ${client.output().stdout.slice(0, 300)} ${client.output().stderr}`);
-  await Topology.exited(server, 10_000).catch(() => undefined);
+  await server.exited(10_000).catch(() => undefined);
   return JSON.parse(client.output().stdout);
 }
 

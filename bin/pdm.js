@@ -32,8 +32,18 @@ function drained(stream) {
   });
 }
 
+// `pdm ... | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on("error", (e) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
 const main = await loadMain();
-const code = await main(process.argv.slice(2));
+// A typed error has become a message and a code in main; anything else is a bug.
+const code = await main(process.argv.slice(2)).catch((e) => {
+  process.stderr.write(`pdm: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  return 70;
+});
 await Promise.all([drained(process.stdout), drained(process.stderr)]);
 // Exit explicitly: native handles (libpcap, ring buffers) may outlive a finished command.
 process.exit(code);

@@ -1,5 +1,6 @@
 // The `pdm` command: one program for capture, data path, agent, keys and analysis.
-// Commands throw typed errors; only this file turns them into a message and an exit code.
+// Commands throw typed errors; only this file turns them into a message and an exit
+// code, which bin/pdm.js, the one place the process exits, exits with.
 
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
@@ -43,14 +44,7 @@ alone, each flow's server delay, round-trip delay and response time.`,
   return program;
 }
 
-function exitOnEpipe(e: NodeJS.ErrnoException): void {
-  if (e.code === "EPIPE") process.exit(0);
-  throw e;
-}
-
 export async function main(argv: string[]): Promise<number> {
-  // `pdm ... | head` closes the pipe early: that is the reader's choice, not an error.
-  if (!process.stdout.listeners("error").includes(exitOnEpipe)) process.stdout.on("error", exitOnEpipe);
   const program = buildProgram();
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();
@@ -76,16 +70,4 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-}
-
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("/cli/main.ts")) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      process.stderr.write(`pdm: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-      process.exitCode = 70;
-    },
-  );
 }

@@ -2,7 +2,7 @@
 // user-space delay bridge between them, and agents deployed on loopback. The demo, the
 // tests and the benchmarks all run here. Only this file is imported from outside lab/.
 
-export { Lab, listNamespaces, type LabProcess } from "./lab.ts";
+export { Lab, listNamespaces, type LabOptions, type LabProcess, type RunResult } from "./lab.ts";
 export {
   Topology,
   ROOT,
@@ -10,7 +10,6 @@ export {
   datapathSkipReason,
   gcmDatapathSkipReason,
   type Host,
-  type RunResult,
   type RouterOptions,
 } from "./two-hosts.ts";
 export { startDelayBridge, type DelayBridge, type DelayBridgeOptions } from "./delay-bridge.ts";

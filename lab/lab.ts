@@ -1,6 +1,8 @@
-// A lab of network namespaces that can always be taken down again: every namespace,
+// The lab: network namespaces that can always be taken down again. Every namespace,
 // process and pin directory it makes is recorded, and teardown() undoes all of them,
-// synchronously, so it also works from an exit or signal handler.
+// synchronously, so it also works from an exit or signal handler. The demo builds its
+// topology here (cli/demo/topology.ts), the tests and benchmarks their two hosts
+// (two-hosts.ts).
 //
 // Processes run inside a namespace through `nsenter --net=` (which execs, so the PID
 // we hold is the program's own) rather than `ip netns exec`, which remounts /sys and
@@ -11,6 +13,21 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface LabOptions {
+  /**
+   * One data-path state and pin directory for every namespace (a test that reads the
+   * pins of both its hosts), rather than one per namespace, as on separate hosts
+   * (the demo, where every host's interface is eth0).
+   */
+  sharedState?: boolean;
+}
 
 export interface LabProcess {
   readonly child: ChildProcess;
@@ -40,6 +57,7 @@ export class Lab {
     readonly stateDir: string,
     readonly pinRoot: string,
     private readonly cwd: string,
+    private readonly options: LabOptions = {},
   ) {}
 
   /**
@@ -48,6 +66,7 @@ export class Lab {
    * interface is eth0), all inside the lab's directories.
    */
   env(ns: string): NodeJS.ProcessEnv {
+    if (this.options.sharedState) return { ...process.env, PDM_STATE_DIR: this.stateDir, PDM_PIN_ROOT: this.pinRoot };
     return { ...process.env, PDM_STATE_DIR: join(this.stateDir, ns), PDM_PIN_ROOT: join(this.pinRoot, ns) };
   }
 
@@ -86,25 +105,37 @@ export class Lab {
     return ns;
   }
 
+  /** A veth pair with one end in each namespace. */
+  veth(a: { ns: string; ifname: string }, b: { ns: string; ifname: string }): void {
+    this.ip(a.ns, ["link", "add", a.ifname, "type", "veth", "peer", "name", b.ifname, "netns", b.ns]);
+  }
+
   /** `ip -n NS ...` */
   ip(ns: string, args: string[]): string {
     return sh("ip", ["-n", ns, ...args]);
   }
 
-  /** Runs a command inside a namespace and waits; throws with its stderr on failure. */
-  run(ns: string, cmd: string[], timeoutMs = 60_000): string {
+  /** Runs a command inside a namespace and waits for it, whatever its exit code. */
+  exec(
+    ns: string,
+    cmd: string[],
+    opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {},
+  ): RunResult {
     const r = spawnSync("nsenter", [`--net=/run/netns/${ns}`, ...cmd], {
       encoding: "utf8",
-      env: this.env(ns),
+      env: opts.env ?? this.env(ns),
       cwd: this.cwd,
-      timeout: timeoutMs,
+      timeout: opts.timeoutMs ?? 60_000,
+      input: opts.input,
     });
-    if (r.status !== 0) {
-      const why = (r.stderr || r.stdout || r.error?.message || `exit ${r.status}`)
-        .trim()
-        .split("\n")
-        .slice(-3)
-        .join(" / ");
+    return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr || r.error?.message || "" };
+  }
+
+  /** Runs a command inside a namespace and waits; throws with its stderr on failure. */
+  run(ns: string, cmd: string[], timeoutMs = 60_000): string {
+    const r = this.exec(ns, cmd, { timeoutMs });
+    if (r.code !== 0) {
+      const why = (r.stderr || r.stdout || `exit ${r.code}`).trim().split("\n").slice(-3).join(" / ");
       throw new Error(`${cmd.slice(0, 4).join(" ")} in ${ns} failed: ${why}`);
     }
     return r.stdout;
@@ -198,6 +229,16 @@ export class Lab {
   teardown(): void {
     if (this.tornDown) return;
     this.tornDown = true;
+    this.killProcesses();
+    // Deleting a namespace removes its interfaces, and with them their qdiscs, tc
+    // programs and route changes; the pinned programs and maps go with the pin root.
+    for (const ns of [...this.namespaces].reverse()) spawnSync("ip", ["netns", "del", ns]);
+    rmSync(this.pinRoot, { recursive: true, force: true });
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+
+  /** Ends (SIGKILL) every process the lab started that is still running. */
+  killProcesses(): void {
     for (const p of this.processes) {
       if (p.child.pid !== undefined && p.child.exitCode === null && p.child.signalCode === null) {
         try {
@@ -207,11 +248,6 @@ export class Lab {
         }
       }
     }
-    // Deleting a namespace removes its interfaces, and with them their qdiscs, tc
-    // programs and route changes; the pinned programs and maps go with the pin root.
-    for (const ns of [...this.namespaces].reverse()) spawnSync("ip", ["netns", "del", ns]);
-    rmSync(this.pinRoot, { recursive: true, force: true });
-    rmSync(this.stateDir, { recursive: true, force: true });
   }
 
   private recordPids(): void {

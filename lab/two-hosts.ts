@@ -1,13 +1,13 @@
-// Test hosts in network namespaces joined by veth pairs, on fd00::/8 addresses the
-// test creates and removes itself. Commands run inside a namespace with
-// `nsenter --net=` (not `ip netns exec`, which remounts /sys and would hide the
-// bpffs pins). Everything a topology makes is undone by cleanup(): processes it
-// started (by PID), attachments, qdiscs, namespaces, pins and state files.
+// Two test hosts in the lab's network namespaces, joined by a veth pair or through a
+// router whose delay bridge holds each frame, on fd00::/8 addresses the test creates
+// and removes itself. Everything a topology makes is undone by cleanup(): the lab's
+// processes (by PID), attachments, namespaces, pins and state files.
 
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { aesDataPathUnavailable } from "../probes/datapath/index.ts";
+import { Lab, type LabProcess, type RunResult } from "./lab.ts";
 
 export const ROOT = join(import.meta.dirname, "..");
 export const PDM_BIN = join(ROOT, "bin", "pdm.js");
@@ -35,12 +35,6 @@ export interface Host {
   addr: string;
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 let counter = 0;
 
 export interface RouterOptions {
@@ -59,9 +53,8 @@ export class Topology {
   readonly router: { ns: string; left: string; right: string } | undefined;
   /** Isolates this test's pins and attach state from anything else on the machine. */
   readonly env: NodeJS.ProcessEnv;
-  private readonly children = new Set<ChildProcess>();
-  private readonly stateDir: string;
-  private readonly pinRoot: string;
+  /** The namespaces and processes, taken down by cleanup(). */
+  readonly lab: Lab;
 
   /**
    * Two hosts a and b on one /64, fd00:<subnet>::1 and ::2: joined by one veth pair,
@@ -72,62 +65,24 @@ export class Topology {
     counter += 1;
     const tag = `${process.pid % 10000}${String.fromCharCode(96 + counter)}`;
     const subnet = (opts.subnet ?? 0x9d00 + counter).toString(16);
+    this.lab = new Lab(`pdmt-${tag}-`, `/run/pdm-test-${tag}`, `/sys/fs/bpf/pdm-test-${tag}`, ROOT, {
+      sharedState: true,
+    });
+    this.env = this.lab.env("");
     this.a = { name: "a", ns: `pdmt-${tag}-a`, ifname: `pt${tag}a`, addr: `fd00:${subnet}::1` };
     this.b = { name: "b", ns: `pdmt-${tag}-b`, ifname: `pt${tag}b`, addr: `fd00:${subnet}::2` };
     this.router = opts.router ? { ns: `pdmt-${tag}-r`, left: `pt${tag}ra`, right: `pt${tag}rb` } : undefined;
     this.routerOptions = opts.router;
-    this.stateDir = `/run/pdm-test-${tag}`;
-    this.pinRoot = `/sys/fs/bpf/pdm-test-${tag}`;
-    this.env = { ...process.env, PDM_STATE_DIR: this.stateDir, PDM_PIN_ROOT: this.pinRoot };
     try {
-      for (const h of [this.a, this.b]) sh("ip", ["netns", "add", h.ns]);
+      for (const h of [this.a, this.b]) this.lab.addNamespace(h.name);
       if (this.router) {
         const r = this.router;
-        sh("ip", ["netns", "add", r.ns]);
-        sh("ip", [
-          "link",
-          "add",
-          this.a.ifname,
-          "netns",
-          this.a.ns,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          r.left,
-          "netns",
-          r.ns,
-        ]);
-        sh("ip", [
-          "link",
-          "add",
-          this.b.ifname,
-          "netns",
-          this.b.ns,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          r.right,
-          "netns",
-          r.ns,
-        ]);
-        for (const l of [r.left, r.right]) sh("ip", ["-n", r.ns, "link", "set", l, "up"]);
+        this.lab.addNamespace("r");
+        this.lab.veth({ ns: this.a.ns, ifname: this.a.ifname }, { ns: r.ns, ifname: r.left });
+        this.lab.veth({ ns: this.b.ns, ifname: this.b.ifname }, { ns: r.ns, ifname: r.right });
+        for (const l of [r.left, r.right]) this.lab.ip(r.ns, ["link", "set", l, "up"]);
       } else {
-        sh("ip", [
-          "link",
-          "add",
-          this.a.ifname,
-          "netns",
-          this.a.ns,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          this.b.ifname,
-          "netns",
-          this.b.ns,
-        ]);
+        this.lab.veth({ ns: this.a.ns, ifname: this.a.ifname }, { ns: this.b.ns, ifname: this.b.ifname });
       }
       for (const h of [this.a, this.b]) {
         // No duplicate address detection: addresses (link-local included) usable at once.
@@ -180,13 +135,13 @@ export class Topology {
   private readonly routerOptions: RouterOptions | undefined;
 
   /** The router's delay bridge, once started. */
-  bridge: ReturnType<Topology["spawn"]> | undefined;
+  bridge: LabProcess | undefined;
 
   /** Starts the router's delay bridge (if any) and waits until it forwards. */
   async start(): Promise<void> {
     if (!this.router || !this.routerOptions) return;
     const o = this.routerOptions;
-    const bridge = this.spawn({ name: "r", ns: this.router.ns, ifname: this.router.left, addr: "" }, [
+    const bridge = this.lab.start(this.router.ns, "delay bridge", [
       process.execPath,
       "--import",
       "tsx",
@@ -198,7 +153,7 @@ export class Topology {
       String(o.loss ?? 0),
       String(o.tamperEvery ?? 0),
     ]);
-    await Topology.waitFor(bridge, /bridging/);
+    await bridge.waitFor(/bridging/);
     this.bridge = bridge;
     // The bridge's first frame from a host is sometimes never captured (seen on this VM
     // in about 9 of 10 starts: a's first unicast frame reaches the router's interface, per
@@ -212,19 +167,12 @@ export class Topology {
   }
 
   ip(h: Host, args: string[]): string {
-    return sh("ip", ["-n", h.ns, ...args]);
+    return this.lab.ip(h.ns, args);
   }
 
   /** Runs a command inside h's namespace and waits for it. */
   exec(h: Host, cmd: string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): RunResult {
-    const r = spawnSync("nsenter", [`--net=/run/netns/${h.ns}`, ...cmd], {
-      encoding: "utf8",
-      env: opts.env ?? this.env,
-      timeout: opts.timeoutMs ?? 60_000,
-      input: opts.input,
-      cwd: ROOT,
-    });
-    return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+    return this.lab.exec(h.ns, cmd, opts);
   }
 
   /** `pdm ...` inside h's namespace. */
@@ -233,77 +181,18 @@ export class Topology {
   }
 
   /** Starts a long-running command in h's namespace; cleanup() ends it by PID. */
-  spawn(h: Host, cmd: string[]): ChildProcess & { output: () => { stdout: string; stderr: string } } {
-    const child = spawn("nsenter", [`--net=/run/netns/${h.ns}`, ...cmd], {
-      env: this.env,
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    this.children.add(child);
-    child.on("exit", () => this.children.delete(child));
-    return Object.assign(child, { output: () => ({ stdout, stderr }) });
-  }
-
-  /** Resolves when the child writes `pattern` to stdout or stderr. */
-  static waitFor(child: ReturnType<Topology["spawn"]>, pattern: RegExp, timeoutMs = 20_000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const { stdout, stderr } = child.output();
-        if (pattern.test(stdout) || pattern.test(stderr)) {
-          clearInterval(timer);
-          clearTimeout(timeout);
-          resolve();
-        }
-      };
-      const timer = setInterval(check, 25);
-      const timeout = setTimeout(() => {
-        clearInterval(timer);
-        const { stdout, stderr } = child.output();
-        reject(new Error(`timed out waiting for ${pattern}: stdout=${stdout} stderr=${stderr}`));
-      }, timeoutMs);
-      child.on("exit", () => setTimeout(check, 0));
-    });
-  }
-
-  static exited(child: ChildProcess, timeoutMs = 60_000): Promise<number> {
-    return new Promise((resolve, reject) => {
-      if (child.exitCode !== null) return resolve(child.exitCode);
-      const t = setTimeout(() => reject(new Error("child did not exit in time")), timeoutMs);
-      child.on("exit", (code) => {
-        clearTimeout(t);
-        resolve(code ?? -1);
-      });
-    });
+  spawn(h: Host, cmd: string[]): LabProcess {
+    return this.lab.start(h.ns, `${cmd[0] === process.execPath ? cmd[1] : cmd[0]} on ${h.name}`, cmd);
   }
 
   /** Undo everything, whatever state the test left. Safe to call twice. */
   cleanup(): void {
-    for (const child of this.children) {
-      if (child.pid !== undefined && child.exitCode === null) {
-        try {
-          process.kill(child.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    }
+    this.lab.killProcesses();
+    // Detach as a user would, before the namespaces go.
     for (const h of [this.a, this.b]) {
-      if (existsSync(`/run/netns/${h.ns}`)) {
-        if (existsSync(join(this.stateDir, `${h.ifname}.json`)))
-          this.pdm(h, ["detach", "-i", h.ifname], { timeoutMs: 20_000 });
-        spawnSync("ip", ["netns", "del", h.ns]);
-      }
+      if (existsSync(`/run/netns/${h.ns}`) && existsSync(join(this.lab.stateDir, `${h.ifname}.json`)))
+        this.pdm(h, ["detach", "-i", h.ifname], { timeoutMs: 20_000 });
     }
-    if (this.router) spawnSync("ip", ["netns", "del", this.router.ns]);
-    rmSync(this.pinRoot, { recursive: true, force: true });
-    rmSync(this.stateDir, { recursive: true, force: true });
+    this.lab.teardown();
   }
-}
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 }

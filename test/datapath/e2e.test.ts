@@ -30,10 +30,10 @@ const TCP_PEER = join(ROOT, "test", "helpers", "tcp-peer.mjs");
 /** Sends `bytes` over TCP from a to b; returns what b's sink received. */
 async function tcpBulk(topo: Topology, port: number, bytes: number): Promise<number> {
   const sink = topo.spawn(topo.b, [process.execPath, TCP_PEER, "sink", String(port)]);
-  await Topology.waitFor(sink, /ready/);
+  await sink.waitFor(/ready/);
   const send = topo.exec(topo.a, [process.execPath, TCP_PEER, "send", topo.b.addr, String(port), String(bytes)]);
   assert.equal(send.code, 0, send.stderr);
-  await Topology.waitFor(sink, /received/);
+  await sink.waitFor(/received/);
   return Number(/received (\d+)/.exec(sink.output().stdout)![1]);
 }
 const MS = 1e6;
@@ -122,10 +122,10 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
         "-f",
         "json",
       ]);
-      await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
+      await capture.waitFor(/capturing on|^$/m).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 1500)); // both captures open
       const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "20"]);
-      await Topology.waitFor(server, /ready/);
+      await server.waitFor(/ready/);
       const ask = topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "30", "5"]);
       const asked = JSON.parse(ask.stdout) as { sent: number; answered: number };
       assert.deepEqual([asked.sent, asked.answered], [30, 30], "every request answered with stamping on");
@@ -133,9 +133,9 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       assert.match(ping.stdout, / 0% packet loss/);
       assert.equal(await tcpBulk(topo, 5201, 4_000_000), 4_000_000, "TCP delivers every byte with stamping on");
       await new Promise((r) => setTimeout(r, 300));
-      for (const c of [capture, events]) c.kill("SIGINT");
-      assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
-      assert.equal(await Topology.exited(events), 0, events.output().stderr);
+      for (const c of [capture, events]) c.child.kill("SIGINT");
+      assert.equal(await capture.exited(60_000), 0, capture.output().stderr);
+      assert.equal(await events.exited(60_000), 0, events.output().stderr);
       const held = server
         .output()
         .stdout.split("\n")
@@ -236,8 +236,8 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
         / 0% packet loss/,
       );
       await new Promise((r) => setTimeout(r, 300));
-      capture.kill("SIGINT");
-      assert.equal(await Topology.exited(capture), 0);
+      capture.child.kill("SIGINT");
+      assert.equal(await capture.exited(60_000), 0);
 
       const packets = await pdmPackets(file);
       const v2 = (p: (typeof packets)[number]) => p.pdm as Extract<PdmOption, { layout: "v2-clear" }>;
@@ -278,7 +278,7 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
       assert.equal(topo.pdm(a, ["attach", "-i", a.ifname, "--no-mtu-room"]).code, 0);
       assert.equal(topo.pdm(b, ["attach", "-i", b.ifname]).code, 0);
       const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7001", "0"]);
-      await Topology.waitFor(server, /ready/);
+      await server.waitFor(/ready/);
       // 1452 bytes fill the 1500-byte MTU exactly: no room for the header on a.
       const full = JSON.parse(
         topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7001", "3", "0", "1452"]).stdout,
@@ -326,8 +326,8 @@ describe("data path between two namespaces", { skip, concurrency: false }, () =>
         await new Promise((r) => setTimeout(r, 1500));
         const delivered = await tcpBulk(topo, 5202, 8_000_000);
         await new Promise((r) => setTimeout(r, 300));
-        capture.kill("SIGINT");
-        assert.equal(await Topology.exited(capture), 0);
+        capture.child.kill("SIGINT");
+        assert.equal(await capture.exited(60_000), 0);
         const stamped = JSON.parse(topo.pdm(a, ["status", "-i", a.ifname, "--json"]).stdout)[0].counters
           .stamped as number;
         const psns = (await pdmPackets(file))

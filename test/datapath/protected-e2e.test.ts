@@ -130,16 +130,16 @@ async function exchangeCaptured(
 ): Promise<{ sent: number; answered: number; held: number[] }> {
   const { a, b } = topo;
   const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-  await Topology.waitFor(capture, /capturing on|^$/m).catch(() => undefined);
+  await capture.waitFor(/capturing on|^$/m).catch(() => undefined);
   await new Promise((r) => setTimeout(r, 1500));
   const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", String(holdMs)]);
-  await Topology.waitFor(server, /ready/);
+  await server.waitFor(/ready/);
   const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", ...askArgs]);
-  assert.equal(await Topology.exited(ask, timeoutMs), 0, ask.output().stderr);
+  assert.equal(await ask.exited(timeoutMs), 0, ask.output().stderr);
   const asked = JSON.parse(ask.output().stdout) as { sent: number; answered: number };
   await new Promise((r) => setTimeout(r, 300));
-  capture.kill("SIGINT");
-  assert.equal(await Topology.exited(capture), 0, capture.output().stderr);
+  capture.child.kill("SIGINT");
+  assert.equal(await capture.exited(60_000), 0, capture.output().stderr);
   const held = server
     .output()
     .stdout.split("\n")
@@ -311,8 +311,8 @@ describe("protected layout between two namespaces", { skip, concurrency: false }
         100,
         "tampered options never cost a packet",
       );
-      topo.bridge!.kill("SIGINT");
-      await Topology.exited(topo.bridge!);
+      topo.bridge!.child.kill("SIGINT");
+      await topo.bridge!.exited(60_000);
       const m = /tampered (\d+) left to right and (\d+) right to left/.exec(topo.bridge!.output().stdout);
       assert.ok(m, topo.bridge!.output().stdout);
       const [aToB, bToA] = [Number(m[1]), Number(m[2])];
