@@ -20,6 +20,7 @@ import { flowReport, type FlowReport } from "./flow-report.ts";
 import { DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
 import { EndedFlows, delaysOf, type LiveLimits, type LiveState } from "./live-flows.ts";
 import { analyzeInShards } from "./parallel/run-shards.ts";
+import { aeadBackend } from "./aead-native/index.ts";
 import { availableParallelism } from "node:os";
 import { statSync } from "node:fs";
 import { DelaySamples, SAMPLE, summarize } from "./stats.ts";
@@ -337,7 +338,7 @@ export function inReportOrder(
 }
 
 export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisResult> {
-  const keyRing = options.keysPath ? new KeyRing(readKeyLog(options.keysPath)) : undefined;
+  const keyRing = options.keysPath ? new KeyRing(readKeyLog(options.keysPath), aeadBackend().backend) : undefined;
   let source: ByteSource;
   try {
     source = options.input === "-" ? streamSource(process.stdin) : await fileSource(options.input);

@@ -27,3 +27,4 @@ export { openPcapWriter, openPcapngWriter, type CaptureWriter } from "./capture/
 export { renderHtmlReport, reportCharts } from "./report/html.ts";
 export { timeSeriesChart, cdfChart, METRICS, METRIC_TITLES, type ChartSpec, type Metric } from "./report/charts.ts";
 export { compareWithTruth, readTruth, type TruthFile, type FlowComparison } from "./truth.ts";
+export { aeadBackend, nativeAeadContext, NATIVE_AEAD_PATH, type NativeAeadContext } from "./aead-native/index.ts";

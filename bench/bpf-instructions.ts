@@ -10,7 +10,8 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { encodeConfig, ensureBpffs, nativeBpf, packageRoot } from "../probes/datapath/index.ts";
+import { packageRoot } from "../pdm/index.ts";
+import { encodeConfig, ensureBpffs, nativeBpf } from "../probes/datapath/index.ts";
 import type { AttachOptions } from "../probes/datapath/index.ts";
 
 const buildDir = process.argv[2] ?? join(packageRoot(), "bpf", "build");

@@ -5,8 +5,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Interrupted, PdmError, UsageError } from "../pdm/index.ts";
-import { packageRoot } from "../probes/datapath/index.ts";
+import { Interrupted, packageRoot, PdmError, UsageError } from "../pdm/index.ts";
 import { agentCommand } from "./commands/agent.ts";
 import { analyzeCommand } from "./commands/analyze.ts";
 import { attachCommand } from "./commands/attach.ts";

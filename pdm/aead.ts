@@ -136,3 +136,30 @@ export class OptionOpener {
 }
 
 const sharedOpener = new OptionOpener();
+
+/** Opens protected options under one key, with whatever the backend keeps for that key. */
+export interface KeyOpener {
+  /** The fields, or undefined when the tag does not verify under this key at `kri`. */
+  open(option: PdmV2ProtectedOption, kri: number): PdmV2Fields | undefined;
+}
+
+/**
+ * Where the AEAD runs. node:crypto is always there; a native module that keeps one
+ * cipher context per key (analyzer/aead-native) opens several times faster. Both
+ * give the same answer for every option.
+ */
+export interface AeadBackend {
+  /** For --help's figures and verbose lines: "node:crypto" or the native module's name. */
+  readonly name: string;
+  /** An opener for `key` (which has the AEAD's length: checked before a backend sees it). */
+  opener(aead: number, key: Uint8Array): KeyOpener;
+}
+
+/** node:crypto: a new decipher per packet (it cannot re-key a context with a new nonce). */
+export const nodeCryptoAead: AeadBackend = {
+  name: "node:crypto",
+  opener(aead, key) {
+    cipherName(aead); // an AEAD PDMv2 does not allow is refused here, not per packet
+    return { open: (option, kri) => sharedOpener.open(aead, key, kri, option) };
+  },
+};

@@ -15,6 +15,7 @@ export {
 export {
   AEAD_TAG_LEN,
   decodePdmOption,
+  decodeV2Fields,
   encodePdmOption,
   OPT_DATA_LEN,
   PDM_OPTION_TYPE,
@@ -23,7 +24,15 @@ export {
   V2_OFFSET,
   V2_VERSION_WORD,
 } from "./option.ts";
-export type { Layout, PdmOption, PdmTimes, PdmV1Option, PdmV2ClearOption, PdmV2ProtectedOption } from "./option.ts";
+export type {
+  Layout,
+  PdmOption,
+  PdmTimes,
+  PdmV1Option,
+  PdmV2ClearOption,
+  PdmV2Fields,
+  PdmV2ProtectedOption,
+} from "./option.ts";
 export {
   destOptionsHeaderSize,
   encodeDestOptionsHeader,
@@ -65,7 +74,8 @@ export {
   KemId,
 } from "./key-schedule.ts";
 export type { Suite } from "./key-schedule.ts";
-export { openProtectedOption, protectedNonce, sealProtectedOption } from "./aead.ts";
+export { nodeCryptoAead, openProtectedOption, protectedNonce, sealProtectedOption } from "./aead.ts";
+export type { AeadBackend, KeyOpener } from "./aead.ts";
 export { ProtectedSealer } from "./sealer.ts";
 export { formatKeyLog, KEY_LOG_LIMITS, parseKeyLog, readKeyLog, writeKeyLog } from "./key-log.ts";
 export type { KeyLogEntry } from "./key-log.ts";
@@ -76,3 +86,4 @@ export type { PdmRecord } from "./record.ts";
 export { ipv6Offset, LINKTYPE, linkTypeName, SUPPORTED_LINKTYPES } from "./link-layer.ts";
 export type { CapturedPacket } from "./captured-packet.ts";
 export { hex } from "./hex.ts";
+export { packageRoot } from "./package-root.ts";

@@ -3,7 +3,9 @@
 // have sealed it. With a SharedSecret either end of a flow may be the reader client,
 // so both are candidates; with a ClientSecret only flows touching that client are.
 
-import { deriveClientSecret, deriveStk, type Suite } from "./key-schedule.ts";
+import { nodeCryptoAead, type AeadBackend, type KeyOpener } from "./aead.ts";
+import { KeyError } from "./errors.ts";
+import { aeadKeyLength, deriveClientSecret, deriveStk, type Suite } from "./key-schedule.ts";
 import type { KeyLogEntry } from "./key-log.ts";
 import type { FlowTuple } from "./flow.ts";
 
@@ -12,12 +14,14 @@ import { hex } from "./hex.ts";
 /** One way to key a flow: a generation plus the ClientSecret of one client end. */
 export class FlowKeyContext {
   private readonly cache = new Map<number, Uint8Array>();
+  private readonly openers = new Map<number, KeyOpener>();
   constructor(
     readonly keyId: string,
     readonly suite: Suite,
     private readonly salt: Uint8Array,
     private readonly clientSecret: Uint8Array,
     private readonly flow: FlowTuple,
+    private readonly aead: AeadBackend = nodeCryptoAead,
   ) {}
 
   /** STK for this flow at `kri`, derived once and cached (a flow uses few Kri values). */
@@ -30,12 +34,33 @@ export class FlowKeyContext {
     }
     return key;
   }
+
+  /**
+   * The opener of the STK at `kri`, made once: a native backend's cipher context lives
+   * as long as it is cached here, so contexts go with their flow (at most 9 per flow).
+   */
+  opener(kri: number): KeyOpener {
+    let opener = this.openers.get(kri);
+    if (!opener) {
+      if (this.openers.size > 8) this.openers.clear();
+      const key = this.stk(kri);
+      if (key.length !== aeadKeyLength(this.suite.aead))
+        throw new KeyError(`the STK has ${key.length} bytes, the AEAD wants ${aeadKeyLength(this.suite.aead)}`);
+      opener = this.aead.opener(this.suite.aead, key);
+      this.openers.set(kri, opener);
+    }
+    return opener;
+  }
 }
 
 export class KeyRing {
   private readonly clientSecrets = new Map<string, Uint8Array>();
 
-  constructor(private readonly entries: readonly KeyLogEntry[]) {}
+  /** `aead`: where options are opened (node:crypto unless a native backend is given). */
+  constructor(
+    private readonly entries: readonly KeyLogEntry[],
+    readonly aead: AeadBackend = nodeCryptoAead,
+  ) {}
 
   get size(): number {
     return this.entries.length;
@@ -57,13 +82,13 @@ export class KeyRing {
       const keyId = hex(e.keyId);
       if (e.kind === "client") {
         if (sameAddress(e.clientAddress, flow.src) || sameAddress(e.clientAddress, flow.dst)) {
-          add(new FlowKeyContext(keyId, e.suite, e.salt, e.secret, flow), e.clientAddress);
+          add(new FlowKeyContext(keyId, e.suite, e.salt, e.secret, flow, this.aead), e.clientAddress);
         }
         continue;
       }
       const ends = sameAddress(flow.src, flow.dst) ? [flow.src] : [flow.src, flow.dst];
       for (const client of ends) {
-        add(new FlowKeyContext(keyId, e.suite, e.salt, this.clientSecretOf(e, keyId, client), flow), client);
+        add(new FlowKeyContext(keyId, e.suite, e.salt, this.clientSecretOf(e, keyId, client), flow, this.aead), client);
       }
     }
     return [...likely, ...others];

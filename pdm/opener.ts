@@ -4,7 +4,6 @@
 //
 // Never reports an unverified sample: anything but "ok" carries no fields.
 
-import { OptionOpener } from "./aead.ts";
 import type { FlowKeyContext } from "./key-ring.ts";
 import { SEALED_LEN, type PdmV2Fields, type PdmV2ProtectedOption } from "./option.ts";
 import { ReceiverKriTracker } from "./rotation.ts";
@@ -15,6 +14,9 @@ export type OpenOutcome =
   | { status: "replay"; kri: number }
   | { status: "auth-fail" }
   | { status: "no-key" };
+
+const NO_KEY: OpenOutcome = Object.freeze({ status: "no-key" });
+const AUTH_FAIL: OpenOutcome = Object.freeze({ status: "auth-fail" });
 
 /** Values a Kri's list holds before it becomes a bitmap. */
 const FEW_VALUES = 32;
@@ -62,9 +64,11 @@ const RESUME_SILENCE_NS = 1e9;
 export class ProtectedOpener {
   private readonly tracker = new ReceiverKriTracker();
   private readonly seen = new Map<number, SeenValues>();
+  /** The replay memory of the Kri verified last: nearly every packet's, without a Map lookup. */
+  private seenKri = -1;
+  private seenNow: SeenValues | undefined;
   private context: FlowKeyContext | undefined;
   private last: { kri: number; randomNumber: number; sealed: Uint8Array } | undefined;
-  private readonly aead = new OptionOpener();
   /** Packets that failed before anything verified (paces the wide Kri search). */
   private failuresUnsynced = 0;
   /** Packets that failed since the last verified one (paces the search of a synced flow). */
@@ -77,7 +81,7 @@ export class ProtectedOpener {
   ) {}
 
   open(option: PdmV2ProtectedOption, nowNs: number): OpenOutcome {
-    if (this.contexts.length === 0) return { status: "no-key" };
+    if (this.contexts.length === 0) return NO_KEY;
     // A GSO burst repeats the verified stamp byte for byte: one sample, no second open.
     const last = this.last;
     if (
@@ -93,7 +97,7 @@ export class ProtectedOpener {
     // (a rotation, a reordered packet, a wrong tag) goes through the full search.
     const kri = this.tracker.kri;
     if (this.context && this.tracker.isSynced && (kri & 1) === option.fBit) {
-      const fields = this.aead.open(this.context.suite.aead, this.context.stk(kri), kri, option);
+      const fields = this.context.opener(kri).open(option, kri);
       if (fields) return this.afterVerified(option, fields, kri, this.context.keyId, nowNs);
     }
     // Once one context has verified, stay with it; until then try each.
@@ -119,7 +123,7 @@ export class ProtectedOpener {
     for (const kris of [near, ahead]) {
       for (const context of contexts) {
         for (const kri of kris) {
-          const fields = this.aead.open(context.suite.aead, context.stk(kri), kri, option);
+          const fields = context.opener(kri).open(option, kri);
           if (!fields) continue;
           this.context = context;
           return this.afterVerified(option, fields, kri, context.keyId, nowNs);
@@ -128,7 +132,7 @@ export class ProtectedOpener {
     }
     if (!this.tracker.isSynced) this.failuresUnsynced += 1;
     this.failuresInRow += 1;
-    return { status: "auth-fail" };
+    return AUTH_FAIL;
   }
 
   private afterVerified(
@@ -138,12 +142,14 @@ export class ProtectedOpener {
     keyId: string,
     nowNs: number,
   ): OpenOutcome {
-    let seen = this.seen.get(kri);
+    let seen = kri === this.seenKri ? this.seenNow : this.seen.get(kri);
     if (!seen) {
       seen = new SeenValues();
       this.seen.set(kri, seen);
       for (const old of this.seen.keys()) if (old < kri - 1) this.seen.delete(old);
     }
+    this.seenKri = kri;
+    this.seenNow = seen;
     if (seen.has(option.randomNumber)) {
       const last = this.last;
       const sameStamp =

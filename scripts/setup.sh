@@ -8,6 +8,7 @@
 #     data-path tests and benchmark), chromium (the HTML report is checked in a browser)
 #   - npm packages from package-lock.json (npm ci), when node_modules is missing or stale
 #   - bpf/build/pdm.bpf.o (clang) and probes/datapath/native/build/pdm_bpf.node (g++ over libbpf)
+#   - analyzer/aead-native/native/build/pdm_aead.node (g++ over the OpenSSL Node ships)
 #   - dist/: the CLI bundled by esbuild (bin/bundle.mjs), which starts in a third of
 #     the time the TypeScript sources take through tsx
 # Usage: bash scripts/setup.sh
@@ -50,6 +51,14 @@ if command -v clang >/dev/null && [ -f /usr/include/bpf/libbpf.h ]; then
   make -s -C probes/datapath/native
 else
   say "clang or libbpf-dev is missing, so the eBPF data path is not built; its tests will be skipped."
+fi
+
+# The AEAD module needs only g++ and the headers that come with Node (its OpenSSL
+# included); without it the analyzer opens protected options with node:crypto.
+if command -v g++ >/dev/null && make -s -C analyzer/aead-native/native 2>/dev/null; then
+  say "built the native AEAD module (analyzer/aead-native/native)"
+else
+  say "could not build the native AEAD module (g++ and Node's headers), so protected captures are opened with node:crypto: the same results, slower."
 fi
 
 say "bundling the CLI into dist/ (esbuild)"

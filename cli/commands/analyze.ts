@@ -1,7 +1,7 @@
 // pdm analyze: read a capture, print per-flow PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { renderCsv, renderJson, renderSamplesCsv, renderTable } from "../../analyzer/index.ts";
+import { aeadBackend, renderCsv, renderJson, renderSamplesCsv, renderTable } from "../../analyzer/index.ts";
 import { UsageError } from "../../pdm/index.ts";
 import { analyzeWithProgress, parseThreads } from "../progress.ts";
 
@@ -32,7 +32,10 @@ export function analyzeCommand(): Command<
 The figures come from the PDM fields, not from capture timestamps, so a capture
 taken at either end or mid-path gives the same answer. Protected options need
 the key log of an authorized analyzer (--keys); options that fail their tag
-check are counted, never reported.`,
+check are counted, never reported. They are opened by a native module that
+keeps one OpenSSL context per key (built by the set-up), or by node:crypto
+where it is not built or PDM_NO_NATIVE=1: the same results, several times
+slower. --verbose says which.`,
     )
     .requiredOption("-r, --read <file>", 'capture file (pcap or pcapng); "-" reads stdin')
     .option("-k, --keys <file>", "key log (PDMV2_SHARED / PDMV2_CLIENT lines) to open protected options")
@@ -49,6 +52,7 @@ check are counted, never reported.`,
       parseThreads,
     )
     .option("--keep-implausible", "keep samples whose delay exceeds the time their flow was seen (counted either way)")
+    .option("-v, --verbose", "say on stderr what opens the protected options (the native module or node:crypto)")
     .addHelpText(
       "after",
       `
@@ -59,6 +63,7 @@ Examples:
   pdm analyze -r capture.pcapng -f csv --samples > samples.csv`,
     )
     .action(async (opts) => {
+      if (opts.verbose && opts.keys) process.stderr.write(`pdm analyze: protected options ${aeadBackend().note}\n`);
       const result = await analyzeWithProgress({
         input: opts.read,
         keysPath: opts.keys,

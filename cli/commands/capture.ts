@@ -3,6 +3,7 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import {
+  aeadBackend,
   AnalysisSession,
   DEFAULT_LIVE_LIMITS,
   openPcapWriter,
@@ -131,7 +132,7 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
     throw new UsageError(
       "a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)",
     );
-  const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys)) : undefined;
+  const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys), aeadBackend().backend) : undefined;
   const session = new AnalysisSession({
     keyRing,
     live: { idleSec: opts.idleTimeout, trackedFlows: opts.maxFlows, listedFlows: opts.maxListed },

@@ -3,7 +3,8 @@
 // runs in the namespaces.
 
 import { join } from "node:path";
-import { aesDataPathUnavailable, packageRoot } from "../../probes/datapath/index.ts";
+import { packageRoot } from "../../pdm/index.ts";
+import { aesDataPathUnavailable } from "../../probes/datapath/index.ts";
 import type { Lab } from "../../lab/index.ts";
 
 const ROOT = packageRoot();

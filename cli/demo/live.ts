@@ -12,8 +12,7 @@
 //  and teardown of everything, also on Ctrl-C, SIGTERM or failure.
 
 import { resolve } from "node:path";
-import { Interrupted } from "../../pdm/index.ts";
-import { packageRoot } from "../../probes/datapath/index.ts";
+import { Interrupted, packageRoot } from "../../pdm/index.ts";
 import { Lab } from "../../lab/index.ts";
 import { deploy } from "./deploy.ts";
 import { driveWorkload, startServers } from "./drive.ts";

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { analyzeCapture, compareWithTruth, formatDuration, readTruth, renderTable } from "../../analyzer/index.ts";
-import { packageRoot } from "../../probes/datapath/index.ts";
+import { packageRoot } from "../../pdm/index.ts";
 
 const ROOT = packageRoot();
 const FIXTURES = join(ROOT, "fixtures", "captures");

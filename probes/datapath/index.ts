@@ -55,4 +55,3 @@ export {
 } from "./native.ts";
 export type { NativeBpf, NativeRingBuffer } from "./native.ts";
 export { interfaceInfo, currentNetns, isBpffs, ensureBpffs } from "./system.ts";
-export { packageRoot } from "./package-root.ts";

@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BpfError } from "./errors.ts";
-import { packageRoot } from "./package-root.ts";
+import { packageRoot } from "../../pdm/index.ts";
 
 export interface TcAttachResult {
   createdQdisc: boolean;

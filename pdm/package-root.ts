@@ -1,4 +1,4 @@
-// Where the project's files are (bpf/build, probes/datapath/native/build, fixtures, package.json).
+// Where the project's files are (bpf/build, the native modules' builds, fixtures, package.json).
 // Found by walking up from this module to the package.json named pdm-toolkit, so it
 // is the same whether the code runs from its .ts sources or from the dist/ bundle.
 
