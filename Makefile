@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size profile-datapath clean
+.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics profile-datapath clean
 
 setup:
 	bash scripts/setup.sh
@@ -44,6 +44,10 @@ bench-protected:
 # Live capture's bounded analysis: memory per flow and speed against the file analysis.
 bench-live:
 	node --import tsx bench/live.bench.ts
+
+# The fleet metrics' cost: samples/s into the histograms, scrape time, memory with many peers.
+bench-metrics:
+	node --import tsx bench/metrics.bench.ts
 
 # Each eBPF program's instructions as the kernel accepted it, per layout (root): compare
 # two builds with node --import tsx bench/bpf-instructions.ts OTHER_BUILD_DIR.

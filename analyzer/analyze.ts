@@ -15,7 +15,14 @@ import {
 } from "../pdm/index.ts";
 import { fileSource, streamSource, type ByteSource } from "./capture/byte-source.ts";
 import { readCapture, type CaptureSummary } from "./capture/reader.ts";
-import { FlowTable, conversationHash, type Conversation, type Counters, type SampleSink } from "./flow-table.ts";
+import {
+  FlowTable,
+  conversationHash,
+  type Conversation,
+  type Counters,
+  type FlowObserver,
+  type SampleSink,
+} from "./flow-table.ts";
 import { flowReport, type FlowReport } from "./flow-report.ts";
 import { DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
 import { EndedFlows, delaysOf, type LiveLimits, type LiveState } from "./live-flows.ts";
@@ -135,9 +142,18 @@ export class AnalysisSession {
    * conversation keeps histograms instead of every sample, and flows end when idle
    * (endIdle) or when too many are tracked.
    */
-  constructor(options: { keyRing?: KeyRing; shard?: Shard; live?: LiveLimits; keepImplausible?: boolean } = {}) {
+  constructor(
+    options: {
+      keyRing?: KeyRing;
+      shard?: Shard;
+      live?: LiveLimits;
+      keepImplausible?: boolean;
+      observer?: FlowObserver;
+    } = {},
+  ) {
     this.table = new FlowTable<SampleSink>({
       keyRing: options.keyRing,
+      observer: options.observer,
       keepImplausible: options.keepImplausible,
       newSamples: options.live ? () => new DelayHistograms() : () => new DelaySamples(),
     });

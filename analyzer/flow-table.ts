@@ -199,7 +199,18 @@ export class Conversation<S extends SampleSink = DelaySamples> {
   }
 }
 
+/**
+ * Told of every PDM packet and every sample as they are counted (a metrics exporter):
+ * `up` is true for the client -> server direction.
+ */
+export interface FlowObserver {
+  pdmPacket(c: Conversation<SampleSink>, up: boolean): void;
+  sample(c: Conversation<SampleSink>, serverDelayNs: number, roundTripDelayNs: number, responseTimeNs: number): void;
+}
+
 export interface FlowTableOptions<S extends SampleSink> {
+  /** Told of every PDM packet and sample (metrics). */
+  observer?: FlowObserver;
   keyRing?: KeyRing;
   /** Keep samples whose delays exceed the flow's age in the capture (counted either way). */
   keepImplausible?: boolean;
@@ -309,6 +320,7 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
     this.counters.pdmPackets += 1; // (directly, not through count(): this line runs for every packet)
     direction.counters.pdmPackets += 1;
     direction.pdmPackets += 1;
+    this.options.observer?.pdmPacket(conversation, isUp);
     direction.lastPsn = fields.psnTp;
     this.trackSequence(direction, fields.psnTp);
 
@@ -342,6 +354,7 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
         if (!this.options.keepImplausible) return;
       }
       conversation.samples.add(r.timeNs, serverDelayNs, responseTimeNs - serverDelayNs, responseTimeNs);
+      this.options.observer?.sample(conversation, serverDelayNs, responseTimeNs - serverDelayNs, responseTimeNs);
     } else {
       conversation.reversePairs += 1;
     }

@@ -8,7 +8,15 @@ export {
   type AnalyzeOptions,
   type FlowReport,
 } from "./analyze.ts";
-export { FlowTable, StampHistory, emptyCounters, type Counters } from "./flow-table.ts";
+export {
+  FlowTable,
+  StampHistory,
+  emptyCounters,
+  type Conversation,
+  type Counters,
+  type FlowObserver,
+  type SampleSink,
+} from "./flow-table.ts";
 export { summarize, type Summary } from "./stats.ts";
 export { DelayHistogram, DelayHistograms, RELATIVE_ACCURACY } from "./delay-histogram.ts";
 export { DEFAULT_LIVE_LIMITS, type LiveLimits, type LiveState } from "./live-flows.ts";

@@ -16,7 +16,7 @@ import { basename, dirname, join, relative } from "node:path";
 
 export const ROOT = join(import.meta.dirname, "..");
 export const DIST = join(ROOT, "dist");
-const SOURCE_DIRS = ["cli", "pdm", "analyzer", "probes", "lab"];
+export const SOURCE_DIRS = ["cli", "pdm", "analyzer", "metrics", "probes", "lab"];
 /** Entry points: file in the tree -> bundle name in dist/. */
 export const ENTRIES = { pdm: "cli/main.ts", "shard-worker": "analyzer/parallel/shard-worker.ts" };
 const STAMP = join(DIST, "pdm.mjs"); // written last: its mtime is the bundle's

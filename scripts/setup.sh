@@ -3,7 +3,8 @@
 #   - Debian packages: clang/llvm/libbpf-dev/g++ (the eBPF programs and their loader;
 #     clang-16 for the one that keeps a kernel crypto context in a map, which
 #     Debian's default clang 14 cannot describe; clang-format-16 checks bpf/'s style),
-#     libpcap-dev (live capture), tshark (the decoding cross-check), iproute2, iputils-ping,
+#     libpcap-dev (live capture), tshark (the decoding cross-check), prometheus (with
+#     promtool: the metrics tests scrape with it), iproute2, iputils-ping,
 #     iperf3, tcpdump and ethtool (namespaces, traffic and offload settings in the
 #     data-path tests and benchmark), chromium (the HTML report is checked in a browser)
 #   - npm packages from package-lock.json (npm ci), when node_modules is missing or stale
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*"; }
 
-APT_PACKAGES=(clang clang-16 clang-format-16 llvm libbpf-dev g++ libpcap-dev tshark iproute2 iputils-ping iperf3 tcpdump ethtool make chromium)
+APT_PACKAGES=(clang clang-16 clang-format-16 prometheus llvm libbpf-dev g++ libpcap-dev tshark iproute2 iputils-ping iperf3 tcpdump ethtool make chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,8 @@
 // records (--source ebpf), with a live per-flow table of PDM delays.
 
 import { Command, Option } from "@commander-js/extra-typings";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   aeadBackend,
   AnalysisSession,
@@ -12,7 +14,8 @@ import {
   renderTable,
   type CaptureWriter,
 } from "../../analyzer/index.ts";
-import { KeyRing, readKeyLog, UsageError } from "../../pdm/index.ts";
+import { KeyRing, packageRoot, readKeyLog, UsageError } from "../../pdm/index.ts";
+import { CaptureMetrics } from "../capture-metrics.ts";
 import { openLiveSource, untilStopped } from "../../probes/live/index.ts";
 
 interface CaptureOpts {
@@ -29,6 +32,7 @@ interface CaptureOpts {
   idleTimeout: number;
   maxFlows: number;
   maxListed: number;
+  metrics?: string;
 }
 
 export function captureCommand() {
@@ -100,11 +104,13 @@ the packets with -w and run pdm analyze on the file.`,
       (v) => wholeNumber(v, "--max-listed"),
       DEFAULT_LIVE_LIMITS.listedFlows,
     )
+    .option("--metrics <addr>", "serve Prometheus metrics of what is captured at http://ADDR/metrics (e.g. [::1]:9464)")
     .addHelpText(
       "after",
       `
 Examples:
   pdm capture -i eth0                                # live table of every PDM flow
+  pdm capture -i eth0 -q --metrics '[::1]:9464'      # for Prometheus (metrics.md)
   pdm capture -i eth0 -w trace.pcapng -c 10000 ip6 protochain 17
   pdm capture -i eth0 --source ebpf --duration 30     # after pdm attach -i eth0`,
     )
@@ -133,10 +139,13 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
       "a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)",
     );
   const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys), aeadBackend().backend) : undefined;
+  const exporter = opts.metrics ? new CaptureMetrics(packageVersion()) : undefined;
   const session = new AnalysisSession({
     keyRing,
     live: { idleSec: opts.idleTimeout, trackedFlows: opts.maxFlows, listedFlows: opts.maxListed },
+    observer: exporter?.observer,
   });
+  if (exporter) process.stderr.write(`metrics at ${await exporter.start(opts.metrics!, session)}\n`);
   const live = !opts.quiet && opts.format === "table" && process.stdout.isTTY === true;
   let packets = 0;
   let writer: CaptureWriter | undefined;
@@ -192,6 +201,7 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
   clearInterval(housekeeping);
   const { dropped } = source.close();
   writer?.close();
+  await exporter?.stop();
   if (!opts.quiet && opts.write !== "-") {
     process.stdout.write(
       opts.format === "json" ? `${renderJson(result())}\n` : `${live ? "\x1b[H\x1b[2J" : ""}${render(false)}\n`,
@@ -223,4 +233,8 @@ function redrawEvery(intervalSec: number, render: () => string): { stop(): void 
   };
   timer = setTimeout(draw, intervalSec * 1000);
   return { stop: () => clearTimeout(timer) };
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
 }

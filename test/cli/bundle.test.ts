@@ -31,7 +31,7 @@ describe("dist bundle", () => {
     let copy: string;
     before(() => {
       copy = mkdtempSync(join(tmpdir(), "pdm-bundle-"));
-      for (const d of ["bin", "cli", "pdm", "analyzer", "probes", "lab", "package.json"]) {
+      for (const d of ["bin", "cli", "pdm", "analyzer", "metrics", "probes", "lab", "package.json"]) {
         cpSync(join(root, d), join(copy, d), {
           recursive: true,
           filter: (src) => !src.includes(`${join("probes", "datapath", "native", "build")}`),
