@@ -12,6 +12,7 @@ import {
   FleetMetrics,
   parseMetricsAddress,
   serveMetrics,
+  type FleetMetricsOptions,
   type MetricsEndpoint,
   type MetricsFlow,
 } from "../metrics/index.ts";
@@ -30,8 +31,9 @@ export class CaptureMetrics {
   private endpoint: MetricsEndpoint | undefined;
   private ticker: NodeJS.Timeout | undefined;
 
-  constructor(version: string) {
-    this.metrics = new FleetMetrics({ version, layout: "capture" });
+  /** `options`: the metrics' bounds (FleetMetrics's defaults otherwise) and the layout pdm_build_info names. */
+  constructor(version: string, options: Omit<FleetMetricsOptions, "version" | "layout"> & { layout?: string } = {}) {
+    this.metrics = new FleetMetrics({ ...options, version, layout: options.layout ?? "capture" });
     this.observer = {
       pdmPacket: (c, up) => {
         const v = this.view(c);

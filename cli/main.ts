@@ -15,6 +15,7 @@ import { demoCommand } from "./commands/demo.ts";
 import { detachCommand } from "./commands/detach.ts";
 import { keysCommand } from "./commands/keys.ts";
 import { reportCommand } from "./commands/report.ts";
+import { serviceCommand } from "./commands/service.ts";
 import { statusCommand } from "./commands/status.ts";
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string };
@@ -39,6 +40,7 @@ alone, each flow's server delay, round-trip delay and response time.`,
     .addCommand(keysCommand())
     .addCommand(analyzeCommand())
     .addCommand(reportCommand())
+    .addCommand(serviceCommand())
     .addCommand(demoCommand());
   return program;
 }

@@ -1,0 +1,120 @@
+// pdm service: a bad config is refused at start with the field named; on real traffic
+// between namespaces it attaches, serves the measured delays for Prometheus, reloads on
+// SIGHUP (a bad config refused, the running one kept), and on SIGTERM stops cleanly,
+// detaching what it attached.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../../lab/index.ts";
+
+const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "pdm-service-"));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function config(name: string, body: unknown): string {
+  const file = join(dir, name);
+  writeFileSync(file, typeof body === "string" ? body : JSON.stringify(body));
+  return file;
+}
+
+describe("pdm service", () => {
+  it("refuses a bad config at start, naming the field, with exit status 2", () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [
+        { interfaces: [{ name: "eth0" }], metrics: { lisen: "[::1]:9464" } },
+        /metrics\.lisen: unknown field \(known: listen,/,
+      ],
+      [{ interfaces: [{ name: "eth0" }], metrics: { listen: "[::1]:99999" } }, /metrics\.listen: .*not an address/],
+      [
+        { interfaces: [{ name: "eth0" }], metrics: { topPrefixes: 0 } },
+        /metrics\.topPrefixes: expected a whole number from 1 to 1000/,
+      ],
+      [{ interfaces: [] }, /interfaces: expected a list of interfaces/],
+      [{ interfaces: [{ name: "eth0", attach: { layout: "v3" } }] }, /interfaces\[0\]\.attach\.layout: one of/],
+      ["{ not json", /not valid JSON/],
+    ];
+    for (const [body, message] of cases) {
+      const file = config("bad.json", body);
+      const r = spawnSync(process.execPath, [PDM_BIN, "service", "-c", file], { encoding: "utf8", timeout: 30_000 });
+      assert.equal(r.status, 2, `${JSON.stringify(body)}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.split("\n").filter(Boolean).length, 1, "one sentence");
+    }
+  });
+
+  it(
+    "attaches, serves the delays of real traffic, reloads on SIGHUP, and detaches at SIGTERM",
+    { skip: datapathSkipReason() },
+    async () => {
+      const topo = new Topology();
+      const { a, b } = topo;
+      try {
+        assert.equal(topo.pdm(a, ["attach", "-i", a.ifname, "--layout", "v2"]).code, 0);
+        const file = config("service.json", {
+          interfaces: [{ name: b.ifname, attach: { layout: "v2" } }],
+          metrics: { listen: "[::1]:0" },
+        });
+        const service = topo.spawn(b, [process.execPath, PDM_BIN, "service", "-c", file]);
+        await service.waitFor(/metrics at http:\/\/\S+/);
+        const urlOf = (text: string): string => [...text.matchAll(/metrics at (http:\/\/\S+)/g)].at(-1)![1]!;
+        assert.match(service.output().stderr, new RegExp(`attached v2-clear to ${b.ifname}`));
+        const scrape = (url: string): string =>
+          topo.exec(b, [
+            process.execPath,
+            "-e",
+            `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
+          ]).stdout;
+
+        const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "20"]);
+        await server.waitFor(/ready/);
+        const ask = topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "30", "5"]);
+        assert.equal((JSON.parse(ask.stdout) as { answered: number }).answered, 30, ask.stderr);
+        const first = urlOf(service.output().stderr);
+        let text = "";
+        for (let i = 0; i < 50 && !/pdm_server_delay_seconds_count\{[^}]*\} [2-9]\d/.test(text); i++) {
+          text = scrape(first);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.match(text, /pdm_server_delay_seconds_count\{[^}]*network_transport="udp"\} [2-9]\d/);
+        assert.match(text, /pdm_anomalies_total\{reason="skipped_mtu"\} 0/);
+        assert.match(text, /pdm_build_info\{version="[^"]+",layout="v2-clear"\} 1/);
+
+        // SIGHUP with a bad config: refused, the running service unchanged.
+        writeFileSync(file, JSON.stringify({ interfaces: [{ name: b.ifname }], metrics: { ttl: 1 } }));
+        service.child.kill("SIGHUP");
+        await service.waitFor(/reload refused, the running config stays: .*metrics\.ttl: unknown field/);
+        assert.match(scrape(first), /pdm_build_info/);
+        // SIGHUP with a good one: a new endpoint, the attachment kept.
+        writeFileSync(
+          file,
+          JSON.stringify({
+            interfaces: [{ name: b.ifname, attach: { layout: "v2" } }],
+            metrics: { listen: "[::1]:0", topPrefixes: 3 },
+          }),
+        );
+        service.child.kill("SIGHUP");
+        await service.waitFor(/reloaded/);
+        const second = urlOf(service.output().stderr);
+        assert.notEqual(second, first);
+        assert.match(scrape(second), /pdm_build_info/);
+        assert.doesNotMatch(service.output().stderr, /detached/, "a reload keeps an unchanged attachment");
+
+        service.child.kill("SIGTERM");
+        assert.equal(await service.exited(30_000), 0, service.output().stderr);
+        assert.match(service.output().stderr, new RegExp(`detached from ${b.ifname}[\\s\\S]*service: stopped`));
+        assert.equal(existsSync(join(topo.lab.stateDir, `${b.ifname}.json`)), false, "its attachment is gone");
+        assert.ok(existsSync(join(topo.lab.stateDir, `${a.ifname}.json`)), "another's is left alone");
+      } finally {
+        topo.cleanup();
+      }
+    },
+  );
+});
