@@ -1,10 +1,15 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics profile-datapath clean
+.PHONY: deb setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics profile-datapath clean
 
 setup:
 	bash scripts/setup.sh
+
+# A Debian package (out/deb/pdm_VERSION_ARCH.deb) with the built eBPF objects, the
+# native modules, the systemd unit, a default config and the dashboard and rules.
+deb: setup
+	bash scripts/build-deb.sh
 
 test:
 	npm test

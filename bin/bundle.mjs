@@ -34,7 +34,8 @@ function newestSource() {
       }
     }
   };
-  for (const d of SOURCE_DIRS) walk(join(ROOT, d));
+  // An installed package carries the bundle without the sources: nothing to compare.
+  for (const d of SOURCE_DIRS) if (existsSync(join(ROOT, d))) walk(join(ROOT, d));
   return newest;
 }
 

@@ -234,6 +234,11 @@ export class FleetMetrics {
     return this.sets.size;
   }
 
+  /** Peer prefixes the top-N ranking holds now. */
+  get rankedPrefixCount(): number {
+    return this.top.rankedCount;
+  }
+
   private labelSet(flow: MetricsFlow): LabelSet {
     const prefix = this.top.isMember(flow.prefix) ? flow.prefix : OTHER;
     const key = `${prefix}|${flow.transport}|${flow.serverPort ?? ""}`;

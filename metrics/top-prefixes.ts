@@ -53,6 +53,11 @@ export class TopPrefixes {
     return [...this.members.keys()];
   }
 
+  /** Prefixes counted in the window (bounded by maxCandidates per interval). */
+  get rankedCount(): number {
+    return this.past.reduce((n, m) => n + m.size, this.current.size);
+  }
+
   /** End an interval: rank the window, let newcomers in and leavers out. */
   endInterval(): void {
     this.past.unshift(this.current);

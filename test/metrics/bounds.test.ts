@@ -169,4 +169,24 @@ describe("fleet metrics", () => {
       /pdm_response_time_seconds_count\{pdm_peer_prefix="other",network_transport="tcp",server_port="other"\} 1/,
     );
   });
+
+  it("stays bounded with a million distinct peers: label sets within the cap, the ranking within its candidates", async () => {
+    const m = new FleetMetrics({ ...base, intervalMs: 10_000 }, 0);
+    const a = new Uint8Array(16);
+    a[0] = 0x20;
+    for (let i = 0; i < 1_000_000; i++) {
+      a[2] = (i >>> 16) & 0xff;
+      a[3] = (i >>> 8) & 0xff;
+      a[4] = i & 0xff;
+      const f = m.flow(a, i % 3 ? 17 : 6, 443);
+      m.packet(f, "rx");
+      m.sample(f, 1e6, 1e6, 2e6);
+      if (i % 100_000 === 99_999) m.tick(((i + 1) / 100_000) * 10_000);
+    }
+    assert.ok(m.labelSetCount <= 64 + 3, `${m.labelSetCount} label sets`);
+    assert.ok(m.rankedPrefixCount <= 6 * 10_000 + 10_000, `${m.rankedPrefixCount} prefixes ranked`);
+    assert.ok(m.topPrefixes.length <= 10);
+    const text = await m.render();
+    assert.ok(text.length < 200_000, `${text.length} bytes of exposition`);
+  });
 });

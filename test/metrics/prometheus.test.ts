@@ -2,17 +2,22 @@
 // scraping every second): promtool accepts the exposition; known delays fed in come
 // back through /api/v1/query with exact counts and sums and quantiles within their
 // bucket; the prefixes outside the top N, and the label sets past the cap, land in
-// `other`; a label set idle past its TTL goes from Prometheus too.
+// `other`; a label set idle past its TTL goes from Prometheus too. The shipped rules
+// pass promtool's checks and unit tests, and every expression of the rules and of the
+// Grafana dashboard runs against this Prometheus, the core panels with data.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FleetMetrics, serveMetrics, type MetricsEndpoint } from "../../metrics/index.ts";
 import { parseIpv6Address } from "../../pdm/index.ts";
+import { ROOT } from "../../lab/index.ts";
+
+const PACKAGING = join(ROOT, "packaging");
 
 const have = (tool: string): boolean => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
 const skip =
@@ -168,5 +173,41 @@ describe("metrics scraped by Prometheus", { skip }, () => {
     const started = Date.now();
     await until("the idle series to go", 20_000, async () => ((await query(sel)) === undefined ? true : undefined));
     assert.ok(Date.now() - started >= 3000, "not before its TTL");
+  });
+
+  it("ships rules that promtool checks and unit-tests", () => {
+    const rules = join(PACKAGING, "prometheus");
+    const check = spawnSync("promtool", ["check", "rules", "pdm-rules.yml"], { cwd: rules, encoding: "utf8" });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    const test = spawnSync("promtool", ["test", "rules", "pdm-rules.test.yml"], { cwd: rules, encoding: "utf8" });
+    assert.equal(test.status, 0, test.stdout + test.stderr);
+  });
+
+  it("runs every expression of the rules and of the dashboard; the core panels have data", async () => {
+    const dashboard = JSON.parse(readFileSync(join(PACKAGING, "grafana", "pdm-dashboard.json"), "utf8")) as {
+      panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+      templating: { list: Array<{ type: string; datasource?: unknown }> };
+    };
+    assert.ok(
+      dashboard.templating.list.some((v) => v.type === "datasource"),
+      "the datasource is a variable, not a fixed uid",
+    );
+    // Grafana's variables, as "All" and a rate window this test's scrapes fill.
+    const grafana = (expr: string): string =>
+      expr.replaceAll("$__rate_interval", "1m").replaceAll(/\$(instance|prefix|job)/g, ".*");
+    const ruleExprs = [
+      ...readFileSync(join(PACKAGING, "prometheus", "pdm-rules.yml"), "utf8").matchAll(/expr: (.+)/g),
+    ].map((m) => m[1]!);
+    const results = new Map<string, number>();
+    for (const expr of [...dashboard.panels.flatMap((p) => p.targets.map((t) => grafana(t.expr))), ...ruleExprs]) {
+      const r = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      const body = (await r.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+      assert.equal(body.status, "success", `${expr}: ${body.error}`);
+      results.set(expr, body.data!.result.length);
+    }
+    for (const title of ["Server delay: p50, p95, p99", "PDM packets per second", "Flows tracked", "Hosts up"]) {
+      const panel = dashboard.panels.find((p) => p.title === title)!;
+      assert.ok(results.get(grafana(panel.targets[0]!.expr))! > 0, `${title} has data`);
+    }
   });
 });
