@@ -59,6 +59,21 @@ export interface MetricsFlow {
   readonly serverPort: string | undefined;
 }
 
+/** Where samples go as well when OTLP is configured (otlp-export.ts). */
+export interface OtlpSink {
+  sample(labels: Record<string, string>, serverDelayNs: number, roundTripDelayNs: number, responseTimeNs: number): void;
+  packet(direction: "tx" | "rx"): void;
+}
+
+/** The totals the OTLP path observes: what the Prometheus path holds in its counters and gauges. */
+export interface MetricsSnapshot {
+  flowsTracked: number;
+  anomalies: Record<string, number>;
+  eventsLost: number;
+  overflow: Record<string, number>;
+  keyGeneration: number | undefined;
+}
+
 export const DEFAULTS = {
   prefixLength: 48,
   intervalMs: 10_000,
@@ -88,6 +103,13 @@ export class FleetMetrics {
   private intervalStartMs: number;
   /** Called before each scrape, to set the gauges and totals that are read rather than counted. */
   beforeScrape: (() => void) | undefined;
+  /** Set while OTLP export runs. */
+  otlp: OtlpSink | undefined;
+  private flowsTrackedNow = 0;
+  private keyGenerationNow: number | undefined;
+  private readonly anomalyCounts = new Map<string, number>(ANOMALY_REASONS.map((r) => [r, 0]));
+  private eventsLostCount = 0;
+  private readonly overflowCounts = new Map<string, number>(DELAY_METRICS.map((m) => [m, 0]));
 
   constructor(options: FleetMetricsOptions, nowMs = Date.now()) {
     this.prefixes = new PeerPrefixes(options.prefixLength ?? DEFAULTS.prefixLength, options.prefixNames);
@@ -166,6 +188,7 @@ export class FleetMetrics {
   /** A PDM packet of `flow`: sent by this host (tx) or received (rx). Ranks its prefix. */
   packet(flow: MetricsFlow, direction: "tx" | "rx"): void {
     this.packets[direction].inc();
+    this.otlp?.packet(direction);
     this.top.count(flow.prefix);
   }
 
@@ -176,14 +199,29 @@ export class FleetMetrics {
     observe(set.delays[0], this.buckets, serverDelayNs / 1e9);
     observe(set.delays[1], this.buckets, roundTripDelayNs / 1e9);
     observe(set.delays[2], this.buckets, responseTimeNs / 1e9);
+    this.otlp?.sample(set.labels, serverDelayNs, roundTripDelayNs, responseTimeNs);
   }
 
   setFlowsTracked(n: number): void {
     this.flows.set(n);
+    this.flowsTrackedNow = n;
   }
 
   setKeyGeneration(g: number): void {
     this.generation.set(g);
+    this.keyGenerationNow = g;
+  }
+
+  /** The totals as they stand, the read ones refreshed first (the OTLP path's observations). */
+  snapshot(): MetricsSnapshot {
+    this.beforeScrape?.();
+    return {
+      flowsTracked: this.flowsTrackedNow,
+      anomalies: Object.fromEntries(this.anomalyCounts),
+      eventsLost: this.eventsLostCount,
+      overflow: Object.fromEntries(this.overflowCounts),
+      keyGeneration: this.keyGenerationNow,
+    };
   }
 
   /** Running totals (the data path's counters, the analysis's anomalies): exported as counters by their increase. */
@@ -193,13 +231,17 @@ export class FleetMetrics {
       if (now === undefined) continue;
       const before = this.anomalyTotals.get(reason) ?? 0;
       // A source that restarted (a re-attach) counts from 0 again: its new count is all new.
-      this.anomalies.inc({ reason }, now >= before ? now - before : now);
+      const increase = now >= before ? now - before : now;
+      this.anomalies.inc({ reason }, increase);
+      this.anomalyCounts.set(reason, this.anomalyCounts.get(reason)! + increase);
       this.anomalyTotals.set(reason, now);
     }
   }
 
   setEventsLostTotal(n: number): void {
-    this.eventsLost.inc(n >= this.eventsLostTotal ? n - this.eventsLostTotal : n);
+    const increase = n >= this.eventsLostTotal ? n - this.eventsLostTotal : n;
+    this.eventsLost.inc(increase);
+    this.eventsLostCount += increase;
     this.eventsLostTotal = n;
   }
 
@@ -247,7 +289,10 @@ export class FleetMetrics {
     // A new label set: within the cap, or folded into the one every prefix shares.
     // The folded sets (other, by transport and port) are not counted against the cap.
     if (prefix !== OTHER && this.sets.size >= this.maxLabelSets) {
-      for (const name of DELAY_METRICS) this.overflow.inc({ metric: name });
+      for (const name of DELAY_METRICS) {
+        this.overflow.inc({ metric: name });
+        this.overflowCounts.set(name, this.overflowCounts.get(name)! + 1);
+      }
       return this.labelSet({ ...flow, prefix: OTHER });
     }
     const labels: Labels = { pdm_peer_prefix: prefix, network_transport: flow.transport };

@@ -23,7 +23,8 @@ The config is JSON; every field is checked at start, an unknown one refused.
 Its fields: interfaces (name, attach: layout, aead, ports, prefixes,
 flowTimeoutSeconds), metrics (listen, prefixLength, prefixNames, topPrefixes,
 maxLabelSets, labelTtlSeconds, serverPorts, buckets), live (idleSeconds,
-maxFlows), agent. Needs root.`,
+maxFlows), otlp (endpoint, intervalSeconds: push to an OpenTelemetry
+collector; the OTEL_EXPORTER_OTLP_* variables work too), agent. Needs root.`,
     )
     .option("-c, --config <file>", "the service's config file", DEFAULT_SERVICE_CONFIG)
     .addHelpText(
@@ -31,7 +32,9 @@ maxFlows), agent. Needs root.`,
       `
 Example config (/etc/pdm/service.json):
   { "interfaces": [{ "name": "eth0", "attach": { "layout": "v2" } }],
-    "metrics": { "listen": "[::1]:9464", "prefixNames": { "dc1": "fd00:1::/32" } } }
+    "metrics": { "listen": "[::1]:9464",
+                 "prefixNames": { "dc1": "fd00:1::/32" } },
+    "otlp": { "endpoint": "http://[::1]:4318/v1/metrics" } }
 
   pdm service -c /etc/pdm/service.json      # or: systemctl start pdm`,
     )

@@ -8,12 +8,15 @@
 //                  "topPrefixes": 10, "maxLabelSets": 64, "labelTtlSeconds": 600,
 //                  "serverPorts": [443], "buckets": [0.001, 0.01, 0.1, 1] },
 //     "live": { "idleSeconds": 60, "maxFlows": 20000 },
+//     "otlp": { "endpoint": "http://collector:4318/v1/metrics", "intervalSeconds": 10 },
 //     "agent": "agent.json"
 //   }
 //
 // "attach" attaches the data path when the interface has none (and detaches it at
-// stop); without it the service reads what is attached already. "agent" runs the
-// registration agent in the service (the key installer of the protected layout).
+// stop); without it the service reads what is attached already. "otlp" also pushes the
+// metrics to an OpenTelemetry collector (its endpoint, or the OTEL_EXPORTER_OTLP_*
+// variables). "agent" runs the registration agent in the service (the key installer
+// of the protected layout).
 
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -44,6 +47,8 @@ export interface ServiceConfig {
     buckets: number[] | undefined;
   };
   live: { idleSeconds: number; maxFlows: number };
+  /** OTLP push, when configured: the endpoint (else OTEL_EXPORTER_OTLP_*) and the interval. */
+  otlp: { endpoint: string | undefined; intervalSeconds: number } | undefined;
   /** The agent's config file, resolved against the service config's directory. */
   agent: string | undefined;
 }
@@ -93,7 +98,7 @@ export function parseServiceConfig(json: unknown, file: string): ServiceConfig {
       ? v.map((p, i) => int(`${field}[${i}]`, p, 1, 65535))
       : fail(field, "expected a list of ports");
 
-  const c = object("", json, ["interfaces", "metrics", "live", "agent"]);
+  const c = object("", json, ["interfaces", "metrics", "live", "otlp", "agent"]);
   if (!Array.isArray(c.interfaces) || c.interfaces.length === 0)
     fail("interfaces", 'expected a list of interfaces, e.g. [{ "name": "eth0" }]');
   const interfaces = (c.interfaces as unknown[]).map((raw, i) => {
@@ -162,6 +167,16 @@ export function parseServiceConfig(json: unknown, file: string): ServiceConfig {
     );
   }
   const live = object("live", c.live ?? {}, ["idleSeconds", "maxFlows"]);
+  let otlp: ServiceConfig["otlp"];
+  if (c.otlp !== undefined) {
+    const o = object("otlp", c.otlp, ["endpoint", "intervalSeconds"]);
+    if (o.endpoint !== undefined && (typeof o.endpoint !== "string" || !/^https?:\/\/\S+$/.test(o.endpoint)))
+      fail("otlp.endpoint", "expected an http:// or https:// URL");
+    otlp = {
+      endpoint: o.endpoint as string | undefined,
+      intervalSeconds: int("otlp.intervalSeconds", o.intervalSeconds, 1, 3600, 10),
+    };
+  }
   if (c.agent !== undefined && (typeof c.agent !== "string" || c.agent === ""))
     fail("agent", "expected the agent's config file");
   return {
@@ -181,6 +196,7 @@ export function parseServiceConfig(json: unknown, file: string): ServiceConfig {
       idleSeconds: int("live.idleSeconds", live.idleSeconds, 1, 86_400, 60),
       maxFlows: int("live.maxFlows", live.maxFlows, 1, 1_000_000, 20_000),
     },
+    otlp,
     agent: typeof c.agent === "string" ? resolve(dirname(resolve(file)), c.agent) : undefined,
   };
 }

@@ -6,7 +6,13 @@
 // running one kept); SIGTERM or Ctrl-C stops it and detaches what it attached.
 
 import { AnalysisSession } from "../../analyzer/index.ts";
-import { parseMetricsAddress, serveMetrics, type MetricsEndpoint } from "../../metrics/index.ts";
+import {
+  parseMetricsAddress,
+  serveMetrics,
+  startOtlp,
+  type MetricsEndpoint,
+  type OtlpExport,
+} from "../../metrics/index.ts";
 import {
   attach,
   detach,
@@ -26,6 +32,7 @@ interface Running {
   endpoint: MetricsEndpoint;
   ticker: NodeJS.Timeout;
   agent: { stop(): Promise<void> } | undefined;
+  otlp: OtlpExport | undefined;
 }
 
 export class MeasuringService {
@@ -133,6 +140,7 @@ export class MeasuringService {
     const sources: LiveSource[] = [];
     let endpoint: MetricsEndpoint | undefined;
     let agent: Running["agent"];
+    let otlp: OtlpExport | undefined;
     try {
       for (const i of config.interfaces) {
         sources.push(
@@ -145,8 +153,16 @@ export class MeasuringService {
       if (config.agent) agent = await startAgent(config.agent, this.log);
       metrics.beforeScrape = readKernel;
       endpoint = await serveMetrics(metrics, parseMetricsAddress(config.metrics.listen));
+      if (config.otlp)
+        otlp = await startOtlp(metrics, {
+          url: config.otlp.endpoint,
+          intervalMs: config.otlp.intervalSeconds * 1000,
+          version: this.version,
+          log: this.log,
+        });
     } catch (e) {
       for (const s of sources) s.close();
+      await endpoint?.close();
       await agent?.stop();
       throw e;
     }
@@ -155,9 +171,9 @@ export class MeasuringService {
       session.endIdle(Date.now() / 1e3);
     }, 1000);
     this.log(
-      `service: reading ${config.interfaces.map((i) => i.name).join(", ")}; metrics at ${endpoint.url}${config.agent ? "; agent running" : ""}`,
+      `service: reading ${config.interfaces.map((i) => i.name).join(", ")}; metrics at ${endpoint.url}${config.otlp ? "; pushing OTLP" : ""}${config.agent ? "; agent running" : ""}`,
     );
-    return { config, sources, endpoint, ticker, agent };
+    return { config, sources, endpoint, ticker, agent, otlp };
   }
 
   private async stopRunning(): Promise<void> {
@@ -167,6 +183,7 @@ export class MeasuringService {
     clearInterval(r.ticker);
     for (const s of r.sources) s.close();
     await r.endpoint.close();
+    await r.otlp?.shutdown();
     await r.agent?.stop();
   }
 
