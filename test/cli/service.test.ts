@@ -117,4 +117,59 @@ describe("pdm service", () => {
       }
     },
   );
+
+  it(
+    "counts the records a full ring buffer lost, and goes on reading after",
+    { skip: datapathSkipReason() },
+    async () => {
+      const topo = new Topology();
+      const { a, b } = topo;
+      try {
+        assert.equal(topo.pdm(a, ["attach", "-i", a.ifname, "--layout", "v2"]).code, 0);
+        const file = config("flood.json", {
+          interfaces: [{ name: b.ifname, attach: { layout: "v2" } }],
+          metrics: { listen: "[::1]:0" },
+        });
+        const service = topo.spawn(b, [process.execPath, PDM_BIN, "service", "-c", file]);
+        await service.waitFor(/metrics at http:\/\/\S+/);
+        const url = /metrics at (http:\/\/\S+)/.exec(service.output().stderr)![1]!;
+        const scrape = (): string =>
+          topo.exec(b, [
+            process.execPath,
+            "-e",
+            `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
+          ]).stdout;
+        // The service stopped: nobody drains the 4 MiB ring while 40,000 pings fill it.
+        process.kill(service.child.pid!, "SIGSTOP");
+        try {
+          const ping = topo.exec(a, ["ping", "-6", "-f", "-q", "-c", "40000", "-s", "16", b.addr], {
+            timeoutMs: 120_000,
+          });
+          assert.match(ping.stdout, /40000 packets transmitted/);
+        } finally {
+          process.kill(service.child.pid!, "SIGCONT");
+        }
+        let text = "";
+        for (let i = 0; i < 50 && !/pdm_events_lost_total [1-9]/.test(text); i++) {
+          text = scrape();
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const lost = Number(/pdm_events_lost_total (\d+)/.exec(text)?.[1]);
+        assert.ok(lost > 0, `lost records counted: ${lost}`);
+        // Still reading: new traffic is measured.
+        const before = Number(/pdm_packets_total\{direction="rx"\} (\d+)/.exec(text)?.[1]);
+        topo.exec(a, ["ping", "-6", "-c", "5", "-i", "0.05", b.addr]);
+        let after = before;
+        for (let i = 0; i < 50 && after <= before; i++) {
+          after = Number(/pdm_packets_total\{direction="rx"\} (\d+)/.exec(scrape())?.[1]);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(after > before, `rx packets ${before} -> ${after}`);
+        service.child.kill("SIGTERM");
+        assert.equal(await service.exited(30_000), 0, service.output().stderr);
+      } finally {
+        topo.cleanup();
+      }
+    },
+  );
 });
