@@ -87,3 +87,24 @@ export { ipv6Offset, LINKTYPE, linkTypeName, SUPPORTED_LINKTYPES } from "./link-
 export type { CapturedPacket } from "./captured-packet.ts";
 export { hex } from "./hex.ts";
 export { packageRoot } from "./package-root.ts";
+export {
+  decodeDraftOption,
+  DRAFT05_OFFSET,
+  DRAFT09_OFFSET,
+  DRAFT15_DEFAULT_TYPE,
+  DRAFT_OPT_DATA_LEN,
+  draftLayoutOf,
+  encodeDraftOption,
+  EPOCH_MASK,
+  keyIndexCandidates,
+  openDraft15,
+  sealDraft15,
+} from "./draft-layouts.ts";
+export type {
+  DraftClearOption,
+  DraftDecodeOptions,
+  DraftFields,
+  DraftLayout,
+  Draft15ProtectedOption,
+  DraftOption,
+} from "./draft-layouts.ts";
