@@ -11,6 +11,7 @@ import {
   parseIpv6Into,
   readKeyLog,
   type CapturedPacket,
+  type DraftDecodeOptions,
   type PdmRecord,
 } from "../pdm/index.ts";
 import { fileSource, streamSource, type ByteSource } from "./capture/byte-source.ts";
@@ -49,6 +50,8 @@ export interface AnalyzeOptions {
   shard?: Shard;
   /** Keep implausible samples in the statistics (flow-table.ts IMPLAUSIBLE_SLACK_NS); counted either way. */
   keepImplausible?: boolean;
+  /** How to read the later drafts' layouts: 0x0F/18 as B, layout E's type (draft-layouts.md). */
+  layouts?: DraftDecodeOptions;
 }
 
 /** Below this, starting threads costs more than it saves. */
@@ -131,6 +134,7 @@ export class AnalysisSession {
 
   private readonly shard: Shard | undefined;
   private readonly keepImplausible: boolean;
+  private readonly layouts: DraftDecodeOptions;
   /** Counts what belongs to no flow (non-IPv6, undecodable): the only or the first shard. */
   private readonly countsUnflowed: boolean;
 
@@ -149,6 +153,7 @@ export class AnalysisSession {
       live?: LiveLimits;
       keepImplausible?: boolean;
       observer?: FlowObserver;
+      layouts?: DraftDecodeOptions;
     } = {},
   ) {
     this.table = new FlowTable<SampleSink>({
@@ -159,6 +164,7 @@ export class AnalysisSession {
     });
     this.shard = options.shard && options.shard.count > 1 ? options.shard : undefined;
     this.keepImplausible = options.keepImplausible ?? false;
+    this.layouts = options.layouts ?? {};
     this.countsUnflowed = !this.shard || this.shard.index === 0;
     this.live = options.live && {
       limits: options.live,
@@ -184,7 +190,7 @@ export class AnalysisSession {
       return;
     }
     const v = this.ipv6;
-    const error = parseIpv6Into(p.buffer, at, p.end, v);
+    const error = parseIpv6Into(p.buffer, at, p.end, v, this.layouts);
     if (error) {
       if (!this.countsUnflowed) return;
       this.undecodable += 1;
@@ -370,7 +376,12 @@ export async function analyzeCapture(options: AnalyzeOptions): Promise<AnalysisR
     await source.close();
     return analyzeInShards(options, threads);
   }
-  const session = new AnalysisSession({ keyRing, shard: options.shard, keepImplausible: options.keepImplausible });
+  const session = new AnalysisSession({
+    keyRing,
+    shard: options.shard,
+    keepImplausible: options.keepImplausible,
+    layouts: options.layouts,
+  });
   let capture: CaptureSummary;
   try {
     capture = await readCapture(source, (p) => session.addFrame(p), { onProgress: options.onProgress });

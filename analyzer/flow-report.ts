@@ -2,7 +2,7 @@
 // three delays' summaries and the conversation's anomalies. Also how two reports of
 // the same flow combine (a live capture's flow that went idle, ended and came back).
 
-import { endpointPorts, formatIpv6Address, transportName, type Layout } from "../pdm/index.ts";
+import { endpointPorts, formatIpv6Address, transportName, type AnyLayout } from "../pdm/index.ts";
 import type { Conversation, Counters, SampleSink } from "./flow-table.ts";
 import type { Summary } from "./stats.ts";
 
@@ -13,7 +13,7 @@ export interface FlowReport {
   server: string;
   clientPort: number;
   serverPort: number;
-  layout: Layout | undefined;
+  layout: AnyLayout | undefined;
   packets: { clientToServer: number; serverToClient: number };
   pdmPackets: number;
   firstSec: number;

@@ -15,13 +15,15 @@
 import {
   KeyRing,
   ProtectedOpener,
+  Draft15Opener,
   conversationPorts,
+  hasWidePsn,
   decodeDeltaNs,
   IPPROTO_ICMPV6,
   isEchoReply,
   reverseFlow,
+  type AnyLayout,
   type FlowTuple,
-  type Layout,
   type PdmRecord,
   type PdmTimes,
 } from "../pdm/index.ts";
@@ -151,6 +153,9 @@ class Direction {
   readonly counters = emptyCounters();
   readonly sent = new StampHistory();
   opener: ProtectedOpener | undefined;
+  draft15Opener: Draft15Opener | undefined;
+  /** PSNTP modulus: 2^16, or 2^32 for the later drafts' C/D and E. */
+  wide = false;
 
   /** `tuple` must not be a view into a packet buffer (Conversation copies it). */
   constructor(tuple: FlowTuple) {
@@ -162,7 +167,7 @@ export class Conversation<S extends SampleSink = DelaySamples> {
   /** client -> server direction and the reverse. */
   readonly up: Direction;
   readonly down: Direction;
-  layout: Layout | undefined;
+  layout: AnyLayout | undefined;
   firstNs = Infinity;
   lastNs = -Infinity;
   /** One sample per request the server answered: when, and the three delays. */
@@ -300,7 +305,18 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
     conversation.layout ??= r.wireLayout ?? pdm.layout;
 
     let fields: PdmTimes;
-    if (pdm.layout === "v2-protected") {
+    direction.wide = hasWidePsn(pdm.layout);
+    if (pdm.layout === "v2-draft15-protected") {
+      direction.draft15Opener ??= new Draft15Opener(
+        this.options.keyRing?.contextsFor(direction.tuple, conversation.up.tuple.src) ?? [],
+      );
+      const outcome = direction.draft15Opener.open(pdm);
+      if (outcome.status === "gso-repeat") return this.count(direction, "gsoRepeats");
+      if (outcome.status === "replay") return this.count(direction, "replay");
+      if (outcome.status === "auth-fail") return this.count(direction, "authFail");
+      if (outcome.status === "no-key") return this.count(direction, "noKey");
+      fields = outcome.fields;
+    } else if (pdm.layout === "v2-protected") {
       // The conversation's client end is most likely the reader client whose keys sealed it.
       direction.opener ??= new ProtectedOpener(
         this.options.keyRing?.contextsFor(direction.tuple, conversation.up.tuple.src) ?? [],
@@ -329,7 +345,7 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
     if (fields.psnLr === 0 && fields.deltaTls === 0) return; // nothing received yet on this flow
     const answer = peer.sent.recall(fields.psnLr);
     if (answer < 0) return;
-    if (peer.sent.psnLrOf(answer) !== ((fields.psnTp - 1) & 0xffff)) {
+    if (peer.sent.psnLrOf(answer) !== (direction.wide ? (fields.psnTp - 1) >>> 0 : (fields.psnTp - 1) & 0xffff)) {
       this.count(direction, "unpaired");
       return;
     }
@@ -366,17 +382,19 @@ export class FlowTable<S extends SampleSink = DelaySamples> {
   }
 
   private trackSequence(d: Direction, psn: number): void {
+    // PSNTP counts modulo 2^16 (RFC 8250, PDMv2 -02) or 2^32 (the later drafts).
+    const next = d.wide ? (psn + 1) >>> 0 : (psn + 1) & 0xffff;
     if (d.expectedPsn < 0) {
-      d.expectedPsn = (psn + 1) & 0xffff;
+      d.expectedPsn = next;
       return;
     }
-    const ahead = (psn - d.expectedPsn) & 0xffff;
-    if (ahead < 0x8000) {
+    const ahead = d.wide ? (psn - d.expectedPsn) >>> 0 : (psn - d.expectedPsn) & 0xffff;
+    if (ahead < (d.wide ? 0x8000_0000 : 0x8000)) {
       if (ahead > 0) {
         this.counters.lost += ahead;
         d.counters.lost += ahead;
       }
-      d.expectedPsn = (psn + 1) & 0xffff;
+      d.expectedPsn = next;
     } else {
       // Behind what we expected: a late packet filling a gap we had counted as lost.
       this.counters.reordered += 1;

@@ -12,6 +12,7 @@
 
 import { WireError, fail, ok, type Result } from "./errors.ts";
 import { PDM_OPTION_TYPE } from "./option.ts";
+import { DRAFT15_DEFAULT_TYPE } from "./draft-layouts.ts";
 
 export const NEXT_HEADER_DEST_OPTS = 60;
 const PAD1 = 0;
@@ -52,8 +53,16 @@ export function findPdmOption(buf: Uint8Array, start: number, end: number): Resu
   return typeof found === "number" ? ok(found) : fail(found);
 }
 
-/** findPdmOption without the Result wrapper (the IPv6 walk: one allocation less per packet). */
-export function findPdmOptionOrError(buf: Uint8Array, start: number, end: number): number | WireError {
+/**
+ * findPdmOption without the Result wrapper (the IPv6 walk: one allocation less per
+ * packet). `draft15Type`: layout E's option type, a PDM option as well.
+ */
+export function findPdmOptionOrError(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  draft15Type: number = DRAFT15_DEFAULT_TYPE,
+): number | WireError {
   let at = start + 2;
   let found = -1;
   while (at < end) {
@@ -66,7 +75,7 @@ export function findPdmOptionOrError(buf: Uint8Array, start: number, end: number
     const next = at + 2 + buf[at + 1]!;
     if (next > end)
       return new WireError("bad-length", "dstopt.opt_len", at + 1, `option runs ${next - end} bytes past the header`);
-    if (type === PDM_OPTION_TYPE) {
+    if (type === PDM_OPTION_TYPE || type === draft15Type) {
       if (found >= 0) return new WireError("duplicate-pdm", "pdm", at, `second PDM option (first at ${found})`);
       found = at;
     }

@@ -22,9 +22,17 @@
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { KeyError, WireError } from "./errors.ts";
 import { AeadId, aeadKeyLength, hex4 } from "./key-schedule.ts";
-import { PDM_OPTION_TYPE, PDM_VERSION_2, type PdmTimes } from "./option.ts";
+import { PDM_OPTION_TYPE, PDM_VERSION_2, type Layout, type PdmOption, type PdmTimes } from "./option.ts";
 
 export type DraftLayout = "v2-draft05" | "v2-draft09" | "v2-draft15" | "v2-draft15-protected";
+/** Every layout the analyzer reads: -02's (RFC 8250, A clear and protected) and the later ones. */
+export type AnyLayout = Layout | DraftLayout;
+export type AnyPdmOption = PdmOption | DraftOption;
+
+/** Layouts whose PSNTP and PSNLR are 32 bits (C/D and E); the others count modulo 2^16. */
+export function hasWidePsn(layout: AnyLayout): boolean {
+  return layout === "v2-draft09" || layout === "v2-draft15" || layout === "v2-draft15-protected";
+}
 
 /** Opt Data Len of each later layout. */
 export const DRAFT_OPT_DATA_LEN = {

@@ -89,6 +89,7 @@ export { hex } from "./hex.ts";
 export { packageRoot } from "./package-root.ts";
 export {
   decodeDraftOption,
+  hasWidePsn,
   DRAFT05_OFFSET,
   DRAFT09_OFFSET,
   DRAFT15_DEFAULT_TYPE,
@@ -101,6 +102,8 @@ export {
   sealDraft15,
 } from "./draft-layouts.ts";
 export type {
+  AnyLayout,
+  AnyPdmOption,
   DraftClearOption,
   DraftDecodeOptions,
   DraftFields,
@@ -108,3 +111,5 @@ export type {
   Draft15ProtectedOption,
   DraftOption,
 } from "./draft-layouts.ts";
+export { Draft15Opener } from "./draft15-opener.ts";
+export type { Draft15Outcome } from "./draft15-opener.ts";

@@ -7,7 +7,14 @@
 // identifier (echo request/reply; 0 for other messages).
 
 import { WireError, fail, ok, type Result } from "./errors.ts";
-import { decodePdmOptionOrError, type PdmOption } from "./option.ts";
+import { decodePdmOptionOrError } from "./option.ts";
+import {
+  decodeDraftOption,
+  draftLayoutOf,
+  DRAFT15_DEFAULT_TYPE,
+  type AnyPdmOption,
+  type DraftDecodeOptions,
+} from "./draft-layouts.ts";
 import { findPdmOptionOrError, NEXT_HEADER_DEST_OPTS } from "./dest-options.ts";
 import { IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, isEchoType } from "./flow.ts";
 
@@ -47,8 +54,8 @@ export interface Ipv6Packet {
   ipLength: number;
   /** Number of extension headers before the upper layer. */
   extensionHeaders: number;
-  /** The PDM option, decoded; undefined when absent or malformed. */
-  pdm: PdmOption | undefined;
+  /** The PDM option, decoded (any layout); undefined when absent or malformed. */
+  pdm: AnyPdmOption | undefined;
   /** Offset of the PDM option's Type byte, -1 when absent. */
   pdmOffset: number;
   /** Set when a PDM option is present but malformed (the rest of the packet is fine). */
@@ -56,9 +63,14 @@ export interface Ipv6Packet {
 }
 
 /** Parse the IPv6 packet starting at `at`; `end` is the end of the captured bytes. */
-export function parseIpv6(buf: Uint8Array, at = 0, end: number = buf.length): Result<Ipv6Packet> {
+export function parseIpv6(
+  buf: Uint8Array,
+  at = 0,
+  end: number = buf.length,
+  layouts: DraftDecodeOptions = {},
+): Result<Ipv6Packet> {
   const packet = emptyIpv6Packet();
-  const error = parseIpv6Into(buf, at, end, packet);
+  const error = parseIpv6Into(buf, at, end, packet, layouts);
   return error ? fail(error) : ok(packet);
 }
 
@@ -84,7 +96,14 @@ export function emptyIpv6Packet(): Ipv6Packet {
  * parseIpv6 into a caller-owned object (the analyzer reuses one for every packet).
  * Returns the error, or undefined when `packet` now describes the packet.
  */
-export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: Ipv6Packet): WireError | undefined {
+export function parseIpv6Into(
+  buf: Uint8Array,
+  at: number,
+  end: number,
+  packet: Ipv6Packet,
+  layouts: DraftDecodeOptions = {},
+): WireError | undefined {
+  const draft15Type = layouts.draft15Type ?? DRAFT15_DEFAULT_TYPE;
   end = Math.min(end, buf.length);
   if (at + IPV6_HEADER_LEN > end)
     return new WireError("truncated", "ipv6", at, `need 40 bytes, have ${Math.max(0, end - at)}`);
@@ -122,7 +141,7 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
         );
       }
       if (next === NEXT_HEADER_DEST_OPTS) {
-        const found = findPdmOptionOrError(buf, cursor, cursor + length);
+        const found = findPdmOptionOrError(buf, cursor, cursor + length, draft15Type);
         // A bad TLV inside a well-sized header spoils only the options: the chain goes on.
         if (typeof found !== "number") packet.pdmError ??= found;
         else if (found >= 0) {
@@ -135,7 +154,12 @@ export function parseIpv6Into(buf: Uint8Array, at: number, end: number, packet: 
             );
           } else {
             packet.pdmOffset = found;
-            const decoded = decodePdmOptionOrError(buf, found, cursor + length);
+            // The later drafts' layouts by type and length (layout E's type: always);
+            // -02's otherwise (draft-layouts.md).
+            const decoded =
+              buf[found] === draft15Type || draftLayoutOf(buf[found]!, buf[found + 1]!, layouts)
+                ? decodeDraftOption(buf, found, cursor + length, layouts)
+                : decodePdmOptionOrError(buf, found, cursor + length);
             if (decoded instanceof WireError) packet.pdmError = decoded;
             else packet.pdm = decoded;
           }

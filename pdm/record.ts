@@ -3,7 +3,7 @@
 // records both become PdmRecords, so the metrics code does not care where they came from.
 
 import type { WireError } from "./errors.ts";
-import type { Layout, PdmOption } from "./option.ts";
+import type { AnyLayout, AnyPdmOption } from "./draft-layouts.ts";
 
 export interface PdmRecord {
   /** Observation time, ns since the start of the input (exact, monotonic in practice). */
@@ -17,7 +17,7 @@ export interface PdmRecord {
   dport: number;
   proto: number;
   /** The PDM option, if the packet carried a well-formed one. */
-  pdm: PdmOption | undefined;
+  pdm: AnyPdmOption | undefined;
   /** Set when the packet carried a malformed PDM option. */
   pdmError: WireError | undefined;
   /**
@@ -25,7 +25,7 @@ export interface PdmRecord {
    * kernel has already verified and opened reaches the analyzer (an eBPF event) with
    * its fields in the clear layout's shape.
    */
-  wireLayout?: Layout;
+  wireLayout?: AnyLayout;
   /** Packet number in the input (1-based), for diagnostics. */
   number: number;
 }

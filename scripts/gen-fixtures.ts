@@ -8,11 +8,11 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { FIXTURES, largeScenario, writeSimulatedCapture } from "../fixtures/index.ts";
-import type { Layout } from "../pdm/index.ts";
+import type { AnyLayout } from "../pdm/index.ts";
 
 const args = process.argv.slice(2);
 if (args[0] === "--large") {
-  const layout = (args[1] ?? "rfc8250") as Layout;
+  const layout = (args[1] ?? "rfc8250") as AnyLayout;
   const packets = Number(args[2] ?? 1_000_000);
   const base = args[3] ?? join("out", `large-${layout}-${packets}`);
   mkdirSync(dirname(base), { recursive: true });

@@ -9,11 +9,13 @@ import { Worker } from "node:worker_threads";
 import { CaptureError, PdmError } from "../../pdm/index.ts";
 import { firstExamples, inReportOrder, type AnalysisResult, type AnalyzeOptions, type Shard } from "../analyze.ts";
 import { emptyCounters } from "../flow-table.ts";
+import type { DraftDecodeOptions } from "../../pdm/index.ts";
 
 export interface ShardJob {
   input: string;
   keysPath: string | undefined;
   keepImplausible: boolean | undefined;
+  layouts: DraftDecodeOptions | undefined;
   shard: Shard;
   /** In source mode: the .ts entry the bootstrap imports. */
   entry?: string;
@@ -67,6 +69,7 @@ export async function analyzeInShards(options: AnalyzeOptions, threads: number):
     input: options.input,
     keysPath: options.keysPath,
     keepImplausible: options.keepImplausible,
+    layouts: options.layouts,
     shard: { index, count: threads },
   }));
   const workers: Worker[] = [];

@@ -14,6 +14,7 @@ try {
     input: job.input,
     keysPath: job.keysPath,
     keepImplausible: job.keepImplausible,
+    layouts: job.layouts,
     shard: job.shard,
     threads: 1,
     onProgress: job.shard.index === 0 ? (read, total) => post({ type: "progress", read, total }) : undefined,

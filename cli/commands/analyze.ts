@@ -32,10 +32,17 @@ export function analyzeCommand(): Command<
 The figures come from the PDM fields, not from capture timestamps, so a capture
 taken at either end or mid-path gives the same answer. Protected options need
 the key log of an authorized analyzer (--keys); options that fail their tag
-check are counted, never reported. They are opened by a native module that
-keeps one OpenSSL context per key (built by the set-up), or by node:crypto
-where it is not built or PDM_NO_NATIVE=1: the same results, several times
-slower. --verbose says which.`,
+check are counted, never reported.
+
+Every PDMv2 layout is read: -02's (clear and protected), and the later drafts'
+by type and length: 0x0F/22 (-09 to -14, the current draft), layout -15 (type
+0x1E, clear or protected; its key index from the Epoch), and with --draft05
+0x0F/18 as -05 to -08. Each flow's layout is named in every format.
+
+Protected options of -02's layout are opened by a native module that keeps
+one OpenSSL context per key (built by the set-up), or by node:crypto where it
+is not built or PDM_NO_NATIVE=1: the same results, several times slower.
+--verbose says which.`,
     )
     .requiredOption("-r, --read <file>", 'capture file (pcap or pcapng); "-" reads stdin')
     .option("-k, --keys <file>", "key log (PDMV2_SHARED / PDMV2_CLIENT lines) to open protected options")
@@ -52,6 +59,12 @@ slower. --verbose says which.`,
       parseThreads,
     )
     .option("--keep-implausible", "keep samples whose delay exceeds the time their flow was seen (counted either way)")
+    .option("--draft05", "read 0x0F options of Opt Data Len 18 as drafts -05 to -08 (Epoch), not -02")
+    .option(
+      "--draft15-type <type>",
+      "the option type of the -15 layout (default 0x1E, until IANA assigns one)",
+      parseOptionType,
+    )
     .option("-v, --verbose", "say on stderr what opens the protected options (the native module or node:crypto)")
     .addHelpText(
       "after",
@@ -69,6 +82,7 @@ Examples:
         keysPath: opts.keys,
         threads: opts.threads,
         keepImplausible: opts.keepImplausible,
+        layouts: { draft05: opts.draft05, draft15Type: opts.draft15Type },
       });
       if (opts.flow) {
         const filter = opts.flow;
@@ -88,4 +102,12 @@ Examples:
             : renderTable(result);
       process.stdout.write(out.endsWith("\n") ? out : `${out}\n`);
     });
+}
+
+/** An option type, decimal or 0x hex: 2 to 255, not PDM's 0x0F. */
+export function parseOptionType(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 2 || n > 255 || n === 0x0f)
+    throw new UsageError(`"${text}" is not an option type for the -15 layout (2 to 255, not 0x0F; e.g. 0x1E)`);
+  return n;
 }

@@ -15,11 +15,16 @@ import { analyzeCapture, compareWithTruth, readTruth } from "../../analyzer/inde
 const dir = join(import.meta.dirname, "..", "..", "fixtures", "captures");
 const EPS = 2 ** -15;
 
-const cases = [
+const cases: Array<{ name: string; file: string; keys?: string; layouts?: { draft05?: boolean } }> = [
   { name: "rfc8250-udp", file: "rfc8250-udp.pcap" },
   { name: "v2-clear-mixed", file: "v2-clear-mixed.pcapng" },
   { name: "v2-protected", file: "v2-protected.pcapng", keys: "v2-protected.keys" },
   { name: "v2-protected-chacha", file: "v2-protected-chacha.pcap", keys: "v2-protected-chacha.keys" },
+  // The later drafts' layouts (draft-layouts.md), and one capture holding several.
+  { name: "v2-draft05", file: "v2-draft05.pcapng", layouts: { draft05: true } },
+  { name: "v2-draft09", file: "v2-draft09.pcapng" },
+  { name: "v2-draft15-protected", file: "v2-draft15-protected.pcapng", keys: "v2-draft15-protected.keys" },
+  { name: "layouts-mixed", file: "layouts-mixed.pcapng", keys: "layouts-mixed.keys" },
 ];
 
 describe("bundled captures vs injected delays", () => {
@@ -29,6 +34,7 @@ describe("bundled captures vs injected delays", () => {
       const result = await analyzeCapture({
         input: join(dir, c.file),
         keysPath: c.keys ? join(dir, c.keys) : undefined,
+        layouts: c.layouts,
       });
       assert.equal(result.capture.stoppedEarly, undefined);
       assert.equal(
@@ -69,6 +75,41 @@ describe("bundled captures vs injected delays", () => {
       assert.ok(checked > 50);
     });
   }
+});
+
+describe("the later layouts told apart", () => {
+  it("a capture of five layouts gives each flow its own, by type and length", async () => {
+    const r = await analyzeCapture({
+      input: join(dir, "layouts-mixed.pcapng"),
+      keysPath: join(dir, "layouts-mixed.keys"),
+    });
+    const byPort = Object.fromEntries(r.flows.map((f) => [f.clientPort, f.layout]));
+    assert.deepEqual(byPort, {
+      41000: "rfc8250",
+      41001: "v2-clear",
+      41002: "v2-draft09",
+      41003: "v2-draft15",
+      41004: "v2-draft15-protected",
+    });
+  });
+
+  it("-05's layout is -02's shape: without --draft05 it is read as -02 (as draft-layouts.md says), with wrong figures", async () => {
+    const r = await analyzeCapture({ input: join(dir, "v2-draft05.pcapng") });
+    assert.deepEqual(new Set(r.flows.map((f) => f.layout)), new Set(["v2-clear"]));
+    assert.ok(r.counters.lost > 1000, `PSNTP read from the wrong bytes: ${r.counters.lost} "lost"`);
+  });
+
+  it("layout -15 protected without its keys, or with another capture's: counted, nothing reported", async () => {
+    const file = join(dir, "v2-draft15-protected.pcapng");
+    const none = await analyzeCapture({ input: file });
+    assert.equal(none.counters.noKey, none.capture.packets);
+    const wrong = await analyzeCapture({ input: file, keysPath: join(dir, "v2-protected.keys") });
+    assert.equal(wrong.counters.authFail, wrong.capture.packets);
+    assert.equal(
+      wrong.flows.reduce((n, f) => n + (f.responseTimeNs?.count ?? 0), 0),
+      0,
+    );
+  });
 });
 
 describe("protected captures without the right keys", () => {

@@ -4,7 +4,13 @@
 
 import { describe, it, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { encodeDestOptionsHeader, encodePdmOption, parseIpv6, decodeDeltaNs, type PdmOption } from "../../pdm/index.ts";
+import {
+  encodeDestOptionsHeader,
+  encodePdmOption,
+  parseIpv6,
+  decodeDeltaNs,
+  type AnyPdmOption as PdmOption,
+} from "../../pdm/index.ts";
 import {
   FLOW_KEY,
   FLOW_STATE,

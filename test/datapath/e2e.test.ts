@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../../lab/index.ts";
 import { fileSource, readCapture } from "../../analyzer/index.ts";
-import { ipv6Offset, parseIpv6, formatIpv6Address, type PdmOption } from "../../pdm/index.ts";
+import { ipv6Offset, parseIpv6, formatIpv6Address, type AnyPdmOption as PdmOption } from "../../pdm/index.ts";
 
 const skip = datapathSkipReason();
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");

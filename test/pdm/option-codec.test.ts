@@ -46,7 +46,7 @@ describe("PDM option codec", () => {
   });
 
   it("pads with Pad1 when one byte is missing", () => {
-    const h = encodeDestOptionsHeader(6, new Uint8Array([0x1e, 3, 0, 0, 0]));
+    const h = encodeDestOptionsHeader(6, new Uint8Array([0x05, 3, 0, 0, 0])); // an option that is not PDM
     assert.equal(h.length, 8);
     assert.equal(h[7], 0);
     const found = findPdmOption(h, 0, 8);
