@@ -2,8 +2,9 @@
 //
 //   make bench                      # or: node --import tsx bench/analyze.bench.ts [packets]
 //
-// 1. Writes (once, into out/bench/) a 1,000,000-packet RFC 8250 capture and a protected
-//    PDMv2 capture of the same size, both with 64 flows.
+// 1. Writes (once, into out/bench/) a 1,000,000-packet RFC 8250 capture, one of the
+//    current draft's layout (-09 to -14) and a protected PDMv2 capture of the same size,
+//    each with 64 flows.
 // 2. Times `pdm analyze -f json` over each whole file (startup included), with peak RSS:
 //    the RFC 8250 file, and the protected one on one thread (-j 1) and on every core,
 //    opened by the native AEAD module (analyzer/aead-native) and, as the baseline, by
@@ -142,6 +143,7 @@ function opensPerSecond(): { nodeCrypto: number; native: number } {
 
 const v1 = capture("rfc8250");
 const v2 = capture("v2-protected");
+const v9 = capture("v2-draft09");
 const tsharkCount = Math.min(100_000, packets);
 // The RFC 8250 comparison is the best of three interleaved runs of each: this machine
 // is shared, and one slow moment would otherwise decide the ratio.
@@ -150,11 +152,13 @@ const cores = Math.min(availableParallelism(), 8);
 const best = (a: Timed, b: Timed): Timed => (b.seconds < a.seconds ? b : a);
 const none: Timed = { seconds: Infinity, peakMiB: NaN };
 let a1 = none;
+let a9 = none;
 let native1 = none;
 let nativeAll = none;
 for (let round = 0; round < 3; round += 1) {
   tsharkSeconds = Math.min(tsharkSeconds, timeTshark(`${v1}.pcapng`, tsharkCount));
   a1 = best(a1, timeAnalyze(`${v1}.pcapng`));
+  a9 = best(a9, timeAnalyze(`${v9}.pcapng`));
   native1 = best(native1, timeAnalyze(`${v2}.pcapng`, `${v2}.keys`, 1));
   nativeAll = best(nativeAll, timeAnalyze(`${v2}.pcapng`, `${v2}.keys`, cores));
 }
@@ -174,6 +178,7 @@ const lines = [
   "|---|---|---|---|---|",
   `| tshark -T fields, 6 PDM fields (first ${tsharkCount.toLocaleString("en-US")} packets, best of 3) | ${tsharkSeconds.toFixed(2)} s | ${pps(tsharkCount, tsharkSeconds)} | 1x | |`,
   `| pdm analyze, RFC 8250, best of 3 (${(statSync(`${v1}.pcapng`).size / 2 ** 20).toFixed(0)} MiB) | ${a1.seconds.toFixed(2)} s | ${pps(packets, a1.seconds)} | ${(packets / a1.seconds / tsharkPps).toFixed(1)}x | ${a1.peakMiB.toFixed(0)} MiB |`,
+  row("pdm analyze, the current draft's layout (0x0F/22, drafts -09 to -14), best of 3", a9),
   row("pdm analyze -k -j 1, PDMv2 protected, AES-128-GCM, one thread, native AEAD (best of 3)", native1),
   row(`pdm analyze -k -j ${cores}, the same on ${cores} threads, native AEAD (best of 3)`, nativeAll),
   row("pdm analyze -k -j 1, protected, node:crypto (PDM_NO_NATIVE=1)", crypto1),
