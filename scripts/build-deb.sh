@@ -46,7 +46,7 @@ chmod 0755 "$stage/usr/bin/pdm"
 install -m 0644 packaging/systemd/pdm.service "$stage/lib/systemd/system/pdm.service"
 install -m 0644 packaging/etc/service.json "$stage/etc/pdm/service.json"
 cp -a packaging/grafana packaging/prometheus "$stage/usr/share/pdm/"
-install -m 0644 README.md docs/performance.md docs/protocol-notes.md "$stage/usr/share/doc/pdm/"
+install -m 0644 README.md docs/fleet.md docs/performance.md docs/protocol-notes.md "$stage/usr/share/doc/pdm/"
 
 size=$(du -sk "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<CONTROL
