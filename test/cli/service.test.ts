@@ -119,7 +119,7 @@ describe("pdm service", () => {
   );
 
   it(
-    "counts the records a full ring buffer lost, and goes on reading after",
+    "reads every record while scraped during a flood; counts those a full ring lost while it was stopped, and goes on reading",
     { skip: datapathSkipReason() },
     async () => {
       const topo = new Topology();
@@ -139,6 +139,23 @@ describe("pdm service", () => {
             "-e",
             `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
           ]).stdout;
+        // Scraped every 20 ms while 20,000 pings flood in: the records are still all read.
+        const scraper = topo.spawn(b, [
+          process.execPath,
+          "-e",
+          `const go = () => fetch(${JSON.stringify(url)}).then((r) => r.text()).catch(() => "").then(() => setTimeout(go, 20)); go();`,
+        ]);
+        const flood = topo.exec(a, ["ping", "-6", "-f", "-q", "-c", "20000", "-s", "16", b.addr], {
+          timeoutMs: 120_000,
+        });
+        assert.match(flood.stdout, /20000 packets transmitted/);
+        scraper.child.kill("SIGKILL");
+        const during = scrape();
+        assert.match(during, /pdm_events_lost_total 0\n/, "no record lost while scraped during the flood");
+        assert.ok(
+          Number(/pdm_packets_total\{direction="rx"\} (\d+)/.exec(during)?.[1]) >= 20_000,
+          "every echo request of the flood was read",
+        );
         // The service stopped: nobody drains the 4 MiB ring while 40,000 pings fill it.
         process.kill(service.child.pid!, "SIGSTOP");
         try {
