@@ -6,6 +6,7 @@ import {
   KeyRing,
   SUPPORTED_LINKTYPES,
   emptyIpv6Packet,
+  emptyPdmRecord,
   ipv6Offset,
   linkTypeName,
   parseIpv6Into,
@@ -119,18 +120,7 @@ export class AnalysisSession {
   private startSec: number | undefined;
   private startNsec = 0;
   private readonly ipv6 = emptyIpv6Packet(); // reused for every packet
-  private readonly record: PdmRecord = {
-    timeNs: 0,
-    addresses: new Uint8Array(32),
-    srcOffset: 0,
-    dstOffset: 16,
-    sport: 0,
-    dport: 0,
-    proto: 0,
-    pdm: undefined,
-    pdmError: undefined,
-    number: 0,
-  };
+  private readonly record: PdmRecord = emptyPdmRecord();
 
   private readonly shard: Shard | undefined;
   private readonly keepImplausible: boolean;

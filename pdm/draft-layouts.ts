@@ -20,6 +20,7 @@
 //   sender's key index, whose low 12 bits are the Epoch.
 
 import { createCipheriv, createDecipheriv } from "node:crypto";
+import { put16, put32, u16, u32 } from "./bytes.ts";
 import { KeyError, WireError } from "./errors.ts";
 import { AeadId, aeadKeyLength, hex4 } from "./key-schedule.ts";
 import { PDM_OPTION_TYPE, PDM_VERSION_2, type Layout, type PdmOption, type PdmTimes } from "./option.ts";
@@ -102,20 +103,6 @@ export interface DraftDecodeOptions {
   draft05?: boolean;
   /** Layout E's option type (default 0x1E). */
   draft15Type?: number;
-}
-
-const u16 = (b: Uint8Array, i: number): number => (b[i]! << 8) | b[i + 1]!;
-const u32 = (b: Uint8Array, i: number): number =>
-  b[i]! * 0x100_0000 + ((b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!);
-function put16(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 8) & 0xff;
-  b[i + 1] = v & 0xff;
-}
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 24) & 0xff;
-  b[i + 1] = (v >>> 16) & 0xff;
-  b[i + 2] = (v >>> 8) & 0xff;
-  b[i + 3] = v & 0xff;
 }
 
 /**

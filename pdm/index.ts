@@ -82,6 +82,7 @@ export type { KeyLogEntry } from "./key-log.ts";
 export { writeSecretFile } from "./secret-file.ts";
 export { KeyRing } from "./key-ring.ts";
 export { ProtectedOpener } from "./opener.ts";
+export { emptyPdmRecord } from "./record.ts";
 export type { PdmRecord } from "./record.ts";
 export { ipv6Offset, LINKTYPE, linkTypeName, SUPPORTED_LINKTYPES } from "./link-layer.ts";
 export type { CapturedPacket } from "./captured-packet.ts";

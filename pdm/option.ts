@@ -27,6 +27,7 @@
 // PDMv2 protected, Opt Data Len 34: bytes 0-3 as above (in clear, and the AEAD's
 // associated data), then 30 bytes: AEAD(bytes 4-17 of the clear layout) || 16-byte tag.
 
+import { put16, put32, u16, u32 } from "./bytes.ts";
 import { WireError, fail, ok, type Result } from "./errors.ts";
 
 export const PDM_OPTION_TYPE = 0x0f;
@@ -130,21 +131,6 @@ class ProtectedOptionView implements PdmV2ProtectedOption {
 }
 
 export type PdmOption = PdmV1Option | PdmV2ClearOption | PdmV2ProtectedOption;
-
-const u16 = (b: Uint8Array, i: number): number => (b[i]! << 8) | b[i + 1]!;
-const u32 = (b: Uint8Array, i: number): number =>
-  b[i]! * 0x100_0000 + ((b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!);
-
-function put16(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 8) & 0xff;
-  b[i + 1] = v & 0xff;
-}
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 24) & 0xff;
-  b[i + 1] = (v >>> 16) & 0xff;
-  b[i + 2] = (v >>> 8) & 0xff;
-  b[i + 3] = v & 0xff;
-}
 
 /**
  * Decode one PDM option whose Type byte sits at `at` in `buf`. `end` is where the

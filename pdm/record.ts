@@ -29,3 +29,19 @@ export interface PdmRecord {
   /** Packet number in the input (1-based), for diagnostics. */
   number: number;
 }
+
+/** A record to refill for every packet (the hot paths reuse one rather than allocate). */
+export function emptyPdmRecord(): PdmRecord {
+  return {
+    timeNs: 0,
+    addresses: new Uint8Array(32),
+    srcOffset: 0,
+    dstOffset: 16,
+    sport: 0,
+    dport: 0,
+    proto: 0,
+    pdm: undefined,
+    pdmError: undefined,
+    number: 0,
+  };
+}

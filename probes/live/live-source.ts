@@ -3,7 +3,7 @@
 // buffer (records of the packets the kernel stamped and read: no copies). A consumer
 // handles what arrives the same way whichever the host has.
 
-import type { CapturedPacket, PdmRecord } from "../../pdm/index.ts";
+import { emptyPdmRecord, type CapturedPacket, type PdmRecord } from "../../pdm/index.ts";
 import { EVENT } from "../datapath/index.ts";
 import { eventKtimeNs, eventToRecord, openEventStream } from "./kernel-events.ts";
 import { openLiveCapture } from "./pcap-source.ts";
@@ -64,18 +64,7 @@ function openEbpf(ifname: string, handlers: LiveHandlers): LiveSource {
   let originNs: number | undefined;
   let delivered = 0;
   // One record object, refilled for each event: the consumer copies what it keeps.
-  const record: PdmRecord = {
-    timeNs: 0,
-    addresses: new Uint8Array(0),
-    srcOffset: 0,
-    dstOffset: 0,
-    sport: 0,
-    dport: 0,
-    proto: 0,
-    pdm: undefined,
-    pdmError: undefined,
-    number: 0,
-  };
+  const record = emptyPdmRecord();
   const stream = openEventStream(ifname, (batch, count) => {
     for (let i = 0; i < count && handlers.wanted(); i++) {
       const at = i * EVENT.size;

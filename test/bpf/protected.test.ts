@@ -22,6 +22,7 @@ import {
   parseIpv6Address,
   sealProtectedOption,
   type PdmV2ProtectedOption,
+  emptyPdmRecord,
 } from "../../pdm/index.ts";
 import {
   EVENT,
@@ -40,7 +41,6 @@ import {
 import { encodeFlowKey, installFlowKey } from "../../probes/kernel-keys/index.ts";
 import { eventToRecord } from "../../probes/live/index.ts";
 import { AnalysisSession } from "../../analyzer/index.ts";
-import { type PdmRecord } from "../../pdm/index.ts";
 import { datapathSkipReason, gcmDatapathSkipReason } from "../../lab/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
@@ -337,18 +337,7 @@ describe("protected layout: kernel events (ChaCha20-Poly1305)", { skip, concurre
         "the Random Number and F on the wire",
       );
       // The analyzer measures from such events without any key: the fields are the kernel's.
-      const record = {
-        timeNs: 0,
-        addresses: new Uint8Array(32),
-        srcOffset: 0,
-        dstOffset: 16,
-        sport: 0,
-        dport: 0,
-        proto: 0,
-        pdm: undefined,
-        pdmError: undefined,
-        number: 0,
-      } as PdmRecord;
+      const record = emptyPdmRecord();
       assert.ok(eventToRecord(stamped, 0, record, 0, 1));
       assert.equal(record.wireLayout, "v2-protected");
       assert.equal(record.pdm?.layout, "v2-clear", "fields in the clear layout's shape");
