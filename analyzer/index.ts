@@ -10,7 +10,6 @@ export {
 } from "./analyze.ts";
 export {
   FlowTable,
-  StampHistory,
   emptyCounters,
   type Conversation,
   type Counters,
@@ -36,3 +35,4 @@ export { renderHtmlReport, reportCharts } from "./report/html.ts";
 export { timeSeriesChart, cdfChart, METRICS, METRIC_TITLES, type ChartSpec, type Metric } from "./report/charts.ts";
 export { compareWithTruth, readTruth, type TruthFile, type FlowComparison } from "./truth.ts";
 export { aeadBackend, nativeAeadContext, NATIVE_AEAD_PATH, type NativeAeadContext } from "./aead-native/index.ts";
+export { StampHistory } from "./stamp-history.ts";

@@ -175,6 +175,15 @@ export class Topology {
     return this.lab.exec(h.ns, cmd, opts);
   }
 
+  /**
+   * GET `url` from inside h's namespace (a server listening on its loopback or its
+   * address): the body, or "" when the request fails.
+   */
+  fetchText(h: Host, url: string): string {
+    const script = `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t), () => {})`;
+    return this.exec(h, [process.execPath, "-e", script]).stdout;
+  }
+
   /** `pdm ...` inside h's namespace. */
   pdm(h: Host, args: string[], opts: { timeoutMs?: number } = {}): RunResult {
     return this.exec(h, [process.execPath, PDM_BIN, ...args], opts);

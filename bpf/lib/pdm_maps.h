@@ -185,32 +185,20 @@ int pdm_egress_seal(struct __sk_buff *skb);
 int pdm_ingress_open(struct __sk_buff *skb);
 int pdm_ingress_read(struct __sk_buff *skb);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__uint(key_size, sizeof(__u32));
-	__array(values, int(struct __sk_buff *));
-} pdm_seal_call SEC(".maps") = {
-	.values = {[0] = (void *)&pdm_egress_seal},
-};
+/* A program array of one entry, `prog`, so that a program can tail-call it. */
+#define PDM_TAIL_CALL(name, prog)                         \
+	struct {                                          \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);    \
+		__uint(max_entries, 1);                   \
+		__uint(key_size, sizeof(__u32));          \
+		__array(values, int(struct __sk_buff *)); \
+	} name SEC(".maps") = {                           \
+		.values = {[0] = (void *)&prog},          \
+	}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__uint(key_size, sizeof(__u32));
-	__array(values, int(struct __sk_buff *));
-} pdm_open_call SEC(".maps") = {
-	.values = {[0] = (void *)&pdm_ingress_open},
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__uint(key_size, sizeof(__u32));
-	__array(values, int(struct __sk_buff *));
-} pdm_read_call SEC(".maps") = {
-	.values = {[0] = (void *)&pdm_ingress_read},
-};
+PDM_TAIL_CALL(pdm_seal_call, pdm_egress_seal);
+PDM_TAIL_CALL(pdm_open_call, pdm_ingress_open);
+PDM_TAIL_CALL(pdm_read_call, pdm_ingress_read);
 
 /* This CPU's counters (NULL only if the map were missing: PDM_COUNT allows it). */
 static __always_inline struct pdm_counters *pdm_counters_here(void)

@@ -51,14 +51,9 @@ describe("pdm capture --metrics", () => {
         const ask = topo.exec(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", "40", "5"]);
         assert.equal((JSON.parse(ask.stdout) as { answered: number }).answered, 40, ask.stderr);
         // Scraped from inside b's namespace: the endpoint listens on its loopback.
-        const fetchIn = [
-          process.execPath,
-          "-e",
-          `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
-        ];
         let text = "";
         for (let i = 0; i < 50 && total(text, "pdm_server_delay_seconds_count") < 30; i++) {
-          text = topo.exec(b, fetchIn).stdout;
+          text = topo.fetchText(b, url);
           if (total(text, "pdm_server_delay_seconds_count") < 30) await new Promise((r) => setTimeout(r, 100));
         }
         const count = total(text, "pdm_server_delay_seconds_count");

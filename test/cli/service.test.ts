@@ -66,12 +66,7 @@ describe("pdm service", () => {
         await service.waitFor(/metrics at http:\/\/\S+/);
         const urlOf = (text: string): string => [...text.matchAll(/metrics at (http:\/\/\S+)/g)].at(-1)![1]!;
         assert.match(service.output().stderr, new RegExp(`attached v2-clear to ${b.ifname}`));
-        const scrape = (url: string): string =>
-          topo.exec(b, [
-            process.execPath,
-            "-e",
-            `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
-          ]).stdout;
+        const scrape = (url: string): string => topo.fetchText(b, url);
 
         const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", "20"]);
         await server.waitFor(/ready/);
@@ -133,12 +128,7 @@ describe("pdm service", () => {
         const service = topo.spawn(b, [process.execPath, PDM_BIN, "service", "-c", file]);
         await service.waitFor(/metrics at http:\/\/\S+/);
         const url = /metrics at (http:\/\/\S+)/.exec(service.output().stderr)![1]!;
-        const scrape = (): string =>
-          topo.exec(b, [
-            process.execPath,
-            "-e",
-            `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
-          ]).stdout;
+        const scrape = (): string => topo.fetchText(b, url);
         // Scraped every 20 ms while 20,000 pings flood in: the records are still all read.
         const scraper = topo.spawn(b, [
           process.execPath,

@@ -67,12 +67,8 @@ describe("pdm service on two hosts, scraped by Prometheus", { skip }, () => {
       const api = `http://127.0.0.1:${PROMETHEUS_PORT}/api/v1`;
       /** An instant query in a's namespace: each series' labels and value. */
       const query = (promql: string): Array<{ metric: Record<string, string>; value: number }> => {
-        const r = topo.exec(a, [
-          process.execPath,
-          "-e",
-          `fetch(${JSON.stringify(`${api}/query?query=${encodeURIComponent(promql)}`)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
-        ]);
-        const body = JSON.parse(r.stdout || '{"data":{"result":[]}}') as {
+        const text = topo.fetchText(a, `${api}/query?query=${encodeURIComponent(promql)}`);
+        const body = JSON.parse(text || '{"data":{"result":[]}}') as {
           data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
         };
         return body.data.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
