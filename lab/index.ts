@@ -14,3 +14,4 @@ export {
 } from "./two-hosts.ts";
 export { startDelayBridge, type DelayBridge, type DelayBridgeOptions } from "./delay-bridge.ts";
 export { Deployment, rawConnect, eventually, type CertFiles } from "./deployment.ts";
+export { GroupLan, LAN_IF, type LanHost } from "./group-lan.ts";

@@ -77,6 +77,17 @@ export type { Suite } from "./key-schedule.ts";
 export { nodeCryptoAead, openProtectedOption, protectedNonce, sealProtectedOption } from "./aead.ts";
 export type { AeadBackend, KeyOpener } from "./aead.ts";
 export { ProtectedSealer } from "./sealer.ts";
+export {
+  GROUP_SCRYPT,
+  GROUP_SALT_LENGTH,
+  GROUP_SEED_LENGTH,
+  deriveGroupSecretKey,
+  groupMasterKey,
+  groupSecretKeyLength,
+  memberOrderKey,
+  orderMembers,
+} from "./group-key.ts";
+export type { GroupKeyInputs } from "./group-key.ts";
 export { formatKeyLog, KEY_LOG_LIMITS, parseKeyLog, readKeyLog, writeKeyLog } from "./key-log.ts";
 export type { KeyLogEntry } from "./key-log.ts";
 export { writeSecretFile } from "./secret-file.ts";

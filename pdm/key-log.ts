@@ -11,7 +11,15 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { formatIpv6Address, parseIpv6Address } from "./address.ts";
 import { KeyError, PdmError } from "./errors.ts";
 import { writeSecretFile } from "./secret-file.ts";
-import { KEY_ID_LENGTH, SECRET_LENGTH, aeadKeyLength, hex4, kdfDigest, type Suite } from "./key-schedule.ts";
+import {
+  GROUP_SK_AES_LENGTH,
+  KEY_ID_LENGTH,
+  SECRET_LENGTH,
+  aeadKeyLength,
+  hex4,
+  kdfDigest,
+  type Suite,
+} from "./key-schedule.ts";
 
 export type KeyLogEntry =
   | { kind: "shared"; keyId: Uint8Array; suite: Suite; salt: Uint8Array; secret: Uint8Array }
@@ -102,7 +110,13 @@ function parseKeyLogLine(line: string): KeyLogEntry {
       keyId,
       suite,
       salt: hexField(4, "salt", parts[3]!, 32),
-      secret: hexField(5, "secret", parts[4]!, SECRET_LENGTH),
+      // 16 bytes: a group master's SharedSecret for AES-128-GCM (groups.md 1, SK of Nk bytes).
+      secret: hexField(
+        5,
+        "secret",
+        parts[4]!,
+        parts[4]!.length === GROUP_SK_AES_LENGTH * 2 ? GROUP_SK_AES_LENGTH : SECRET_LENGTH,
+      ),
     };
   }
   const ip = parts[3]!;

@@ -44,6 +44,8 @@ export const AEAD_KEY_LENGTH: Record<number, number> = {
 
 export const SECRET_LENGTH = 32;
 export const KEY_ID_LENGTH = 8;
+/** A group master's SharedSecret for AES-128-GCM is its 16-byte SK (groups.md 1); every other one has 32 bytes. */
+export const GROUP_SK_AES_LENGTH = 16;
 
 const LABEL_CLIENT = Buffer.from("pdmv2 client", "ascii");
 const LABEL_STK = Buffer.from("pdmv2 stk", "ascii");

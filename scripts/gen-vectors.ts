@@ -16,7 +16,9 @@ import {
   KemId,
   LFSR_PERIOD,
   deriveClientSecret,
+  deriveGroupSecretKey,
   deriveKeyId,
+  groupMasterKey,
   deriveStk,
   encodeDeltaNs,
   encodeDestOptionsHeader,
@@ -200,6 +202,44 @@ function options(): unknown {
   };
 }
 
+/** groups.md 1: master key, SK (scrypt N = 2^17) and keyId for each AEAD, three members. */
+async function groupKey(): Promise<unknown> {
+  const cases = [];
+  for (const [label, aead] of [
+    [60, AeadId.Aes128Gcm],
+    [70, AeadId.Chacha20Poly1305],
+  ] as const) {
+    const suite = { ...DEFAULT_SUITE, aead };
+    // ECDSA P-256 signature values are 70-72 bytes of DER: three lengths.
+    const signatures = [70, 71, 72].map((n, i) => pattern(label + 1 + i, n));
+    const inputs = {
+      seed: pattern(label, 32),
+      generation: 7 + label,
+      timestamp: 1_765_000_000_000 + label,
+      signatures,
+    };
+    const master = groupMasterKey(inputs);
+    const salt = pattern(label + 5, 32);
+    const sk = await deriveGroupSecretKey(master, salt, aead);
+    cases.push({
+      suite,
+      seed: hex(inputs.seed),
+      generation: inputs.generation,
+      timestamp: inputs.timestamp,
+      signatures: signatures.map(hex),
+      master: hex(master),
+      salt: hex(salt),
+      sk: hex(sk),
+      keyId: hex(deriveKeyId(suite.kdf, sk, salt)),
+    });
+  }
+  return {
+    description:
+      "groups.md 1: master = SHA-256(seed || u64(g) || u64(timestamp) || signatures in order || u32(n)); SK = scrypt(master, salt, N=2^17, r=8, p=1, 16 or 32 bytes); keyId of SK as keys.md 3",
+    cases,
+  };
+}
+
 mkdirSync(outDir, { recursive: true });
 const files: Record<string, unknown> = {
   "time-encoding.json": timeEncoding(),
@@ -207,6 +247,7 @@ const files: Record<string, unknown> = {
   "key-schedule.json": keySchedule(),
   "aead.json": aead(),
   "options.json": options(),
+  "group-key.json": await groupKey(),
 };
 for (const [name, value] of Object.entries(files)) {
   writeFileSync(join(outDir, name), `${JSON.stringify(value, null, 1)}\n`);

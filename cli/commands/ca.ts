@@ -1,4 +1,5 @@
-// pdm ca init | issue: the deployment's private CA and its role certificates.
+// pdm ca init | issue | release: the deployment's private CA, its role certificates,
+// and the release digest a group member's certificate may carry.
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { ROLES, type Role } from "../../probes/agent/index.ts";
@@ -37,6 +38,10 @@ every file is written with mode 0600.`,
       .option("--name <cn>", "common name (default: role and first address)")
       .option("--days <n>", "validity in days (1 to 36500)", (v) => Number(v), 365)
       .option("--force", "replace existing OUT.crt and OUT.key")
+      .option(
+        "--release <digest>",
+        'the pdm release the holder runs, checked by a group master\'s "releases": 64 hex digits, or "self" for this host\'s',
+      )
       .addHelpText(
         "after",
         `
@@ -46,18 +51,35 @@ Example, a writer pair and one reader of each kind:
   pdm ca issue --dir ca --role writer-client --addr fd00:2::1 -o wc
   pdm ca issue --dir ca --role reader-server --addr fd00:1::2 -o rs
   pdm ca issue --dir ca --role reader-client --addr fd00:2::2 -o rc
-  pdm ca issue --dir ca --role analyzer      --addr fd00:3::1 -o analyst`,
+  pdm ca issue --dir ca --role analyzer      --addr fd00:3::1 -o analyst
+
+A group (group master mode): a master, and members naming the release they run:
+  pdm ca issue --dir ca --role group-master --addr fd00:9::1 -o gm
+  pdm ca issue --dir ca --role group-member --addr fd00:9::2 -o m1 --release self`,
       )
       .action(async (opts) => {
-        const { issueCertificate } = await loadAgent();
+        const { issueCertificate, releaseDigest } = await loadAgent();
         const files = await issueCertificate(opts.dir, opts.out, {
           role: opts.role as Role,
           addresses: opts.addr,
           name: opts.name,
           days: opts.days,
           force: opts.force,
+          release: opts.release === "self" ? releaseDigest() : opts.release,
         });
         process.stdout.write(`certificate ${files.cert}\nkey         ${files.key} (0600)\n`);
+      }),
+  );
+  ca.addCommand(
+    new Command("release")
+      .description(
+        `print this host's pdm release digest: SHA-256 over package.json, the bundled CLI
+(dist/) and the kernel programs (bpf/build), as a group master's "releases"
+allow-list and a member certificate's --release name it`,
+      )
+      .action(async () => {
+        const { releaseDigest } = await loadAgent();
+        process.stdout.write(`${releaseDigest()}\n`);
       }),
   );
   return ca;

@@ -1,7 +1,8 @@
-// pdm keys export: a key log for an authorized analyzer.
+// pdm keys export: a key log for an authorized analyzer. pdm keys renew: ask a running
+// group master for a new generation now.
 
 import { Command } from "@commander-js/extra-typings";
-import { formatIpv6Address, parseIpv6Address, writeKeyLog } from "../../pdm/index.ts";
+import { UsageError, formatIpv6Address, parseIpv6Address, writeKeyLog } from "../../pdm/index.ts";
 
 /** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
 const loadAgent = () => import("../../probes/agent/index.ts");
@@ -15,9 +16,10 @@ export function keysCommand() {
 analyzer certificate) and write it with mode 0600. From the writer server, the
 SharedSecret of every current generation (reads every flow); with --client, only
 that client's ClientSecret (reads that client's flows only; the only thing a
-writer client exports). Use the file with \`pdm analyze --keys\`.`,
+writer client exports). From a group master, every generation it has made since it
+started (its newest 256). Use the file with \`pdm analyze --keys\`.`,
       )
-      .requiredOption("--writer <host:port>", "the writer to ask, e.g. [fd00:1::1]:4433")
+      .requiredOption("--writer <host:port>", "the writer (or group master) to ask, e.g. [fd00:1::1]:4433")
       .requiredOption("--ca <file>", "the deployment CA certificate")
       .requiredOption("--cert <file>", "this analyzer's certificate")
       .requiredOption("--key <file>", "this analyzer's private key")
@@ -32,6 +34,27 @@ writer client exports). Use the file with \`pdm analyze --keys\`.`,
         writeKeyLog(opts.out, entries, { replace: opts.force });
         const scope = client ? `ClientSecret of ${formatIpv6Address(client)}` : "SharedSecret";
         process.stdout.write(`wrote ${entries.length} generation(s), ${scope}, to ${opts.out} (0600)\n`);
+      }),
+  );
+  keys.addCommand(
+    new Command("renew")
+      .description(
+        `Ask a running group master for a new generation now (an operator's renewal,
+groups.md 1): the agent started with --status-file FILE is sent SIGUSR2, and makes
+the generation make-before-break as for a membership change. See it in
+\`pdm status --agent FILE\`.`,
+      )
+      .requiredOption("--agent <file>", "the group master's status file (pdm agent --status-file)")
+      .action(async (opts) => {
+        const { readAgentStatusFile, signalAgent } = await import("../agent-status-file.ts");
+        const file = readAgentStatusFile(opts.agent);
+        if (!file.status.group) {
+          throw new UsageError(`the agent "${file.status.name}" (pid ${file.pid}) is not a group master`);
+        }
+        signalAgent(file, "SIGUSR2");
+        process.stdout.write(
+          `asked the group master "${file.status.name}" (pid ${file.pid}) for a new generation after generation ${file.status.group.generation ?? "none"}\n`,
+        );
       }),
   );
   return keys;

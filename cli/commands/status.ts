@@ -4,6 +4,7 @@ import { Command } from "@commander-js/extra-typings";
 import { formatCount, formatDuration } from "../../analyzer/index.ts";
 import { transportName } from "../../pdm/index.ts";
 import { attachedInterfaces, readStatus, type InterfaceStatus } from "../../probes/datapath/index.ts";
+import type { AgentStatusFile } from "../agent-status-file.ts";
 
 function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}): string {
   const lines: string[] = [];
@@ -51,6 +52,50 @@ function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}): string
   return lines.join("\n");
 }
 
+function renderAgentStatus(file: AgentStatusFile): string {
+  const s = file.status;
+  const age = Math.round((Date.now() - Date.parse(file.writtenAt)) / 1000);
+  const lines = [`agent ${s.name} (pid ${file.pid}, ${s.roles.join(", ")}), status written ${age} s ago`];
+  const at = (ms: number | undefined): string => (ms === undefined ? "-" : new Date(ms).toISOString());
+  if (s.group) {
+    const g = s.group;
+    lines.push(
+      `  group: generation ${g.generation ?? "none yet"}${g.keyId ? ` (keyId ${g.keyId})` : ""}, effective ${at(g.effectiveAt)}`,
+      `  renews next: ${at(g.renewsAt)} (rotation period; sooner on a join, a leave, a member's request, pdm keys renew)`,
+      `  renewals ${g.stats.renewals}, joins ${g.stats.joins}, leaves ${g.stats.leaves}, dropped ${g.stats.dropped}` +
+        (g.stats.lastRenewalMs !== undefined
+          ? `, last renewal ${g.stats.lastRenewalMs} ms (scrypt ${g.stats.lastScryptMs} ms)`
+          : ""),
+      `  refused: ${
+        Object.entries(g.stats.refused)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ") || "none"
+      }`,
+      `  members (${g.members.length}, in membership order):`,
+    );
+    g.members.forEach((m, i) =>
+      lines.push(`    ${String(i + 1).padStart(3)}. ${m.name}  joined ${at(m.joinedAt)}  ${m.id.slice(0, 23)}...`),
+    );
+  }
+  if (s.member) {
+    const m = s.member;
+    lines.push(
+      `  group member of ${m.master}: newest generation ${m.generation ?? "none yet"}, sealing with ${m.sealingGeneration ?? "none"}${m.sealingKeyId ? ` (keyId ${m.sealingKeyId})` : ""}`,
+    );
+  }
+  if (s.generations.length) {
+    lines.push(`  generations held: ${s.generations.map((g) => `${g.generation} (${g.keyId})`).join(", ")}`);
+  }
+  if (s.kernelKeys) {
+    lines.push(
+      `  kernel keys: ${Object.entries(s.kernelKeys)
+        .map(([n, v]) => `${n} ${String(v)}`)
+        .join(", ")}`,
+    );
+  }
+  return lines.join("\n");
+}
+
 export function statusCommand() {
   return new Command("status")
     .summary("counters, flows and program cost of the attached data path")
@@ -61,9 +106,19 @@ counters (stamped, read, skipped_exthdr, skipped_mtu, malformed, ...), the Globa
 Pointers and the busiest flows with the delays the peer last reported.`,
     )
     .option("-i, --interface <name>", "only this interface")
+    .option(
+      "--agent <file>",
+      "show the agent whose status file this is (pdm agent --status-file): a group's members, generation, next renewal",
+    )
     .option("--flows <n>", "flows to list per interface", (v) => Number(v), 20)
     .option("--json", "machine-readable output")
-    .action((opts) => {
+    .action(async (opts) => {
+      if (opts.agent) {
+        const { readAgentStatusFile } = await import("../agent-status-file.ts");
+        const file = readAgentStatusFile(opts.agent);
+        process.stdout.write(opts.json ? JSON.stringify(file, null, 2) + "\n" : renderAgentStatus(file) + "\n");
+        return;
+      }
       const names = opts.interface ? [opts.interface] : attachedInterfaces();
       if (names.length === 0) {
         process.stdout.write("PDM is not attached to any interface (pdm attach -i IFACE)\n");

@@ -6,17 +6,24 @@
 //                  lifetime ends; listens for reader clients (ClientSecrets) and analyzers.
 //   reader-*       joins its writer, installs provisions, reconnects on loss; discards
 //                  everything and joins afresh when the writer refuses it.
+//   group-master   admits group members and makes a generation from each membership
+//                  (groups.md 1, group-master.ts); answers analyzers with its key log.
+//   group-member   joins its group master, recomputes and installs each generation
+//                  (group-member.ts), holding what a reader server holds.
 //
 // A reader role next to its own writer role is fed in-process (same messages, no TLS).
 
 import { EventEmitter } from "node:events";
+import { X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import { AdmissionGate, type AdmissionStats } from "./admission.ts";
 import { RenewalLimiter, type RenewalLimiterStats } from "./renewal-limiter.ts";
 import { hex, type KeyLogEntry, formatIpv6Address, writeKeyLog } from "../../pdm/index.ts";
 import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
-import { Channel, StreamChannel, memoryChannelPair } from "./channel.ts";
+import { Channel, GROUP_FRAME_BYTES, MAX_FRAME_BYTES, StreamChannel, memoryChannelPair } from "./channel.ts";
+import { GroupMaster, type GroupStatus } from "./group-master.ts";
+import { followGroupMaster } from "./group-member.ts";
 import type { AgentConfig, Endpoint } from "./config.ts";
 import { RegistrationError } from "./errors.ts";
 import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
@@ -65,7 +72,12 @@ export class Agent extends EventEmitter<AgentEvents> {
   private stopped = false;
   private readonly channels = new Set<Channel>();
   private readonly loops: Promise<void>[] = [];
-  private readerKind: "server" | "client" | undefined;
+  private readerKind: "server" | "client" | "group" | undefined;
+  /** group-master: the group (groups.md 1). */
+  readonly groupMaster: GroupMaster | undefined;
+  /** group-member: the highest generation seen, and every generation installed (for its key log). */
+  private readonly groupSeen = { generation: 0 };
+  private readonly memberKeyLog: KeyLogEntry[] = [];
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
   private kernelKeys: KernelKeys | undefined;
   /** Ends the kernel-keys loop's wait at once (stop). */
@@ -114,6 +126,28 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.readerStore = new ReaderKeyStore({ kind, ownAddress: this.own.pdmAddress, graceMs: config.graceMs });
       this.readerKind = kind;
     }
+    if (has("group-member")) {
+      // A member holds each generation's SharedSecret, as a reader server does.
+      this.readerStore = new ReaderKeyStore({ kind: "server", graceMs: config.graceMs });
+      this.readerKind = "group";
+    }
+    if (has("group-master")) {
+      this.groupMaster = new GroupMaster({
+        suite: config.suites[0]!,
+        rotation: config.rotation,
+        lifeMs: config.group.lifeMs,
+        leadMs: config.group.leadMs,
+        ackTimeoutMs: config.group.ackTimeoutMs,
+        releases: config.group.releases,
+        maxMembers: config.group.maxMembers,
+        keep: KEPT_GROUP_GENERATIONS,
+        log: this.log,
+        onGeneration: (g) => {
+          this.writeOwnKeyLog(this.groupMaster!.kept.map(sharedEntry));
+          this.emit("generation", g);
+        },
+      });
+    }
   }
 
   private has(role: Role): boolean {
@@ -124,7 +158,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   async start(): Promise<void> {
     const { config } = this;
     this.log.log("info", "agent-start", { name: config.name, roles: config.roles.join(",") });
-    if (this.has("writer-server") || this.has("writer-client")) await this.listen(config.listen!);
+    if (this.has("writer-server") || this.has("writer-client") || this.has("group-master"))
+      await this.listen(config.listen!);
+    if (this.has("group-member")) this.loops.push(this.groupMemberLoop(config.groupMaster!));
     if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
     if (this.has("reader-server")) {
       this.loops.push(
@@ -189,6 +225,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     for (const c of this.channels) c.close();
     this.gate?.stop();
     this.renewals.stop();
+    await this.groupMaster?.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.allSettled(this.loops);
     this.readerStore?.discardAll();
@@ -208,9 +245,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- writer roles ------------------------------------------------------------------
 
   private listen(at: Endpoint): Promise<void> {
-    const allowed: Role[] = this.has("writer-server")
-      ? ["writer-client", "reader-server", "analyzer"]
-      : ["reader-client", "analyzer"];
+    const allowed: Role[] = this.has("group-master")
+      ? ["group-member", "analyzer"]
+      : this.has("writer-server")
+        ? ["writer-client", "reader-server", "analyzer"]
+        : ["reader-client", "analyzer"];
     const gate = new AdmissionGate(this.config.admission, this.log);
     this.gate = gate;
     this.server = tls.createServer(
@@ -249,9 +288,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     const channel = this.track(new StreamChannel(socket));
     let peer: PeerIdentity | undefined;
     try {
-      peer = verifyPeer(socket, allowed);
-      const first = await channel.receive(["hello", "join", "export-request"]);
-      if (first.type === "hello") {
+      peer = verifyPeer(socket, allowed, {
+        bindAddress: this.has("group-master") ? this.config.group.addressBinding : true,
+      });
+      const first = await channel.receive(["hello", "join", "export-request", "member-join"]);
+      if (first.type === "member-join") {
+        this.requireRole(peer, "group-member", "join a group");
+        await this.groupMaster!.serve(channel, peer, new Uint8Array(socket.getPeerX509Certificate()!.raw), first);
+      } else if (first.type === "hello") {
         this.requireRole(peer, "writer-client", "register");
         await this.serveWriterClient(channel, peer, first);
       } else if (first.type === "join") {
@@ -276,6 +320,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     } catch (e) {
       if (e instanceof RegistrationError) {
         if (e.code !== "closed") {
+          this.groupMaster?.countRefusal(e.code);
           this.log.log("warn", "refused", {
             peer: peer?.name ?? socket.remoteAddress,
             code: e.code,
@@ -357,22 +402,26 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private publish(g: Generation): void {
     this.provisioning!.publish(g);
-    if (this.config.keyLog) {
-      const entries: KeyLogEntry[] = this.provisioning!.current.map((x) => ({
-        kind: "shared",
-        keyId: x.keyId,
-        suite: x.suite,
-        salt: x.salt,
-        secret: x.sharedSecret,
-      }));
-      try {
-        writeKeyLog(this.config.keyLog, entries, { replace: true }); // our own file, rewritten each generation
-      } catch (e) {
-        // A refused path (a symbolic link planted there) must not stop key distribution.
-        this.log.log("error", "key-log-not-written", { file: this.config.keyLog, reason: (e as Error).message });
-      }
-    }
+    this.writeOwnKeyLog(this.provisioning!.current.map(sharedEntry));
     this.emit("generation", g);
+  }
+
+  /** The config's key log (0600), rewritten whole: it is our own file. */
+  private writeOwnKeyLog(entries: KeyLogEntry[]): void {
+    if (!this.config.keyLog) return;
+    try {
+      writeKeyLog(this.config.keyLog, entries, { replace: true });
+    } catch (e) {
+      // A refused path (a symbolic link planted there) must not stop key distribution.
+      this.log.log("error", "key-log-not-written", { file: this.config.keyLog, reason: (e as Error).message });
+    }
+  }
+
+  /** group-master: make a new generation now (an operator's command). */
+  renewGroup(reason: string): void {
+    if (!this.groupMaster) throw new RegistrationError("wrong-role", "only a group master renews a group");
+    this.log.log("info", "renewal-requested", { by: "operator", reason });
+    this.groupMaster.requestRenewal(reason);
   }
 
   private answerExport(channel: Channel, peer: PeerIdentity, request: MessageOf<"export-request">): void {
@@ -382,7 +431,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         "a writer client exports ClientSecrets only: ask for one client address",
       );
     }
-    const entries: KeyLogGrant[] = this.provisioning!.current.map((g) => ({
+    const generations = this.groupMaster ? this.groupMaster.kept : this.provisioning!.current;
+    const entries: KeyLogGrant[] = generations.map((g) => ({
       keyId: g.keyId,
       suite: g.suite,
       salt: g.salt,
@@ -500,9 +550,62 @@ export class Agent extends EventEmitter<AgentEvents> {
     ]);
   }
 
+  // ---- group member ----------------------------------------------------------------------
+
+  /** group-member: join the master; keep keys across reconnects, discard them when refused. */
+  private async groupMemberLoop(at: Endpoint): Promise<void> {
+    const ca = new X509Certificate(this.material.ca);
+    const own = new Uint8Array(pemToDer(this.material.cert));
+    let backoff = RECONNECT_MIN_MS;
+    while (!this.stopped) {
+      try {
+        const { channel, peer } = await this.connect(at, ["group-master"], GROUP_FRAME_BYTES);
+        this.log.log("info", "connected", { to: peer.name, role: peer.role });
+        await followGroupMaster(channel, this.readerStore!, {
+          log: this.log,
+          ca,
+          own,
+          lifeMs: this.config.group.lifeMs,
+          seen: this.groupSeen,
+          onInstall: (keyIdHex) => {
+            backoff = RECONNECT_MIN_MS;
+            this.recordMemberGeneration(keyIdHex);
+            this.emit("installed", keyIdHex);
+          },
+        });
+        if (!this.stopped) this.log.log("warn", "group-master-lost", { retryMs: backoff });
+      } catch (e) {
+        if (this.stopped) return;
+        const code = e instanceof RegistrationError ? e.code : "error";
+        if (code === "peer-error" || code === "membership-invalid") {
+          // Dropped or refused: this member seals nothing more under what it holds.
+          this.readerStore!.discardAll();
+          this.log.log("error", "keys-discarded", { reason: (e as Error).message });
+        } else {
+          this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs: backoff });
+        }
+      }
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
+    }
+  }
+
+  /** A member's key log holds every generation it installed since it started (newest KEPT_GROUP_GENERATIONS). */
+  private recordMemberGeneration(keyIdHex: string): void {
+    const g = this.readerStore!.openingGenerations().find((x) => x.keyIdHex === keyIdHex);
+    if (!g || g.grant.kind !== "shared") return;
+    this.memberKeyLog.push({ kind: "shared", keyId: g.keyId, suite: g.suite, salt: g.salt, secret: g.grant.secret });
+    if (this.memberKeyLog.length > KEPT_GROUP_GENERATIONS) this.memberKeyLog.shift();
+    this.writeOwnKeyLog(this.memberKeyLog);
+  }
+
   // ---- connections ---------------------------------------------------------------------
 
-  private connect(at: Endpoint, roles: Role[]): Promise<{ channel: Channel; peer: PeerIdentity }> {
+  private connect(
+    at: Endpoint,
+    roles: Role[],
+    maxFrameBytes = MAX_FRAME_BYTES,
+  ): Promise<{ channel: Channel; peer: PeerIdentity }> {
     return new Promise((resolve, reject) => {
       const socket = tls.connect(clientOptions(this.material, at.host, at.port));
       socket.once("error", (e) =>
@@ -511,7 +614,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         ),
       );
       socket.once("secureConnect", () => {
-        const channel = this.track(new StreamChannel(socket));
+        const channel = this.track(new StreamChannel(socket, maxFrameBytes));
         try {
           resolve({ channel, peer: verifyPeer(socket, roles) });
         } catch (e) {
@@ -548,8 +651,36 @@ export class Agent extends EventEmitter<AgentEvents> {
       kernelKeys: this.kernelKeys ? { ...this.kernelKeys.installer.stats } : undefined,
       connections: this.gate?.stats(),
       renewals: this.provisioning ? { ...this.renewals.stats } : undefined,
+      group: this.groupMaster?.status(),
+      member: this.readerKind === "group" ? this.memberStatus() : undefined,
     };
   }
+
+  private memberStatus(): MemberStatus {
+    const sealing = this.readerStore!.sealingGeneration();
+    return {
+      master: `[${this.config.groupMaster!.host}]:${this.config.groupMaster!.port}`,
+      generation: this.groupSeen.generation || undefined,
+      sealingKeyId: sealing?.keyIdHex,
+      sealingGeneration: sealing?.generation,
+    };
+  }
+}
+
+/** How many group generations a master or member keeps in its key log and answers analyzers with. */
+const KEPT_GROUP_GENERATIONS = 256;
+
+function sharedEntry(g: Generation): KeyLogEntry {
+  return { kind: "shared", keyId: g.keyId, suite: g.suite, salt: g.salt, secret: g.sharedSecret };
+}
+
+export interface MemberStatus {
+  master: string;
+  /** The newest generation installed. */
+  generation: number | undefined;
+  /** The generation this member seals with now. */
+  sealingKeyId: string | undefined;
+  sealingGeneration: number | undefined;
 }
 
 export interface AgentStatus {
@@ -564,6 +695,10 @@ export interface AgentStatus {
   connections: AdmissionStats | undefined;
   /** A writer: renewals its readers' restarts asked for at once, and those deferred (renewal-limiter.ts). */
   renewals: RenewalLimiterStats | undefined;
+  /** A group master: the members in order, the generation, when it renews, what it refused. */
+  group: GroupStatus | undefined;
+  /** A group member: its master and the generation it seals with. */
+  member: MemberStatus | undefined;
 }
 
 function pemToDer(pem: string): Buffer {
@@ -577,7 +712,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** `pdm keys export`: ask a writer for a key log over mutual TLS, as an analyzer. */
+/** `pdm keys export`: ask a writer or a group master for a key log over mutual TLS, as an analyzer. */
 export async function fetchKeyLog(
   at: Endpoint,
   files: { ca: string; cert: string; key: string },
@@ -595,7 +730,7 @@ export async function fetchKeyLog(
   });
   const channel = new StreamChannel(socket);
   try {
-    verifyPeer(socket, ["writer-server", "writer-client"]);
+    verifyPeer(socket, ["writer-server", "writer-client", "group-master"]);
     channel.send(client ? { type: "export-request", client } : { type: "export-request" });
     const reply = await channel.receive(["key-log"]);
     return reply.entries.map((e): KeyLogEntry =>

@@ -19,6 +19,8 @@ x509.cryptoProvider.set(webcrypto as unknown as webcrypto.Crypto);
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
 const DAY_MS = 86_400_000;
 export const ROLE_URI_PREFIX = "pdm:role:";
+/** groups.md 1's release check: a SAN URI naming the SHA-256 of the pdm release the holder runs. */
+export const RELEASE_URI_PREFIX = "pdm:release:";
 
 export interface CaFiles {
   cert: string;
@@ -112,6 +114,8 @@ export interface IssueOptions {
   days?: number;
   /** Replace existing OUT.crt / OUT.key files. */
   force?: boolean;
+  /** The SHA-256 (64 hex digits) of the pdm release the holder runs (groups.md 1's release check). */
+  release?: string;
   /** For tests of refusal: a validity window that is already over. */
   notBefore?: Date;
   notAfter?: Date;
@@ -123,6 +127,10 @@ export async function issueCertificate(caDir: string, out: string, options: Issu
   if (options.addresses.length === 0) throw new UsageError("a role certificate needs at least one --addr");
   for (const a of options.addresses) if (isIP(a) === 0) throw new UsageError(`--addr "${a}" is not an IP address`);
   checkDays(options.days);
+  if (options.release !== undefined && !/^[0-9a-f]{64}$/.test(options.release))
+    throw new UsageError(
+      `--release must be 64 lowercase hex digits (a SHA-256), got "${options.release.slice(0, 80)}"`,
+    );
   const files = caFiles(caDir);
   if (!existsSync(files.key))
     throw new UsageError(`no CA in ${caDir}`, { hint: `Run "pdm ca init --dir ${caDir}" first.` });
@@ -153,6 +161,7 @@ export async function issueCertificate(caDir: string, out: string, options: Issu
       new x509.SubjectAlternativeNameExtension([
         ...options.addresses.map((value) => ({ type: "ip" as const, value })),
         { type: "url" as const, value: `${ROLE_URI_PREFIX}${options.role}` },
+        ...(options.release ? [{ type: "url" as const, value: `${RELEASE_URI_PREFIX}${options.release}` }] : []),
       ]),
       await x509.AuthorityKeyIdentifierExtension.create(ca),
     ],
@@ -182,6 +191,8 @@ export interface CertificateIdentity {
   name: string;
   fingerprint: string;
   validTo: string;
+  /** The release digest its SAN names (groups.md 1), if any. */
+  release: string | undefined;
 }
 
 /** Normalise any IP text (IPv4, IPv6, ::ffff:IPv4, the long form Node prints) to 16 bytes. */
@@ -197,8 +208,11 @@ export function certificateIdentity(certOrDer: X509Certificate | Uint8Array): Ce
   const roles: Role[] = [];
   const addresses: Uint8Array[] = [];
   let pdmAddress: Uint8Array | undefined;
+  let release: string | undefined;
   for (const entry of (cert.subjectAltName ?? "").split(/,\s*/)) {
-    if (entry.startsWith(`URI:${ROLE_URI_PREFIX}`)) {
+    if (entry.startsWith(`URI:${RELEASE_URI_PREFIX}`)) {
+      release ??= entry.slice(`URI:${RELEASE_URI_PREFIX}`.length);
+    } else if (entry.startsWith(`URI:${ROLE_URI_PREFIX}`)) {
       const role = entry.slice(`URI:${ROLE_URI_PREFIX}`.length) as Role;
       if (ROLES.includes(role)) roles.push(role);
     } else if (entry.startsWith("IP Address:")) {
@@ -211,5 +225,10 @@ export function certificateIdentity(certOrDer: X509Certificate | Uint8Array): Ce
     }
   }
   const cn = /CN=([^\n]+)/.exec(cert.subject)?.[1] ?? cert.subject;
-  return { roles, addresses, pdmAddress, name: cn, fingerprint: cert.fingerprint256, validTo: cert.validTo };
+  return { roles, addresses, pdmAddress, name: cn, fingerprint: cert.fingerprint256, validTo: cert.validTo, release };
+}
+
+/** The signature value of a certificate (its BIT STRING's bytes): what groups.md 1 hashes per member. */
+export function certificateSignature(der: Uint8Array): Uint8Array {
+  return new Uint8Array(new x509.X509Certificate(der).signature);
 }

@@ -11,6 +11,11 @@ import { messageToJson, parseMessage, type Message, type MessageOf, type Message
 
 /** Frames larger than this are refused: every real message is well under 8 KiB. */
 export const MAX_FRAME_BYTES = 64 * 1024;
+/**
+ * A member reading its group master: a group generation lists every member's
+ * certificate (up to MAX_GROUP_MEMBERS of at most 4 KiB, base64url).
+ */
+export const GROUP_FRAME_BYTES = 6 * 1024 * 1024;
 export const DEFAULT_RECEIVE_TIMEOUT_MS = 10_000;
 /** The protocol's limit on an error reply's message (messages.ts parses no longer one). */
 const MAX_ERROR_MESSAGE = 500;
@@ -27,16 +32,18 @@ export function encodeFrame(m: Message): Buffer {
 export class FrameDecoder {
   private pending: Buffer = Buffer.alloc(0);
 
+  constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
+
   /** Feed bytes; returns every complete message, or throws on the first bad frame. */
   push(chunk: Buffer): Message[] {
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     const out: Message[] = [];
     while (this.pending.length >= 4) {
       const length = this.pending.readUInt32BE(0);
-      if (length > MAX_FRAME_BYTES) {
+      if (length > this.maxFrameBytes) {
         throw new RegistrationError(
           "malformed-message",
-          `frame of ${length} bytes is larger than the ${MAX_FRAME_BYTES}-byte limit`,
+          `frame of ${length} bytes is larger than the ${this.maxFrameBytes}-byte limit`,
         );
       }
       if (this.pending.length < 4 + length) break;
@@ -147,10 +154,14 @@ export abstract class Channel {
 
 /** A channel over a connected stream (a TLS socket in the agent). */
 export class StreamChannel extends Channel {
-  private readonly decoder = new FrameDecoder();
+  private readonly decoder: FrameDecoder;
 
-  constructor(private readonly stream: Duplex) {
+  constructor(
+    private readonly stream: Duplex,
+    maxFrameBytes = MAX_FRAME_BYTES,
+  ) {
     super();
+    this.decoder = new FrameDecoder(maxFrameBytes);
     // Exchanges are several small request/reply round trips: Nagle's algorithm would
     // hold each reply for a delayed ACK (tens of ms per step).
     (stream as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
@@ -194,7 +205,7 @@ export class StreamChannel extends Channel {
 export function memoryChannelPair(): [Channel, Channel] {
   class MemoryChannel extends Channel {
     other!: MemoryChannel;
-    private readonly decoder = new FrameDecoder();
+    private readonly decoder = new FrameDecoder(GROUP_FRAME_BYTES);
     send(m: Message): void {
       if (!this.isOpen) throw new RegistrationError("closed", `cannot send ${m.type}: the channel is closed`);
       const frame = encodeFrame(m);

@@ -49,7 +49,33 @@ export interface AgentConfig {
    * another certificate is refused until this agent restarts.
    */
   writerClients?: string[];
+  /** group-member: the group master's "[addr]:port". */
+  groupMaster?: Endpoint;
+  /** group roles (groups.md 1). */
+  group: GroupConfig;
 }
+
+export interface GroupConfig {
+  /** Silence (no heartbeat) for this long drops a member, or makes a member give up its master. */
+  lifeMs: number;
+  /** group-master: a generation takes effect this long after it is made (every member's scrypt fits in). */
+  leadMs: number;
+  /** group-master: how long a member has to acknowledge a generation. */
+  ackTimeoutMs: number;
+  /** group-master: the connection must come from an address the member's certificate names. */
+  addressBinding: boolean;
+  /** group-master: the pdm release digests members may run (unset: not checked). */
+  releases: string[] | undefined;
+  maxMembers: number;
+}
+
+export const GROUP_DEFAULTS = {
+  lifeSeconds: 6,
+  leadSeconds: 3,
+  ackTimeoutSeconds: 10,
+  addressBinding: true,
+  maxMembers: 1024,
+};
 
 const FIELDS = new Set([
   "name",
@@ -67,6 +93,8 @@ const FIELDS = new Set([
   "datapath",
   "connections",
   "writerClients",
+  "groupMaster",
+  "group",
 ]);
 
 export const CONFIG_DEFAULTS = { provisionLeadSeconds: 2, graceSeconds: 30, ackTimeoutSeconds: 2, keys: 4 };
@@ -128,6 +156,9 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     fail("roles", "one agent cannot be both writer-server and writer-client");
   if (roles.includes("reader-server") && roles.includes("reader-client"))
     fail("roles", "one agent cannot be both reader-server and reader-client");
+  const grouped = roles.filter((r) => r === "group-master" || r === "group-member");
+  if (grouped.length > 0 && roles.length > 1)
+    fail("roles", `${grouped[0]} stands alone: a group master or member plays no other role in the same agent`);
   const has = (r: Role): boolean => roles.includes(r as AgentRole);
 
   if (typeof c.tls !== "object" || c.tls === null) fail("tls", "expected an object with ca, cert and key paths");
@@ -139,8 +170,12 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
   const listen = endpoint("listen");
   const writerServer = endpoint("writerServer");
   const writerClient = endpoint("writerClient");
-  if ((has("writer-server") || has("writer-client")) && !listen)
-    fail("listen", 'a writer role needs listen: "[addr]:port"');
+  if ((has("writer-server") || has("writer-client") || has("group-master")) && !listen)
+    fail("listen", `a ${has("group-master") ? "group master" : "writer role"} needs listen: "[addr]:port"`);
+  const groupMaster = endpoint("groupMaster");
+  if (has("group-member") && !groupMaster)
+    fail("groupMaster", 'a group-member needs its group master\'s "[addr]:port"');
+  if (groupMaster && !has("group-member")) fail("groupMaster", "only a group-member connects to a group master");
   if (has("writer-client") && !writerServer)
     fail("writerServer", 'a writer-client needs the writer server\'s "[addr]:port"');
   if (has("reader-server") && !has("writer-server") && !writerServer)
@@ -206,6 +241,52 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     datapath: c.datapath === undefined ? undefined : datapathOf(c.datapath, roles, fail),
     admission: admissionOf(c.connections, fail),
     writerClients: c.writerClients === undefined ? undefined : writerClientsOf(c.writerClients, roles, fail),
+    groupMaster,
+    group: groupOf(c.group, roles, fail),
+  };
+}
+
+function groupOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): GroupConfig {
+  const master = roles.includes("group-master");
+  if (v !== undefined && !master && !roles.includes("group-member"))
+    fail("group", "only a group-master or group-member has group settings");
+  if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v)))
+    fail("group", 'expected an object such as {"lifeSeconds": 6}');
+  const o = (v ?? {}) as Record<string, unknown>;
+  const masterOnly = ["leadSeconds", "ackTimeoutSeconds", "addressBinding", "releases", "maxMembers"];
+  const known = ["lifeSeconds", ...masterOnly];
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) fail(`group.${k}`, `unknown field (known: ${known.join(", ")})`);
+    if (!master && masterOnly.includes(k)) fail(`group.${k}`, "a group master's setting (this agent is a member)");
+  }
+  const seconds = (field: string, fallback: number, min: number, max: number): number => {
+    const s = o[field] ?? fallback;
+    return typeof s === "number" && s >= min && s <= max
+      ? Math.round(s * 1000)
+      : fail(`group.${field}`, `expected seconds in [${min}, ${max}]`);
+  };
+  const binding = o.addressBinding ?? GROUP_DEFAULTS.addressBinding;
+  if (typeof binding !== "boolean") fail("group.addressBinding", "expected true or false");
+  let releases: string[] | undefined;
+  if (o.releases !== undefined) {
+    if (!Array.isArray(o.releases) || o.releases.length === 0 || o.releases.length > 64)
+      fail("group.releases", "expected 1 to 64 release digests (64 hex digits each, from pdm ca release)");
+    releases = (o.releases as unknown[]).map((r, i) =>
+      typeof r === "string" && /^[0-9a-f]{64}$/.test(r)
+        ? r
+        : fail(`group.releases[${i}]`, "expected 64 lowercase hex digits (a SHA-256)"),
+    );
+  }
+  const maxMembers = o.maxMembers ?? GROUP_DEFAULTS.maxMembers;
+  if (typeof maxMembers !== "number" || !Number.isInteger(maxMembers) || maxMembers < 1 || maxMembers > 1024)
+    fail("group.maxMembers", "expected an integer in [1, 1024]");
+  return {
+    lifeMs: seconds("lifeSeconds", GROUP_DEFAULTS.lifeSeconds, 0.3, 3600),
+    leadMs: seconds("leadSeconds", GROUP_DEFAULTS.leadSeconds, 0, 3600),
+    ackTimeoutMs: seconds("ackTimeoutSeconds", GROUP_DEFAULTS.ackTimeoutSeconds, 0.1, 3600),
+    addressBinding: binding as boolean,
+    releases,
+    maxMembers: maxMembers as number,
   };
 }
 
@@ -253,7 +334,10 @@ function datapathOf(
   const o = v as Record<string, unknown>;
   for (const k of Object.keys(o)) if (k !== "interface") fail(`datapath.${k}`, "unknown field");
   if (typeof o.interface !== "string" || o.interface === "") fail("datapath.interface", "expected an interface name");
-  if (!roles.includes("reader-server") && !roles.includes("reader-client"))
-    fail("datapath", "only a reader role stamps and reads, so only it installs keys into a data path");
+  if (!roles.includes("reader-server") && !roles.includes("reader-client") && !roles.includes("group-member"))
+    fail(
+      "datapath",
+      "only a reader role or a group member stamps and reads, so only it installs keys into a data path",
+    );
   return { interface: o.interface as string };
 }

@@ -22,7 +22,14 @@ export type RefusalCode =
   | "invalid-provision" // a provision a reader cannot install
   | "timeout" // the peer stopped answering
   | "closed" // the connection ended mid-exchange
-  | "peer-error"; // the peer refused us (its code is in the message)
+  | "peer-error" // the peer refused us (its code is in the message)
+  // group master mode (groups.md 1)
+  | "release-not-allowed" // the member's certificate names no release, or one not in the master's allow-list
+  | "replayed-join" // a second member-join on one connection
+  | "group-full" // the group has its configured number of members
+  | "membership-invalid" // a generation's certificate list fails its checks (CA, validity, role, order, us missing)
+  | "heartbeat-missed" // a member or the master said nothing for `life`
+  | "member-replaced"; // the same member connected again: the older connection is closed
 
 export class RegistrationError extends PdmError {
   constructor(

@@ -2,12 +2,33 @@
 // the Agent, reader key stores and the KeySink the kernel data path plugs into.
 
 export { Agent, fetchKeyLog } from "./agent.ts";
-export type { AgentStatus } from "./agent.ts";
-export { initCa, issueCertificate, caFiles, certificateIdentity, ROLE_URI_PREFIX } from "./certs.ts";
+export type { AgentStatus, MemberStatus } from "./agent.ts";
+export {
+  initCa,
+  issueCertificate,
+  caFiles,
+  certificateIdentity,
+  certificateSignature,
+  ROLE_URI_PREFIX,
+  RELEASE_URI_PREFIX,
+} from "./certs.ts";
 export type { IssueOptions, CaInitOptions, CertificateIdentity } from "./certs.ts";
-export { readAgentConfig, parseAgentConfig, AGENT_ROLES, CONFIG_DEFAULTS } from "./config.ts";
-export type { AgentConfig, AgentRole, Endpoint } from "./config.ts";
-export { Channel, StreamChannel, memoryChannelPair, encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from "./channel.ts";
+export { readAgentConfig, parseAgentConfig, AGENT_ROLES, CONFIG_DEFAULTS, GROUP_DEFAULTS } from "./config.ts";
+export type { AgentConfig, AgentRole, Endpoint, GroupConfig } from "./config.ts";
+export {
+  Channel,
+  StreamChannel,
+  memoryChannelPair,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME_BYTES,
+  GROUP_FRAME_BYTES,
+} from "./channel.ts";
+export { GroupMaster } from "./group-master.ts";
+export type { GroupMasterOptions, GroupMasterStats, GroupStatus } from "./group-master.ts";
+export { followGroupMaster, checkMembership } from "./group-member.ts";
+export type { GroupMemberOptions } from "./group-member.ts";
+export { releaseDigest } from "./release.ts";
 export { RegistrationError, ConfigError } from "./errors.ts";
 export type { RefusalCode } from "./errors.ts";
 export { grantFor, lifetimeMs, maxKriAgeMs, rotationFor } from "./generation.ts";
@@ -22,7 +43,7 @@ export {
 export { streamLogger, memoryLogger, silentLogger } from "./log.ts";
 export type { Logger, LogFields } from "./log.ts";
 export { parseMessage, messageToJson, ROLES, PROTOCOL_VERSION } from "./messages.ts";
-export type { Message, Role, RotationAttributes, SecretGrant } from "./messages.ts";
+export type { Message, MessageOf, Role, RotationAttributes, SecretGrant } from "./messages.ts";
 export { ProvisioningService, followWriter } from "./provisioning.ts";
 export type { ReaderPeer } from "./provisioning.ts";
 export { ReaderKeyStore } from "./reader-keys.ts";

@@ -10,7 +10,8 @@
 // would any analyzer's key log.)
 //
 // Which ClientSecret (keys.md 4): the reader-client end of the flow. A reader client is
-// that end itself; for a reader server it is the other end.
+// that end itself; for a reader server it is the other end. Between group members,
+// which have no client end, it is the lower of the two addresses, the same at both ends.
 //
 // Which AEAD: the data path's (`pdm attach --aead`, AES-128-GCM unless told otherwise).
 // A generation whose suite has another AEAD gives the kernel no keys, and says why once.
@@ -26,7 +27,7 @@ const sameAddress = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).eq
 
 export function readerStkSource(
   store: ReaderKeyStore,
-  kind: "server" | "client",
+  kind: "server" | "client" | "group",
   ownAddress: Uint8Array | undefined,
   aead: number = AeadId.Aes128Gcm,
   onProblem: (message: string) => void = () => {},
@@ -39,6 +40,9 @@ export function readerStkSource(
     if (kind === "client") {
       if (!ownAddress || !sameAddress(local, ownAddress)) return undefined; // not this reader client's flow
       client = local;
+    } else if (kind === "group") {
+      // Group members have no client end: both ends take the lower address (protocol notes).
+      client = Buffer.compare(Buffer.from(local), Buffer.from(remote)) <= 0 ? local : remote;
     } else {
       client = remote;
     }

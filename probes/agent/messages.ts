@@ -51,7 +51,23 @@ export type Message =
   | { type: "renew-request"; reason: string }
   | { type: "export-request"; client?: Uint8Array }
   | { type: "key-log"; entries: KeyLogGrant[] }
-  | { type: "error"; code: string; message: string };
+  | { type: "error"; code: string; message: string }
+  // group master mode (groups.md 1)
+  | { type: "member-join"; holds: Uint8Array[]; generation: number }
+  | {
+      type: "group-generation";
+      generation: number;
+      seed: Uint8Array;
+      /** ms since the epoch, hashed into the master key: the generation's effectiveAt. */
+      timestamp: number;
+      salt: Uint8Array;
+      suite: Suite;
+      effectiveAt: number;
+      rotation: RotationAttributes;
+      /** The members' certificates (DER), in membership order. */
+      members: Uint8Array[];
+    }
+  | { type: "heartbeat" };
 
 export type MessageType = Message["type"];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
@@ -118,6 +134,22 @@ export function messageToJson(m: Message): Record<string, unknown> {
       };
     case "error":
       return { ...out, code: m.code, message: m.message };
+    case "member-join":
+      return { ...out, holds: m.holds.map(b64), generation: m.generation };
+    case "group-generation":
+      return {
+        ...out,
+        generation: m.generation,
+        seed: b64(m.seed),
+        timestamp: m.timestamp,
+        salt: b64(m.salt),
+        suite: suiteJson(m.suite),
+        effectiveAt: m.effectiveAt,
+        rotation: { ...m.rotation },
+        members: m.members.map(b64),
+      };
+    case "heartbeat":
+      return out;
   }
 }
 
@@ -234,11 +266,14 @@ function parseRotation(f: Fields): RotationAttributes {
 
 function parseGrant(f: Fields): SecretGrant {
   const kind = f.oneOf("kind", ["shared", "client"] as const);
-  const secret = f.bytes("secret", 32);
+  // 16 bytes: a group generation's SharedSecret for AES-128-GCM (groups.md 1).
+  const secret = kind === "shared" ? f.bytes("secret", [16, 32]) : f.bytes("secret", 32);
   return kind === "shared" ? { kind, secret } : { kind, clientAddress: f.address("clientAddress"), secret };
 }
 
 const TIME_MAX = 8.64e15; // the largest Date, in ms
+/** The most members one group generation lists (a frame of them fits GROUP_FRAME_BYTES). */
+export const MAX_GROUP_MEMBERS = 1024;
 const MAX_HPKE_KEY = 133; // uncompressed P-521 point; X25519 and P-256 are shorter
 
 /** Validate an untrusted JSON value as a Message; throws RegistrationError naming the field. */
@@ -322,6 +357,29 @@ export function parseMessage(value: unknown): Message {
       };
     case "error":
       return { type, code: f.string("code", 64), message: f.string("message", 500) };
+    case "member-join":
+      return {
+        type,
+        holds: f.array("holds", 8).map((h, i) => decodeB64(h, `holds[${i}]`, 8, 8)),
+        generation: f.integer("generation", 0, 0xffff_ffff),
+      };
+    case "group-generation": {
+      const members = f.array("members", MAX_GROUP_MEMBERS).map((d, i) => decodeB64(d, `members[${i}]`, 64, 4096));
+      if (members.length === 0) throw new RegistrationError("malformed-message", "members: expected at least one");
+      return {
+        type,
+        generation: f.integer("generation", 1, 0xffff_ffff),
+        seed: f.bytes("seed", 32),
+        timestamp: f.integer("timestamp", 0, TIME_MAX),
+        salt: f.bytes("salt", 32),
+        suite: f.suite("suite"),
+        effectiveAt: f.integer("effectiveAt", 0, TIME_MAX),
+        rotation: parseRotation(f.object("rotation")),
+        members,
+      };
+    }
+    case "heartbeat":
+      return { type };
     default:
       throw new RegistrationError("malformed-message", `type: unknown message type ${describeValue(type)}`);
   }

@@ -78,9 +78,14 @@ export interface PeerIdentity extends CertificateIdentity {
 
 /**
  * Check the peer of an established TLS connection: chain to our CA, validity, one of
- * `allowedRoles`, and the connection's address among the certificate's IP SANs.
+ * `allowedRoles`, and the connection's address among the certificate's IP SANs
+ * (unless `bindAddress` is false: a group master configured without address binding).
  */
-export function verifyPeer(socket: tls.TLSSocket, allowedRoles: readonly Role[], remoteAddress?: string): PeerIdentity {
+export function verifyPeer(
+  socket: tls.TLSSocket,
+  allowedRoles: readonly Role[],
+  options: { remoteAddress?: string; bindAddress?: boolean } = {},
+): PeerIdentity {
   const cert = socket.getPeerX509Certificate(); // cheaper than getPeerCertificate(), which builds a whole object
   if (!cert) throw new RegistrationError("no-certificate", "the peer presented no certificate");
   if (!socket.authorized) {
@@ -104,8 +109,9 @@ export function verifyPeer(socket: tls.TLSSocket, allowedRoles: readonly Role[],
       `the peer's certificate is for ${has}; here only ${allowedRoles.join(" or ")} may connect`,
     );
   }
-  const remote = remoteAddress ?? socket.remoteAddress ?? "";
+  const remote = options.remoteAddress ?? socket.remoteAddress ?? "";
   const bytes = ipTo16(remote);
+  if (options.bindAddress === false) return { ...identity, role, remoteAddress: remote };
   if (!bytes || !identity.addresses.some((a) => Buffer.from(a).equals(Buffer.from(bytes)))) {
     const named = identity.addresses.map(formatIpv6Address).join(", ");
     throw new RegistrationError(

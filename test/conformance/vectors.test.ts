@@ -9,13 +9,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
+import { scrypt as nobleScrypt } from "@noble/hashes/scrypt.js";
 import { gcm } from "@noble/ciphers/aes.js";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import {
   hex,
   decodePdmOption,
   deriveClientSecret,
+  deriveGroupSecretKey,
   deriveKeyId,
+  groupMasterKey,
   deriveStk,
   encodeDeltaNs,
   encodeDestOptionsHeader,
@@ -214,5 +217,52 @@ describe("option vectors", () => {
       assert.ok(decoded.ok);
       assert.deepEqual(decoded.value, { layout: c.layout, ...c.fields });
     }
+  });
+});
+
+describe("group-key vectors (groups.md 1)", () => {
+  const v = load("group-key.json");
+  const inputsOf = (c: { seed: string; generation: number; timestamp: number; signatures: string[] }) => ({
+    seed: bytes(c.seed),
+    generation: c.generation,
+    timestamp: c.timestamp,
+    signatures: c.signatures.map(bytes),
+  });
+  it("node:crypto core reproduces every master key, SK and keyId", async () => {
+    assert.equal(v.cases.length, 2);
+    for (const c of v.cases) {
+      const master = groupMasterKey(inputsOf(c));
+      assert.equal(hex(master), c.master);
+      const sk = await deriveGroupSecretKey(master, bytes(c.salt), c.suite.aead);
+      assert.equal(hex(sk), c.sk);
+      assert.equal(sk.length, c.suite.aead === 1 ? 16 : 32);
+      assert.equal(hex(deriveKeyId(c.suite.kdf, sk, bytes(c.salt))), c.keyId);
+    }
+  });
+  it("@noble/hashes SHA-256 and scrypt, built from groups.md alone, agree", () => {
+    for (const c of v.cases) {
+      const count = be(c.signatures.length, 4);
+      const master = sha256(
+        concat(bytes(c.seed), be(c.generation, 8), be(c.timestamp, 8), ...c.signatures.map(bytes), count),
+      );
+      assert.equal(hex(master), c.master);
+      const sk = nobleScrypt(master, bytes(c.salt), { N: 2 ** 17, r: 8, p: 1, dkLen: c.suite.aead === 1 ? 16 : 32 });
+      assert.equal(hex(sk), c.sk);
+      assert.equal(hex(nobleHkdf(c.suite.kdf, sk, bytes(c.salt), ascii("pdmv2 key id"), 8)), c.keyId);
+    }
+  });
+  it("a change of any input, or of the members' order, changes the master key", () => {
+    const c = v.cases[0];
+    const base = inputsOf(c);
+    const variants = [
+      { ...base, generation: base.generation + 1 },
+      { ...base, timestamp: base.timestamp + 1 },
+      { ...base, signatures: [...base.signatures].reverse() },
+      { ...base, signatures: base.signatures.slice(1) },
+      { ...base, seed: bytes(c.salt) },
+    ];
+    const seen = new Set([hex(groupMasterKey(base))]);
+    for (const x of variants) seen.add(hex(groupMasterKey(x)));
+    assert.equal(seen.size, variants.length + 1);
   });
 });
