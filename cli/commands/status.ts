@@ -64,7 +64,7 @@ function renderAgentStatus(file: AgentStatusFile): string {
       `  renews next: ${at(g.renewsAt)} (rotation period; sooner on a join, a leave, a member's request, pdm keys renew)`,
       `  renewals ${g.stats.renewals}, joins ${g.stats.joins}, leaves ${g.stats.leaves}, dropped ${g.stats.dropped}` +
         (g.stats.lastRenewalMs !== undefined
-          ? `, last renewal ${g.stats.lastRenewalMs} ms (scrypt ${g.stats.lastScryptMs} ms)`
+          ? `, last renewal ${g.stats.lastRenewalMs} ms (scrypt ${g.stats.lastScryptMs} ms, longest event-loop stall ${g.stats.lastRenewalLoopStallMs ?? "-"} ms)`
           : ""),
       `  refused: ${
         Object.entries(g.stats.refused)

@@ -78,6 +78,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** group-member: the highest generation seen, and every generation installed (for its key log). */
   private readonly groupSeen = { generation: 0 };
   private readonly memberKeyLog: KeyLogEntry[] = [];
+  /** group-member: the connection to the master, while there is one. */
+  private groupLink: Channel | undefined;
+  private kriReportedAt = 0;
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
   private kernelKeys: KernelKeys | undefined;
   /** Ends the kernel-keys loop's wait at once (stop). */
@@ -186,7 +189,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     const notice = (message: string): void =>
       this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
     const source = (aead: number) =>
-      readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn);
+      readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn, () =>
+        this.reportKriRunningOut(),
+      );
     let waiting = false;
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
@@ -561,6 +566,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       try {
         const { channel, peer } = await this.connect(at, ["group-master"], GROUP_FRAME_BYTES);
         this.log.log("info", "connected", { to: peer.name, role: peer.role });
+        this.groupLink = channel;
         await followGroupMaster(channel, this.readerStore!, {
           log: this.log,
           ca,
@@ -588,6 +594,17 @@ export class Agent extends EventEmitter<AgentEvents> {
       await sleep(backoff);
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
     }
+  }
+
+  /**
+   * group-member: a flow's Kri space is running out, so ask the master for a new
+   * generation (at most once a minute: every flow near the end asks at once).
+   */
+  private reportKriRunningOut(): void {
+    if (this.readerKind !== "group" || Date.now() - this.kriReportedAt < 60_000) return;
+    this.kriReportedAt = Date.now();
+    if (this.groupLink?.isOpen) this.groupLink.send({ type: "renew-request", reason: "kri-exhausted" });
+    this.log.log("warn", "kri-running-out", { action: "asked the group master for a new generation" });
   }
 
   /** A member's key log holds every generation it installed since it started (newest KEPT_GROUP_GENERATIONS). */

@@ -15,6 +15,7 @@
 // lost) never seals again under a key it used before. So every join renews.
 
 import { randomBytes } from "node:crypto";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import {
   deriveGroupSecretKey,
@@ -78,6 +79,8 @@ export interface GroupMasterStats {
   /** The last renewal: from its cause to every member's acknowledgement, and the scrypt alone. */
   lastRenewalMs: number | undefined;
   lastScryptMs: number | undefined;
+  /** The longest the event loop (heartbeats, acks, other members) waited during the last renewal. */
+  lastRenewalLoopStallMs: number | undefined;
 }
 
 export interface GroupStatus {
@@ -109,6 +112,7 @@ export class GroupMaster {
     refused: {},
     lastRenewalMs: undefined,
     lastScryptMs: undefined,
+    lastRenewalLoopStallMs: undefined,
   };
 
   constructor(private readonly options: GroupMasterOptions) {
@@ -243,6 +247,18 @@ export class GroupMaster {
       options.log.log("info", "group-empty", { why: reasons.join("; ") });
       return;
     }
+    const loop = monitorEventLoopDelay({ resolution: 5 });
+    loop.enable();
+    try {
+      await this.makeGeneration(ordered, reasons, started);
+    } finally {
+      loop.disable();
+      this.stats.lastRenewalLoopStallMs = Math.round(loop.max / 1e5) / 10;
+    }
+  }
+
+  private async makeGeneration(ordered: Member[], reasons: string[], started: number): Promise<void> {
+    const { options } = this;
     const generation = this.nextGeneration++;
     const seed = new Uint8Array(randomBytes(GROUP_SEED_LENGTH));
     const salt = new Uint8Array(randomBytes(GROUP_SALT_LENGTH));

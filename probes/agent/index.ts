@@ -51,3 +51,4 @@ export type { KeySink, ReaderGeneration } from "./reader-keys.ts";
 export { RegistrationServer, register } from "./registration.ts";
 export { parseEndpoint, verifyPeer, loadTlsMaterial, clientOptions } from "./tls.ts";
 export type { TlsFiles } from "./tls.ts";
+export { readerStkSource, KRI_RUNNING_OUT } from "./kernel-keys.ts";

@@ -25,15 +25,22 @@ import { existsSync } from "node:fs";
 
 const sameAddress = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
 
+/** A flow's own Kri at or above this has used all but 2^16 of its 2^32 values. */
+export const KRI_RUNNING_OUT = 0xffff_0000;
+
 export function readerStkSource(
   store: ReaderKeyStore,
   kind: "server" | "client" | "group",
   ownAddress: Uint8Array | undefined,
   aead: number = AeadId.Aes128Gcm,
   onProblem: (message: string) => void = () => {},
+  onKriRunningOut: (sender: FlowTuple) => void = () => {},
 ): StkSource {
   let toldMismatch = false;
   return (sender: FlowTuple, kri: number, side: "own" | "peer"): Stk | undefined => {
+    // A flow of ours near the end of its 32-bit Kri space: a group member asks for a new
+    // generation (groups.md 1, the seed's "if packet number overlap: use new (SK, nonce)").
+    if (side === "own" && kri >= KRI_RUNNING_OUT) onKriRunningOut(sender);
     const local = side === "own" ? sender.src : sender.dst;
     const remote = side === "own" ? sender.dst : sender.src;
     let client: Uint8Array;

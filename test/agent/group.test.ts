@@ -10,10 +10,22 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { deriveGroupSecretKey, deriveKeyId, groupMasterKey, hex, orderMembers, readKeyLog } from "../../pdm/index.ts";
+import {
+  AeadId,
+  deriveGroupSecretKey,
+  deriveKeyId,
+  groupMasterKey,
+  hex,
+  orderMembers,
+  parseIpv6Address,
+  readKeyLog,
+} from "../../pdm/index.ts";
 import {
   certificateSignature,
   checkMembership,
+  readerStkSource,
+  KRI_RUNNING_OUT,
+  ReaderKeyStore,
   fetchKeyLog,
   initCa,
   type Agent,
@@ -283,6 +295,48 @@ describe("group master mode", { concurrency: false }, () => {
     await initCa(otherCa);
     const foreign = derOf(await d.issue("foreign", "group-member", ["::1"], {}, otherCa));
     refuse([foreign], foreign, /not issued by our CA/);
+  });
+
+  it("two members derive the same key for a flow at its two ends; a flow near Kri's end asks for a generation", () => {
+    const generation = {
+      type: "provision" as const,
+      keyId: new Uint8Array(8).fill(1),
+      generation: 1,
+      effectiveAt: 0,
+      suite: { kem: 0x20, kdf: 1, aead: AeadId.Aes128Gcm },
+      salt: new Uint8Array(32).fill(3),
+      rotation: { criticality: "critical" as const, keys: 2, periodMs: 300_000 },
+      grant: { kind: "shared" as const, secret: new Uint8Array(16).fill(4) },
+      sealAllowed: true,
+    };
+    const asked: string[] = [];
+    const sourceOf = () => {
+      const store = new ReaderKeyStore({ kind: "server", graceMs: 1000 });
+      store.install(generation);
+      return readerStkSource(
+        store,
+        "group",
+        undefined,
+        AeadId.Aes128Gcm,
+        () => {},
+        (f) => asked.push(hex(f.src)),
+      );
+    };
+    const [a, b] = [sourceOf(), sourceOf()];
+    for (const [x, y] of [
+      ["fd00::9", "fd00::2"],
+      ["fd00::2", "fd00::9"],
+    ]) {
+      const flow = { src: parseIpv6Address(x!), dst: parseIpv6Address(y!), sport: 4000, dport: 7000, proto: 17 };
+      // The sender seals ("own"), the receiver opens ("peer"): the same STK.
+      assert.deepEqual(a(flow, 5, "own")!.key, b(flow, 5, "peer")!.key, `${x} -> ${y}`);
+      assert.notDeepEqual(a(flow, 5, "own")!.key, a(flow, 6, "own")!.key);
+    }
+    assert.deepEqual(asked, []);
+    const flow = { src: parseIpv6Address("fd00::9"), dst: parseIpv6Address("fd00::2"), sport: 1, dport: 2, proto: 17 };
+    a(flow, KRI_RUNNING_OUT, "own");
+    b(flow, KRI_RUNNING_OUT, "peer"); // the receiver's side is not its Kri space
+    assert.equal(asked.length, 1);
   });
 
   it("an analyzer exports every generation the master made; a restarted master continues above them", async () => {

@@ -4,6 +4,7 @@
 
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import {
   chmodSync,
@@ -52,6 +53,50 @@ describe("pdm ca, agent and keys export", () => {
     r = pdm("ca", "issue", "--dir", ca, "--role", "reader-server", "--addr", "not-an-ip", "-o", join(dir, "x"));
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--addr "not-an-ip" is not an IP address/);
+  });
+
+  it("names this host's release in a group member's certificate (--release self), and checks a given one", () => {
+    const ca = join(dir, "ca");
+    const release = pdm("ca", "release");
+    assert.equal(release.status, 0, release.stderr);
+    const digest = release.stdout.trim();
+    assert.match(digest, /^[0-9a-f]{64}$/);
+    let r = pdm(
+      "ca",
+      "issue",
+      "--dir",
+      ca,
+      "--role",
+      "group-member",
+      "--addr",
+      "::1",
+      "-o",
+      join(dir, "gm1"),
+      "--release",
+      "self",
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const san = new X509Certificate(readFileSync(join(dir, "gm1.crt"))).subjectAltName ?? "";
+    assert.ok(san.includes(`URI:pdm:role:group-member`) && san.includes(`URI:pdm:release:${digest}`), san);
+    r = pdm(
+      "ca",
+      "issue",
+      "--dir",
+      ca,
+      "--role",
+      "group-member",
+      "--addr",
+      "::1",
+      "-o",
+      join(dir, "gm2"),
+      "--release",
+      "12ab",
+    );
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--release must be 64 lowercase hex digits/);
+    r = pdm("keys", "renew", "--agent", join(dir, "no-such.status"));
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /cannot read the agent status file .*ENOENT/);
   });
 
   it("checks --days, tightens an existing CA directory, and never writes keys through a link", () => {
@@ -124,6 +169,37 @@ describe("pdm ca, agent and keys export", () => {
       [
         { roles: ["reader-server"], writerServer: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, ackTimeout: 3 },
         /ackTimeout: unknown field/,
+      ],
+      [{ roles: ["group-member"], tls: { ca: "a", cert: "b", key: "c" } }, /groupMaster: a group-member needs/],
+      [
+        { roles: ["group-master", "reader-server"], listen: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" } },
+        /roles: group-master stands alone/,
+      ],
+      [
+        { roles: ["group-master"], listen: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, group: { life: 6 } },
+        /group\.life: unknown field \(known: lifeSeconds,/,
+      ],
+      [
+        {
+          roles: ["group-member"],
+          groupMaster: "[::1]:1",
+          tls: { ca: "a", cert: "b", key: "c" },
+          group: { releases: ["ab"] },
+        },
+        /group\.releases: a group master's setting/,
+      ],
+      [
+        {
+          roles: ["group-master"],
+          listen: "[::1]:1",
+          tls: { ca: "a", cert: "b", key: "c" },
+          group: { releases: ["ab"] },
+        },
+        /group\.releases\[0\]: expected 64 lowercase hex digits/,
+      ],
+      [
+        { roles: ["writer-server"], listen: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, group: {} },
+        /group: only a group-master or group-member has group settings/,
       ],
     ];
     for (const [config, want] of cases) {

@@ -12,6 +12,7 @@
 
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
@@ -185,8 +186,33 @@ describe("group master mode: five members in namespaces, protected layout", { sk
       assert.ok(droppedAfterMs >= 3000, `dropped after ${droppedAfterMs} ms, not before life`);
       m4.agent!.child.kill("SIGCONT");
       const g5 = await oneGeneration(lan, lan.members, g4);
+
+      // An operator's renewal, through the master's status file; pdm status --agent shows the group.
+      const renew = spawnSync(process.execPath, [PDM_BIN, "keys", "renew", "--agent", lan.master.statusFile], {
+        encoding: "utf8",
+      });
+      assert.equal(renew.status, 0, renew.stderr);
+      assert.match(renew.stdout, new RegExp(`asked the group master "gm" \\(pid \\d+\\) for a new generation`));
+      const g6 = await oneGeneration(lan, lan.members, g5);
+      const shown = spawnSync(process.execPath, [PDM_BIN, "status", "--agent", lan.master.statusFile], {
+        encoding: "utf8",
+      });
+      assert.equal(shown.status, 0, shown.stderr);
+      const order = lan.status(lan.master)!.group!.members.map((m) => m.name);
+      assert.match(shown.stdout, new RegExp(`group: generation ${g6} \\(keyId [0-9a-f]{16}\\)`));
+      assert.match(shown.stdout, /members \(5, in membership order\):/);
+      assert.match(shown.stdout, new RegExp(order.map((n, i) => `${i + 1}\\. ${n} `).join("[^]*")));
+      assert.match(shown.stdout, /refused: heartbeat-missed 1\n/, "m4, silent while stopped");
+      const memberShown = spawnSync(process.execPath, [PDM_BIN, "status", "--agent", m1.statusFile], {
+        encoding: "utf8",
+      });
+      assert.match(
+        memberShown.stdout,
+        new RegExp(`group member of \\[${lan.master.addr}\\]:4500: newest generation ${g6}, sealing with ${g6}`),
+      );
+      console.log(shown.stdout.replace(/^/gm, "# "));
       console.log(
-        `# generations: ${g1} (five members), ${g2} (m5 left), ${g3} (m5 back), ${g4} (m4 stopped, dropped after ${droppedAfterMs} ms), ${g5} (m4 resumed)`,
+        `# generations: ${g1} (five members), ${g2} (m5 left), ${g3} (m5 back), ${g4} (m4 stopped, dropped after ${droppedAfterMs} ms), ${g5} (m4 resumed), ${g6} (operator)`,
       );
 
       // The master's key log opens everything, across the generations.
