@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: deb setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics profile-datapath clean
+.PHONY: deb setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics bench-group profile-datapath clean
 
 setup:
 	bash scripts/setup.sh
@@ -53,6 +53,11 @@ bench-live:
 # The fleet metrics' cost: samples/s into the histograms, scrape time, memory with many peers.
 bench-metrics:
 	node --import tsx bench/metrics.bench.ts
+
+# Group master mode: time from a membership change until every member seals with the
+# new generation (10 members in namespaces, 100 simulated in one process), memory.
+bench-group:
+	node --import tsx bench/group.bench.ts
 
 # Each eBPF program's instructions as the kernel accepted it, per layout (root): compare
 # two builds with node --import tsx bench/bpf-instructions.ts OTHER_BUILD_DIR.

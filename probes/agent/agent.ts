@@ -23,7 +23,7 @@ import { hex, type KeyLogEntry, formatIpv6Address, writeKeyLog } from "../../pdm
 import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
 import { Channel, GROUP_FRAME_BYTES, MAX_FRAME_BYTES, StreamChannel, memoryChannelPair } from "./channel.ts";
 import { GroupMaster, type GroupStatus } from "./group-master.ts";
-import { followGroupMaster } from "./group-member.ts";
+import { followGroupMaster, type CheckedCertificate } from "./group-member.ts";
 import type { AgentConfig, Endpoint } from "./config.ts";
 import { RegistrationError } from "./errors.ts";
 import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
@@ -143,6 +143,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         ackTimeoutMs: config.group.ackTimeoutMs,
         releases: config.group.releases,
         maxMembers: config.group.maxMembers,
+        gatherMs: config.group.gatherMs,
         keep: KEPT_GROUP_GENERATIONS,
         log: this.log,
         onGeneration: (g) => {
@@ -561,6 +562,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async groupMemberLoop(at: Endpoint): Promise<void> {
     const ca = new X509Certificate(this.material.ca);
     const own = new Uint8Array(pemToDer(this.material.cert));
+    const checked = new Map<string, CheckedCertificate>();
     let backoff = RECONNECT_MIN_MS;
     while (!this.stopped) {
       try {
@@ -573,6 +575,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           own,
           lifeMs: this.config.group.lifeMs,
           seen: this.groupSeen,
+          checked,
           onInstall: (keyIdHex) => {
             backoff = RECONNECT_MIN_MS;
             this.recordMemberGeneration(keyIdHex);

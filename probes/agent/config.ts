@@ -67,6 +67,8 @@ export interface GroupConfig {
   /** group-master: the pdm release digests members may run (unset: not checked). */
   releases: string[] | undefined;
   maxMembers: number;
+  /** group-master: changes closer together than this make one renewal (hosts booting together). */
+  gatherMs: number;
 }
 
 export const GROUP_DEFAULTS = {
@@ -75,6 +77,7 @@ export const GROUP_DEFAULTS = {
   ackTimeoutSeconds: 10,
   addressBinding: true,
   maxMembers: 1024,
+  gatherSeconds: 0.05,
 };
 
 const FIELDS = new Set([
@@ -253,7 +256,7 @@ function groupOf(v: unknown, roles: AgentRole[], fail: (field: string, why: stri
   if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v)))
     fail("group", 'expected an object such as {"lifeSeconds": 6}');
   const o = (v ?? {}) as Record<string, unknown>;
-  const masterOnly = ["leadSeconds", "ackTimeoutSeconds", "addressBinding", "releases", "maxMembers"];
+  const masterOnly = ["leadSeconds", "ackTimeoutSeconds", "addressBinding", "releases", "maxMembers", "gatherSeconds"];
   const known = ["lifeSeconds", ...masterOnly];
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) fail(`group.${k}`, `unknown field (known: ${known.join(", ")})`);
@@ -287,6 +290,7 @@ function groupOf(v: unknown, roles: AgentRole[], fail: (field: string, why: stri
     addressBinding: binding as boolean,
     releases,
     maxMembers: maxMembers as number,
+    gatherMs: seconds("gatherSeconds", GROUP_DEFAULTS.gatherSeconds, 0, 60),
   };
 }
 

@@ -26,7 +26,19 @@ export interface GroupMemberOptions {
   seen: { generation: number };
   onInstall?: (keyIdHex: string, generation: number) => void;
   now?: () => number;
+  /** Certificates already checked (CA signature, role) and their signature values, kept across generations. */
+  checked?: Map<string, CheckedCertificate>;
 }
+
+/** What checking a certificate found once; its validity period is compared with the clock each time. */
+export interface CheckedCertificate {
+  signature: Uint8Array;
+  validFrom: number;
+  validTo: number;
+}
+
+/** A member forgets the certificates it checked beyond this many (a group has at most 1024). */
+const MAX_CHECKED = 4096;
 
 /**
  * Join the master and install every generation it sends, until the channel closes
@@ -106,30 +118,44 @@ export async function followGroupMaster(
  */
 export function checkMembership(
   members: readonly Uint8Array[],
-  options: Pick<GroupMemberOptions, "ca" | "own" | "now">,
+  options: Pick<GroupMemberOptions, "ca" | "own" | "now" | "checked">,
 ): Uint8Array[] {
   const now = (options.now ?? Date.now)();
   const invalid = (i: number, why: string): never => {
     throw new RegistrationError("membership-invalid", `member ${i + 1} of ${members.length}: ${why}`);
   };
+  const checked = options.checked ?? new Map<string, CheckedCertificate>();
   let previous: Buffer | undefined;
   let ours = false;
   const signatures: Uint8Array[] = [];
   members.forEach((der, i) => {
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(der);
-    } catch {
-      return invalid(i, "not a certificate");
-    }
-    if (!cert.checkIssued(options.ca) || !cert.verify(options.ca.publicKey)) invalid(i, "not issued by our CA");
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) invalid(i, "outside its validity period");
-    if (!certificateIdentity(cert).roles.includes("group-member")) invalid(i, "not a group-member certificate");
     const key = memberOrderKey(der);
     if (previous && Buffer.compare(previous, key) >= 0) invalid(i, "out of order (or listed twice)");
     previous = key;
+    const id = key.toString("hex");
+    let c = checked.get(id);
+    if (!c) {
+      // Once per certificate: the CA's signature and the role (about 0.8 ms); a group
+      // of hundreds renews often, and its membership changes little.
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(der);
+      } catch {
+        return invalid(i, "not a certificate");
+      }
+      if (!cert.checkIssued(options.ca) || !cert.verify(options.ca.publicKey)) invalid(i, "not issued by our CA");
+      if (!certificateIdentity(cert).roles.includes("group-member")) invalid(i, "not a group-member certificate");
+      c = {
+        signature: certificateSignature(der),
+        validFrom: Date.parse(cert.validFrom),
+        validTo: Date.parse(cert.validTo),
+      };
+      if (checked.size >= MAX_CHECKED) checked.clear();
+      checked.set(id, c);
+    }
+    if (now < c.validFrom || now > c.validTo) invalid(i, "outside its validity period");
     if (Buffer.from(options.own).equals(Buffer.from(der))) ours = true;
-    signatures.push(certificateSignature(der));
+    signatures.push(c.signature);
   });
   if (!ours) throw new RegistrationError("membership-invalid", "this member is not in the generation's membership");
   return signatures;

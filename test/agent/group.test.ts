@@ -287,6 +287,20 @@ describe("group master mode", { concurrency: false }, () => {
           return true;
         },
       );
+    // Checked once per certificate, but its validity against the clock every time.
+    const checked = new Map();
+    checkMembership([x!.der, y!.der], { ca, own: derOf(m1.cert), checked });
+    assert.equal(checked.size, 2);
+    assert.throws(
+      () =>
+        checkMembership([x!.der, y!.der], {
+          ca,
+          own: derOf(m1.cert),
+          checked,
+          now: () => Date.now() + 400 * 86_400_000,
+        }),
+      /outside its validity period/,
+    );
     refuse([y!.der, x!.der], derOf(m1.cert), /out of order/);
     refuse([x!.der, x!.der], derOf(m1.cert), /out of order/);
     refuse([derOf(m1.cert)], derOf(m2.cert), /not in the generation/);
