@@ -166,14 +166,16 @@ async function inProcess(): Promise<void> {
     const wall = (Date.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const s = gm.status().group!.stats;
-    // scrypt's share of the machine: the scrypts of this renewal (each at its cost measured
-    // alone) against every core's time over the renewal.
-    const scryptShare = (((members.length + 1) * singleScryptMs) / 1000 / (wall * cpus().length)) * 100;
+    // scrypt's share of the process's CPU time: this renewal's scrypts, each at the cost of
+    // one alone (the least of three, this machine being shared), against the CPU it used.
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+    const scryptSeconds = ((members.length + 1) * singleScryptMs) / 1000;
+    const scryptShare = (scryptSeconds / cpuSeconds) * 100;
     rows.push(
       `| ${simulated} simulated, one process: a member leaves | ${members.length} | ${wall.toFixed(2)} s | | ${s.lastRenewalMs} ms | ${s.lastScryptMs} ms | ${s.lastRenewalLoopStallMs} ms |`,
     );
     notes.push(
-      `${simulated} simulated members: ${members.length + 1} scrypts of ${singleScryptMs} ms each (measured alone) = ${(((members.length + 1) * singleScryptMs) / 1000).toFixed(1)} s of one core, ${scryptShare.toFixed(0)} % of the ${cpus().length} cores' time over the renewal's ${wall.toFixed(1)} s (process CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s); the event-loop stall in this row is the whole process's (a hundred members' work shares the master's loop); peak RSS of the process ${Math.round(process.resourceUsage().maxRSS / 1024)} MB`,
+      `${simulated} simulated members: ${members.length + 1} scrypts of ${singleScryptMs} ms each = ${scryptSeconds.toFixed(1)} s of CPU, ${scryptShare.toFixed(0)} % of the ${cpuSeconds.toFixed(1)} s the process used over the renewal's ${wall.toFixed(1)} s on ${cpus().length} cores; the event-loop stall in this row is the whole process's (a hundred members' work shares the master's loop); peak RSS of the process ${Math.round(process.resourceUsage().maxRSS / 1024)} MB`,
     );
   } finally {
     await d.cleanup();
@@ -183,10 +185,16 @@ async function inProcess(): Promise<void> {
 let singleScryptMs = 0;
 {
   const { deriveGroupSecretKey } = await import("../pdm/index.ts");
-  const t0 = performance.now();
-  await deriveGroupSecretKey(new Uint8Array(32), new Uint8Array(32), 3);
-  singleScryptMs = Math.round(performance.now() - t0);
-  notes.push(`one scrypt (N = ${GROUP_SCRYPT.N}, r = ${GROUP_SCRYPT.r}) alone: ${singleScryptMs} ms`);
+  const times: number[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const t0 = performance.now();
+    await deriveGroupSecretKey(new Uint8Array(32), new Uint8Array(32), 3);
+    times.push(Math.round(performance.now() - t0));
+  }
+  singleScryptMs = Math.min(...times);
+  notes.push(
+    `one scrypt (N = ${GROUP_SCRYPT.N}, r = ${GROUP_SCRYPT.r}) alone: ${times.join(", ")} ms (least: ${singleScryptMs})`,
+  );
 }
 const skip = datapathSkipReason();
 if (skip) notes.push(`namespaces skipped: ${skip}`);

@@ -21,6 +21,8 @@ export interface DemoContext {
   say(line: string): void;
   /** "  12.3 s": the time since the demo started, for the start of a line. */
   elapsed(): string;
+  /** Group master mode (groups.md 1): every host a group member, the master at the router. */
+  group: boolean;
 }
 
 /** Thrown when a step shows the machine cannot run the live demo at all (not a bug in a run). */

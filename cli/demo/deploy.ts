@@ -1,13 +1,23 @@
 // The live demo's first half: everything deployed and running, as an operator would
 // deploy it. The network (namespaces, delay bridges, the router's capture), a private
 // CA with one certificate per role, the six registration agents until the four readers
-// are provisioned, and the eBPF programs attached on every reader host.
+// are provisioned, and the eBPF programs attached on every reader host. In group mode
+// the six hosts are group members and the router runs their group master.
 
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { initCa, issueCertificate } from "../../probes/agent/index.ts";
-import type { Lab, LabProcess } from "../../lab/index.ts";
-import { DEMO_HOSTS, DEMO_PORTS, DEMO_ROTATION, ROUTER_CLIENT_LAN, SERVER_LINKS, host } from "./plan.ts";
+import { initCa, issueCertificate, releaseDigest } from "../../probes/agent/index.ts";
+import type { LabProcess } from "../../lab/index.ts";
+import {
+  DEMO_HOSTS,
+  DEMO_PORTS,
+  DEMO_ROTATION,
+  GROUP_DEMO,
+  ROUTER_CLIENT_LAN,
+  SERVER_LINKS,
+  host,
+  type DemoHost,
+} from "./plan.ts";
 import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF, type DemoTopology } from "./topology.ts";
 import { DELAY_BRIDGE, DEMO_AEAD, DemoUnavailable, PDM, type DemoContext } from "./context.ts";
 import { KeyExports } from "./key-exports.ts";
@@ -18,8 +28,10 @@ export interface Deployment {
   capture: LabProcess;
   agents: Map<string, LabProcess>;
   keyExports: KeyExports;
-  /** Generations the writer client registered, in order (a renewal adds one). */
+  /** Generations the writer client registered (or the group master made), in order (a renewal adds one). */
   generations: number[];
+  /** Group mode: the group master's agent and status file. */
+  master?: { agent: LabProcess; statusFile: string };
   files: { capture: string; keys: string; report: string; png: string };
 }
 
@@ -54,26 +66,47 @@ export async function deploy(ctx: DemoContext): Promise<Deployment> {
   say(`[${elapsed()}] capturing at the router on ${ROUTER_CAPTURE_IF} -> ${files.capture}`);
 
   const pki = await makePki(ctx);
-  const agents = startAgents(lab, topo.ns, out);
-  const keyExports = new KeyExports(ctx, topo.router, pki);
+  const agents = startAgents(ctx, topo.ns, out);
   const generations: number[] = [];
-  agents.get("wc")!.onStderrLine((line) => {
-    const m = /\bregistered\b.*\bgeneration=(\d+)/.exec(line);
-    if (!m) return;
-    generations.push(Number(m[1]));
-    if (generations.length > 1) {
-      say(
-        `[${elapsed()}] writers renewed the keys: generation ${m[1]} registered; readers get it before it takes effect (make-before-break)`,
-      );
-      // once the writer server holds it (its reader-server provisioning follows the registration)
-      setTimeout(() => keyExports.export(`g${m[1]}`), 1000);
-    }
-  });
-  await Promise.all(READERS.map((h) => agents.get(h.name)!.waitFor(/provision-installed/, 40_000)));
-  keyExports.export("g1");
-  say(
-    `[${elapsed()}] agents: writer client registered with the writer server (mutual TLS 1.3 + HPKE); 4 readers provisioned`,
-  );
+  let master: Deployment["master"];
+  let keyExports: KeyExports;
+  if (ctx.group) {
+    master = startGroupMaster(ctx, topo.router, out);
+    keyExports = new KeyExports(ctx, topo.router, pki, `[${GROUP_DEMO.masterAddr}]:${DEMO_PORTS.agent}`);
+    master.agent.onStderrLine((line) => {
+      const m = /\bgroup-renewed\b.*\bgeneration=(\d+) .*\bmembers=(\d+) .*\bwhy=("[^"]*"|\S+)/.exec(line);
+      if (!m) return;
+      generations.push(Number(m[1]));
+      const why = m[3]!.replace(/^"|"$/g, "");
+      say(`[${elapsed()}] group master: generation ${m[1]} for ${m[2]} members (${why}), make-before-break`);
+      if (generations.length > 1) setTimeout(() => keyExports.export(`g${m[1]}`), 500);
+    });
+    await master.agent.waitFor(new RegExp(`group-renewed .*members=${DEMO_HOSTS.length}`), 60_000);
+    await Promise.all(READERS.map((h) => agents.get(h.name)!.waitFor(/group-generation-installed/, 40_000)));
+    keyExports.export("g1");
+    say(
+      `[${elapsed()}] agents: ${DEMO_HOSTS.length} group members admitted by the group master at the router (mutual TLS 1.3, certificates naming this pdm release); each recomputed the generation from the membership (SHA-256 over the members' certificate signatures, then scrypt) and confirmed it by keyId`,
+    );
+  } else {
+    keyExports = new KeyExports(ctx, topo.router, pki, `[${host("ws").addr}]:${DEMO_PORTS.agent}`);
+    agents.get("wc")!.onStderrLine((line) => {
+      const m = /\bregistered\b.*\bgeneration=(\d+)/.exec(line);
+      if (!m) return;
+      generations.push(Number(m[1]));
+      if (generations.length > 1) {
+        say(
+          `[${elapsed()}] writers renewed the keys: generation ${m[1]} registered; readers get it before it takes effect (make-before-break)`,
+        );
+        // once the writer server holds it (its reader-server provisioning follows the registration)
+        setTimeout(() => keyExports.export(`g${m[1]}`), 1000);
+      }
+    });
+    await Promise.all(READERS.map((h) => agents.get(h.name)!.waitFor(/provision-installed/, 40_000)));
+    keyExports.export("g1");
+    say(
+      `[${elapsed()}] agents: writer client registered with the writer server (mutual TLS 1.3 + HPKE); 4 readers provisioned`,
+    );
+  }
   say(
     `           shortened for the demo: key rotation period ${DEMO_ROTATION.periodSeconds} s, ${DEMO_ROTATION.keys} keys per generation (renewal every ~${DEMO_ROTATION.periodSeconds * DEMO_ROTATION.keys - 2} s); Kri rotates every ${DEMO_ROTATION.packetsPerKri} packets per flow`,
   );
@@ -85,7 +118,7 @@ export async function deploy(ctx: DemoContext): Promise<Deployment> {
   say(
     `           each reader agent installs its host's keys as the kernel asks for them; no key leaves a host, and the router sees no PDM field in clear.`,
   );
-  return { topo, bridges, capture, agents, keyExports, generations, files };
+  return { topo, bridges, capture, agents, keyExports, generations, files, master };
 }
 
 /** One user-space delay bridge per reader server's link (this kernel has no netem). */
@@ -110,54 +143,127 @@ async function startDelayBridges(ctx: DemoContext, topo: DemoTopology): Promise<
   return bridges;
 }
 
-/** A private CA, one certificate per agent, one for the router as analyzer. */
+/** A private CA, one certificate per agent, one for the router as analyzer (and in group mode as master). */
 async function makePki(ctx: DemoContext): Promise<string> {
   const pki = join(ctx.out, "pki");
   await initCa(pki, { name: "pdm demo CA", days: 1, force: true });
+  // Group members name the pdm release they run; the master allows only it.
+  const release = ctx.group ? releaseDigest() : undefined;
   for (const h of DEMO_HOSTS)
-    await issueCertificate(pki, join(pki, h.name), { role: h.role, addresses: [h.addr], days: 1, force: true });
+    await issueCertificate(pki, join(pki, h.name), {
+      role: ctx.group ? "group-member" : h.role,
+      addresses: [h.addr],
+      name: ctx.group ? h.name : undefined,
+      days: 1,
+      force: true,
+      release,
+    });
   await issueCertificate(pki, join(pki, "analyzer"), {
     role: "analyzer",
     addresses: [ROUTER_CLIENT_LAN, "fd00:de:10::1"],
     days: 1,
     force: true,
   });
-  ctx.say(`[${ctx.elapsed()}] private CA and 7 certificates (ECDSA P-256, files 0600) in ${pki}`);
+  if (ctx.group) {
+    await issueCertificate(pki, join(pki, "gm"), {
+      role: "group-master",
+      addresses: [GROUP_DEMO.masterAddr],
+      days: 1,
+      force: true,
+    });
+  }
+  ctx.say(
+    `[${ctx.elapsed()}] private CA and ${DEMO_HOSTS.length + (ctx.group ? 2 : 1)} certificates (ECDSA P-256, files 0600) in ${pki}`,
+  );
   return pki;
 }
 
+/**
+ * Group agents run at a lower priority: each renewal's seven scrypts (0.7 s of a core
+ * each) would otherwise hold both of this machine's cores from the applications being
+ * measured, and their answers would come late. On separate hosts one scrypt per host
+ * does not matter; an operator may nice the agent all the same.
+ */
+const GROUP_NICE = (ctx: DemoContext): string[] => (ctx.group ? ["nice", "-n", "10"] : []);
+
 /** Writes the agents' configs and starts one agent per host. */
-function startAgents(lab: Lab, ns: Record<string, string>, out: string): Map<string, LabProcess> {
-  const ws = `[${host("ws").addr}]:${DEMO_PORTS.agent}`;
-  const wc = `[${host("wc").addr}]:${DEMO_PORTS.agent}`;
+function startAgents(ctx: DemoContext, ns: Record<string, string>, out: string): Map<string, LabProcess> {
   const agents = new Map<string, LabProcess>();
   for (const h of DEMO_HOSTS) {
-    const config: Record<string, unknown> = {
-      name: h.name,
-      roles: [h.role],
-      tls: { ca: "../pki/ca.crt", cert: `../pki/${h.name}.crt`, key: `../pki/${h.name}.key` },
-    };
-    if (h.role === "writer-server") {
-      config.listen = ws;
-      config.rotation = {
-        criticality: "important",
-        keys: DEMO_ROTATION.keys,
-        periodSeconds: DEMO_ROTATION.periodSeconds,
-      };
-    }
-    if (h.role === "writer-client") Object.assign(config, { listen: wc, writerServer: ws });
-    // No "suites": the default one (X25519, HKDF-SHA256, AES-128-GCM), which the data path
-    // seals with the kernel's AES; on a kernel without BPF crypto kfuncs, ChaCha20-Poly1305.
-    if (h.role.startsWith("writer") && DEMO_AEAD === "chacha20-poly1305") config.suites = ["0020:0001:0003"];
-    if (h.role === "reader-server") config.writerServer = ws;
-    if (h.role === "reader-client") config.writerClient = wc;
-    if (h.role.startsWith("reader")) config.datapath = { interface: HOST_IF };
-    const file = join(out, "agents", `${h.name}.json`);
-    writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
-    chmodSync(file, 0o600);
-    agents.set(h.name, lab.start(ns[h.name]!, `agent ${h.name}`, [...PDM, "agent", "-c", file]));
+    const config = ctx.group ? memberConfig(h) : roleConfig(h);
+    const file = writeConfig(out, h.name, config);
+    agents.set(
+      h.name,
+      ctx.lab.start(ns[h.name]!, `agent ${h.name}`, [...GROUP_NICE(ctx), ...PDM, "agent", "-c", file]),
+    );
   }
   return agents;
+}
+
+function writeConfig(out: string, name: string, config: object): string {
+  const file = join(out, "agents", `${name}.json`);
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+  chmodSync(file, 0o600);
+  return file;
+}
+
+const tlsOf = (name: string) => ({ ca: "../pki/ca.crt", cert: `../pki/${name}.crt`, key: `../pki/${name}.key` });
+const ROTATION = { criticality: "important", keys: DEMO_ROTATION.keys, periodSeconds: DEMO_ROTATION.periodSeconds };
+
+/** The writer/reader deployment's agent of one host (keys.md). */
+function roleConfig(h: DemoHost): Record<string, unknown> {
+  const ws = `[${host("ws").addr}]:${DEMO_PORTS.agent}`;
+  const wc = `[${host("wc").addr}]:${DEMO_PORTS.agent}`;
+  const config: Record<string, unknown> = { name: h.name, roles: [h.role], tls: tlsOf(h.name) };
+  if (h.role === "writer-server") Object.assign(config, { listen: ws, rotation: ROTATION });
+  if (h.role === "writer-client") Object.assign(config, { listen: wc, writerServer: ws });
+  // No "suites": the default one (X25519, HKDF-SHA256, AES-128-GCM), which the data path
+  // seals with the kernel's AES; on a kernel without BPF crypto kfuncs, ChaCha20-Poly1305.
+  if (h.role.startsWith("writer") && DEMO_AEAD === "chacha20-poly1305") config.suites = ["0020:0001:0003"];
+  if (h.role === "reader-server") config.writerServer = ws;
+  if (h.role === "reader-client") config.writerClient = wc;
+  if (h.role.startsWith("reader")) config.datapath = { interface: HOST_IF };
+  return config;
+}
+
+/** Group mode: every host a member; those with a data path install its keys. */
+function memberConfig(h: DemoHost): Record<string, unknown> {
+  return {
+    name: h.name,
+    roles: ["group-member"],
+    tls: tlsOf(h.name),
+    groupMaster: `[${GROUP_DEMO.masterAddr}]:${DEMO_PORTS.agent}`,
+    group: { lifeSeconds: GROUP_DEMO.lifeSeconds },
+    ...(READERS.includes(h) ? { datapath: { interface: HOST_IF } } : {}),
+  };
+}
+
+/** Group mode: the group master, at the router, allowing only the release this demo runs. */
+function startGroupMaster(ctx: DemoContext, routerNs: string, out: string): { agent: LabProcess; statusFile: string } {
+  const statusFile = join(out, "agents", "gm.status");
+  const file = writeConfig(out, "gm", {
+    name: "gm",
+    roles: ["group-master"],
+    tls: tlsOf("gm"),
+    listen: `[${GROUP_DEMO.masterAddr}]:${DEMO_PORTS.agent}`,
+    rotation: ROTATION,
+    suites: [DEMO_AEAD === "aes-128-gcm" ? "0020:0001:0001" : "0020:0001:0003"],
+    group: {
+      lifeSeconds: GROUP_DEMO.lifeSeconds,
+      leadSeconds: GROUP_DEMO.leadSeconds,
+      releases: [releaseDigest()],
+    },
+  });
+  const agent = ctx.lab.start(routerNs, "group master", [
+    ...GROUP_NICE(ctx),
+    ...PDM,
+    "agent",
+    "-c",
+    file,
+    "--status-file",
+    statusFile,
+  ]);
+  return { agent, statusFile };
 }
 
 /** `pdm attach` on every reader host; a kernel without the eBPF features is a machine limit, not a failed run. */

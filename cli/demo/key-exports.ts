@@ -1,10 +1,9 @@
-// The router, as an authorized analyzer, exports the key log at each renewal: writers
-// forget old generations, and the capture holds packets sealed under each of them. At
+// The router, as an authorized analyzer, exports the key log at each renewal (from the
+// writer server, or the group master): writers forget old generations, and the capture holds packets sealed under each of them. At
 // the end the exports are merged into one key log.
 
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DEMO_PORTS, host } from "./plan.ts";
 import { PDM, type DemoContext } from "./context.ts";
 
 export class KeyExports {
@@ -15,6 +14,8 @@ export class KeyExports {
     private readonly ctx: DemoContext,
     private readonly routerNs: string,
     private readonly pki: string,
+    /** The writer server, or in group mode the group master. */
+    private readonly from: string,
   ) {}
 
   /** Start an export named `tag` (keys-TAG.log); a failed one only loses what it would have added. */
@@ -26,7 +27,7 @@ export class KeyExports {
       "keys",
       "export",
       "--writer",
-      `[${host("ws").addr}]:${DEMO_PORTS.agent}`,
+      this.from,
       "--ca",
       join(this.pki, "ca.crt"),
       "--cert",

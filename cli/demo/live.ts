@@ -10,6 +10,10 @@
 //     router as an authorized analyzer, the capture analyzed: table, report.html, PNG;
 //  4. compare (compare.ts): measured against injected;
 //  and teardown of everything, also on Ctrl-C, SIGTERM or failure.
+//
+// With `group`, the six hosts are group members of a group master at the router
+// (groups.md 1), and one member is removed half-way through the workload: the group
+// renews without it, and the measurement must go on without a gap.
 
 import { resolve } from "node:path";
 import { Interrupted, packageRoot } from "../../pdm/index.ts";
@@ -19,6 +23,7 @@ import { driveWorkload, startServers } from "./drive.ts";
 import { measure } from "./measure.ts";
 import { compareWithInjected } from "./compare.ts";
 import type { DemoContext } from "./context.ts";
+import { groupWentOn, removeMemberMidRun } from "./group.ts";
 
 export { DemoUnavailable } from "./context.ts";
 
@@ -28,6 +33,8 @@ export interface LiveDemoOptions {
   /** Where the capture, key log, report, PNG, certificates and logs go. */
   outDir: string;
   say: (line: string) => void;
+  /** Group master mode: every host a member, one removed mid-run. */
+  group?: boolean;
 }
 
 export interface LiveDemoResult {
@@ -47,6 +54,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
     out: resolve(opts.outDir),
     say,
     elapsed: () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s`,
+    group: opts.group ?? false,
   };
 
   // Ctrl-C or kill: take everything down at once (the step in progress then fails, its
@@ -73,14 +81,17 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
   try {
     const d = await step(() => deploy(ctx));
     const servers = await step(() => startServers(ctx, d.topo));
+    const removal = ctx.group ? removeMemberMidRun(ctx, d, opts.duration) : undefined;
     await step(() => driveWorkload(ctx, d.topo, opts.duration));
+    const removedAt = await removal;
     const { result, kriFlips } = await step(() => measure(ctx, d, servers));
 
     const renewals = Math.max(0, d.generations.length - 1);
     say(
       `\nduring the run: ${renewals} key renewal(s) (generations ${d.generations.join(", ") || "none"}); ${kriFlips} Kri rotations seen in the capture (F bit flips)`,
     );
-    const ok = compareWithInjected(result, say) && renewals > 0 && kriFlips > 0;
+    let ok = compareWithInjected(result, say) && renewals > 0 && kriFlips > 0;
+    if (ctx.group) ok = groupWentOn(ctx, result, removedAt) && ok;
     if (renewals === 0) say("expected at least one key renewal during the run: make the run longer (--duration)");
     if (kriFlips === 0) say("expected at least one Kri rotation during the run: make the run longer (--duration)");
     say(

@@ -32,6 +32,10 @@ export async function measure(ctx: DemoContext, d: Deployment, servers: LabProce
   say(`\n[${elapsed()}] pdm status -i eth0 on rc1:`);
   say(indent(lab.run(d.topo.ns.rc1!, [...PDM, "status", "-i", HOST_IF]).trimEnd()));
 
+  if (d.master) {
+    say(`\n[${elapsed()}] pdm status --agent ${d.master.statusFile} (the group master, at the router):`);
+    say(indent(lab.run(d.topo.router, [...PDM, "status", "--agent", d.master.statusFile]).trimEnd()));
+  }
   d.keyExports.export("end");
   await d.keyExports.mergeInto(d.files.keys);
   say(
@@ -40,6 +44,11 @@ export async function measure(ctx: DemoContext, d: Deployment, servers: LabProce
 
   await lab.stop(d.capture, "SIGINT");
   for (const s of servers) await lab.stop(s);
+  if (d.master) {
+    // The master first: members stopping one by one would each make a generation.
+    await lab.stop(d.master.agent);
+    writeFileSync(join(out, "logs", "gm.log"), d.master.agent.output().stderr, { mode: 0o600 });
+  }
   for (const [name, a] of d.agents) {
     await lab.stop(a);
     writeFileSync(join(out, "logs", `${name}.log`), a.output().stderr, { mode: 0o600 });

@@ -75,6 +75,24 @@ export const WORKLOADS: ClientWorkload[] = [
   { client: "rc2", server: "rs2" },
 ];
 
+/**
+ * Group mode (`pdm demo --group`): every host is a group member and the router runs
+ * the group master; this member is removed half-way through the workload. It carries
+ * no workload, so the measurement must go on across the renewal without a gap.
+ */
+export const GROUP_DEMO = {
+  masterAddr: ROUTER_CLIENT_LAN,
+  removed: "wc",
+  lifeSeconds: 3,
+  leadSeconds: 2,
+  /**
+   * The longest a workload flow may go without a measurement. Its traffic runs every
+   * 100-200 ms, but a lost UDP answer waits 1 s and the next answer pairs with nothing;
+   * a renewal that broke sealing or opening would stop samples for seconds.
+   */
+  maxGapSeconds: 2.5,
+};
+
 /** Shortened periods so rotation and renewal happen within a short run. */
 export const DEMO_ROTATION = {
   /** Kernel: Kri (and the F bit) rotate after this many packets per flow and direction. */

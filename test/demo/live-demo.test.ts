@@ -87,6 +87,23 @@ describe("pdm demo (live)", { skip, concurrency: false }, () => {
     assert.equal(statSync(join(out, "pki", "ca.key")).mode & 0o777, 0o600);
     assert.deepEqual(leftovers(), []);
   });
+
+  it("--group: six members of one group, one removed half-way, the group renews and measurement goes on", async () => {
+    const r = await demo(["--group", "--duration", "16", "-o", out]);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /6 group members admitted by the group master/);
+    assert.match(r.stdout, /group master: generation \d+ for 6 members/);
+    assert.match(r.stdout, /removing group member wc/);
+    assert.match(r.stdout, /group master: generation \d+ for 5 members \(wc left\)/);
+    assert.match(r.stdout, /members \(5, in membership order\):/);
+    assert.match(
+      r.stdout,
+      /group mode: 6 flows measured; [1-9]\d* samples after wc was removed; .*measurement went on across the renewal/,
+    );
+    assert.equal(r.stdout.match(/ injected .* measured .* error .* ok$/gm)?.length, 18, r.stdout);
+    assert.match(r.stdout, /every figure within its tolerance/);
+    assert.deepEqual(leftovers(), []);
+  });
 });
 
 describe("pdm demo without root", () => {
