@@ -58,13 +58,13 @@ describe("group master mode", { concurrency: false }, () => {
     d.agent("gm", ["group-master"], gmCert, {
       listen: port ? `[::1]:${port}` : true,
       keyLog: join(d.dir, "gm.keys"),
-      extra: { group: { lifeSeconds: 1.5, leadSeconds: 0.5, ackTimeoutSeconds: 8, releases: [RELEASE] } },
+      extra: { group: { lifeSeconds: 2.5, leadSeconds: 0.5, ackTimeoutSeconds: 8, releases: [RELEASE] } },
     });
   const startMember = async (name: string, cert?: CertFiles): Promise<Agent> => {
     cert ??= await d.issue(name, "group-member", ["::1"], { release: RELEASE });
     const agent = await d.agent(name, ["group-member"], cert, {
       keyLog: join(d.dir, `${name}.keys`),
-      extra: { groupMaster: `[::1]:${gm.port}`, group: { lifeSeconds: 1.5 } },
+      extra: { groupMaster: `[::1]:${gm.port}`, group: { lifeSeconds: 2.5 } },
     });
     members.set(name, { agent, cert });
     return agent;
@@ -232,6 +232,8 @@ describe("group master mode", { concurrency: false }, () => {
     // A member acknowledging another keyId than the master's is dropped.
     const f = await rawConnect(gm.port!, raw);
     f.channel.send({ type: "member-join", holds: [], generation: 0 });
+    // It heartbeats as a member does: the renewal's scrypts may take longer than `life`.
+    const beat = setInterval(() => f.channel.isOpen && f.channel.send({ type: "heartbeat" }), 300);
     const g = await f.channel.receive(["group-generation", "heartbeat"], 10_000).then(async function next(m): Promise<
       MessageOf<"group-generation">
     > {
@@ -240,7 +242,9 @@ describe("group master mode", { concurrency: false }, () => {
         : next(await f.channel.receive(["group-generation", "heartbeat"], 10_000));
     });
     f.channel.send({ type: "ack", keyId: new Uint8Array(8).fill(7), generation: g.generation });
-    await expectRefusal(f.channel, "key-id-mismatch", /derived keyId 0707070707070707/);
+    await expectRefusal(f.channel, "key-id-mismatch", /derived keyId 0707070707070707/).finally(() =>
+      clearInterval(beat),
+    );
     assert.ok(masterLog().some((l) => l.includes("member-dropped") && l.includes("code=key-id-mismatch")));
     await eventually("m1 and m2 settled after the raw member went", settled(["m1", "m2"]), 40_000);
   });
@@ -250,7 +254,7 @@ describe("group master mode", { concurrency: false }, () => {
     const silent = await d.issue("silent", "group-member", ["::1"], { release: RELEASE });
     const { channel } = await rawConnect(gm.port!, silent);
     channel.send({ type: "member-join", holds: [], generation: 0 });
-    // It never answers; life is 1.5 s, while the renewal its join caused runs m1's, m2's and
+    // It never answers; life is 2.5 s, while the renewal its join caused runs m1's, m2's and
     // the master's scrypt (about 0.7 s of a core each) in this one process.
     const reply = await (async function wait(): Promise<MessageOf<"error">> {
       const m = await channel.receive(["error", "group-generation", "heartbeat"], 10_000);
@@ -262,6 +266,20 @@ describe("group master mode", { concurrency: false }, () => {
     assert.ok(gm.status().group!.stats.leaves > before);
     // m1 and m2 answered heartbeats throughout: neither was dropped.
     assert.ok(!masterLog().some((l) => l.includes("heartbeat-missed") && /member=m[12]\b|peer=m[12]\b/.test(l)));
+  });
+
+  it("a member that heartbeats but never acknowledges is dropped after the ack timeout", async () => {
+    const lazy = await d.issue("lazy", "group-member", ["::1"], { release: RELEASE });
+    const { channel } = await rawConnect(gm.port!, lazy);
+    channel.send({ type: "member-join", holds: [], generation: 0 });
+    const beat = setInterval(() => channel.isOpen && channel.send({ type: "heartbeat" }), 300);
+    try {
+      await expectRefusal(channel, "provision-unacknowledged", /no acknowledgement of generation \d+ within 8000 ms/);
+    } finally {
+      clearInterval(beat);
+    }
+    assert.ok(masterLog().some((l) => l.includes("member-dropped") && l.includes("member=lazy")));
+    await eventually("m1 and m2 settled after the lazy member", settled(["m1", "m2"]), 40_000);
   });
 
   it("a member checks the listed certificates and recomputes the master's SK", async () => {
