@@ -125,13 +125,20 @@ export class GroupLan {
   }
 
   /** Start a member's agent; with `datapath`, it installs the keys of the data path on its eth0. */
-  startMember(m: LanHost, opts: { datapath?: boolean; lifeSeconds?: number } = {}): LabProcess {
+  startMember(
+    m: LanHost,
+    opts: { datapath?: boolean; lifeSeconds?: number; distributed?: Record<string, unknown>; suite?: string } = {},
+  ): LabProcess {
     this.writeConfig(m, {
       name: m.name,
       roles: ["group-member"],
       tls: m.tls,
-      groupMaster: this.masterEndpoint,
       keyLog: m.keyLog,
+      // Distributed mode (groups.md 2): no master; the members' own protocol on eth0.
+      ...(opts.distributed
+        ? { distributed: { interface: LAN_IF, address: m.addr, ...opts.distributed } }
+        : { groupMaster: this.masterEndpoint }),
+      ...(opts.suite ? { suites: [opts.suite] } : {}),
       ...(opts.lifeSeconds ? { group: { lifeSeconds: opts.lifeSeconds } } : {}),
       ...(opts.datapath ? { datapath: { interface: LAN_IF } } : {}),
     });

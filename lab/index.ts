@@ -15,3 +15,4 @@ export {
 export { startDelayBridge, type DelayBridge, type DelayBridgeOptions } from "./delay-bridge.ts";
 export { Deployment, rawConnect, eventually, type CertFiles } from "./deployment.ts";
 export { GroupLan, LAN_IF, type LanHost } from "./group-lan.ts";
+export { KspBus, seededRandom, type BusMember, type BusOptions } from "./ksp-bus.ts";

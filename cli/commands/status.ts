@@ -82,6 +82,16 @@ function renderAgentStatus(file: AgentStatusFile): string {
     lines.push(
       `  group member of ${m.master}: newest generation ${m.generation ?? "none yet"}, sealing with ${m.sealingGeneration ?? "none"}${m.sealingKeyId ? ` (keyId ${m.sealingKeyId})` : ""}`,
     );
+    const d = m.distributed;
+    if (d) {
+      const drops = Object.entries({ ...d.dropped, ...d.refused }).filter(([, v]) => v > 0);
+      lines.push(
+        `  distributed: member id ${d.memberId}, MI ${d.mi}, MN ${d.mn}; key server ${d.keyServer ?? "none elected"}${d.isKeyServer ? " (this member)" : ""}`,
+        `  live: ${d.live.join(", ") || "none"}; potential: ${d.potential.join(", ") || "none"}`,
+        `  generations: ${d.generations.map((g) => `${g.generation} (${g.keyId}${g.sealing ? ", sealing" : ", receiving"})`).join(", ") || "none"}`,
+        `  dropped: ${drops.map(([k, v]) => `${k} ${v}`).join(", ") || "none"}`,
+      );
+    }
   }
   if (s.generations.length) {
     lines.push(`  generations held: ${s.generations.map((g) => `${g.generation} (${g.keyId})`).join(", ")}`);

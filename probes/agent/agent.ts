@@ -14,7 +14,8 @@
 // A reader role next to its own writer role is fed in-process (same messages, no TLS).
 
 import { EventEmitter } from "node:events";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createHash } from "node:crypto";
+import { KspMember, fileKnMemory, readConnectivityKeys } from "../ksp/index.ts";
 import type net from "node:net";
 import tls from "node:tls";
 import { AdmissionGate, type AdmissionStats } from "./admission.ts";
@@ -24,7 +25,7 @@ import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
 import { Channel, GROUP_FRAME_BYTES, MAX_FRAME_BYTES, StreamChannel, memoryChannelPair } from "./channel.ts";
 import { GroupMaster, type GroupStatus } from "./group-master.ts";
 import { followGroupMaster, type CheckedCertificate } from "./group-member.ts";
-import type { AgentConfig, Endpoint } from "./config.ts";
+import type { AgentConfig, DistributedConfig, Endpoint } from "./config.ts";
 import { RegistrationError } from "./errors.ts";
 import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
 import { silentLogger, type Logger } from "./log.ts";
@@ -80,6 +81,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly memberKeyLog: KeyLogEntry[] = [];
   /** group-member: the connection to the master, while there is one. */
   private groupLink: Channel | undefined;
+  /** group-member in distributed mode: the Key Selection Protocol member (groups.md 2). */
+  private ksp: KspMember | undefined;
   private kriReportedAt = 0;
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
   private kernelKeys: KernelKeys | undefined;
@@ -164,7 +167,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log.log("info", "agent-start", { name: config.name, roles: config.roles.join(",") });
     if (this.has("writer-server") || this.has("writer-client") || this.has("group-master"))
       await this.listen(config.listen!);
-    if (this.has("group-member")) this.loops.push(this.groupMemberLoop(config.groupMaster!));
+    if (this.has("group-member") && config.groupMaster) this.loops.push(this.groupMemberLoop(config.groupMaster));
+    if (this.has("group-member") && config.distributed) await this.startDistributed(config.distributed);
     if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
     if (this.has("reader-server")) {
       this.loops.push(
@@ -232,6 +236,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.gate?.stop();
     this.renewals.stop();
     await this.groupMaster?.stop();
+    this.ksp?.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.allSettled(this.loops);
     this.readerStore?.discardAll();
@@ -558,6 +563,69 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   // ---- group member ----------------------------------------------------------------------
 
+  /** group-member, distributed mode: generations agreed among the members go into the key store. */
+  private async startDistributed(d: DistributedConfig): Promise<void> {
+    const store = this.readerStore!;
+    const dropsLogged = { at: 0, count: 0 };
+    this.ksp = await KspMember.start({
+      keys: readConnectivityKeys(d.keys),
+      memberId:
+        d.memberId ?? new Uint8Array(createHash("sha256").update(pemToDer(this.material.cert)).digest().subarray(0, 8)),
+      priority: d.priority,
+      suite: this.config.suites[0]!,
+      timers: { ...d.timers, rotationMs: lifetimeMs(this.config.rotation) },
+      kns: fileKnMemory(d.knMemory),
+      transport: { interface: d.interface, address: d.address, port: d.port, group: d.group, peers: d.peers },
+      onEvent: (e) => {
+        switch (e.type) {
+          case "installed": {
+            const g = e.generation;
+            store.install({
+              type: "provision",
+              keyId: g.keyId,
+              generation: g.generation,
+              effectiveAt: RECEIVE_ONLY,
+              suite: g.suite,
+              salt: g.salt,
+              rotation: this.config.rotation,
+              grant: { kind: "shared", secret: g.sharedSecret },
+              sealAllowed: true,
+            });
+            this.groupSeen.generation = Math.max(this.groupSeen.generation, g.generation);
+            this.recordMemberGeneration(g.keyIdHex);
+            this.log.log("info", "ksp-generation-installed", { generation: g.generation, keyId: g.keyIdHex });
+            break;
+          }
+          case "sealing":
+            store.sealFrom(e.generation.keyIdHex, Date.now());
+            this.log.log("info", "ksp-sealing", { generation: e.generation.generation, keyId: e.generation.keyIdHex });
+            this.emit("installed", e.generation.keyIdHex);
+            break;
+          case "retired":
+            store.forget(e.generation.keyIdHex);
+            this.log.log("info", "ksp-retired", { generation: e.generation.generation });
+            break;
+          case "elected":
+            this.log.log("info", "ksp-key-server", { keyServer: e.keyServer, self: e.self });
+            break;
+          default:
+            this.log.log("info", `ksp-${e.type}`, { member: e.memberId });
+        }
+      },
+      onDrop: (reason) => {
+        // At most 5 lines per 10 s: a flood of forged datagrams must not flood the log.
+        const now = Date.now();
+        if (now - dropsLogged.at > 10_000) Object.assign(dropsLogged, { at: now, count: 0 });
+        if ((dropsLogged.count += 1) <= 5) this.log.log("warn", "ksp-dropped", { reason });
+      },
+    });
+    this.log.log("info", "ksp-started", {
+      interface: d.interface,
+      address: d.address,
+      mode: d.peers ? `unicast to ${d.peers.length} peers` : "multicast",
+    });
+  }
+
   /** group-member: join the master; keep keys across reconnects, discard them when refused. */
   private async groupMemberLoop(at: Endpoint): Promise<void> {
     const ca = new X509Certificate(this.material.ca);
@@ -678,14 +746,19 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private memberStatus(): MemberStatus {
     const sealing = this.readerStore!.sealingGeneration();
+    const master = this.config.groupMaster;
     return {
-      master: `[${this.config.groupMaster!.host}]:${this.config.groupMaster!.port}`,
+      master: master ? `[${master.host}]:${master.port}` : "none (distributed)",
+      distributed: this.ksp?.status(),
       generation: this.groupSeen.generation || undefined,
       sealingKeyId: sealing?.keyIdHex,
       sealingGeneration: sealing?.generation,
     };
   }
 }
+
+/** A distributed generation's effectiveAt until the member seals with it: the largest Date. */
+const RECEIVE_ONLY = 8.64e15;
 
 /** How many group generations a master or member keeps in its key log and answers analyzers with. */
 const KEPT_GROUP_GENERATIONS = 256;
@@ -696,6 +769,8 @@ function sharedEntry(g: Generation): KeyLogEntry {
 
 export interface MemberStatus {
   master: string;
+  /** Distributed mode: members live and potential, the key server, generations, drops by reason. */
+  distributed: ReturnType<KspMember["status"]> | undefined;
   /** The newest generation installed. */
   generation: number | undefined;
   /** The generation this member seals with now. */

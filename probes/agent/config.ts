@@ -3,6 +3,7 @@
 // fields included, so a typo never silently falls back to a default.
 
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { dirname, isAbsolute, resolve } from "node:path";
 import type { Suite } from "../../pdm/index.ts";
 import { ConfigError } from "./errors.ts";
@@ -53,6 +54,26 @@ export interface AgentConfig {
   groupMaster?: Endpoint;
   /** group roles (groups.md 1). */
   group: GroupConfig;
+  /** group-member without a master: the Key Selection Protocol among the members (groups.md 2). */
+  distributed?: DistributedConfig;
+}
+
+export interface DistributedConfig {
+  /** The connectivity key set (CKN, CAK, KGK), a 0600 JSON file. */
+  keys: string;
+  /** The KNs accepted and the highest generation, kept across restarts (0600). */
+  knMemory: string;
+  interface: string;
+  /** This host's IPv6 address on `interface`: the source of its messages. */
+  address: string;
+  port: number;
+  group: string | undefined;
+  peers: string[] | undefined;
+  /** Lower values win the key-server election. */
+  priority: number;
+  /** 8 bytes; default: the first 8 bytes of SHA-256 of the agent's certificate. */
+  memberId: Uint8Array | undefined;
+  timers: { helloMs: number; lifeMs: number; retireMs: number; minRekeyMs: number };
 }
 
 export interface GroupConfig {
@@ -98,6 +119,7 @@ const FIELDS = new Set([
   "writerClients",
   "groupMaster",
   "group",
+  "distributed",
 ]);
 
 export const CONFIG_DEFAULTS = { provisionLeadSeconds: 2, graceSeconds: 30, ackTimeoutSeconds: 2, keys: 4 };
@@ -176,8 +198,10 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
   if ((has("writer-server") || has("writer-client") || has("group-master")) && !listen)
     fail("listen", `a ${has("group-master") ? "group master" : "writer role"} needs listen: "[addr]:port"`);
   const groupMaster = endpoint("groupMaster");
-  if (has("group-member") && !groupMaster)
-    fail("groupMaster", 'a group-member needs its group master\'s "[addr]:port"');
+  if (has("group-member") && !groupMaster && c.distributed === undefined)
+    fail("groupMaster", 'a group-member needs its group master\'s "[addr]:port", or "distributed" settings');
+  if (groupMaster && c.distributed !== undefined)
+    fail("distributed", "a member follows a group master or runs the distributed protocol, not both");
   if (groupMaster && !has("group-member")) fail("groupMaster", "only a group-member connects to a group master");
   if (has("writer-client") && !writerServer)
     fail("writerServer", 'a writer-client needs the writer server\'s "[addr]:port"');
@@ -246,6 +270,93 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     writerClients: c.writerClients === undefined ? undefined : writerClientsOf(c.writerClients, roles, fail),
     groupMaster,
     group: groupOf(c.group, roles, fail),
+    distributed: c.distributed === undefined ? undefined : distributedOf(c.distributed, roles, baseDir, fail),
+  };
+}
+
+function distributedOf(
+  v: unknown,
+  roles: AgentRole[],
+  baseDir: string,
+  fail: (field: string, why: string) => never,
+): DistributedConfig {
+  if (!roles.includes("group-member")) fail("distributed", "only a group-member runs the distributed protocol");
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    fail("distributed", 'expected an object such as {"keys": "ksp.keys", "interface": "eth0", "address": "fd00::1"}');
+  const o = v as Record<string, unknown>;
+  const known = [
+    "keys",
+    "knMemory",
+    "interface",
+    "address",
+    "port",
+    "group",
+    "peers",
+    "priority",
+    "memberId",
+    "timers",
+  ];
+  for (const k of Object.keys(o))
+    if (!known.includes(k)) fail(`distributed.${k}`, `unknown field (known: ${known.join(", ")})`);
+  const text = (k: string): string =>
+    typeof o[k] === "string" && o[k] !== ""
+      ? (o[k] as string)
+      : fail(`distributed.${k}`, "expected a non-empty string");
+  const path = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const ipv6 = (k: string, value: unknown): string => {
+    if (typeof value !== "string" || isIP(value) !== 6) fail(k, "expected an IPv6 address");
+    return value as string;
+  };
+  const keys = path(text("keys"));
+  const port = o.port ?? 4530;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
+    fail("distributed.port", "expected a port number");
+  const priority = o.priority ?? 16;
+  if (typeof priority !== "number" || !Number.isInteger(priority) || priority < 0 || priority > 255)
+    fail("distributed.priority", "expected an integer in [0, 255] (lower wins the key-server election)");
+  let peers: string[] | undefined;
+  if (o.peers !== undefined) {
+    if (!Array.isArray(o.peers) || o.peers.length === 0 || o.peers.length > 64)
+      fail("distributed.peers", "expected 1 to 64 IPv6 addresses (unicast instead of multicast)");
+    peers = (o.peers as unknown[]).map((p, i) => ipv6(`distributed.peers[${i}]`, p));
+  }
+  const group = o.group === undefined ? undefined : ipv6("distributed.group", o.group);
+  if (group && !/^ff0[0-9a-f]:/i.test(group)) fail("distributed.group", "expected a multicast address (ff0X::...)");
+  let memberId: Uint8Array | undefined;
+  if (o.memberId !== undefined) {
+    if (typeof o.memberId !== "string" || !/^[0-9a-fA-F]{16}$/.test(o.memberId))
+      fail("distributed.memberId", "expected 8 bytes in hex (16 digits)");
+    memberId = new Uint8Array(Buffer.from(o.memberId as string, "hex"));
+  }
+  const t = (o.timers ?? {}) as Record<string, unknown>;
+  if (typeof t !== "object" || Array.isArray(t)) fail("distributed.timers", "expected an object of milliseconds");
+  const timerNames = ["helloMs", "lifeMs", "retireMs", "minRekeyMs"];
+  for (const k of Object.keys(t))
+    if (!timerNames.includes(k)) fail(`distributed.timers.${k}`, `unknown field (known: ${timerNames.join(", ")})`);
+  const ms = (k: string, fallback: number): number => {
+    const x = t[k] ?? fallback;
+    return typeof x === "number" && Number.isInteger(x) && x >= 10 && x <= 3_600_000
+      ? x
+      : fail(`distributed.timers.${k}`, "expected milliseconds in [10, 3600000]");
+  };
+  const timers = {
+    helloMs: ms("helloMs", 2000),
+    lifeMs: ms("lifeMs", 6000),
+    retireMs: ms("retireMs", 3000),
+    minRekeyMs: ms("minRekeyMs", 6000),
+  };
+  if (timers.lifeMs <= timers.helloMs) fail("distributed.timers.lifeMs", "must be longer than helloMs");
+  return {
+    keys,
+    knMemory: o.knMemory === undefined ? `${keys}.kns` : path(text("knMemory")),
+    interface: text("interface"),
+    address: ipv6("distributed.address", o.address),
+    port: port as number,
+    group,
+    peers,
+    priority: priority as number,
+    memberId,
+    timers,
   };
 }
 

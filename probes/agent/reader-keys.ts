@@ -88,6 +88,24 @@ export class ReaderKeyStore {
     return g;
   }
 
+  /**
+   * A generation installed for receiving only (effectiveAt in the future) seals from
+   * `at` on: the distributed protocol's switch, once every live peer has it.
+   */
+  sealFrom(keyIdHex: string, at: number): void {
+    const g = this.generations.find((x) => x.keyIdHex === keyIdHex);
+    if (!g) return;
+    g.effectiveAt = at;
+    this.generations.sort((a, b) => a.effectiveAt - b.effectiveAt || a.generation - b.generation);
+  }
+
+  /** Drop one generation now (the distributed protocol retired it); the sinks forget it too. */
+  forget(keyIdHex: string): void {
+    const before = this.generations.length;
+    this.generations = this.generations.filter((g) => g.keyIdHex !== keyIdHex);
+    if (this.generations.length !== before) for (const s of this.sinks) s.retire(keyIdHex);
+  }
+
   /** The generation a sender seals with now: the newest effective one, if sealing is allowed. */
   sealingGeneration(now = this.now()): ReaderGeneration | undefined {
     const effective = this.generations.filter((g) => g.effectiveAt <= now);

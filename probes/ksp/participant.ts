@@ -1,0 +1,402 @@
+// One member of a Key Selection Protocol group (groups.md 2), as a state machine with
+// no I/O and no clock of its own: the transport hands it verified messages and asks it
+// what to send; a clock (real or fake) drives `tick()`. That keeps every rule here
+// testable with a fake clock and an in-memory bus.
+//
+// Liveness. A peer is potential once heard, live once a message of its lists our MI with
+// our current or previous MN (it heard us recently), and gone after `life` of silence.
+// A message whose MN is not above the last one seen from its MI is dropped; a restart
+// is a new MI, and a new MI from a known member id replaces the old one.
+//
+// Key selection. The key server is the live member (ourselves included) with the lowest
+// priority value, ties to the lowest member id, elected again on every change of the
+// live list. It picks a fresh 16-byte KN for a new generation when the live list changed
+// since its generation was made (at most once per `minRekey`), when the generation has
+// served `rotation`, or when there is none; the KN travels wrapped under KEK. Every
+// member derives SAK = AES(KGK, KN) and from it the generation's SharedSecret and salt.
+// A KN is accepted once per CKN (the memory survives restarts), and a generation number
+// never goes back.
+//
+// Switching, make-before-break. A generation is installed for receiving at once; a
+// member seals with it once every live peer's key use shows it installed (or `life`
+// has passed), and retires the one before `retire` later.
+
+import { deriveKeyId, hex, type Suite } from "../../pdm/index.ts";
+import { kspSecrets, sakOf, unwrapKey, wrapKey } from "./crypto.ts";
+import type { KeyUse, KspMessage, PeerEntry } from "./mkpdu.ts";
+
+export interface KspTimers {
+  helloMs: number;
+  lifeMs: number;
+  retireMs: number;
+  minRekeyMs: number;
+  /** How long one generation serves before the key server makes the next (keys.md 6). */
+  rotationMs: number;
+}
+
+export const KSP_TIMER_DEFAULTS: KspTimers = {
+  helloMs: 2000,
+  lifeMs: 6000,
+  retireMs: 3000,
+  minRekeyMs: 6000,
+  rotationMs: 40 * 60_000,
+};
+
+/** KNs seen (per CKN) and the highest generation, kept across restarts (a 0600 file in the agent). */
+export interface KnMemory {
+  has(knHex: string): boolean;
+  add(knHex: string, generation: number): void;
+  readonly highestGeneration: number;
+}
+
+export function memoryKnStore(): KnMemory {
+  const seen = new Set<string>();
+  let highest = 0;
+  return {
+    has: (k) => seen.has(k),
+    add(k, g) {
+      seen.add(k);
+      highest = Math.max(highest, g);
+    },
+    get highestGeneration() {
+      return highest;
+    },
+  };
+}
+
+export interface KspParticipantOptions {
+  ckn: Uint8Array;
+  kgk: Uint8Array;
+  kek: Uint8Array;
+  memberId: Uint8Array;
+  priority: number;
+  suite: Suite;
+  timers: KspTimers;
+  kns: KnMemory;
+  now: () => number;
+  random: (n: number) => Uint8Array;
+}
+
+/** A generation as this member holds it. */
+export interface KspGeneration {
+  generation: number;
+  keyIdHex: string;
+  keyId: Uint8Array;
+  serverMi: Uint8Array;
+  sharedSecret: Uint8Array;
+  salt: Uint8Array;
+  suite: Suite;
+  installedAt: number;
+  /** When this member began sealing with it (undefined: receiving only). */
+  sealingSince?: number;
+}
+
+export type KspEvent =
+  | { type: "installed"; generation: KspGeneration }
+  | { type: "sealing"; generation: KspGeneration }
+  | { type: "retired"; generation: KspGeneration }
+  | { type: "elected"; keyServer: string; self: boolean }
+  | { type: "peer-live"; memberId: string }
+  | { type: "peer-gone"; memberId: string }
+  | { type: "peer-restarted"; memberId: string };
+
+/** Why a verified message was not used (the transport counts the earlier reasons). */
+export type KspRefusal =
+  | "stale-mn" // an MN not above the last one seen from that MI
+  | "own-member-id" // someone else speaking with our member id
+  | "bad-key" // a distributed key that does not unwrap
+  | "kn-reused" // a KN seen before
+  | "stale-generation" // a generation number not above every one seen
+  | "not-key-server"; // a distributed key from a member we do not elect
+
+interface Peer {
+  mi: Uint8Array;
+  miHex: string;
+  memberId: Uint8Array;
+  memberIdHex: string;
+  priority: number;
+  mn: number;
+  heardAt: number;
+  live: boolean;
+  keyUse?: KeyUse;
+}
+
+export class KspParticipant {
+  readonly mi: Uint8Array;
+  private mn = 0;
+  private readonly peers = new Map<string, Peer>();
+  private generations: KspGeneration[] = []; // oldest first: at most the sealing one, the next, and one retiring
+  private keyServerHex: string | undefined;
+  /** The live list (MIs, sorted) when the key server last distributed. */
+  private liveAtRekey = "";
+  private lastRekeyAt = -Infinity;
+  private lastHelloAt = -Infinity;
+  private wantsToSend = true;
+  private pendingKey: { generation: number; wrapped: Uint8Array } | undefined;
+  private readonly events: KspEvent[] = [];
+  readonly refused: Record<KspRefusal, number> = {
+    "stale-mn": 0,
+    "own-member-id": 0,
+    "bad-key": 0,
+    "kn-reused": 0,
+    "stale-generation": 0,
+    "not-key-server": 0,
+  };
+
+  constructor(private readonly o: KspParticipantOptions) {
+    this.mi = o.random(12);
+  }
+
+  get memberIdHex(): string {
+    return hex(this.o.memberId);
+  }
+
+  /** Events since the last call (installed, sealing, retired, elections, peers). */
+  drainEvents(): KspEvent[] {
+    return this.events.splice(0);
+  }
+
+  /** A message whose CKN and ICV the transport has checked. Returns why it was refused, if it was. */
+  receive(m: KspMessage): KspRefusal | undefined {
+    const now = this.o.now();
+    const miHex = hex(m.mi);
+    const memberIdHex = hex(m.memberId);
+    if (memberIdHex === this.memberIdHex) return this.refuse("own-member-id");
+    let peer = this.peers.get(miHex);
+    if (peer && m.mn <= peer.mn) return this.refuse("stale-mn");
+    if (!peer) {
+      // A new incarnation of a member we knew replaces the old one.
+      for (const [k, p] of this.peers) {
+        if (p.memberIdHex === memberIdHex) {
+          this.peers.delete(k);
+          this.events.push({ type: "peer-restarted", memberId: memberIdHex });
+        }
+      }
+      peer = {
+        mi: m.mi,
+        miHex,
+        memberId: m.memberId,
+        memberIdHex,
+        priority: m.priority,
+        mn: m.mn,
+        heardAt: now,
+        live: false,
+      };
+      this.peers.set(miHex, peer);
+      this.wantsToSend = true; // answer at once: it learns our MN, and can list us
+    }
+    peer.mn = m.mn;
+    peer.heardAt = now;
+    peer.priority = m.priority;
+    peer.keyUse = m.keyUse;
+    const ours = m.live.concat(m.potential).find((e) => hex(e.mi) === hex(this.mi));
+    const heardUs = ours !== undefined && ours.mn >= this.mn - 1 && ours.mn <= this.mn;
+    if (heardUs && !peer.live) {
+      peer.live = true;
+      this.wantsToSend = true;
+      this.events.push({ type: "peer-live", memberId: memberIdHex });
+      this.elect();
+    }
+    if (m.distributedKey && peer.live) return this.acceptKey(peer, m.distributedKey);
+    this.maybeSwitch();
+    return undefined;
+  }
+
+  private refuse(r: KspRefusal): KspRefusal {
+    this.refused[r] += 1;
+    return r;
+  }
+
+  private acceptKey(from: Peer, key: { generation: number; wrapped: Uint8Array }): KspRefusal | undefined {
+    if (from.memberIdHex !== this.keyServerHex) return this.refuse("not-key-server");
+    const newest = this.generations[this.generations.length - 1];
+    if (newest && newest.generation === key.generation && hex(newest.serverMi) === from.miHex) return undefined; // sent again
+    if (key.generation <= Math.max(this.o.kns.highestGeneration, newest?.generation ?? 0))
+      return this.refuse("stale-generation");
+    const kn = unwrapKey(this.o.kek, key.wrapped);
+    if (!kn || kn.length !== 16) return this.refuse("bad-key");
+    if (this.o.kns.has(kn.toString("hex"))) return this.refuse("kn-reused");
+    this.install(key.generation, kn, from.mi);
+    return undefined;
+  }
+
+  private install(generation: number, kn: Uint8Array, serverMi: Uint8Array): void {
+    this.o.kns.add(Buffer.from(kn).toString("hex"), generation);
+    const { sharedSecret, salt } = kspSecrets(this.o.ckn, sakOf(this.o.kgk, kn));
+    const keyId = deriveKeyId(this.o.suite.kdf, sharedSecret, salt);
+    const g: KspGeneration = {
+      generation,
+      keyId,
+      keyIdHex: hex(keyId),
+      serverMi,
+      sharedSecret,
+      salt,
+      suite: this.o.suite,
+      installedAt: this.o.now(),
+    };
+    this.generations.push(g);
+    this.wantsToSend = true; // our key use tells the others
+    this.events.push({ type: "installed", generation: g });
+    this.maybeSwitch();
+  }
+
+  /** The live peers and ourselves: the key server is the lowest (priority, member id). */
+  private elect(): void {
+    const live = [...this.peers.values()].filter((p) => p.live);
+    let best = { priority: this.o.priority, id: this.memberIdHex };
+    for (const p of live) {
+      if (p.priority < best.priority || (p.priority === best.priority && p.memberIdHex < best.id))
+        best = { priority: p.priority, id: p.memberIdHex };
+    }
+    const elected = live.length === 0 ? undefined : best.id;
+    if (elected !== this.keyServerHex) {
+      this.keyServerHex = elected;
+      if (elected) this.events.push({ type: "elected", keyServer: elected, self: elected === this.memberIdHex });
+    }
+  }
+
+  get isKeyServer(): boolean {
+    return this.keyServerHex === this.memberIdHex;
+  }
+
+  private liveList(): string {
+    return [...this.peers.values()]
+      .filter((p) => p.live)
+      .map((p) => p.miHex)
+      .sort()
+      .join(",");
+  }
+
+  /** Seal with the newest generation once every live peer has it installed (or `life` passed); retire the old. */
+  private maybeSwitch(): void {
+    const now = this.o.now();
+    const newest = this.generations[this.generations.length - 1];
+    if (newest && newest.sealingSince === undefined) {
+      const live = [...this.peers.values()].filter((p) => p.live);
+      const everyone = live.every((p) => {
+        const l = p.keyUse?.latest;
+        return l !== undefined && l.rx && l.keyNumber === newest.generation && hex(l.serverMi) === hex(newest.serverMi);
+      });
+      if (everyone || now - newest.installedAt >= this.o.timers.lifeMs) {
+        newest.sealingSince = now;
+        this.wantsToSend = true;
+        this.events.push({ type: "sealing", generation: newest });
+      }
+    }
+    // Generations before the sealing one go `retire` after the switch.
+    const sealing = [...this.generations].reverse().find((g) => g.sealingSince !== undefined);
+    if (!sealing) return;
+    this.generations = this.generations.filter((g) => {
+      const old = g.generation < sealing.generation;
+      if (old && now - sealing.sealingSince! >= this.o.timers.retireMs) {
+        this.events.push({ type: "retired", generation: g });
+        return false;
+      }
+      return true;
+    });
+  }
+
+  /** Advance the clock's work: age peers, elect, rekey as key server, switch. Returns a message when one is due. */
+  tick(): KspMessage | undefined {
+    const now = this.o.now();
+    for (const [k, p] of this.peers) {
+      if (now - p.heardAt > this.o.timers.lifeMs) {
+        this.peers.delete(k);
+        if (p.live) this.events.push({ type: "peer-gone", memberId: p.memberIdHex });
+        this.wantsToSend = true;
+      }
+    }
+    this.elect();
+    if (this.isKeyServer) this.maybeRekey(now);
+    this.maybeSwitch();
+    if (!this.wantsToSend && now - this.lastHelloAt < this.o.timers.helloMs) return undefined;
+    this.wantsToSend = false;
+    this.lastHelloAt = now;
+    return this.message();
+  }
+
+  private maybeRekey(now: number): void {
+    const newest = this.generations[this.generations.length - 1];
+    const live = this.liveList();
+    const mine = newest !== undefined && hex(newest.serverMi) === hex(this.mi);
+    const due =
+      newest === undefined ||
+      !mine || // the key server changed: the new one makes its own
+      live !== this.liveAtRekey ||
+      now - newest.installedAt >= this.o.timers.rotationMs;
+    if (!due || now - this.lastRekeyAt < this.o.timers.minRekeyMs) return;
+    const kn = this.o.random(16);
+    // Above every generation this member has seen in any live peer's key use too: a key
+    // server newly elected (it joined, or a partition healed) never goes back.
+    const used = [...this.peers.values()]
+      .filter((p) => p.live)
+      .flatMap((p) => [p.keyUse?.latest.keyNumber ?? 0, p.keyUse?.old?.keyNumber ?? 0]);
+    const generation = Math.max(this.o.kns.highestGeneration, newest?.generation ?? 0, ...used) + 1;
+    this.lastRekeyAt = now;
+    this.liveAtRekey = live;
+    this.pendingKey = { generation, wrapped: wrapKey(this.o.kek, kn) };
+    this.install(generation, kn, this.mi);
+  }
+
+  private message(): KspMessage {
+    this.mn += 1;
+    const entries = (live: boolean): PeerEntry[] =>
+      [...this.peers.values()].filter((p) => p.live === live).map((p) => ({ mi: p.mi, mn: p.mn }));
+    const newest = this.generations[this.generations.length - 1];
+    const older = this.generations[this.generations.length - 2];
+    const m: KspMessage = {
+      priority: this.o.priority,
+      keyServer: this.isKeyServer,
+      memberId: this.o.memberId,
+      mi: this.mi,
+      mn: this.mn,
+      ckn: this.o.ckn,
+      live: entries(true),
+      potential: entries(false),
+    };
+    if (newest) {
+      m.keyUse = {
+        latest: {
+          serverMi: newest.serverMi,
+          keyNumber: newest.generation,
+          tx: newest.sealingSince !== undefined,
+          rx: true,
+        },
+        old: older
+          ? { serverMi: older.serverMi, keyNumber: older.generation, tx: newest.sealingSince === undefined, rx: true }
+          : undefined,
+      };
+    }
+    // The key server repeats its newest key until every live peer uses it.
+    if (this.isKeyServer && this.pendingKey && newest?.generation === this.pendingKey.generation) {
+      m.distributedKey = this.pendingKey;
+      if (newest.sealingSince !== undefined) this.pendingKey = undefined;
+    }
+    return m;
+  }
+
+  /** What `pdm status` shows: peers live and potential, the key server, the generations. */
+  status() {
+    const peers = [...this.peers.values()];
+    return {
+      memberId: this.memberIdHex,
+      mi: hex(this.mi),
+      mn: this.mn,
+      keyServer: this.keyServerHex,
+      isKeyServer: this.isKeyServer,
+      live: peers.filter((p) => p.live).map((p) => p.memberIdHex),
+      potential: peers.filter((p) => !p.live).map((p) => p.memberIdHex),
+      generations: this.generations.map((g) => ({
+        generation: g.generation,
+        keyId: g.keyIdHex,
+        sealing: g.sealingSince !== undefined,
+      })),
+      refused: { ...this.refused },
+    };
+  }
+
+  /** The generation this member seals with now. */
+  get sealing(): KspGeneration | undefined {
+    return [...this.generations].reverse().find((g) => g.sealingSince !== undefined);
+  }
+}
