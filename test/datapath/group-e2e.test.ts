@@ -15,8 +15,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
-import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
-import { ipv6Offset, parseIpv6, readKeyLog, formatIpv6Address } from "../../pdm/index.ts";
+import { readKeyLog } from "../../pdm/index.ts";
+import { analyzeAll, pairsOf, repeatedPairs, trafficPhase } from "../helpers/group-traffic.ts";
 import {
   datapathSkipReason,
   eventually,
@@ -33,6 +33,7 @@ const AEAD = gcmDatapathSkipReason() ? "chacha20-poly1305" : "aes-128-gcm";
 const SUITE = AEAD === "aes-128-gcm" ? "0020:0001:0001" : "0020:0001:0003";
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
 const REQUESTS = 30;
+const phase = (lan: GroupLan, hosts: LanHost[], name: string) => trafficPhase(lan, hosts, name, { requests: REQUESTS });
 
 /** The master's newest generation, once every one of `members` seals with it (and the master lists just them). */
 async function oneGeneration(lan: GroupLan, members: LanHost[], after = 0): Promise<number> {
@@ -49,101 +50,6 @@ async function oneGeneration(lan: GroupLan, members: LanHost[], after = 0): Prom
   );
   return generation;
 }
-
-/** Capture on each host's eth0 while every ordered pair of `hosts` exchanges REQUESTS UDP requests. */
-async function phase(lan: GroupLan, hosts: LanHost[], name: string): Promise<Map<LanHost, string>> {
-  const files = new Map<LanHost, string>();
-  const captures = hosts.map((h) => {
-    const file = join(lan.dir, `${name}-${h.name}.pcapng`);
-    files.set(h, file);
-    return lan.lab.start(h.ns, `capture ${h.name}`, [
-      process.execPath,
-      PDM_BIN,
-      "capture",
-      "-i",
-      LAN_IF,
-      "-w",
-      file,
-      "-q",
-    ]);
-  });
-  await new Promise((r) => setTimeout(r, 2000)); // every capture running
-  const asks = hosts.flatMap((a) =>
-    hosts
-      .filter((b) => b !== a)
-      .map((b) =>
-        lan.lab.start(a.ns, `ask ${a.name}->${b.name}`, [
-          process.execPath,
-          UDP_PEER,
-          "ask",
-          b.addr,
-          "7000",
-          String(REQUESTS),
-          "5",
-        ]),
-      ),
-  );
-  for (const ask of asks) {
-    assert.equal(await ask.exited(60_000), 0, ask.output().stderr);
-    assert.equal(JSON.parse(ask.output().stdout).answered, REQUESTS, `${ask.label}: every request answered`);
-  }
-  await new Promise((r) => setTimeout(r, 300));
-  for (const c of captures) assert.equal(await lan.lab.stop(c, "SIGINT", 30_000), 0, c.output().stderr);
-  return files;
-}
-
-/** Over the packets each host sent: no (Kri, Random Number) pair twice in a direction (Kri counted by F flips). */
-async function repeatedPairs(files: Map<LanHost, string>): Promise<{ repeats: number; sealed: number }> {
-  let repeats = 0;
-  let sealed = 0;
-  for (const [host, file] of files) {
-    const seen = new Map<string, Set<string>>();
-    const stretch = new Map<string, number>();
-    const lastF = new Map<string, number>();
-    const source = await fileSource(file);
-    try {
-      await readCapture(source, (p) => {
-        const at = ipv6Offset(p.linkType, p.data, p.data.length);
-        if (at < 0) return;
-        const v = parseIpv6(p.data, at);
-        if (!v.ok || v.value.protocol !== 17 || !v.value.pdm || v.value.pdm.layout !== "v2-protected") return;
-        const address = (offset: number): string => formatIpv6Address(p.data.subarray(offset, offset + 16));
-        if (address(v.value.srcOffset) !== host.addr) return; // this host's own packets only
-        sealed += 1;
-        const o = v.value.pdm;
-        const dir = `${address(v.value.dstOffset)} ${v.value.sport}>${v.value.dport}`;
-        if (lastF.get(dir) !== o.fBit) stretch.set(dir, (stretch.get(dir) ?? -1) + 1);
-        lastF.set(dir, o.fBit);
-        const pair = `${stretch.get(dir)}:${o.randomNumber}`;
-        const set = seen.get(dir) ?? new Set<string>();
-        if (set.has(pair)) repeats += 1;
-        set.add(pair);
-        seen.set(dir, set);
-      });
-    } finally {
-      await source.close();
-    }
-  }
-  return { repeats, sealed };
-}
-
-/** Each capture analyzed with `keys`: the counters summed, and the ordered pairs (client -> server) with samples. */
-async function analyzeAll(files: Map<LanHost, string>, keys: string) {
-  const sums = { authFail: 0, replay: 0, noKey: 0, pdmPackets: 0 };
-  const measured = new Set<string>();
-  for (const file of files.values()) {
-    const r = await analyzeCapture({ input: file, keysPath: keys });
-    for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += r.counters[k];
-    for (const f of r.flows) {
-      if (f.serverPort === 7000 && f.layout === "v2-protected" && (f.roundTripDelayNs?.count ?? 0) > 0)
-        measured.add(`${f.client}->${f.server}`);
-    }
-  }
-  return { sums, measured };
-}
-
-const pairsOf = (hosts: LanHost[]): string[] =>
-  hosts.flatMap((a) => hosts.filter((b) => b !== a).map((b) => `${a.addr}->${b.addr}`)).sort();
 
 describe("group master mode: five members in namespaces, protected layout", { skip, concurrency: false }, () => {
   it("every pair sealed and opened; a leave and a join each renew; the departed member opens nothing new", async () => {
