@@ -1,7 +1,7 @@
 # Convenience targets. The README's two commands are `npm run demo` and `npm test`
 # (they need nothing but Node to start); these targets call the same scripts.
 
-.PHONY: deb setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics bench-group profile-datapath clean
+.PHONY: deb setup test demo typecheck vectors fixtures bench bench-datapath bench-agent bench-aead bench-protected bench-live bench-bpf-size bench-metrics bench-group bench-ksp profile-datapath clean
 
 setup:
 	bash scripts/setup.sh
@@ -58,6 +58,11 @@ bench-metrics:
 # new generation (10 members in namespaces, 100 simulated in one process), memory.
 bench-group:
 	node --import tsx bench/group.bench.ts
+
+# Distributed mode: messages per second per member, time to agree after a change
+# (3, 8, 32 members on a fake clock; 3 and 8 as processes in namespaces).
+bench-ksp:
+	node --import tsx bench/ksp.bench.ts
 
 # Each eBPF program's instructions as the kernel accepted it, per layout (root): compare
 # two builds with node --import tsx bench/bpf-instructions.ts OTHER_BUILD_DIR.

@@ -82,7 +82,7 @@ export class KspBus {
     opts: { priority?: number; keys?: ConnectivityKeys; kns?: KnMemory; memberId?: Uint8Array } = {},
   ): BusMember {
     const keys = opts.keys ?? this.o.keys;
-    const guard = new KspGuard(keys, () => this.now, { perSecond: 1000, burst: 1000 });
+    const guard = new KspGuard(keys, () => this.now, { perSecond: 1000, burst: 1000, totalPerSecond: 100_000 });
     const kns = opts.kns ?? memoryKnStore();
     const memberId = opts.memberId ?? createHash("sha256").update(name).digest().subarray(0, 8);
     const address = new Uint8Array(16);

@@ -31,29 +31,45 @@ function double(b: Buffer): Buffer {
   return out;
 }
 
-/** AES-CMAC (RFC 4493) of `message` under a 16- or 32-byte key: 16 bytes. */
+/** K1 and K2 per key (RFC 4493 2.3): a guard signs and checks every message under one ICK. */
+const subkeyCache = new Map<string, [Buffer, Buffer]>();
+
+function subkeys(key: Uint8Array): [Buffer, Buffer] {
+  const id = Buffer.from(key).toString("hex");
+  let k = subkeyCache.get(id);
+  if (!k) {
+    const k1 = double(aesBlock(key, Buffer.alloc(BLOCK)));
+    k = [k1, double(k1)];
+    if (subkeyCache.size >= 64) subkeyCache.clear();
+    subkeyCache.set(id, k);
+  }
+  return k;
+}
+
+/**
+ * AES-CMAC (RFC 4493) of `message` under a 16- or 32-byte key: 16 bytes. The CBC-MAC
+ * is AES-CBC with a zero IV over the message whose last block is padded and XORed with
+ * a subkey: one cipher call for the whole message, the last output block.
+ */
 export function aesCmac(key: Uint8Array, message: Uint8Array): Buffer {
-  const cipher = createCipheriv(ecbCipherName(key), key, null);
-  cipher.setAutoPadding(false);
-  const k1 = double(cipher.update(Buffer.alloc(BLOCK)));
-  const k2 = double(k1);
+  const [k1, k2] = subkeys(key);
   const n = Math.max(1, Math.ceil(message.length / BLOCK));
   const complete = message.length > 0 && message.length % BLOCK === 0;
-  const last = Buffer.alloc(BLOCK);
-  const tail = message.subarray((n - 1) * BLOCK);
-  last.set(tail);
-  if (!complete) last[tail.length] = 0x80;
+  const input = Buffer.alloc(n * BLOCK);
+  input.set(message);
+  if (!complete) input[message.length] = 0x80;
   const subkey = complete ? k1 : k2;
-  for (let i = 0; i < BLOCK; i += 1) last[i]! ^= subkey[i]!;
-  // CBC-MAC with a zero IV: ECB block by block, each XORed with the previous output.
-  let x = Buffer.alloc(BLOCK);
-  for (let i = 0; i < n; i += 1) {
-    const block = i === n - 1 ? last : Buffer.from(message.subarray(i * BLOCK, (i + 1) * BLOCK));
-    for (let j = 0; j < BLOCK; j += 1) block[j]! ^= x[j]!;
-    x = cipher.update(block);
-  }
+  const last = (n - 1) * BLOCK;
+  for (let i = 0; i < BLOCK; i += 1) input[last + i]! ^= subkey[i]!;
+  const cipher = createCipheriv(
+    key.length === 16 ? "aes-128-cbc" : key.length === 32 ? "aes-256-cbc" : ecbCipherName(key),
+    key,
+    Buffer.alloc(BLOCK),
+  );
+  cipher.setAutoPadding(false);
+  const out = cipher.update(input);
   cipher.final();
-  return x;
+  return out.subarray(out.length - BLOCK);
 }
 
 /**

@@ -40,9 +40,12 @@ export interface RateLimit {
   /** Datagrams a source may send per second, on average. */
   perSecond: number;
   burst: number;
+  /** Datagrams all sources together may send per second: a flood from spoofed sources gets at most this much work. */
+  totalPerSecond: number;
 }
 
-export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 50, burst: 100 };
+/** A member of a 32-member group hears 16 messages a second with the default hello of 2 s. */
+export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 50, burst: 100, totalPerSecond: 2000 };
 const MAX_SOURCES = 4096;
 
 export class KspGuard {
@@ -53,12 +56,14 @@ export class KspGuard {
     number
   >;
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly total: { tokens: number; at: number };
 
   constructor(
     private readonly keys: ConnectivityKeys,
     private readonly now: () => number = Date.now,
     private readonly limit: RateLimit = DEFAULT_RATE_LIMIT,
   ) {
+    this.total = { tokens: limit.totalPerSecond, at: now() };
     this.ick = deriveIck(keys.cak, keys.ckn);
     this.kek = deriveKek(keys.cak, keys.ckn);
   }
@@ -85,9 +90,17 @@ export class KspGuard {
     return r;
   }
 
-  /** A token bucket per source address: a flood from one source costs a map lookup per datagram. */
+  /**
+   * A token bucket per source address, and one for all: a flood from one source costs a
+   * map lookup per datagram, and one from many (spoofed) sources at most
+   * `totalPerSecond` checks of 50 µs a second.
+   */
   private admit(source: string): boolean {
     const now = this.now();
+    const t = this.total;
+    t.tokens = Math.min(this.limit.totalPerSecond, t.tokens + ((now - t.at) / 1000) * this.limit.totalPerSecond);
+    t.at = now;
+    if (t.tokens < 1) return false;
     let b = this.buckets.get(source);
     if (!b) {
       if (this.buckets.size >= MAX_SOURCES) this.buckets.clear();
@@ -98,6 +111,7 @@ export class KspGuard {
     b.at = now;
     if (b.tokens < 1) return false;
     b.tokens -= 1;
+    t.tokens -= 1;
     return true;
   }
 }

@@ -189,7 +189,7 @@ export function decodeMessage(bytes: Uint8Array): Decoded {
         if (length % 16 !== 0) return fail("malformed", `peer list of ${length} bytes: not (MI, MN) pairs`);
         const list = type === SET_LIVE ? message.live : message.potential;
         for (let p = body; p < body + length; p += 16)
-          list.push({ mi: new Uint8Array(b.subarray(p, p + 12)), mn: b.readUInt32BE(p + 12) });
+          list.push({ mi: b.subarray(p, p + 12), mn: b.readUInt32BE(p + 12) }); // views of the datagram, no copies
         break;
       }
       case SET_KEY_USE: {

@@ -145,11 +145,10 @@ export class KspParticipant {
 
   constructor(private readonly o: KspParticipantOptions) {
     this.mi = o.random(12);
+    this.memberIdHex = hex(o.memberId);
   }
 
-  get memberIdHex(): string {
-    return hex(this.o.memberId);
-  }
+  readonly memberIdHex: string;
 
   /** Events since the last call (installed, sealing, retired, elections, peers). */
   drainEvents(): KspEvent[] {
@@ -189,7 +188,7 @@ export class KspParticipant {
     peer.heardAt = now;
     peer.priority = m.priority;
     peer.keyUse = m.keyUse;
-    const ours = m.live.concat(m.potential).find((e) => hex(e.mi) === hex(this.mi));
+    const ours = m.live.find((e) => sameBytes(e.mi, this.mi)) ?? m.potential.find((e) => sameBytes(e.mi, this.mi));
     const heardUs = ours !== undefined && ours.mn >= this.mn - 1 && ours.mn <= this.mn;
     if (heardUs && !peer.live) {
       peer.live = true;
@@ -210,7 +209,7 @@ export class KspParticipant {
   private acceptKey(from: Peer, key: { generation: number; wrapped: Uint8Array }): KspRefusal | undefined {
     if (from.memberIdHex !== this.keyServerHex) return this.refuse("not-key-server");
     const newest = this.generations[this.generations.length - 1];
-    if (newest && newest.generation === key.generation && hex(newest.serverMi) === from.miHex) return undefined; // sent again
+    if (newest && newest.generation === key.generation && sameBytes(newest.serverMi, from.mi)) return undefined; // sent again
     if (key.generation <= Math.max(this.o.kns.highestGeneration, newest?.generation ?? 0))
       return this.refuse("stale-generation");
     const kn = unwrapKey(this.o.kek, key.wrapped);
@@ -275,7 +274,7 @@ export class KspParticipant {
       const live = [...this.peers.values()].filter((p) => p.live);
       const everyone = live.every((p) => {
         const l = p.keyUse?.latest;
-        return l !== undefined && l.rx && l.keyNumber === newest.generation && hex(l.serverMi) === hex(newest.serverMi);
+        return l !== undefined && l.rx && l.keyNumber === newest.generation && sameBytes(l.serverMi, newest.serverMi);
       });
       if (everyone || now - newest.installedAt >= this.o.timers.lifeMs) {
         newest.sealingSince = now;
@@ -318,7 +317,7 @@ export class KspParticipant {
   private maybeRekey(now: number): void {
     const newest = this.generations[this.generations.length - 1];
     const live = this.liveList();
-    const mine = newest !== undefined && hex(newest.serverMi) === hex(this.mi);
+    const mine = newest !== undefined && sameBytes(newest.serverMi, this.mi);
     const due =
       newest === undefined ||
       !mine || // the key server changed: the new one makes its own
@@ -399,4 +398,11 @@ export class KspParticipant {
   get sealing(): KspGeneration | undefined {
     return [...this.generations].reverse().find((g) => g.sealingSince !== undefined);
   }
+}
+
+/** Byte-wise equality without allocating (a member compares MIs on every message). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -22,6 +22,8 @@ import {
   sakOf,
   unwrapKey,
   wrapKey,
+  KspGuard,
+  DEFAULT_RATE_LIMIT,
   type KspMessage,
 } from "../../probes/ksp/index.ts";
 
@@ -261,6 +263,33 @@ describe("KSP messages", () => {
         },
       ),
       { numRuns: 100_000 },
+    );
+  });
+});
+
+describe("KSP guard", () => {
+  it("a flood is rate-limited per source and in all before any decoding or ICV work", () => {
+    let now = 0;
+    const guard = new KspGuard(
+      { ckn: Buffer.from("pdm-group"), cak: Buffer.alloc(16, 1), kgk: Buffer.alloc(16, 2) },
+      () => now,
+    );
+    const route = (i: number) => ({
+      src: Buffer.from(`fd00000000000000000000000000${(i % 65536).toString(16).padStart(4, "0")}`, "hex"),
+      srcPort: 4530,
+      dst: Buffer.alloc(16),
+      dstPort: 4530,
+    });
+    const junk = Buffer.alloc(100);
+    for (let i = 0; i < 10_000; i += 1) guard.open(junk, route(0)); // one source, within one instant
+    assert.equal(guard.dropped["rate-limited"], 10_000 - DEFAULT_RATE_LIMIT.burst);
+    now += 1000;
+    const before = guard.dropped["rate-limited"];
+    for (let i = 1; i <= 10_000; i += 1) guard.open(junk, route(i)); // 10,000 spoofed sources
+    const worked = 10_000 - (guard.dropped["rate-limited"] - before);
+    assert.ok(
+      worked <= DEFAULT_RATE_LIMIT.totalPerSecond,
+      `${worked} datagrams decoded in a second from spoofed sources`,
     );
   });
 });
