@@ -128,13 +128,17 @@ describe("group master mode: five members in namespaces, protected layout", { sk
         ["three", three, lan.members],
       ];
       for (const [name, files, hosts] of phases) {
-        const { sums, measured } = await analyzeAll(files, lan.master.keyLog);
+        const { sums, measured, flows } = await analyzeAll(files, lan.master.keyLog);
         assert.deepEqual(
           { authFail: sums.authFail, replay: sums.replay, noKey: sums.noKey },
           { authFail: 0, replay: 0, noKey: 0 },
           `phase ${name}: every option opened with the master's key log`,
         );
-        assert.deepEqual([...measured].sort(), pairsOf(hosts), `phase ${name}: every pair sealed, opened and measured`);
+        assert.deepEqual(
+          [...measured].sort(),
+          pairsOf(hosts),
+          `phase ${name}: every pair sealed, opened and measured\n${flows.join("\n")}`,
+        );
         const { repeats, sealed } = await repeatedPairs(files);
         assert.equal(repeats, 0, `phase ${name}: no (Kri, Random Number) pair twice in a direction`);
         assert.ok(sealed >= pairsOf(hosts).length * REQUESTS, `phase ${name}: ${sealed} sealed packets`);

@@ -107,9 +107,9 @@ describe("distributed mode: four members and an outsider in namespaces", { skip,
       const entries = new Map<string, ReturnType<typeof readKeyLog>[number]>();
       for (const m of members) for (const e of readKeyLog(m.keyLog)) entries.set(hex(e.keyId), e);
       writeKeyLog(union, [...entries.values()]);
-      const { sums, measured } = await analyzeAll(files, union);
+      const { sums, measured, flows } = await analyzeAll(files, union);
       assert.deepEqual({ authFail: sums.authFail, replay: sums.replay }, { authFail: 0, replay: 0 });
-      for (const pair of pairsOf(rest)) assert.ok(measured.has(pair), `${pair} measured`);
+      for (const pair of pairsOf(rest)) assert.ok(measured.has(pair), `${pair} measured\n${flows.join("\n")}`);
       const { repeats, longestGapMs } = await repeatedPairs(new Map([...files].filter(([h]) => rest.includes(h))));
       assert.equal(repeats, 0, "no (Kri, Random Number) pair twice in a direction");
       // Between the surviving members, sealed traffic never stopped for `life`.

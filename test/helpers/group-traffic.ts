@@ -25,18 +25,11 @@ export async function trafficPhase(
   const captures = hosts.map((h) => {
     const file = join(lan.dir, `${name}-${h.name}.pcapng`);
     files.set(h, file);
-    return lan.lab.start(h.ns, `capture ${h.name}`, [
-      process.execPath,
-      PDM_BIN,
-      "capture",
-      "-i",
-      LAN_IF,
-      "-w",
-      file,
-      "-q",
-    ]);
+    return lan.lab.start(h.ns, `capture ${h.name}`, [process.execPath, PDM_BIN, "capture", "-i", LAN_IF, "-w", file]);
   });
-  await new Promise((r) => setTimeout(r, 2000)); // every capture running
+  // Each capture says when libpcap is open; on a loaded machine five of them take seconds to start.
+  await Promise.all(captures.map((c) => c.waitFor(/capturing on/, 60_000)));
+  await new Promise((r) => setTimeout(r, 500));
   const asks = hosts.flatMap((a) =>
     hosts
       .filter((b) => b !== a)
@@ -114,15 +107,21 @@ export async function repeatedPairs(
 export async function analyzeAll(files: Map<LanHost, string>, keys: string) {
   const sums = { authFail: 0, replay: 0, noKey: 0, pdmPackets: 0 };
   const measured = new Set<string>();
+  /** Every UDP flow to the test service, as a line: what a failed assertion shows. */
+  const flows: string[] = [];
   for (const file of files.values()) {
     const r = await analyzeCapture({ input: file, keysPath: keys });
     for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += r.counters[k];
     for (const f of r.flows) {
       if (f.serverPort === 7000 && f.layout === "v2-protected" && (f.roundTripDelayNs?.count ?? 0) > 0)
         measured.add(`${f.client}->${f.server}`);
+      if (f.serverPort === 7000)
+        flows.push(
+          `${file.split("/").pop()}: ${f.client}:${f.clientPort}->${f.server} ${f.layout ?? "no PDM"} packets ${f.packets.clientToServer}/${f.packets.serverToClient} pdm ${f.pdmPackets} samples ${f.roundTripDelayNs?.count ?? 0} ${JSON.stringify(f.counters)}`,
+        );
     }
   }
-  return { sums, measured };
+  return { sums, measured, flows };
 }
 
 export const pairsOf = (hosts: LanHost[]): string[] =>
