@@ -22,7 +22,17 @@ const ALLOWED: Record<string, string[]> = {
   "probes/agent": ["pdm", "probes/datapath", "probes/kernel-keys", "probes/ksp"],
   fixtures: ["pdm", "analyzer"],
   lab: ["pdm", "probes/datapath", "probes/agent", "probes/ksp"],
-  cli: ["pdm", "analyzer", "metrics", "probes/datapath", "probes/kernel-keys", "probes/live", "probes/agent", "lab"],
+  cli: [
+    "pdm",
+    "analyzer",
+    "metrics",
+    "probes/datapath",
+    "probes/kernel-keys",
+    "probes/live",
+    "probes/ksp",
+    "probes/agent",
+    "lab",
+  ],
   scripts: ["pdm", "fixtures", "lab"],
   bench: [
     "pdm",

@@ -1,7 +1,9 @@
 // pdm keys export: a key log for an authorized analyzer. pdm keys renew: ask a running
-// group master for a new generation now.
+// group master for a new generation now. pdm keys connectivity: a distributed group's
+// connectivity key set.
 
 import { Command } from "@commander-js/extra-typings";
+import { randomBytes } from "node:crypto";
 import { UsageError, formatIpv6Address, parseIpv6Address, writeKeyLog } from "../../pdm/index.ts";
 
 /** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
@@ -34,6 +36,28 @@ started (its newest 256). Use the file with \`pdm analyze --keys\`.`,
         writeKeyLog(opts.out, entries, { replace: opts.force });
         const scope = client ? `ClientSecret of ${formatIpv6Address(client)}` : "SharedSecret";
         process.stdout.write(`wrote ${entries.length} generation(s), ${scope}, to ${opts.out} (0600)\n`);
+      }),
+  );
+  keys.addCommand(
+    new Command("connectivity")
+      .description(
+        `Make a connectivity key set for distributed mode (groups.md 2): a CKN naming the
+group, a CAK (holding it is the proof of membership) and a KGK (from which every
+generation's key derives; it never appears in a message), written as JSON with mode
+0600. Give the same file to every member (its "distributed.keys"); a host without
+it never becomes a member.`,
+      )
+      .requiredOption("-o, --out <file>", "where to write it (0600; never through a symbolic link)")
+      .option("--ckn <name>", "the group's name (1 to 32 bytes of text; default: 16 random bytes)")
+      .option("--cak-bytes <n>", "CAK length: 16 or 32", (v) => Number(v), 16)
+      .option("--force", "replace an existing file")
+      .action(async (opts) => {
+        if (opts.cakBytes !== 16 && opts.cakBytes !== 32) throw new UsageError("--cak-bytes must be 16 or 32");
+        const ckn = opts.ckn === undefined ? randomBytes(16) : Buffer.from(opts.ckn, "utf8");
+        if (ckn.length < 1 || ckn.length > 32) throw new UsageError(`--ckn must be 1 to 32 bytes, got ${ckn.length}`);
+        const { writeConnectivityKeys } = await import("../../probes/ksp/index.ts");
+        writeConnectivityKeys(opts.out, { ckn, cak: randomBytes(opts.cakBytes), kgk: randomBytes(16) }, opts.force);
+        process.stdout.write(`wrote the connectivity key set of group ${ckn.toString("hex")} to ${opts.out} (0600)\n`);
       }),
   );
   keys.addCommand(

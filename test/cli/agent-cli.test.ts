@@ -201,6 +201,31 @@ describe("pdm ca, agent and keys export", () => {
         { roles: ["writer-server"], listen: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, group: {} },
         /group: only a group-master or group-member has group settings/,
       ],
+      [
+        {
+          roles: ["group-member"],
+          groupMaster: "[::1]:1",
+          tls: { ca: "a", cert: "b", key: "c" },
+          distributed: { keys: "k", interface: "eth0", address: "fd00::1" },
+        },
+        /distributed: a member follows a group master or runs the distributed protocol, not both/,
+      ],
+      [
+        {
+          roles: ["group-member"],
+          tls: { ca: "a", cert: "b", key: "c" },
+          distributed: { keys: "k", interface: "eth0", address: "fd00::1", timers: { hello: 1 } },
+        },
+        /distributed\.timers\.hello: unknown field \(known: helloMs, lifeMs, retireMs, minRekeyMs\)/,
+      ],
+      [
+        {
+          roles: ["group-member"],
+          tls: { ca: "a", cert: "b", key: "c" },
+          distributed: { keys: "k", interface: "eth0", address: "fd00::1", group: "fd00::5" },
+        },
+        /distributed\.group: expected a multicast address/,
+      ],
     ];
     for (const [config, want] of cases) {
       const file = join(dir, "bad.json");

@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -24,6 +24,9 @@ import {
   wrapKey,
   KspGuard,
   DEFAULT_RATE_LIMIT,
+  fileKnMemory,
+  readConnectivityKeys,
+  writeConnectivityKeys,
   type KspMessage,
 } from "../../probes/ksp/index.ts";
 
@@ -291,5 +294,43 @@ describe("KSP guard", () => {
       worked <= DEFAULT_RATE_LIMIT.totalPerSecond,
       `${worked} datagrams decoded in a second from spoofed sources`,
     );
+  });
+});
+
+describe("KSP key files", () => {
+  it("the connectivity key set: 0600 only, never through a link, every field checked; the KN memory survives a restart", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pdm-ksp-files-"));
+    try {
+      const file = join(dir, "group.ksp");
+      const keys = { ckn: Buffer.from("g"), cak: randomBytes(16), kgk: randomBytes(16) };
+      writeConnectivityKeys(file, keys);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.deepEqual(readConnectivityKeys(file), keys);
+      chmodSync(file, 0o644);
+      assert.throws(() => readConnectivityKeys(file), /readable by others \(mode 644\): chmod 600 it/);
+      chmodSync(file, 0o600);
+      symlinkSync(file, join(dir, "link.ksp"));
+      assert.throws(() => readConnectivityKeys(join(dir, "link.ksp")), /is a symbolic link/);
+      writeFileSync(join(dir, "bad.ksp"), JSON.stringify({ ckn: "00", cak: "0011", kgk: "00".repeat(16) }), {
+        mode: 0o600,
+      });
+      assert.throws(() => readConnectivityKeys(join(dir, "bad.ksp")), /cak: expected 16 or 32 bytes in hex/);
+      writeFileSync(
+        join(dir, "extra.ksp"),
+        JSON.stringify({ ckn: "00", cak: "00".repeat(16), kgk: "00".repeat(16), sak: "00" }),
+        { mode: 0o600 },
+      );
+      assert.throws(() => readConnectivityKeys(join(dir, "extra.ksp")), /sak: unknown field/);
+
+      const memory = join(dir, "kns");
+      const a = fileKnMemory(memory);
+      a.add("aa".repeat(16), 7);
+      assert.equal(statSync(memory).mode & 0o777, 0o600);
+      const b = fileKnMemory(memory); // the member restarted
+      assert.ok(b.has("aa".repeat(16)));
+      assert.equal(b.highestGeneration, 7);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
