@@ -189,6 +189,25 @@ export class GroupLan {
     ]);
   }
 
+  private portOf(h: LanHost): string {
+    return `p${[this.master, ...this.members].indexOf(h)}`;
+  }
+
+  /** Cut `side` off from everyone else: their switch ports move to a second bridge. */
+  partition(side: LanHost[]): void {
+    if (!this.lab.ip(this.switchNs, ["-br", "link", "show", "type", "bridge"]).includes("br1")) {
+      this.lab.ip(this.switchNs, ["link", "add", "br1", "type", "bridge"]);
+      this.lab.ip(this.switchNs, ["link", "set", "br1", "up"]);
+    }
+    for (const h of side) this.lab.ip(this.switchNs, ["link", "set", this.portOf(h), "master", "br1"]);
+  }
+
+  /** Every port on the one bridge again. */
+  heal(): void {
+    for (const h of [this.master, ...this.members])
+      this.lab.ip(this.switchNs, ["link", "set", this.portOf(h), "master", "br0"]);
+  }
+
   cleanup(): void {
     this.lab.teardown();
     rmSync(this.dir, { recursive: true, force: true });

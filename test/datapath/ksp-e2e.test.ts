@@ -18,6 +18,8 @@ import {
   eventually,
   gcmDatapathSkipReason,
   GroupLan,
+  LAN_IF,
+  PDM_BIN,
   ROOT,
   type LanHost,
 } from "../../lab/index.ts";
@@ -125,6 +127,123 @@ describe("distributed mode: four members and an outsider in namespaces", { skip,
         assert.ok(!dist(m)!.live.includes(dist(outsider)!.memberId));
         assert.ok((dist(m)!.dropped["bad-icv"] ?? 0) > 0, `${m.name} dropped the outsider's messages`);
       }
+    } finally {
+      lan.cleanup();
+    }
+  });
+
+  it("partition and heal, a restart, a member stopped: one generation again each time, sealing never stops, no pair twice", async () => {
+    const lan = new GroupLan(4);
+    const T = { helloMs: 1000, lifeMs: 3000, retireMs: 1000, minRekeyMs: 2000 };
+    try {
+      await lan.issue();
+      const keysFile = join(lan.dir, "group.ksp");
+      writeConnectivityKeys(keysFile, {
+        ckn: Buffer.from("pdm test group"),
+        cak: Buffer.alloc(16, 0x31),
+        kgk: Buffer.alloc(16, 0x32),
+      });
+      const ms = lan.members;
+      const [m1, m2, m3, m4] = ms as [LanHost, LanHost, LanHost, LanHost];
+      const start = (m: LanHost, i: number) =>
+        lan.startMember(m, {
+          datapath: true,
+          suite: SUITE,
+          distributed: { keys: keysFile, knMemory: join(lan.dir, `${m.name}.kns`), priority: 10 + i, timers: T },
+        });
+      for (const m of ms) lan.attach(m, AEAD, 40);
+      ms.forEach(start);
+      const dist = (h: LanHost) => lan.status(h)?.member?.distributed;
+      const sealingKey = (h: LanHost) => lan.status(h)?.member?.sealingKeyId;
+      const generation = (h: LanHost) => lan.status(h)?.member?.sealingGeneration ?? 0;
+      /** The members of `side` seal one generation (above `after`) and see each other live. */
+      const oneGeneration = async (what: string, side: LanHost[], after: number, timeoutMs = 30_000) => {
+        const t0 = Date.now();
+        await eventually(
+          what,
+          () => {
+            const k = sealingKey(side[0]!);
+            return (
+              k !== undefined &&
+              generation(side[0]!) > after &&
+              side.every((m) => sealingKey(m) === k && dist(m)?.live.length === side.length - 1)
+            );
+          },
+          timeoutMs,
+        );
+        return { generation: generation(side[0]!), ms: Date.now() - t0 };
+      };
+      let g = (await oneGeneration("four members on one generation", ms, 0, 60_000)).generation;
+
+      // Traffic m1 -> m2 all along, captured on m1.
+      const server = lan.lab.start(m2.ns, "serve m2", [process.execPath, UDP_PEER, "serve", "7000", "0"]);
+      await server.waitFor(/ready/);
+      const file = join(lan.dir, "events-m1.pcapng");
+      const capture = lan.lab.start(m1.ns, "capture m1", [
+        process.execPath,
+        PDM_BIN,
+        "capture",
+        "-i",
+        LAN_IF,
+        "-w",
+        file,
+      ]);
+      await capture.waitFor(/capturing on/, 60_000);
+      const ask = lan.lab.start(m1.ns, "ask m1->m2", [
+        process.execPath,
+        UDP_PEER,
+        "ask",
+        m2.addr,
+        "7000",
+        "100000",
+        "20",
+      ]);
+      await new Promise((r) => setTimeout(r, 2000));
+
+      lan.partition([m3, m4]);
+      const left = await oneGeneration("each side on its own: m1 and m2", [m1, m2], g);
+      const right = await oneGeneration("each side on its own: m3 and m4", [m3, m4], g);
+      assert.notEqual(sealingKey(m1), sealingKey(m3), "two sides, two generations");
+      lan.heal();
+      const healed = await oneGeneration(
+        "one generation after healing",
+        ms,
+        Math.max(left.generation, right.generation),
+      );
+      // The status files are written each second: allow for that on top of 2 x life.
+      assert.ok(
+        healed.ms <= 2 * T.lifeMs + 2000,
+        `one generation ${healed.ms} ms after healing (2 x life = ${2 * T.lifeMs} ms)`,
+      );
+      g = healed.generation;
+
+      await lan.lab.stop(m4.agent!, "SIGTERM");
+      start(m4, 3);
+      g = (await oneGeneration("m4 restarted and back", ms, g)).generation;
+
+      m3.agent!.child.kill("SIGSTOP");
+      g = (await oneGeneration("m3 stopped: aged out", [m1, m2, m4], g)).generation;
+      m3.agent!.child.kill("SIGCONT");
+      g = (await oneGeneration("m3 resumed and back", ms, g)).generation;
+      console.log(
+        `# partition: ${left.generation} | ${right.generation}; healed ${healed.generation} after ${healed.ms} ms; last ${g}`,
+      );
+
+      ask.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await lan.lab.stop(capture, "SIGINT", 30_000), 0, capture.output().stderr);
+      const files = new Map([[m1, file]]);
+      const { repeats, sealed, longestGapMs } = await repeatedPairs(files);
+      assert.equal(repeats, 0, "no (Kri, Random Number) pair twice");
+      assert.ok(sealed > 500, `${sealed} sealed packets from m1`);
+      for (const [dir, gap] of longestGapMs)
+        assert.ok(gap < T.lifeMs, `${dir}: ${gap.toFixed(0)} ms without a sealed packet`);
+      const union = join(lan.dir, "union.keys");
+      const entries = new Map<string, ReturnType<typeof readKeyLog>[number]>();
+      for (const m of ms) for (const e of readKeyLog(m.keyLog)) entries.set(hex(e.keyId), e);
+      writeKeyLog(union, [...entries.values()]);
+      const { sums } = await analyzeAll(files, union);
+      assert.deepEqual({ authFail: sums.authFail, replay: sums.replay }, { authFail: 0, replay: 0 });
     } finally {
       lan.cleanup();
     }
