@@ -3,13 +3,13 @@
 // bundled protected capture with its key log (cli/demo/offline.ts), after one
 // sentence saying why.
 
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { CheckFailed, UsageError } from "../../pdm/index.ts";
 import { liveDemoUnavailable, offlineDemo } from "../demo/offline.ts";
 
 export function demoCommand(): Command<
   [],
-  { offline?: true; group?: true; duration: number; out: string; capture: string }
+  { offline?: true; group?: true; distributed?: true; duration: number; out: string; capture: string }
 > {
   return new Command("demo")
     .summary("deploy PDMv2 on an embedded topology, measure it, and check it against known delays")
@@ -32,6 +32,12 @@ with the key log an authorized analyzer holds, checking every figure against
 the delays its generator injected.`,
     )
     .option("--offline", "analyze the bundled capture instead of deploying")
+    .addOption(
+      new Option(
+        "--distributed",
+        "distributed mode: the six hosts agree on keys among themselves with no server (Key Selection Protocol); the key server they elect is stopped half-way, another is elected, and measurement must go on",
+      ).conflicts("group"),
+    )
     .option(
       "--group",
       "group master mode: the six hosts are group members of a master at the router; one is removed half-way, the group renews, and measurement must go on without a gap",
@@ -64,6 +70,7 @@ Examples:
   sudo pdm demo                      # the live deployment, about a minute
   sudo pdm demo --duration 60 -o /tmp/pdm-demo
   sudo pdm demo --group              # the same hosts as one group (groups.md 1)
+  sudo pdm demo --distributed        # the same hosts, no server at all (groups.md 2)
   pdm demo --offline                 # the bundled capture, no root needed`,
     )
     .action(async (opts) => {
@@ -76,6 +83,7 @@ Examples:
             duration: opts.duration,
             outDir: opts.out,
             group: opts.group,
+            distributed: opts.distributed,
             say: (l) => console.log(l),
           });
           if (!r.ok) throw new CheckFailed("some measured figures are outside their tolerance (see above)");

@@ -23,6 +23,8 @@ export interface DemoContext {
   elapsed(): string;
   /** Group master mode (groups.md 1): every host a group member, the master at the router. */
   group: boolean;
+  /** Distributed mode (groups.md 2): every host a member of the Key Selection Protocol, no server. */
+  distributed: boolean;
 }
 
 /** Thrown when a step shows the machine cannot run the live demo at all (not a bug in a run). */

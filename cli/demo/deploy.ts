@@ -21,17 +21,21 @@ import {
 import { buildTopology, HOST_IF, ROUTER_CAPTURE_IF, type DemoTopology } from "./topology.ts";
 import { DELAY_BRIDGE, DEMO_AEAD, DemoUnavailable, PDM, type DemoContext } from "./context.ts";
 import { KeyExports } from "./key-exports.ts";
+import { deployDistributed } from "./distributed.ts";
 
 export interface Deployment {
   topo: DemoTopology;
   bridges: LabProcess[];
   capture: LabProcess;
   agents: Map<string, LabProcess>;
-  keyExports: KeyExports;
+  /** The key log for the analysis, into files.keys: exported by the router, or merged from the members'. */
+  collectKeys: () => Promise<void>;
   /** Generations the writer client registered (or the group master made), in order (a renewal adds one). */
   generations: number[];
   /** Group mode: the group master's agent and status file. */
   master?: { agent: LabProcess; statusFile: string };
+  /** Distributed mode: a member's status file, by host name. */
+  memberStatusFile?: (name: string) => string;
   files: { capture: string; keys: string; report: string; png: string };
 }
 
@@ -66,6 +70,21 @@ export async function deploy(ctx: DemoContext): Promise<Deployment> {
   say(`[${elapsed()}] capturing at the router on ${ROUTER_CAPTURE_IF} -> ${files.capture}`);
 
   const pki = await makePki(ctx);
+  if (ctx.distributed) {
+    const d = await deployDistributed(ctx, topo, READERS);
+    sayRotation(ctx);
+    attach(ctx, topo);
+    return {
+      topo,
+      bridges,
+      capture,
+      agents: d.agents,
+      generations: d.generations,
+      files,
+      collectKeys: () => d.collectKeys(files.keys),
+      memberStatusFile: d.statusFile,
+    };
+  }
   const agents = startAgents(ctx, topo.ns, out);
   const generations: number[] = [];
   let master: Deployment["master"];
@@ -107,18 +126,29 @@ export async function deploy(ctx: DemoContext): Promise<Deployment> {
       `[${elapsed()}] agents: writer client registered with the writer server (mutual TLS 1.3 + HPKE); 4 readers provisioned`,
     );
   }
-  say(
+  sayRotation(ctx);
+  attach(ctx, topo);
+  const collectKeys = async (): Promise<void> => {
+    keyExports.export("end");
+    await keyExports.mergeInto(files.keys);
+  };
+  return { topo, bridges, capture, agents, collectKeys, generations, files, master };
+}
+
+function sayRotation(ctx: DemoContext): void {
+  ctx.say(
     `           shortened for the demo: key rotation period ${DEMO_ROTATION.periodSeconds} s, ${DEMO_ROTATION.keys} keys per generation (renewal every ~${DEMO_ROTATION.periodSeconds * DEMO_ROTATION.keys - 2} s); Kri rotates every ${DEMO_ROTATION.packetsPerKri} packets per flow`,
   );
+}
 
+function attach(ctx: DemoContext, topo: DemoTopology): void {
   attachReaders(ctx, topo);
-  say(
-    `[${elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: sealing and opening PDMv2 protected (${DEMO_AEAD === "aes-128-gcm" ? "AES-128-GCM, the kernel's AES" : "ChaCha20-Poly1305: this kernel has no BPF crypto kfuncs for AES"})`,
+  ctx.say(
+    `[${ctx.elapsed()}] eBPF attached (tc clsact) on eth0 of rs1, rs2, rc1, rc2: sealing and opening PDMv2 protected (${DEMO_AEAD === "aes-128-gcm" ? "AES-128-GCM, the kernel's AES" : "ChaCha20-Poly1305: this kernel has no BPF crypto kfuncs for AES"})`,
   );
-  say(
+  ctx.say(
     `           each reader agent installs its host's keys as the kernel asks for them; no key leaves a host, and the router sees no PDM field in clear.`,
   );
-  return { topo, bridges, capture, agents, keyExports, generations, files, master };
 }
 
 /** One user-space delay bridge per reader server's link (this kernel has no netem). */
@@ -149,11 +179,12 @@ async function makePki(ctx: DemoContext): Promise<string> {
   await initCa(pki, { name: "pdm demo CA", days: 1, force: true });
   // Group members name the pdm release they run; the master allows only it.
   const release = ctx.group ? releaseDigest() : undefined;
+  const members = ctx.group || ctx.distributed;
   for (const h of DEMO_HOSTS)
     await issueCertificate(pki, join(pki, h.name), {
-      role: ctx.group ? "group-member" : h.role,
+      role: members ? "group-member" : h.role,
       addresses: [h.addr],
-      name: ctx.group ? h.name : undefined,
+      name: members ? h.name : undefined,
       days: 1,
       force: true,
       release,

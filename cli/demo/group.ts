@@ -1,20 +1,32 @@
-// The group demo's own steps (`pdm demo --group`): a member removed half-way through
-// the workload, and the check that measurement went on across the renewal it causes.
+// The group demos' own steps (`pdm demo --group`, `--distributed`): a member removed
+// half-way through the workload, and the check that measurement went on across the
+// renewal it causes.
 
 import type { AnalysisResult } from "../../analyzer/index.ts";
 import type { Deployment } from "./deploy.ts";
-import { GROUP_DEMO } from "./plan.ts";
+import { DEMO_PORTS, DISTRIBUTED_DEMO, GROUP_DEMO } from "./plan.ts";
 import type { DemoContext } from "./context.ts";
+
+/** The member a group demo removes half-way, and what the demo says about it. */
+export function removal(ctx: DemoContext): { name: string; why: string } {
+  if (ctx.distributed)
+    return {
+      name: DISTRIBUTED_DEMO.keyServer,
+      why: "the key server; there is no other server: the other members elect a new key server among themselves and renew",
+    };
+  return {
+    name: GROUP_DEMO.removed,
+    why: `the group master renews without it, and ${GROUP_DEMO.removed} can open nothing sealed from then on`,
+  };
+}
 
 /** Half-way through the workload, stop the removed member's agent; resolves with when (s since the epoch). */
 export async function removeMemberMidRun(ctx: DemoContext, d: Deployment, durationSec: number): Promise<number> {
   await new Promise((r) => setTimeout(r, (durationSec * 1000) / 2));
-  const agent = d.agents.get(GROUP_DEMO.removed)!;
+  const { name, why } = removal(ctx);
   const at = Date.now() / 1000;
-  ctx.say(
-    `[${ctx.elapsed()}] removing group member ${GROUP_DEMO.removed} (its agent stopped): the group master renews without it, and ${GROUP_DEMO.removed} can open nothing sealed from then on`,
-  );
-  await ctx.lab.stop(agent);
+  ctx.say(`[${ctx.elapsed()}] removing member ${name} (its agent stopped): ${why}`);
+  await ctx.lab.stop(d.agents.get(name)!);
   return at;
 }
 
@@ -29,6 +41,9 @@ export function groupWentOn(ctx: DemoContext, result: AnalysisResult, removedAtS
   let after = 0;
   let flows = 0;
   for (const f of result.flows) {
+    // The workload's flows (HTTP, UDP, ping), not the agents' own traffic between the hosts.
+    const workload = f.transport === "icmpv6" || f.serverPort === DEMO_PORTS.http || f.serverPort === DEMO_PORTS.udp;
+    if (!workload) continue;
     const t = result.series.get(f.id)?.timeSec;
     if (!t || t.length < 2) continue;
     flows += 1;
@@ -40,7 +55,7 @@ export function groupWentOn(ctx: DemoContext, result: AnalysisResult, removedAtS
   }
   const ok = flows > 0 && after > 0 && longest.gap <= GROUP_DEMO.maxGapSeconds;
   ctx.say(
-    `group mode: ${flows} flows measured; ${after} samples after ${GROUP_DEMO.removed} was removed; the longest gap between two samples of one flow ${(longest.gap * 1000).toFixed(0)} ms (${longest.flow}), limit ${GROUP_DEMO.maxGapSeconds * 1000} ms: ${ok ? "measurement went on across the renewal" : "A GAP"}`,
+    `${ctx.distributed ? "distributed" : "group"} mode: ${flows} flows measured; ${after} samples after ${removal(ctx).name} was removed; the longest gap between two samples of one flow ${(longest.gap * 1000).toFixed(0)} ms (${longest.flow}), limit ${GROUP_DEMO.maxGapSeconds * 1000} ms: ${ok ? "measurement went on across the renewal" : "A GAP"}`,
   );
   return ok;
 }

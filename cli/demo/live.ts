@@ -13,7 +13,9 @@
 //
 // With `group`, the six hosts are group members of a group master at the router
 // (groups.md 1), and one member is removed half-way through the workload: the group
-// renews without it, and the measurement must go on without a gap.
+// renews without it, and the measurement must go on without a gap. With `distributed`,
+// there is no server at all: the hosts run the Key Selection Protocol (groups.md 2), and
+// the key server they elected is the member removed.
 
 import { resolve } from "node:path";
 import { Interrupted, packageRoot } from "../../pdm/index.ts";
@@ -35,6 +37,8 @@ export interface LiveDemoOptions {
   say: (line: string) => void;
   /** Group master mode: every host a member, one removed mid-run. */
   group?: boolean;
+  /** Distributed mode: every host a member of the Key Selection Protocol, the key server stopped mid-run. */
+  distributed?: boolean;
 }
 
 export interface LiveDemoResult {
@@ -55,6 +59,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
     say,
     elapsed: () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s`,
     group: opts.group ?? false,
+    distributed: opts.distributed ?? false,
   };
 
   // Ctrl-C or kill: take everything down at once (the step in progress then fails, its
@@ -81,7 +86,8 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
   try {
     const d = await step(() => deploy(ctx));
     const servers = await step(() => startServers(ctx, d.topo));
-    const removal = ctx.group ? removeMemberMidRun(ctx, d, opts.duration) : undefined;
+    const grouped = ctx.group || ctx.distributed;
+    const removal = grouped ? removeMemberMidRun(ctx, d, opts.duration) : undefined;
     await step(() => driveWorkload(ctx, d.topo, opts.duration));
     const removedAt = await removal;
     const { result, kriFlips } = await step(() => measure(ctx, d, servers));
@@ -91,7 +97,7 @@ export async function runLiveDemo(opts: LiveDemoOptions): Promise<LiveDemoResult
       `\nduring the run: ${renewals} key renewal(s) (generations ${d.generations.join(", ") || "none"}); ${kriFlips} Kri rotations seen in the capture (F bit flips)`,
     );
     let ok = compareWithInjected(result, say) && renewals > 0 && kriFlips > 0;
-    if (ctx.group) ok = groupWentOn(ctx, result, removedAt) && ok;
+    if (grouped) ok = groupWentOn(ctx, result, removedAt) && ok;
     if (renewals === 0) say("expected at least one key renewal during the run: make the run longer (--duration)");
     if (kriFlips === 0) say("expected at least one Kri rotation during the run: make the run longer (--duration)");
     say(

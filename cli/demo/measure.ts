@@ -36,10 +36,15 @@ export async function measure(ctx: DemoContext, d: Deployment, servers: LabProce
     say(`\n[${elapsed()}] pdm status --agent ${d.master.statusFile} (the group master, at the router):`);
     say(indent(lab.run(d.topo.router, [...PDM, "status", "--agent", d.master.statusFile]).trimEnd()));
   }
-  d.keyExports.export("end");
-  await d.keyExports.mergeInto(d.files.keys);
+  if (d.memberStatusFile) {
+    say(`\n[${elapsed()}] pdm status --agent ${d.memberStatusFile("rc1")} (a member, rc1):`);
+    say(indent(lab.run(d.topo.ns.rc1!, [...PDM, "status", "--agent", d.memberStatusFile("rc1")]).trimEnd()));
+  }
+  await d.collectKeys();
   say(
-    `\n[${elapsed()}] key log exported by the router as an authorized analyzer at each renewal (mutual TLS, analyzer certificate) -> ${d.files.keys} (0600)`,
+    d.memberStatusFile
+      ? `\n[${elapsed()}] key log: the members' own key logs merged (no server holds one) -> ${d.files.keys} (0600)`
+      : `\n[${elapsed()}] key log exported by the router as an authorized analyzer at each renewal (mutual TLS, analyzer certificate) -> ${d.files.keys} (0600)`,
   );
 
   await lab.stop(d.capture, "SIGINT");

@@ -93,6 +93,17 @@ export const GROUP_DEMO = {
   maxGapSeconds: 2.5,
 };
 
+/**
+ * Distributed mode (`pdm demo --distributed`): every host a member of the Key Selection
+ * Protocol with no server at all, over unicast (the hosts are on different links). The
+ * elected key server (ws, the lowest priority value) is stopped half-way: the others
+ * elect another, renew, and the measurement must go on.
+ */
+export const DISTRIBUTED_DEMO = {
+  keyServer: "ws",
+  timers: { helloMs: 1000, lifeMs: 3000, retireMs: 1000, minRekeyMs: 2000 },
+};
+
 /** Shortened periods so rotation and renewal happen within a short run. */
 export const DEMO_ROTATION = {
   /** Kernel: Kri (and the F bit) rotate after this many packets per flow and direction. */

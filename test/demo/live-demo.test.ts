@@ -104,6 +104,22 @@ describe("pdm demo (live)", { skip, concurrency: false }, () => {
     assert.match(r.stdout, /every figure within its tolerance/);
     assert.deepEqual(leftovers(), []);
   });
+  it("--distributed: no server at all, the elected key server stopped half-way, another elected, measurement goes on", async () => {
+    const r = await demo(["--distributed", "--duration", "16", "-o", out]);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /6 members of one group .* no server anywhere/);
+    assert.match(r.stdout, /removing member ws \(its agent stopped\): the key server/);
+    assert.match(r.stdout, /rc1: a new key server elected/);
+    assert.match(
+      r.stdout,
+      /distributed mode: 6 flows measured; [1-9]\d* samples after ws was removed; .*measurement went on across the renewal/,
+    );
+    assert.match(r.stdout, /key server .* \(this member\)|key server [0-9a-f]{16}/);
+    assert.equal(r.stdout.match(/ injected .* measured .* error .* ok$/gm)?.length, 18, r.stdout);
+    assert.match(r.stdout, /every figure within its tolerance/);
+    assert.equal(statSync(join(out, "keys.log")).mode & 0o777, 0o600);
+    assert.deepEqual(leftovers(), []);
+  });
 });
 
 describe("pdm demo without root", () => {

@@ -1,0 +1,104 @@
+// `pdm demo --distributed`: the six hosts as members of the Key Selection Protocol
+// (groups.md 2), with no server. One connectivity key set (CKN, CAK, KGK) is written
+// for all of them; each agent speaks to the others by unicast (the hosts are on
+// different links, behind the router), elects the key server and takes its keys;
+// the four reader hosts install them in their kernels. There is no one to export a key
+// log from: at the end the members' own key logs (each 0600) are merged.
+
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeConnectivityKeys } from "../../probes/ksp/index.ts";
+import type { LabProcess } from "../../lab/index.ts";
+import { DEMO_HOSTS, DEMO_ROTATION, DISTRIBUTED_DEMO, type DemoHost } from "./plan.ts";
+import { HOST_IF, type DemoTopology } from "./topology.ts";
+import { DEMO_AEAD, PDM, type DemoContext } from "./context.ts";
+
+export interface DistributedDeployment {
+  agents: Map<string, LabProcess>;
+  generations: number[];
+  statusFile: (name: string) => string;
+  /** Merge the members' key logs into `to` (0600). */
+  collectKeys: (to: string) => Promise<void>;
+}
+
+export async function deployDistributed(
+  ctx: DemoContext,
+  topo: DemoTopology,
+  readers: DemoHost[],
+): Promise<DistributedDeployment> {
+  const { lab, out, say, elapsed } = ctx;
+  const keys = join(out, "pki", "group.ksp");
+  writeConnectivityKeys(keys, { ckn: Buffer.from("pdm demo"), cak: randomBytes(16), kgk: randomBytes(16) }, true);
+  const keyLog = (name: string) => join(out, "agents", `${name}.keys`);
+  const statusFile = (name: string) => join(out, "agents", `${name}.status`);
+  const agents = new Map<string, LabProcess>();
+  DEMO_HOSTS.forEach((h, i) => {
+    const config = {
+      name: h.name,
+      roles: ["group-member"],
+      tls: { ca: "../pki/ca.crt", cert: `../pki/${h.name}.crt`, key: `../pki/${h.name}.key` },
+      suites: [DEMO_AEAD === "aes-128-gcm" ? "0020:0001:0001" : "0020:0001:0003"],
+      rotation: { criticality: "important", keys: DEMO_ROTATION.keys, periodSeconds: DEMO_ROTATION.periodSeconds },
+      keyLog: keyLog(h.name),
+      distributed: {
+        keys,
+        knMemory: join(out, "agents", `${h.name}.kns`),
+        interface: HOST_IF,
+        address: h.addr,
+        peers: DEMO_HOSTS.filter((x) => x !== h).map((x) => x.addr),
+        // The host without workload is the key server, so that stopping it shows a re-election.
+        priority: h.name === DISTRIBUTED_DEMO.keyServer ? 5 : 10 + i,
+        timers: DISTRIBUTED_DEMO.timers,
+      },
+      ...(readers.includes(h) ? { datapath: { interface: HOST_IF } } : {}),
+    };
+    const file = join(out, "agents", `${h.name}.json`);
+    writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+    chmodSync(file, 0o600);
+    agents.set(
+      h.name,
+      lab.start(topo.ns[h.name]!, `agent ${h.name}`, [
+        ...PDM,
+        "agent",
+        "-c",
+        file,
+        "--status-file",
+        statusFile(h.name),
+      ]),
+    );
+  });
+  const generations: number[] = [];
+  // What one reader host (rc1) says is what every member does: each new generation it seals with.
+  agents.get("rc1")!.onStderrLine((line) => {
+    const m = /\bksp-sealing\b.*\bgeneration=(\d+)/.exec(line);
+    if (!m) return;
+    generations.push(Number(m[1]));
+    say(`[${elapsed()}] members agreed on generation ${m[1]} and seal with it (make-before-break)`);
+  });
+  // Elections while the members find each other are many; the ones after it are news.
+  let formed = false;
+  agents.get("rc1")!.onStderrLine((line) => {
+    const m = /\bksp-key-server\b.*\bkeyServer=(\S+)/.exec(line);
+    if (m && formed) say(`[${elapsed()}] rc1: a new key server elected: member ${m[1]}`);
+  });
+  await Promise.all(readers.map((h) => agents.get(h.name)!.waitFor(/ksp-sealing/, 60_000)));
+  formed = true;
+  say(
+    `[${elapsed()}] agents: ${DEMO_HOSTS.length} members of one group (connectivity key set ${keys}, 0600) found each other by unicast, elected a key server and agreed on a generation; no server anywhere`,
+  );
+  return {
+    agents,
+    generations,
+    statusFile,
+    collectKeys: async (to) => {
+      const lines = new Set<string>();
+      for (const h of DEMO_HOSTS) {
+        if (!existsSync(keyLog(h.name))) continue;
+        for (const l of readFileSync(keyLog(h.name), "utf8").split("\n")) if (l.startsWith("PDMV2_")) lines.add(l);
+      }
+      writeFileSync(to, [...lines].join("\n") + "\n", { mode: 0o600 });
+      chmodSync(to, 0o600);
+    },
+  };
+}
