@@ -127,7 +127,14 @@ export class GroupLan {
   /** Start a member's agent; with `datapath`, it installs the keys of the data path on its eth0. */
   startMember(
     m: LanHost,
-    opts: { datapath?: boolean; lifeSeconds?: number; distributed?: Record<string, unknown>; suite?: string } = {},
+    opts: {
+      datapath?: boolean;
+      lifeSeconds?: number;
+      distributed?: Record<string, unknown>;
+      /** With `distributed`: follow the master too (hybrid mode; the protocol takes over when it is gone). */
+      withMaster?: boolean;
+      suite?: string;
+    } = {},
   ): LabProcess {
     this.writeConfig(m, {
       name: m.name,
@@ -135,9 +142,8 @@ export class GroupLan {
       tls: m.tls,
       keyLog: m.keyLog,
       // Distributed mode (groups.md 2): no master; the members' own protocol on eth0.
-      ...(opts.distributed
-        ? { distributed: { interface: LAN_IF, address: m.addr, ...opts.distributed } }
-        : { groupMaster: this.masterEndpoint }),
+      ...(opts.distributed ? { distributed: { interface: LAN_IF, address: m.addr, ...opts.distributed } } : {}),
+      ...(!opts.distributed || opts.withMaster ? { groupMaster: this.masterEndpoint } : {}),
       ...(opts.suite ? { suites: [opts.suite] } : {}),
       ...(opts.lifeSeconds ? { group: { lifeSeconds: opts.lifeSeconds } } : {}),
       ...(opts.datapath ? { datapath: { interface: LAN_IF } } : {}),

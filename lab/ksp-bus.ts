@@ -79,7 +79,14 @@ export class KspBus {
   /** Add a member (priority, member id from its name unless given); `keys` other than the group's for outsiders. */
   add(
     name: string,
-    opts: { priority?: number; keys?: ConnectivityKeys; kns?: KnMemory; memberId?: Uint8Array } = {},
+    opts: {
+      priority?: number;
+      keys?: ConnectivityKeys;
+      kns?: KnMemory;
+      memberId?: Uint8Array;
+      /** Hybrid mode: whether this member still follows a group master. */
+      served?: () => boolean;
+    } = {},
   ): BusMember {
     const keys = opts.keys ?? this.o.keys;
     const guard = new KspGuard(keys, () => this.now, { perSecond: 1000, burst: 1000, totalPerSecond: 100_000 });
@@ -99,6 +106,7 @@ export class KspBus {
       kns,
       now: () => this.now,
       random: seededRandom(`${this.o.seed ?? "bus"}/${name}/${this.members.length}`),
+      served: opts.served,
     });
     const m: BusMember = { name, memberId, address, participant, guard, kns, events: [], side: "", stopped: false };
     this.members.push(m);

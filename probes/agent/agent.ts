@@ -15,7 +15,7 @@
 
 import { EventEmitter } from "node:events";
 import { X509Certificate, createHash } from "node:crypto";
-import { KspMember, fileKnMemory, readConnectivityKeys } from "../ksp/index.ts";
+import { KspMember, fileKnMemory, readConnectivityKeys, type ConnectivityKeys } from "../ksp/index.ts";
 import type net from "node:net";
 import tls from "node:tls";
 import { AdmissionGate, type AdmissionStats } from "./admission.ts";
@@ -83,6 +83,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private groupLink: Channel | undefined;
   /** group-member in distributed mode: the Key Selection Protocol member (groups.md 2). */
   private ksp: KspMember | undefined;
+  private kspStarting = false;
   private kriReportedAt = 0;
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
   private kernelKeys: KernelKeys | undefined;
@@ -147,6 +148,9 @@ export class Agent extends EventEmitter<AgentEvents> {
         releases: config.group.releases,
         maxMembers: config.group.maxMembers,
         gatherMs: config.group.gatherMs,
+        connectivityKeys: config.group.connectivityKeys
+          ? readConnectivityKeys(config.group.connectivityKeys)
+          : undefined,
         keep: KEPT_GROUP_GENERATIONS,
         log: this.log,
         onGeneration: (g) => {
@@ -168,7 +172,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.has("writer-server") || this.has("writer-client") || this.has("group-master"))
       await this.listen(config.listen!);
     if (this.has("group-member") && config.groupMaster) this.loops.push(this.groupMemberLoop(config.groupMaster));
-    if (this.has("group-member") && config.distributed) await this.startDistributed(config.distributed);
+    // Distributed mode with its own key file starts now; with the keys from a group master, once they come.
+    if (this.has("group-member") && config.distributed?.keys)
+      await this.startDistributed(config.distributed, readConnectivityKeys(config.distributed.keys));
     if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
     if (this.has("reader-server")) {
       this.loops.push(
@@ -564,11 +570,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- group member ----------------------------------------------------------------------
 
   /** group-member, distributed mode: generations agreed among the members go into the key store. */
-  private async startDistributed(d: DistributedConfig): Promise<void> {
+  private async startDistributed(d: DistributedConfig, keys: ConnectivityKeys): Promise<void> {
     const store = this.readerStore!;
     const dropsLogged = { at: 0, count: 0 };
     this.ksp = await KspMember.start({
-      keys: readConnectivityKeys(d.keys),
+      keys,
+      // Hybrid mode: while this member follows a live group master, its generations rule.
+      served: this.config.groupMaster ? () => this.groupLink?.isOpen === true : undefined,
       memberId:
         d.memberId ?? new Uint8Array(createHash("sha256").update(pemToDer(this.material.cert)).digest().subarray(0, 8)),
       priority: d.priority,
@@ -644,6 +652,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           lifeMs: this.config.group.lifeMs,
           seen: this.groupSeen,
           checked,
+          onConnectivityKeys: (keys) => this.connectivityKeysFromMaster(keys),
           onInstall: (keyIdHex) => {
             backoff = RECONNECT_MIN_MS;
             this.recordMemberGeneration(keyIdHex);
@@ -665,6 +674,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       await sleep(backoff);
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
     }
+  }
+
+  /** Hybrid mode: the group master gave the connectivity key set; the protocol starts (once). */
+  private connectivityKeysFromMaster(keys: ConnectivityKeys): void {
+    const d = this.config.distributed;
+    if (!d || d.keys || this.ksp || this.kspStarting) return;
+    this.kspStarting = true;
+    this.startDistributed(d, keys).catch((e: unknown) =>
+      this.log.log("error", "ksp-not-started", { reason: (e as Error).message }),
+    );
   }
 
   /**

@@ -59,8 +59,8 @@ export interface AgentConfig {
 }
 
 export interface DistributedConfig {
-  /** The connectivity key set (CKN, CAK, KGK), a 0600 JSON file. */
-  keys: string;
+  /** The connectivity key set (CKN, CAK, KGK), a 0600 JSON file; unset: the group master gives it. */
+  keys: string | undefined;
   /** The KNs accepted and the highest generation, kept across restarts (0600). */
   knMemory: string;
   interface: string;
@@ -90,6 +90,8 @@ export interface GroupConfig {
   maxMembers: number;
   /** group-master: changes closer together than this make one renewal (hosts booting together). */
   gatherMs: number;
+  /** group-master: the connectivity key set (0600) it gives every member for distributed mode. */
+  connectivityKeys: string | undefined;
 }
 
 export const GROUP_DEFAULTS = {
@@ -200,8 +202,7 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
   const groupMaster = endpoint("groupMaster");
   if (has("group-member") && !groupMaster && c.distributed === undefined)
     fail("groupMaster", 'a group-member needs its group master\'s "[addr]:port", or "distributed" settings');
-  if (groupMaster && c.distributed !== undefined)
-    fail("distributed", "a member follows a group master or runs the distributed protocol, not both");
+
   if (groupMaster && !has("group-member")) fail("groupMaster", "only a group-member connects to a group master");
   if (has("writer-client") && !writerServer)
     fail("writerServer", 'a writer-client needs the writer server\'s "[addr]:port"');
@@ -269,8 +270,11 @@ export function parseAgentConfig(json: unknown, baseDir: string, file?: string):
     admission: admissionOf(c.connections, fail),
     writerClients: c.writerClients === undefined ? undefined : writerClientsOf(c.writerClients, roles, fail),
     groupMaster,
-    group: groupOf(c.group, roles, fail),
-    distributed: c.distributed === undefined ? undefined : distributedOf(c.distributed, roles, baseDir, fail),
+    group: groupOf(c.group, roles, baseDir, fail),
+    distributed:
+      c.distributed === undefined
+        ? undefined
+        : distributedOf(c.distributed, roles, baseDir, fail, groupMaster !== undefined),
   };
 }
 
@@ -279,6 +283,7 @@ function distributedOf(
   roles: AgentRole[],
   baseDir: string,
   fail: (field: string, why: string) => never,
+  hasMaster: boolean,
 ): DistributedConfig {
   if (!roles.includes("group-member")) fail("distributed", "only a group-member runs the distributed protocol");
   if (typeof v !== "object" || v === null || Array.isArray(v))
@@ -307,7 +312,10 @@ function distributedOf(
     if (typeof value !== "string" || isIP(value) !== 6) fail(k, "expected an IPv6 address");
     return value as string;
   };
-  const keys = path(text("keys"));
+  // With a group master, the keys may come from it (hybrid mode: the protocol takes over when it is gone).
+  if (o.keys === undefined && !hasMaster)
+    fail("distributed.keys", "expected the connectivity key file (or a groupMaster that gives the keys)");
+  const keys = o.keys === undefined ? undefined : path(text("keys"));
   const port = o.port ?? 4530;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
     fail("distributed.port", "expected a port number");
@@ -348,7 +356,12 @@ function distributedOf(
   if (timers.lifeMs <= timers.helloMs) fail("distributed.timers.lifeMs", "must be longer than helloMs");
   return {
     keys,
-    knMemory: o.knMemory === undefined ? `${keys}.kns` : path(text("knMemory")),
+    knMemory:
+      o.knMemory !== undefined
+        ? path(text("knMemory"))
+        : keys
+          ? `${keys}.kns`
+          : fail("distributed.knMemory", "expected a file for the KNs accepted (the keys come from the group master)"),
     interface: text("interface"),
     address: ipv6("distributed.address", o.address),
     port: port as number,
@@ -360,14 +373,27 @@ function distributedOf(
   };
 }
 
-function groupOf(v: unknown, roles: AgentRole[], fail: (field: string, why: string) => never): GroupConfig {
+function groupOf(
+  v: unknown,
+  roles: AgentRole[],
+  baseDir: string,
+  fail: (field: string, why: string) => never,
+): GroupConfig {
   const master = roles.includes("group-master");
   if (v !== undefined && !master && !roles.includes("group-member"))
     fail("group", "only a group-master or group-member has group settings");
   if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v)))
     fail("group", 'expected an object such as {"lifeSeconds": 6}');
   const o = (v ?? {}) as Record<string, unknown>;
-  const masterOnly = ["leadSeconds", "ackTimeoutSeconds", "addressBinding", "releases", "maxMembers", "gatherSeconds"];
+  const masterOnly = [
+    "leadSeconds",
+    "ackTimeoutSeconds",
+    "addressBinding",
+    "releases",
+    "maxMembers",
+    "gatherSeconds",
+    "connectivityKeys",
+  ];
   const known = ["lifeSeconds", ...masterOnly];
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) fail(`group.${k}`, `unknown field (known: ${known.join(", ")})`);
@@ -402,6 +428,14 @@ function groupOf(v: unknown, roles: AgentRole[], fail: (field: string, why: stri
     releases,
     maxMembers: maxMembers as number,
     gatherMs: seconds("gatherSeconds", GROUP_DEFAULTS.gatherSeconds, 0, 60),
+    connectivityKeys:
+      o.connectivityKeys === undefined
+        ? undefined
+        : typeof o.connectivityKeys === "string" && o.connectivityKeys !== ""
+          ? isAbsolute(o.connectivityKeys)
+            ? o.connectivityKeys
+            : resolve(baseDir, o.connectivityKeys)
+          : fail("group.connectivityKeys", "expected the path of a connectivity key file"),
   };
 }
 

@@ -34,6 +34,7 @@ import { lifetimeMs, type Generation } from "./generation.ts";
 import type { Logger } from "./log.ts";
 import type { MessageOf, RotationAttributes } from "./messages.ts";
 import type { PeerIdentity } from "./tls.ts";
+import type { ConnectivityKeys } from "../ksp/index.ts";
 
 export interface GroupMasterOptions {
   suite: Suite;
@@ -54,6 +55,8 @@ export interface GroupMasterOptions {
   onGeneration(g: Generation, members: readonly string[]): void;
   /** Changes closer together than this make one renewal. */
   gatherMs?: number;
+  /** Distributed mode's key set, given to every member it admits (groups.md 2: "installed by a group master"). */
+  connectivityKeys?: ConnectivityKeys;
 }
 
 /** One admitted member and its connection. */
@@ -169,6 +172,8 @@ export class GroupMaster {
     };
     this.members.set(member.id, member);
     this.stats.joins += 1;
+    const cks = options.connectivityKeys;
+    if (cks) channel.send({ type: "connectivity-keys", ckn: cks.ckn, cak: cks.cak, kgk: cks.kgk });
     options.log.log("info", "member-joined", { member: member.name, members: this.members.size });
     this.requestRenewal(`${member.name} joined`);
     try {

@@ -28,6 +28,8 @@ export interface GroupMemberOptions {
   now?: () => number;
   /** Certificates already checked (CA signature, role) and their signature values, kept across generations. */
   checked?: Map<string, CheckedCertificate>;
+  /** The master gave distributed mode's connectivity key set. */
+  onConnectivityKeys?: (keys: { ckn: Uint8Array; cak: Uint8Array; kgk: Uint8Array }) => void;
 }
 
 /** What checking a certificate found once; its validity period is compared with the clock each time. */
@@ -57,9 +59,9 @@ export async function followGroupMaster(
   let last = 0; // generations of this connection only go up
   try {
     for (;;) {
-      let m: MessageOf<"group-generation" | "heartbeat">;
+      let m: MessageOf<"group-generation" | "heartbeat" | "connectivity-keys">;
       try {
-        m = await channel.receive(["group-generation", "heartbeat"], options.lifeMs);
+        m = await channel.receive(["group-generation", "heartbeat", "connectivity-keys"], options.lifeMs);
       } catch (e) {
         if (e instanceof RegistrationError && e.code === "closed") return;
         if (e instanceof RegistrationError && e.code === "timeout") {
@@ -68,6 +70,10 @@ export async function followGroupMaster(
         throw e;
       }
       if (m.type === "heartbeat") continue;
+      if (m.type === "connectivity-keys") {
+        options.onConnectivityKeys?.({ ckn: m.ckn, cak: m.cak, kgk: m.kgk });
+        continue;
+      }
       try {
         if (m.generation <= last) {
           throw new RegistrationError(

@@ -67,7 +67,9 @@ export type Message =
       /** The members' certificates (DER), in membership order. */
       members: Uint8Array[];
     }
-  | { type: "heartbeat" };
+  | { type: "heartbeat" }
+  // the connectivity key set of distributed mode (groups.md 2), from a group master to a member
+  | { type: "connectivity-keys"; ckn: Uint8Array; cak: Uint8Array; kgk: Uint8Array };
 
 export type MessageType = Message["type"];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
@@ -150,6 +152,8 @@ export function messageToJson(m: Message): Record<string, unknown> {
       };
     case "heartbeat":
       return out;
+    case "connectivity-keys":
+      return { ...out, ckn: b64(m.ckn), cak: b64(m.cak), kgk: b64(m.kgk) };
   }
 }
 
@@ -380,6 +384,12 @@ export function parseMessage(value: unknown): Message {
     }
     case "heartbeat":
       return { type };
+    case "connectivity-keys": {
+      const cak = f.bytes("cak", [16, 32]);
+      if (cak.length !== 16 && cak.length !== 32)
+        throw new RegistrationError("malformed-message", "cak: expected 16 or 32 bytes");
+      return { type, ckn: f.bytes("ckn", [1, 32]), cak, kgk: f.bytes("kgk", 16) };
+    }
     default:
       throw new RegistrationError("malformed-message", `type: unknown message type ${describeValue(type)}`);
   }

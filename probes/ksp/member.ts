@@ -20,6 +20,8 @@ export interface KspMemberOptions {
   onEvent: (e: KspEvent) => void;
   /** A dropped or refused datagram (rate-limited in the log by the caller). */
   onDrop?: (reason: DropReason | string) => void;
+  /** Hybrid mode: this member still follows a group master. */
+  served?: () => boolean;
 }
 
 /** How often the state machine looks at its timers. */
@@ -48,6 +50,7 @@ export class KspMember {
       kns: o.kns,
       now: Date.now,
       random: (n) => new Uint8Array(randomBytes(n)),
+      served: o.served,
     });
     let member: KspMember | undefined;
     const transport = await KspUdpTransport.open(o.transport, (bytes: Buffer, route: Route) =>

@@ -49,6 +49,8 @@ export interface KeyUse {
 export interface KspMessage {
   priority: number;
   keyServer: boolean;
+  /** The sender still follows a group master (MKA's MACsec Desired bit): key servers wait while any member does. */
+  served?: boolean;
   memberId: Uint8Array;
   mi: Uint8Array;
   mn: number;
@@ -101,7 +103,7 @@ export function encodeUnsigned(m: KspMessage): Buffer {
   basic[0] = KSP_VERSION;
   basic[1] = m.priority;
   const length = BASIC_FIXED + m.ckn.length;
-  basic[2] = (m.keyServer ? 0x80 : 0) | ((length >> 8) & 0x0f);
+  basic[2] = (m.keyServer ? 0x80 : 0) | (m.served ? 0x40 : 0) | ((length >> 8) & 0x0f);
   basic[3] = length & 0xff;
   Buffer.from(m.memberId).copy(basic, 4);
   Buffer.from(m.mi).copy(basic, 12);
@@ -164,6 +166,7 @@ export function decodeMessage(bytes: Uint8Array): Decoded {
   const message: KspMessage = {
     priority: b[1]!,
     keyServer: (b[2]! & 0x80) !== 0,
+    served: (b[2]! & 0x40) !== 0,
     memberId: new Uint8Array(b.subarray(4, 12)),
     mi: new Uint8Array(b.subarray(12, 24)),
     mn: b.readUInt32BE(24),

@@ -75,6 +75,11 @@ export interface KspParticipantOptions {
   kns: KnMemory;
   now: () => number;
   random: (n: number) => Uint8Array;
+  /**
+   * Whether this member still follows a group master (hybrid mode): while it or any live
+   * peer does, the master's generations rule and the key server makes none.
+   */
+  served?: () => boolean;
 }
 
 /** A generation as this member holds it. */
@@ -118,6 +123,7 @@ interface Peer {
   mn: number;
   heardAt: number;
   live: boolean;
+  served: boolean;
   keyUse?: KeyUse;
 }
 
@@ -180,6 +186,7 @@ export class KspParticipant {
         mn: m.mn,
         heardAt: now,
         live: false,
+        served: false,
       };
       this.peers.set(miHex, peer);
       this.wantsToSend = true; // answer at once: it learns our MN, and can list us
@@ -187,6 +194,7 @@ export class KspParticipant {
     peer.mn = m.mn;
     peer.heardAt = now;
     peer.priority = m.priority;
+    peer.served = m.served === true;
     peer.keyUse = m.keyUse;
     const ours = m.live.find((e) => sameBytes(e.mi, this.mi)) ?? m.potential.find((e) => sameBytes(e.mi, this.mi));
     const heardUs = ours !== undefined && ours.mn >= this.mn - 1 && ours.mn <= this.mn;
@@ -306,12 +314,19 @@ export class KspParticipant {
       }
     }
     this.elect();
-    if (this.isKeyServer) this.maybeRekey(now);
+    if (this.isKeyServer && !this.anyServed()) this.maybeRekey(now);
     this.maybeSwitch();
     if (!this.wantsToSend && now - this.lastHelloAt < this.o.timers.helloMs) return undefined;
     this.wantsToSend = false;
     this.lastHelloAt = now;
     return this.message();
+  }
+
+  /** This member or a live peer still follows a group master. */
+  private anyServed(): boolean {
+    if (this.o.served?.()) return true;
+    for (const p of this.peers.values()) if (p.live && p.served) return true;
+    return false;
   }
 
   private maybeRekey(now: number): void {
@@ -346,6 +361,7 @@ export class KspParticipant {
     const m: KspMessage = {
       priority: this.o.priority,
       keyServer: this.isKeyServer,
+      served: this.o.served?.() ?? false,
       memberId: this.o.memberId,
       mi: this.mi,
       mn: this.mn,

@@ -182,33 +182,10 @@ describe("pdm ca, agent and keys export", () => {
       [
         {
           roles: ["group-member"],
-          groupMaster: "[::1]:1",
           tls: { ca: "a", cert: "b", key: "c" },
-          group: { releases: ["ab"] },
+          distributed: { interface: "eth0", address: "fd00::1" },
         },
-        /group\.releases: a group master's setting/,
-      ],
-      [
-        {
-          roles: ["group-master"],
-          listen: "[::1]:1",
-          tls: { ca: "a", cert: "b", key: "c" },
-          group: { releases: ["ab"] },
-        },
-        /group\.releases\[0\]: expected 64 lowercase hex digits/,
-      ],
-      [
-        { roles: ["writer-server"], listen: "[::1]:1", tls: { ca: "a", cert: "b", key: "c" }, group: {} },
-        /group: only a group-master or group-member has group settings/,
-      ],
-      [
-        {
-          roles: ["group-member"],
-          groupMaster: "[::1]:1",
-          tls: { ca: "a", cert: "b", key: "c" },
-          distributed: { keys: "k", interface: "eth0", address: "fd00::1" },
-        },
-        /distributed: a member follows a group master or runs the distributed protocol, not both/,
+        /distributed\.keys: expected the connectivity key file \(or a groupMaster that gives the keys\)/,
       ],
       [
         {

@@ -248,4 +248,112 @@ describe("distributed mode: four members and an outsider in namespaces", { skip,
       lan.cleanup();
     }
   });
+
+  it("hybrid: the group master gives the connectivity keys; when it stops, the members renew on their own and go on sealing", async () => {
+    const lan = new GroupLan(3);
+    const T = { helloMs: 1000, lifeMs: 3000, retireMs: 1000, minRekeyMs: 2000 };
+    try {
+      await lan.issue();
+      const cks = join(lan.dir, "master.ksp");
+      writeConnectivityKeys(cks, {
+        ckn: Buffer.from("hybrid"),
+        cak: Buffer.alloc(16, 0x41),
+        kgk: Buffer.alloc(16, 0x42),
+      });
+      await lan.startMaster({ suite: SUITE, group: { lifeSeconds: 3, leadSeconds: 1, connectivityKeys: cks } });
+      const ms = lan.members;
+      const [m1, m2, m3] = ms as [LanHost, LanHost, LanHost];
+      for (const m of ms) lan.attach(m, AEAD, 40);
+      ms.forEach((m, i) =>
+        lan.startMember(m, {
+          datapath: true,
+          withMaster: true,
+          lifeSeconds: 3,
+          suite: SUITE,
+          // No "keys": the group master gives them.
+          distributed: { knMemory: join(lan.dir, `${m.name}.kns`), priority: 10 + i, timers: T },
+        }),
+      );
+      const member = (h: LanHost) => lan.status(h)?.member;
+      await eventually(
+        "three members sealing the master's generation, the protocol running beside it",
+        () => {
+          const g = lan.status(lan.master)?.group;
+          return (
+            g?.generation !== undefined &&
+            g.members.length === 3 &&
+            ms.every((m) => member(m)?.sealingGeneration === g.generation && member(m)?.distributed?.live.length === 2)
+          );
+        },
+        60_000,
+      );
+      const masterKey = member(m1)!.sealingKeyId!;
+      assert.ok(
+        ms.every((m) => member(m)!.distributed!.generations.length === 0),
+        "no distributed generation while the master serves",
+      );
+
+      for (const m of [m2, m3]) {
+        const server = lan.lab.start(m.ns, `serve ${m.name}`, [process.execPath, UDP_PEER, "serve", "7000", "0"]);
+        await server.waitFor(/ready/);
+      }
+      const file = join(lan.dir, "hybrid-m1.pcapng");
+      const capture = lan.lab.start(m1.ns, "capture m1", [
+        process.execPath,
+        PDM_BIN,
+        "capture",
+        "-i",
+        LAN_IF,
+        "-w",
+        file,
+      ]);
+      await capture.waitFor(/capturing on/, 60_000);
+      const asks = [m2, m3].map((to) =>
+        lan.lab.start(m1.ns, `ask m1->${to.name}`, [
+          process.execPath,
+          UDP_PEER,
+          "ask",
+          to.addr,
+          "7000",
+          "100000",
+          "20",
+        ]),
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+
+      await lan.lab.stop(lan.master.agent!, "SIGTERM"); // every server gone
+      await eventually(
+        "the members on a generation of their own",
+        () => {
+          const k = member(m1)?.sealingKeyId;
+          return (
+            k !== undefined &&
+            k !== masterKey &&
+            ms.every((m) => member(m)?.sealingKeyId === k && (member(m)?.distributed?.generations.length ?? 0) > 0)
+          );
+        },
+        30_000,
+      );
+      await new Promise((r) => setTimeout(r, 3000)); // measuring on, under the members' own keys
+      for (const a of asks) a.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await lan.lab.stop(capture, "SIGINT", 30_000), 0, capture.output().stderr);
+
+      const files = new Map([[m1, file]]);
+      const { repeats, sealed, longestGapMs } = await repeatedPairs(files);
+      assert.equal(repeats, 0, "no (Kri, Random Number) pair twice");
+      assert.ok(sealed > 300, `${sealed} sealed packets from m1`);
+      for (const [dir, gap] of longestGapMs)
+        assert.ok(gap < T.lifeMs, `${dir}: ${gap.toFixed(0)} ms without a sealed packet`);
+      const union = join(lan.dir, "union.keys");
+      const entries = new Map<string, ReturnType<typeof readKeyLog>[number]>();
+      for (const m of ms) for (const e of readKeyLog(m.keyLog)) entries.set(hex(e.keyId), e);
+      writeKeyLog(union, [...entries.values()]);
+      const { sums, measured } = await analyzeAll(files, union);
+      assert.deepEqual({ authFail: sums.authFail, replay: sums.replay }, { authFail: 0, replay: 0 });
+      for (const to of [m2, m3]) assert.ok(measured.has(`${m1.addr}->${to.addr}`));
+    } finally {
+      lan.cleanup();
+    }
+  });
 });

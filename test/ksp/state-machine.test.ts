@@ -199,4 +199,18 @@ describe("KSP state machine", () => {
     b.run(3000);
     assert.ok(a.participant.refused["own-member-id"] > 0);
   });
+
+  it("hybrid: no generation while any live member follows a group master; one as soon as none does", () => {
+    const b = bus();
+    let masterUp = true;
+    const ms = ["a", "b", "c"].map((n, i) =>
+      b.add(n, { priority: 10 + i, served: i === 2 ? () => masterUp : undefined }),
+    );
+    b.run(10_000);
+    for (const m of ms) assert.equal(m.participant.status().live.length, 2);
+    assert.equal(b.commonSealing(), undefined, "c still follows its master: the key server waits");
+    masterUp = false;
+    b.run(3000);
+    assert.equal(b.commonSealing(), 1, "the members renew on their own");
+  });
 });

@@ -136,6 +136,7 @@ describe("KSP crypto", () => {
 const sample: KspMessage = {
   priority: 16,
   keyServer: true,
+  served: true,
   memberId: Buffer.from("0102030405060708", "hex"),
   mi: Buffer.alloc(12, 0xaa),
   mn: 7,
@@ -193,6 +194,7 @@ describe("KSP messages", () => {
           "mka.version_id",
           "mka.ks_prio",
           "mka.key_server",
+          "mka.macsec_desired",
           "mka.sci",
           "mka.actor_mi",
           "mka.actor_mn",
@@ -224,6 +226,7 @@ describe("KSP messages", () => {
         assert.equal(got["mka.version_id"], "1");
         assert.equal(got["mka.ks_prio"], "16");
         assert.match(got["mka.key_server"]!, /^(1|True)$/);
+        assert.match(got["mka.macsec_desired"]!, /^(1|True)$/, "served by a master: MKA's MACsec Desired bit");
         assert.equal(got["mka.sci"], "0102030405060708");
         assert.equal(got["mka.actor_mi"], "aa".repeat(12));
         assert.equal(got["mka.actor_mn"], "00000007");
