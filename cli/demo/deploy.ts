@@ -71,7 +71,7 @@ export async function deploy(ctx: DemoContext): Promise<Deployment> {
 
   const pki = await makePki(ctx);
   if (ctx.distributed) {
-    const d = await deployDistributed(ctx, topo, READERS);
+    const d = await deployDistributed(ctx, topo, READERS, (extra) => startGroupMaster(ctx, topo.router, out, extra));
     sayRotation(ctx);
     attach(ctx, topo);
     return {
@@ -83,6 +83,7 @@ export async function deploy(ctx: DemoContext): Promise<Deployment> {
       files,
       collectKeys: () => d.collectKeys(files.keys),
       memberStatusFile: d.statusFile,
+      master: d.master,
     };
   }
   const agents = startAgents(ctx, topo.ns, out);
@@ -178,8 +179,8 @@ async function makePki(ctx: DemoContext): Promise<string> {
   const pki = join(ctx.out, "pki");
   await initCa(pki, { name: "pdm demo CA", days: 1, force: true });
   // Group members name the pdm release they run; the master allows only it.
-  const release = ctx.group ? releaseDigest() : undefined;
   const members = ctx.group || ctx.distributed;
+  const release = members ? releaseDigest() : undefined;
   for (const h of DEMO_HOSTS)
     await issueCertificate(pki, join(pki, h.name), {
       role: members ? "group-member" : h.role,
@@ -195,7 +196,7 @@ async function makePki(ctx: DemoContext): Promise<string> {
     days: 1,
     force: true,
   });
-  if (ctx.group) {
+  if (members) {
     await issueCertificate(pki, join(pki, "gm"), {
       role: "group-master",
       addresses: [GROUP_DEMO.masterAddr],
@@ -204,7 +205,7 @@ async function makePki(ctx: DemoContext): Promise<string> {
     });
   }
   ctx.say(
-    `[${ctx.elapsed()}] private CA and ${DEMO_HOSTS.length + (ctx.group ? 2 : 1)} certificates (ECDSA P-256, files 0600) in ${pki}`,
+    `[${ctx.elapsed()}] private CA and ${DEMO_HOSTS.length + (members ? 2 : 1)} certificates (ECDSA P-256, files 0600) in ${pki}`,
   );
   return pki;
 }
@@ -215,7 +216,7 @@ async function makePki(ctx: DemoContext): Promise<string> {
  * measured, and their answers would come late. On separate hosts one scrypt per host
  * does not matter; an operator may nice the agent all the same.
  */
-const GROUP_NICE = (ctx: DemoContext): string[] => (ctx.group ? ["nice", "-n", "10"] : []);
+export const GROUP_NICE = (ctx: DemoContext): string[] => (ctx.group || ctx.distributed ? ["nice", "-n", "10"] : []);
 
 /** Writes the agents' configs and starts one agent per host. */
 function startAgents(ctx: DemoContext, ns: Record<string, string>, out: string): Map<string, LabProcess> {
@@ -270,7 +271,12 @@ function memberConfig(h: DemoHost): Record<string, unknown> {
 }
 
 /** Group mode: the group master, at the router, allowing only the release this demo runs. */
-function startGroupMaster(ctx: DemoContext, routerNs: string, out: string): { agent: LabProcess; statusFile: string } {
+export function startGroupMaster(
+  ctx: DemoContext,
+  routerNs: string,
+  out: string,
+  extra: Record<string, unknown> = {},
+): { agent: LabProcess; statusFile: string } {
   const statusFile = join(out, "agents", "gm.status");
   const file = writeConfig(out, "gm", {
     name: "gm",
@@ -283,6 +289,7 @@ function startGroupMaster(ctx: DemoContext, routerNs: string, out: string): { ag
       lifeSeconds: GROUP_DEMO.lifeSeconds,
       leadSeconds: GROUP_DEMO.leadSeconds,
       releases: [releaseDigest()],
+      ...extra,
     },
   });
   const agent = ctx.lab.start(routerNs, "group master", [

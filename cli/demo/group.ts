@@ -4,15 +4,15 @@
 
 import type { AnalysisResult } from "../../analyzer/index.ts";
 import type { Deployment } from "./deploy.ts";
-import { DEMO_PORTS, DISTRIBUTED_DEMO, GROUP_DEMO } from "./plan.ts";
+import { DEMO_PORTS, GROUP_DEMO } from "./plan.ts";
 import type { DemoContext } from "./context.ts";
 
 /** The member a group demo removes half-way, and what the demo says about it. */
 export function removal(ctx: DemoContext): { name: string; why: string } {
   if (ctx.distributed)
     return {
-      name: DISTRIBUTED_DEMO.keyServer,
-      why: "the key server; there is no other server: the other members elect a new key server among themselves and renew",
+      name: "gm",
+      why: "the group master, the only server: the members elect a key server among themselves and go on renewing keys",
     };
   return {
     name: GROUP_DEMO.removed,
@@ -25,8 +25,8 @@ export async function removeMemberMidRun(ctx: DemoContext, d: Deployment, durati
   await new Promise((r) => setTimeout(r, (durationSec * 1000) / 2));
   const { name, why } = removal(ctx);
   const at = Date.now() / 1000;
-  ctx.say(`[${ctx.elapsed()}] removing member ${name} (its agent stopped): ${why}`);
-  await ctx.lab.stop(d.agents.get(name)!);
+  ctx.say(`[${ctx.elapsed()}] stopping ${name} (its agent): ${why}`);
+  await ctx.lab.stop(name === "gm" ? d.master!.agent : d.agents.get(name)!);
   return at;
 }
 

@@ -32,7 +32,9 @@ export async function measure(ctx: DemoContext, d: Deployment, servers: LabProce
   say(`\n[${elapsed()}] pdm status -i eth0 on rc1:`);
   say(indent(lab.run(d.topo.ns.rc1!, [...PDM, "status", "-i", HOST_IF]).trimEnd()));
 
-  if (d.master) {
+  // In the distributed demo the master was stopped half-way: nothing to show then.
+  const masterRunning = d.master?.agent.child.exitCode === null && d.master.agent.child.signalCode === null;
+  if (d.master && masterRunning) {
     say(`\n[${elapsed()}] pdm status --agent ${d.master.statusFile} (the group master, at the router):`);
     say(indent(lab.run(d.topo.router, [...PDM, "status", "--agent", d.master.statusFile]).trimEnd()));
   }

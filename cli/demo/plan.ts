@@ -94,10 +94,10 @@ export const GROUP_DEMO = {
 };
 
 /**
- * Distributed mode (`pdm demo --distributed`): every host a member of the Key Selection
- * Protocol with no server at all, over unicast (the hosts are on different links). The
- * elected key server (ws, the lowest priority value) is stopped half-way: the others
- * elect another, renew, and the measurement must go on.
+ * Distributed mode (`pdm demo --distributed`): every host a member of the group master
+ * at the router and of the Key Selection Protocol among themselves, by unicast (the
+ * hosts are on different links). The master, the only server, is stopped half-way: the
+ * members elect a key server (ws has the lowest priority value) and renew on their own.
  */
 export const DISTRIBUTED_DEMO = {
   keyServer: "ws",

@@ -71,6 +71,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private writerClientPin: string | undefined;
   private renewWanted = false;
   private stopped = false;
+  private endPauses: () => void = () => {};
+  private readonly stopping = new Promise<void>((resolve) => (this.endPauses = resolve));
   private readonly channels = new Set<Channel>();
   private readonly loops: Promise<void>[] = [];
   private readerKind: "server" | "client" | "group" | undefined;
@@ -234,8 +236,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     return typeof a === "object" && a ? a.port : undefined;
   }
 
+  /** Wait before a reconnection, cut short by stop(): an agent stops at once, not a backoff later. */
+  private pause(ms: number): Promise<void> {
+    return Promise.race([sleep(ms), this.stopping]);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
+    this.endPauses();
     this.wakeKernelKeys?.();
     this.kernelKeys?.close();
     for (const c of this.channels) c.close();
@@ -494,7 +502,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.log.log("warn", "registration-lost", { code, reason: (e as Error).message, retryMs: backoff });
         purpose = "register"; // a new connection starts from a fresh registration (keys.md section 7)
       }
-      await sleep(backoff);
+      await this.pause(backoff);
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
     }
   }
@@ -542,7 +550,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs: backoff });
         }
       }
-      await sleep(backoff);
+      await this.pause(backoff);
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
     }
   }
@@ -577,12 +585,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       keys,
       // Hybrid mode: while this member follows a live group master, its generations rule.
       served: this.config.groupMaster ? () => this.groupLink?.isOpen === true : undefined,
+      generationFloor: () => this.groupSeen.generation,
       memberId:
         d.memberId ?? new Uint8Array(createHash("sha256").update(pemToDer(this.material.cert)).digest().subarray(0, 8)),
       priority: d.priority,
       suite: this.config.suites[0]!,
       timers: { ...d.timers, rotationMs: lifetimeMs(this.config.rotation) },
-      kns: fileKnMemory(d.knMemory),
+      kns: fileKnMemory(d.knMemory, keys),
       transport: { interface: d.interface, address: d.address, port: d.port, group: d.group, peers: d.peers },
       onEvent: (e) => {
         switch (e.type) {
@@ -671,7 +680,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs: backoff });
         }
       }
-      await sleep(backoff);
+      await this.pause(backoff);
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
     }
   }

@@ -3,6 +3,7 @@
 // memory of the KNs it accepted (with the highest generation), so that a restart never
 // accepts a KN twice nor lets a generation number go back.
 
+import { createHash } from "node:crypto";
 import { lstatSync, readFileSync } from "node:fs";
 import { UsageError, writeSecretFile } from "../../pdm/index.ts";
 import type { ConnectivityKeys } from "./guard.ts";
@@ -62,14 +63,25 @@ export function writeConnectivityKeys(path: string, keys: ConnectivityKeys, repl
   });
 }
 
-/** A KN memory kept in `path` (made if missing): loaded now, rewritten on every KN accepted. */
-export function fileKnMemory(path: string): KnMemory {
+/**
+ * A KN memory kept in `path` (made if missing): loaded now, rewritten on every KN
+ * accepted. It belongs to one connectivity association (groups.md 2: "never accepted
+ * twice per CKN"): a file of another key set (another CKN or CAK) is started afresh.
+ */
+export function fileKnMemory(path: string, keys: ConnectivityKeys): KnMemory {
+  const association = `${Buffer.from(keys.ckn).toString("hex")}/${createHash("sha256").update(keys.cak).digest("hex").slice(0, 16)}`;
   let kns: string[] = [];
   let highest = 0;
   try {
-    const saved = JSON.parse(readPrivate(path, "KN memory")) as { highestGeneration?: unknown; kns?: unknown };
-    if (typeof saved.highestGeneration === "number") highest = saved.highestGeneration;
-    if (Array.isArray(saved.kns)) kns = saved.kns.filter((k): k is string => typeof k === "string");
+    const saved = JSON.parse(readPrivate(path, "KN memory")) as {
+      association?: unknown;
+      highestGeneration?: unknown;
+      kns?: unknown;
+    };
+    if (saved.association === association) {
+      if (typeof saved.highestGeneration === "number") highest = saved.highestGeneration;
+      if (Array.isArray(saved.kns)) kns = saved.kns.filter((k): k is string => typeof k === "string");
+    }
   } catch (e) {
     if (!(e instanceof UsageError && /ENOENT/.test(e.message))) throw e;
   }
@@ -81,7 +93,10 @@ export function fileKnMemory(path: string): KnMemory {
       kns.push(k);
       if (kns.length > KN_MEMORY_LIMIT) seen.delete(kns.shift()!);
       highest = Math.max(highest, generation);
-      writeSecretFile(path, JSON.stringify({ highestGeneration: highest, kns }), { replace: true, what: "KN memory" });
+      writeSecretFile(path, JSON.stringify({ association, highestGeneration: highest, kns }), {
+        replace: true,
+        what: "KN memory",
+      });
     },
     get highestGeneration() {
       return highest;

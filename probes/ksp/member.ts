@@ -22,6 +22,8 @@ export interface KspMemberOptions {
   onDrop?: (reason: DropReason | string) => void;
   /** Hybrid mode: this member still follows a group master. */
   served?: () => boolean;
+  /** Hybrid mode: the master's highest generation, which this protocol's numbers continue above. */
+  generationFloor?: () => number;
 }
 
 /** How often the state machine looks at its timers. */
@@ -51,6 +53,7 @@ export class KspMember {
       now: Date.now,
       random: (n) => new Uint8Array(randomBytes(n)),
       served: o.served,
+      generationFloor: o.generationFloor,
     });
     let member: KspMember | undefined;
     const transport = await KspUdpTransport.open(o.transport, (bytes: Buffer, route: Route) =>

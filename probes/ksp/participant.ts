@@ -80,6 +80,8 @@ export interface KspParticipantOptions {
    * peer does, the master's generations rule and the key server makes none.
    */
   served?: () => boolean;
+  /** Generations made elsewhere (a group master's) that this protocol's numbers continue above. */
+  generationFloor?: () => number;
 }
 
 /** A generation as this member holds it. */
@@ -345,7 +347,8 @@ export class KspParticipant {
     const used = [...this.peers.values()]
       .filter((p) => p.live)
       .flatMap((p) => [p.keyUse?.latest.keyNumber ?? 0, p.keyUse?.old?.keyNumber ?? 0]);
-    const generation = Math.max(this.o.kns.highestGeneration, newest?.generation ?? 0, ...used) + 1;
+    const floor = this.o.generationFloor?.() ?? 0;
+    const generation = Math.max(this.o.kns.highestGeneration, newest?.generation ?? 0, floor, ...used) + 1;
     this.lastRekeyAt = now;
     this.liveAtRekey = live;
     this.pendingKey = { generation, wrapped: wrapKey(this.o.kek, kn) };
@@ -369,6 +372,15 @@ export class KspParticipant {
       live: entries(true),
       potential: entries(false),
     };
+    const seen = Math.max(this.o.kns.highestGeneration, this.o.generationFloor?.() ?? 0);
+    if (!newest && seen > 0) {
+      // No generation yet (a restart): say how far this member has seen, so that the key
+      // server numbers its next one above (rx false: nothing installed).
+      m.keyUse = {
+        latest: { serverMi: new Uint8Array(12), keyNumber: seen, tx: false, rx: false },
+        old: undefined,
+      };
+    }
     if (newest) {
       m.keyUse = {
         latest: {

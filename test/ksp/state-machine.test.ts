@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { DEFAULT_SUITE, hex } from "../../pdm/index.ts";
 import { KspBus, type BusMember } from "../../lab/index.ts";
+import { memoryKnStore } from "../../probes/ksp/index.ts";
 
 const keys = {
   ckn: Buffer.from("pdm ksp test group"),
@@ -212,5 +213,18 @@ describe("KSP state machine", () => {
     masterUp = false;
     b.run(3000);
     assert.equal(b.commonSealing(), 1, "the members renew on their own");
+  });
+
+  it("a member that remembers higher generations (its KN memory) makes the key server number above them at once", () => {
+    const b = bus();
+    const kns = memoryKnStore();
+    kns.add("ab".repeat(16), 40); // from an earlier run of the same group
+    b.add("a", { priority: 10 });
+    b.add("b", { priority: 11, kns });
+    b.add("c", { priority: 12 });
+    b.run(3000);
+    const g = b.commonSealing();
+    assert.ok(g !== undefined && g > 40, `generation ${g}, above the 40 b remembers`);
+    assert.equal(b.members[1]!.participant.refused["stale-generation"], 0, "b refused nothing");
   });
 });

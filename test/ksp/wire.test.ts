@@ -326,12 +326,15 @@ describe("KSP key files", () => {
       assert.throws(() => readConnectivityKeys(join(dir, "extra.ksp")), /sak: unknown field/);
 
       const memory = join(dir, "kns");
-      const a = fileKnMemory(memory);
+      const a = fileKnMemory(memory, keys);
       a.add("aa".repeat(16), 7);
       assert.equal(statSync(memory).mode & 0o777, 0o600);
-      const b = fileKnMemory(memory); // the member restarted
+      const b = fileKnMemory(memory, keys); // the member restarted
       assert.ok(b.has("aa".repeat(16)));
       assert.equal(b.highestGeneration, 7);
+      const other = fileKnMemory(memory, { ...keys, cak: randomBytes(16) }); // another key set: its own memory
+      assert.ok(!other.has("aa".repeat(16)));
+      assert.equal(other.highestGeneration, 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
