@@ -703,7 +703,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.readerKind !== "group" || Date.now() - this.kriReportedAt < 60_000) return;
     this.kriReportedAt = Date.now();
     if (this.groupLink?.isOpen) this.groupLink.send({ type: "renew-request", reason: "kri-exhausted" });
-    this.log.log("warn", "kri-running-out", { action: "asked the group master for a new generation" });
+    this.ksp?.participant.requestNewKey(); // distributed mode: the key server hears it
+    this.log.log("warn", "kri-running-out", { action: "asked for a new generation" });
   }
 
   /** A member's key log holds every generation it installed since it started (newest KEPT_GROUP_GENERATIONS). */

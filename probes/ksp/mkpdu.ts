@@ -8,6 +8,8 @@
 //   2 potential peer list (MI, MN) pairs
 //   3 key use (SAK use)   latest and old key: (key server MI, key number) with tx/rx
 //   4 distributed key     key number (= generation), and KN wrapped under KEK (RFC 3394)
+//   7 announcement        one TLV of this protocol's: a request for a new key (the
+//                         generation to replace), as "a member asks" (groups.md 2)
 //   255 ICV indicator     AES-CMAC under ICK over a pseudo-header and everything before it
 //
 // Each set but the basic one is type (1 byte), a reserved or flag byte, and a 12-bit
@@ -28,6 +30,9 @@ export const SET_LIVE = 1;
 export const SET_POTENTIAL = 2;
 export const SET_KEY_USE = 3;
 export const SET_DISTRIBUTED_KEY = 4;
+export const SET_ANNOUNCEMENT = 7;
+/** The announcement TLV type of a key request: the last of the 7-bit types, outside 802.1X's own. */
+export const TLV_KEY_REQUEST = 127;
 export const SET_ICV = 255;
 
 export interface PeerEntry {
@@ -60,6 +65,8 @@ export interface KspMessage {
   keyUse?: KeyUse;
   /** The key server's new generation: its number and the KN wrapped under KEK. */
   distributedKey?: { generation: number; wrapped: Uint8Array };
+  /** The sender asks for a new key to replace this generation (a flow of its ran out of Kri). */
+  keyRequest?: number;
 }
 
 export type DecodeFailure =
@@ -136,6 +143,13 @@ export function encodeUnsigned(m: KspMessage): Buffer {
     body.writeUInt32BE(m.distributedKey.generation >>> 0, 0);
     Buffer.from(m.distributedKey.wrapped).copy(body, 4);
     parts.push(setHeader(SET_DISTRIBUTED_KEY, 0, body.length), padded(body));
+  }
+  if (m.keyRequest !== undefined) {
+    // One TLV: 7-bit type and 9-bit length (as MKA's announcements), then the generation.
+    const body = Buffer.alloc(6);
+    body.writeUInt16BE((TLV_KEY_REQUEST << 9) | 4, 0);
+    body.writeUInt32BE(m.keyRequest >>> 0, 2);
+    parts.push(setHeader(SET_ANNOUNCEMENT, 0, body.length), padded(body));
   }
   parts.push(setHeader(SET_ICV, 0, ICV_LENGTH));
   return Buffer.concat(parts);
@@ -218,6 +232,20 @@ export function decodeMessage(bytes: Uint8Array): Decoded {
           generation: b.readUInt32BE(body),
           wrapped: new Uint8Array(b.subarray(body + 4, body + length)),
         };
+        break;
+      }
+      case SET_ANNOUNCEMENT: {
+        // TLVs; only the key request is this protocol's, any other is skipped.
+        for (let p = body; p + 2 <= body + length;) {
+          const tlvType = b[p]! >> 1;
+          const tlvLength = ((b[p]! & 1) << 8) | b[p + 1]!;
+          if (p + 2 + tlvLength > body + length) return fail("malformed", "an announcement TLV runs past its set");
+          if (tlvType === TLV_KEY_REQUEST) {
+            if (tlvLength !== 4) return fail("malformed", `key request of ${tlvLength} bytes, not 4`);
+            message.keyRequest = b.readUInt32BE(p + 2);
+          }
+          p += 2 + tlvLength;
+        }
         break;
       }
       case SET_ICV: {

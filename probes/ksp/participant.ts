@@ -127,6 +127,8 @@ interface Peer {
   live: boolean;
   served: boolean;
   keyUse?: KeyUse;
+  /** The generation this peer asks to replace, if it asks. */
+  keyRequest?: number;
 }
 
 export class KspParticipant {
@@ -141,6 +143,8 @@ export class KspParticipant {
   private lastHelloAt = -Infinity;
   private wantsToSend = true;
   private pendingKey: { generation: number; wrapped: Uint8Array } | undefined;
+  /** The generation this member asked to replace (requestNewKey), until a newer one comes. */
+  private asking: number | undefined;
   private readonly events: KspEvent[] = [];
   readonly refused: Record<KspRefusal, number> = {
     "stale-mn": 0,
@@ -197,6 +201,7 @@ export class KspParticipant {
     peer.heardAt = now;
     peer.priority = m.priority;
     peer.served = m.served === true;
+    peer.keyRequest = m.keyRequest;
     peer.keyUse = m.keyUse;
     const ours = m.live.find((e) => sameBytes(e.mi, this.mi)) ?? m.potential.find((e) => sameBytes(e.mi, this.mi));
     const heardUs = ours !== undefined && ours.mn >= this.mn - 1 && ours.mn <= this.mn;
@@ -331,12 +336,29 @@ export class KspParticipant {
     return false;
   }
 
+  /**
+   * Ask the key server for a new generation to replace the newest (groups.md 2: "when a
+   * member asks"; a flow of this member's ran out of Kri). The request rides on every
+   * message until a newer generation comes.
+   */
+  requestNewKey(): void {
+    const newest = this.generations[this.generations.length - 1];
+    if (!newest) return;
+    this.asking = newest.generation;
+    this.wantsToSend = true;
+  }
+
   private maybeRekey(now: number): void {
     const newest = this.generations[this.generations.length - 1];
     const live = this.liveList();
     const mine = newest !== undefined && sameBytes(newest.serverMi, this.mi);
+    const asked =
+      newest !== undefined &&
+      (this.asking === newest.generation ||
+        [...this.peers.values()].some((p) => p.live && p.keyRequest === newest.generation));
     const due =
       newest === undefined ||
+      asked ||
       !mine || // the key server changed: the new one makes its own
       live !== this.liveAtRekey ||
       now - newest.installedAt >= this.o.timers.rotationMs;
@@ -394,6 +416,7 @@ export class KspParticipant {
           : undefined,
       };
     }
+    if (this.asking !== undefined && newest?.generation === this.asking) m.keyRequest = this.asking;
     // The key server repeats its newest key until every live peer uses it.
     if (this.isKeyServer && this.pendingKey && newest?.generation === this.pendingKey.generation) {
       m.distributedKey = this.pendingKey;

@@ -227,4 +227,16 @@ describe("KSP state machine", () => {
     assert.ok(g !== undefined && g > 40, `generation ${g}, above the 40 b remembers`);
     assert.equal(b.members[1]!.participant.refused["stale-generation"], 0, "b refused nothing");
   });
+
+  it("a member asks for a new key (its flow ran out of Kri): the key server makes one, once", () => {
+    const b = bus();
+    const ms = ["a", "b", "c"].map((n, i) => b.add(n, { priority: 10 + i }));
+    b.run(10_000); // past min_rekey
+    const before = b.commonSealing()!;
+    ms[2]!.participant.requestNewKey();
+    b.run(2000);
+    assert.equal(b.commonSealing(), before + 1, "one new generation, sealed by all");
+    b.run(10_000);
+    assert.equal(b.commonSealing(), before + 1, "the request answered, no more");
+  });
 });

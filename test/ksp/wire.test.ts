@@ -148,6 +148,7 @@ const sample: KspMessage = {
     old: { serverMi: Buffer.alloc(12, 0xaa), keyNumber: 2, tx: false, rx: true },
   },
   distributedKey: { generation: 3, wrapped: Buffer.alloc(24, 0xdd) },
+  keyRequest: 2,
 };
 const signer = (u: Buffer) => aesCmac(Buffer.alloc(16, 1), u);
 /** Bytes as hex, everything else as it is: Buffers and Uint8Arrays compare alike. */
@@ -208,6 +209,8 @@ describe("KSP messages", () => {
           "mka.old_key_number",
           "mka.key_number",
           "mka.aes_key_wrap_sak",
+          "mka.tlv_type",
+          "mka.tlv_data",
           "mka.icv",
         ];
         const out = execFileSync("tshark", [
@@ -240,6 +243,8 @@ describe("KSP messages", () => {
         assert.equal(got["mka.old_key_number"], "00000002");
         assert.equal(got["mka.key_number"], "00000003");
         assert.equal(got["mka.aes_key_wrap_sak"], "dd".repeat(24));
+        assert.equal(got["mka.tlv_type"], "127", "the key request, an announcement TLV");
+        assert.equal(got["mka.tlv_data"], "00000002");
         assert.equal(got["mka.icv"], Buffer.from(msg.subarray(msg.length - 16)).toString("hex"));
       } finally {
         rmSync(dir, { recursive: true, force: true });
