@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_SUITE } from "../pdm/index.ts";
 import { KspBus, GroupLan, datapathSkipReason, eventually, type BusMember, type LanHost } from "../lab/index.ts";
-import { writeConnectivityKeys } from "../probes/ksp/index.ts";
+import { KSP_TIMER_DEFAULTS, KspMember, memoryKnStore, writeConnectivityKeys } from "../probes/ksp/index.ts";
 
 const resultsDir = join(import.meta.dirname, "out");
 mkdirSync(resultsDir, { recursive: true });
@@ -92,6 +92,71 @@ for (const n of [3, 8, 32]) {
   agreement.push(`| ${n} | ${cells.join(" | ")} |`);
 }
 
+// 4. 32 members in this one process, over UDP on loopback (unicast, a port each), real clock.
+const loopback: string[] = [];
+{
+  const n = 32;
+  const base = 45_300 + (process.pid % 500);
+  const sealing = new Map<number, number>(); // member index -> the generation it seals with
+  const start = (i: number) =>
+    KspMember.start({
+      keys,
+      memberId: Buffer.from(`m${String(i).padStart(7, "0")}`),
+      priority: 10 + i,
+      suite: DEFAULT_SUITE,
+      timers: { ...KSP_TIMER_DEFAULTS },
+      kns: memoryKnStore(),
+      transport: {
+        interface: "lo",
+        address: "::1",
+        port: base + i,
+        peers: Array.from({ length: n + 1 }, (_, j) => j)
+          .filter((j) => j !== i)
+          .map((j) => `[::1]:${base + j}`),
+      },
+      onEvent: (e) => {
+        if (e.type === "sealing") sealing.set(i, e.generation.generation);
+      },
+    });
+  const members = new Map<number, KspMember>();
+  const until = async (what: string, among: number[], above: number): Promise<number> => {
+    const t0 = Date.now();
+    await eventually(
+      what,
+      () => {
+        const g = sealing.get(among[0]!);
+        return g !== undefined && g > above && among.every((i) => sealing.get(i) === g);
+      },
+      120_000,
+    );
+    return Date.now() - t0;
+  };
+  const cpu0 = process.cpuUsage();
+  const t0 = Date.now();
+  for (let i = 0; i < n; i += 1) members.set(i, await start(i));
+  const all = [...members.keys()];
+  const formed = await until("32 members on one generation", all, 0);
+  await new Promise((r) => setTimeout(r, 7000)); // past min_rekey
+  let g = sealing.get(0)!;
+  const server = all.find((i) => members.get(i)!.participant.isKeyServer)!;
+  members.get(server)!.stop();
+  members.delete(server);
+  sealing.delete(server);
+  const rest = [...members.keys()];
+  const killed = await until("31 members renew without the key server", rest, g);
+  g = sealing.get(rest[0]!)!;
+  await new Promise((r) => setTimeout(r, 7000));
+  members.set(n, await start(n));
+  const joined = await until("a 33rd member joins", [...members.keys()], g);
+  const seconds = (Date.now() - t0) / 1000;
+  const received = [...members.values()].reduce((sum, m) => sum + m.participant.status().mn, 0);
+  const cpu = process.cpuUsage(cpu0);
+  for (const m of members.values()) m.stop();
+  loopback.push(
+    `| 32 on loopback UDP (one process) | ${(formed / 1000).toFixed(1)} s | ${(killed / 1000).toFixed(1)} s | ${(joined / 1000).toFixed(1)} s | ${(((cpu.user + cpu.system) / 1e6 / seconds) * 100).toFixed(1)} % of a core for ${received} messages sent (each to 31-32 peers) |`,
+  );
+}
+
 // 3. Real time, members as `pdm agent` processes in namespaces (default timers): the key server killed.
 const real: string[] = [];
 async function namespaces(n: number): Promise<void> {
@@ -152,6 +217,12 @@ const report = [
     : "Real time, members as `pdm agent` processes in namespaces, default timers, the key server killed (SIGKILL) until every other member seals a new generation:",
   "",
   ...(skip ? [] : ["| members | until every other member seals a new generation |", "|---|---|", ...real]),
+  "",
+  "Real time, 32 members in one process over UDP on loopback (unicast, a port each), default timers:",
+  "",
+  "| setting | formed | the key server killed | a member joins | CPU |",
+  "|---|---|---|---|---|",
+  ...loopback,
   "",
 ].join("\n");
 writeFileSync(join(resultsDir, "ksp.md"), report);

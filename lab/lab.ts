@@ -251,6 +251,7 @@ export class Lab {
   }
 
   private recordPids(): void {
+    if (this.tornDown) return; // a late start must not make the state directory again
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     const pids = [...this.processes].map((p) => p.child.pid).filter((p): p is number => p !== undefined);
     writeFileSync(join(this.stateDir, "pids.json"), JSON.stringify(pids));

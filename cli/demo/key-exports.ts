@@ -9,6 +9,8 @@ import { PDM, type DemoContext } from "./context.ts";
 export class KeyExports {
   private readonly pending: Array<Promise<void>> = [];
   private readonly files: string[] = [];
+  /** Set by mergeInto: a renewal's export timer that fires later does nothing (the lab may be gone). */
+  private closed = false;
 
   constructor(
     private readonly ctx: DemoContext,
@@ -20,6 +22,7 @@ export class KeyExports {
 
   /** Start an export named `tag` (keys-TAG.log); a failed one only loses what it would have added. */
   export(tag: string): void {
+    if (this.closed) return;
     const file = join(this.ctx.out, `keys-${tag}.log`);
     this.files.push(file);
     const args = [
@@ -50,6 +53,7 @@ export class KeyExports {
 
   /** Wait for every export, then write their union (each generation once) to `to`, 0600. */
   async mergeInto(to: string): Promise<void> {
+    this.closed = true;
     await Promise.all(this.pending);
     const lines = new Set<string>();
     for (const part of this.files) {

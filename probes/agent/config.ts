@@ -325,8 +325,17 @@ function distributedOf(
   let peers: string[] | undefined;
   if (o.peers !== undefined) {
     if (!Array.isArray(o.peers) || o.peers.length === 0 || o.peers.length > 64)
-      fail("distributed.peers", "expected 1 to 64 IPv6 addresses (unicast instead of multicast)");
-    peers = (o.peers as unknown[]).map((p, i) => ipv6(`distributed.peers[${i}]`, p));
+      fail("distributed.peers", 'expected 1 to 64 IPv6 addresses, or "[addr]:port" (unicast instead of multicast)');
+    peers = (o.peers as unknown[]).map((p, i) => {
+      const m = typeof p === "string" ? /^\[([^\]]+)\]:(\d+)$/.exec(p) : null;
+      if (m) {
+        ipv6(`distributed.peers[${i}]`, m[1]);
+        if (!(Number(m[2]) >= 1 && Number(m[2]) <= 65535))
+          fail(`distributed.peers[${i}]`, "expected a port in [1, 65535]");
+        return p as string;
+      }
+      return ipv6(`distributed.peers[${i}]`, p);
+    });
   }
   const group = o.group === undefined ? undefined : ipv6("distributed.group", o.group);
   if (group && !/^ff0[0-9a-f]:/i.test(group)) fail("distributed.group", "expected a multicast address (ff0X::...)");

@@ -23,8 +23,14 @@ export interface KspTransportOptions {
   address: string;
   port?: number;
   group?: string;
-  /** Unicast peers instead of multicast, for routed groups. */
+  /** Unicast peers instead of multicast, for routed groups: "addr", or "[addr]:port" for a port of its own. */
   peers?: string[];
+}
+
+/** A unicast peer: its address and port (the group's port unless it names one). */
+function peerOf(text: string, port: number): { address: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+  return m ? { address: m[1]!, port: Number(m[2]) } : { address: text, port };
 }
 
 export class KspUdpTransport {
@@ -84,11 +90,13 @@ export class KspUdpTransport {
   /** Sign `m` for each destination (the group, or every peer) and send it. */
   send(m: KspMessage, guard: KspGuard): void {
     const src = parseIpv6Address(this.o.address);
-    const destinations = this.o.peers ?? [this.o.group];
+    const destinations = this.o.peers
+      ? this.o.peers.map((p) => peerOf(p, this.o.port))
+      : [{ address: this.o.group, port: this.o.port }];
     for (const d of destinations) {
-      const route: Route = { src, srcPort: this.o.port, dst: parseIpv6Address(d), dstPort: this.o.port };
-      const target = this.o.peers ? d : `${d}%${this.o.interface}`;
-      this.tx.send(guard.sign(m, route), this.o.port, target);
+      const route: Route = { src, srcPort: this.o.port, dst: parseIpv6Address(d.address), dstPort: d.port };
+      const target = this.o.peers ? d.address : `${d.address}%${this.o.interface}`;
+      this.tx.send(guard.sign(m, route), d.port, target);
     }
   }
 
