@@ -8,9 +8,8 @@
 // measured from the capture timestamp, so libpcap's buffering does not add to them;
 // the last millisecond is waited out by spinning, since Node's timers are coarser.
 
-import { createRequire } from "node:module";
-import { execFileSync } from "node:child_process";
 import { BpfError } from "../probes/datapath/index.ts";
+import { openPcapPort, type PcapPort } from "./pcap-port.ts";
 
 export interface DelayBridgeOptions {
   left: string;
@@ -29,27 +28,11 @@ export interface DelayBridgeOptions {
   tamperEvery?: number;
 }
 
-interface PcapSession {
-  on(event: "packet", cb: (p: { buf: Buffer; header: Buffer }) => void): void;
-  inject(data: Buffer): void;
-  close(): void;
-  buf: Buffer;
-  header: Buffer;
-  session: { dispatch(buf: Buffer, header: Buffer): number; read_callback: () => void };
-}
-
 interface Pending {
   dueMs: number;
   frame: Buffer;
-  out: PcapSession;
+  out: PcapPort;
 }
-
-const macOf = (ifname: string): string =>
-  (
-    JSON.parse(execFileSync("ip", ["-j", "link", "show", "dev", ifname], { encoding: "utf8" }))[0] as {
-      address: string;
-    }
-  ).address;
 
 export interface DelayBridge {
   forwarded(): number;
@@ -74,12 +57,6 @@ function sealedByteOf(frame: Buffer): number {
 }
 
 export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
-  const pcap = createRequire(import.meta.url)("pcap") as {
-    createSession(
-      dev: string,
-      o: { filter: string; snap_length: number; buffer_timeout: number; buffer_size: number },
-    ): PcapSession;
-  };
   let seed = opts.seed ?? 1;
   const random = (): number => {
     // xorshift32: reproducible jitter and loss
@@ -119,24 +96,14 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
     }
   };
 
-  const sessions: PcapSession[] = [];
-  const open = (from: string, to: () => PcapSession, direction: "leftToRight" | "rightToLeft"): PcapSession => {
-    // Only frames arriving from the host: our own injections on `from` are outbound.
-    const s = pcap.createSession(from, {
-      filter: `inbound and not ether src ${macOf(from)}`,
-      snap_length: 65535,
-      buffer_timeout: 1,
-      buffer_size: 16 * 1024 * 1024,
-    });
-    s.on("packet", (p) => {
+  const ports: PcapPort[] = [];
+  const open = (from: string, to: () => PcapPort, direction: "leftToRight" | "rightToLeft"): PcapPort =>
+    openPcapPort(from, (frame, tsMs) => {
       if (closed) return;
-      const caplen = p.header.readUInt32LE(8);
-      const tsMs = p.header.readUInt32LE(0) * 1e3 + p.header.readUInt32LE(4) / 1e3;
       if (opts.loss && random() < opts.loss) {
         dropped += 1;
         return;
       }
-      const frame = Buffer.from(p.buf.subarray(0, caplen));
       if (opts.tamperEvery) {
         const at = sealedByteOf(frame);
         if (at >= 0 && ++seen[direction] % opts.tamperEvery === 0) {
@@ -150,22 +117,15 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
       queue.push({ dueMs: due, frame, out: to() });
       if (!timer) flush();
     });
-    const inner = s.session;
-    inner.read_callback = () => {
-      while (inner.dispatch(s.buf, s.header) > 0) {
-        // drain everything ready
-      }
-    };
-    return s;
-  };
-  let left: PcapSession;
-  let right: PcapSession;
+  let left: PcapPort;
+  let right: PcapPort;
   try {
     left = open(opts.left, () => right, "leftToRight");
+    ports.push(left);
     right = open(opts.right, () => left, "rightToLeft");
-    sessions.push(left, right);
+    ports.push(right);
   } catch (err) {
-    for (const s of sessions) s.close();
+    for (const p of ports) p.close();
     throw new BpfError(`Cannot bridge ${opts.left} and ${opts.right}: ${(err as Error).message}`, { cause: err });
   }
   return {
@@ -175,7 +135,7 @@ export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
     close: () => {
       closed = true;
       if (timer) clearTimeout(timer);
-      for (const s of sessions) s.close();
+      for (const p of ports) p.close();
     },
   };
 }

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initCa, issueCertificate, releaseDigest, type AgentStatus, type TlsFiles } from "../probes/agent/index.ts";
+import type { ImpairedHubOptions } from "./impaired-hub.ts";
 import { Lab, type LabProcess } from "./lab.ts";
 import { PDM_BIN, ROOT } from "./two-hosts.ts";
 
@@ -36,7 +37,11 @@ export class GroupLan {
   /** The release digest every member's certificate names and the master allows. */
   release = "";
 
-  constructor(count: number) {
+  /** With `hub`, the switch is an impaired user-space hub (startHub) instead of a Linux bridge. */
+  constructor(
+    count: number,
+    private readonly options: { hub?: boolean } = {},
+  ) {
     counter += 1;
     const tag = `${process.pid % 10000}${String.fromCharCode(96 + counter)}`;
     const subnet = (0x9e00 + (process.pid % 200) + counter).toString(16);
@@ -62,23 +67,54 @@ export class GroupLan {
     };
     try {
       this.switchNs = this.lab.addNamespace("sw");
-      this.lab.ip(this.switchNs, ["link", "add", "br0", "type", "bridge"]);
-      this.lab.ip(this.switchNs, ["link", "set", "br0", "up"]);
+      if (!options.hub) {
+        this.lab.ip(this.switchNs, ["link", "add", "br0", "type", "bridge"]);
+        this.lab.ip(this.switchNs, ["link", "set", "br0", "up"]);
+      }
       [this.master, ...this.members].forEach((h, i) => {
         this.lab.addNamespace(h.name);
         const port = `p${i}`;
         this.lab.ip(this.switchNs, ["link", "add", port, "type", "veth", "peer", "name", LAN_IF, "netns", h.ns]);
-        this.lab.ip(this.switchNs, ["link", "set", port, "master", "br0"]);
+        if (!options.hub) this.lab.ip(this.switchNs, ["link", "set", port, "master", "br0"]);
         this.lab.ip(this.switchNs, ["link", "set", port, "up"]);
         for (const k of ["all", "default"]) this.lab.run(h.ns, ["sysctl", "-qw", `net.ipv6.conf.${k}.accept_dad=0`]);
         this.lab.ip(h.ns, ["addr", "add", `${h.addr}/64`, "dev", LAN_IF, "nodad"]);
         this.lab.ip(h.ns, ["link", "set", LAN_IF, "up"]);
+        // Frames the hub captures and injects must carry complete checksums (no checksum offload, no GSO).
+        if (options.hub) this.lab.run(h.ns, ["ethtool", "-K", LAN_IF, "tx", "off", "tso", "off", "gso", "off"]);
         this.lab.ip(h.ns, ["link", "set", "lo", "up"]);
       });
     } catch (e) {
       this.cleanup();
       throw e;
     }
+  }
+
+  /**
+   * Start the impaired hub that switches this LAN (constructed with `hub`), with `impair`
+   * as lab/impaired-hub.ts takes it; ready once every member answers a ping from the first.
+   */
+  async startHub(impair: Omit<ImpairedHubOptions, "ports">): Promise<LabProcess> {
+    if (!this.options.hub) throw new Error("this LAN was made with a Linux bridge, not a hub");
+    const ports = [this.master, ...this.members].map((h) => this.portOf(h));
+    const hub = this.lab.start(this.switchNs, "impaired hub", [
+      process.execPath,
+      "--import",
+      "tsx",
+      join(ROOT, "scripts", "impaired-hub.ts"),
+      JSON.stringify({ ...impair, ports }),
+    ]);
+    await hub.waitFor(/hub ready/);
+    // A capture's first frame is sometimes never delivered by libpcap (two-hosts.ts):
+    // ping through the hub until each member answers, before a test relies on it.
+    const [first, ...rest] = this.members;
+    for (const m of rest) {
+      let attempt = 0;
+      while (this.lab.exec(first!.ns, ["ping", "-6", "-n", "-c", "1", "-W", "1", m.addr]).code !== 0) {
+        if ((attempt += 1) === 8) throw new Error(`the hub forwards nothing from ${first!.name} to ${m.name}`);
+      }
+    }
+    return hub;
   }
 
   /** The CA, the master's and every member's certificate (naming this host's release), an analyzer's. */
@@ -201,6 +237,7 @@ export class GroupLan {
 
   /** Cut `side` off from everyone else: their switch ports move to a second bridge. */
   partition(side: LanHost[]): void {
+    if (this.options.hub) throw new Error("partition() moves bridge ports: not on a LAN made with a hub");
     if (!this.lab.ip(this.switchNs, ["-br", "link", "show", "type", "bridge"]).includes("br1")) {
       this.lab.ip(this.switchNs, ["link", "add", "br1", "type", "bridge"]);
       this.lab.ip(this.switchNs, ["link", "set", "br1", "up"]);

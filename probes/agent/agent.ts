@@ -8,26 +8,30 @@
 //                  everything and joins afresh when the writer refuses it.
 //   group-master   admits group members and makes a generation from each membership
 //                  (groups.md 1, group-master.ts); answers analyzers with its key log.
-//   group-member   joins its group master, recomputes and installs each generation
-//                  (group-member.ts), holding what a reader server holds.
+//   group-member   joins its group master, recomputes and installs each generation,
+//                  or agrees on generations with the other members (distributed mode),
+//                  holding what a reader server holds (member-role.ts).
+//
+// Writers also give distributed mode's connectivity key set to the group members that
+// ask, when their config names one (connectivityKeys).
 //
 // A reader role next to its own writer role is fed in-process (same messages, no TLS).
 
 import { EventEmitter } from "node:events";
-import { X509Certificate, createHash } from "node:crypto";
-import { KspMember, fileKnMemory, readConnectivityKeys, type ConnectivityKeys } from "../ksp/index.ts";
+import { readConnectivityKeys, type ConnectivityKeys } from "../ksp/index.ts";
 import type net from "node:net";
 import tls from "node:tls";
 import { AdmissionGate, type AdmissionStats } from "./admission.ts";
 import { RenewalLimiter, type RenewalLimiterStats } from "./renewal-limiter.ts";
 import { hex, type KeyLogEntry, formatIpv6Address, writeKeyLog } from "../../pdm/index.ts";
 import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
-import { Channel, GROUP_FRAME_BYTES, MAX_FRAME_BYTES, StreamChannel, memoryChannelPair } from "./channel.ts";
+import { Channel, MAX_FRAME_BYTES, StreamChannel, memoryChannelPair } from "./channel.ts";
 import { GroupMaster, type GroupStatus } from "./group-master.ts";
-import { followGroupMaster, type CheckedCertificate } from "./group-member.ts";
-import type { AgentConfig, DistributedConfig, Endpoint } from "./config.ts";
+import { GroupMemberRole, KEPT_GROUP_GENERATIONS, type MemberStatus } from "./member-role.ts";
+import type { AgentConfig, Endpoint } from "./config.ts";
 import { RegistrationError } from "./errors.ts";
 import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
+import { retryForever } from "./reconnect.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
 import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
@@ -45,8 +49,6 @@ import {
 } from "./tls.ts";
 
 const FOREVER_MS = 2 ** 31 - 1;
-const RECONNECT_MIN_MS = 200;
-const RECONNECT_MAX_MS = 5_000;
 /** A reader that keeps restarting causes at most one renewal in this long (renewal-limiter.ts). */
 const RESTART_RENEWAL_INTERVAL_MS = 30_000;
 
@@ -78,15 +80,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readerKind: "server" | "client" | "group" | undefined;
   /** group-master: the group (groups.md 1). */
   readonly groupMaster: GroupMaster | undefined;
-  /** group-member: the highest generation seen, and every generation installed (for its key log). */
-  private readonly groupSeen = { generation: 0 };
-  private readonly memberKeyLog: KeyLogEntry[] = [];
-  /** group-member: the connection to the master, while there is one. */
-  private groupLink: Channel | undefined;
-  /** group-member in distributed mode: the Key Selection Protocol member (groups.md 2). */
-  private ksp: KspMember | undefined;
-  private kspStarting = false;
-  private kriReportedAt = 0;
+  /** group-member: follows the master, or runs the Key Selection Protocol (member-role.ts). */
+  private readonly member: GroupMemberRole | undefined;
+  /** writers: the connectivity key set they give group members that ask (distributed mode). */
+  private readonly connectivityKeys: ConnectivityKeys | undefined;
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
   private kernelKeys: KernelKeys | undefined;
   /** Ends the kernel-keys loop's wait at once (stop). */
@@ -137,9 +134,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (has("group-member")) {
       // A member holds each generation's SharedSecret, as a reader server does.
-      this.readerStore = new ReaderKeyStore({ kind: "server", graceMs: config.graceMs });
+      const store = new ReaderKeyStore({ kind: "server", graceMs: config.graceMs });
+      this.readerStore = store;
       this.readerKind = "group";
+      this.member = new GroupMemberRole({
+        config,
+        log: this.log,
+        store,
+        caPem: this.material.ca,
+        ownCertificate: new Uint8Array(pemToDer(this.material.cert)),
+        connect: (at, roles, maxFrameBytes) => this.connect(at, roles, maxFrameBytes),
+        pause: (ms) => this.pause(ms),
+        stopped: () => this.stopped,
+        installed: (keyIdHex) => this.emit("installed", keyIdHex),
+        writeKeyLog: (entries) => this.writeOwnKeyLog(entries),
+      });
     }
+    if (config.connectivityKeys) this.connectivityKeys = readConnectivityKeys(config.connectivityKeys);
     if (has("group-master")) {
       this.groupMaster = new GroupMaster({
         suite: config.suites[0]!,
@@ -173,19 +184,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log.log("info", "agent-start", { name: config.name, roles: config.roles.join(",") });
     if (this.has("writer-server") || this.has("writer-client") || this.has("group-master"))
       await this.listen(config.listen!);
-    if (this.has("group-member") && config.groupMaster) this.loops.push(this.groupMemberLoop(config.groupMaster));
-    // Distributed mode with its own key file starts now; with the keys from a group master, once they come.
-    if (this.has("group-member") && config.distributed?.keys)
-      await this.startDistributed(config.distributed, readConnectivityKeys(config.distributed.keys));
+    if (this.member) this.loops.push(...(await this.member.start()));
     if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
     if (this.has("reader-server")) {
       this.loops.push(
-        this.has("writer-server") ? this.localReader("server") : this.readerLoop(config.writerServer!, "writer-server"),
+        this.has("writer-server")
+          ? this.localReader("server")
+          : this.followWriter(config.writerServer!, "writer-server"),
       );
     }
     if (this.has("reader-client")) {
       this.loops.push(
-        this.has("writer-client") ? this.localReader("client") : this.readerLoop(config.writerClient!, "writer-client"),
+        this.has("writer-client")
+          ? this.localReader("client")
+          : this.followWriter(config.writerClient!, "writer-client"),
       );
     }
     if (config.datapath && this.readerStore) this.loops.push(this.kernelKeysLoop(config.datapath.interface));
@@ -203,7 +215,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
     const source = (aead: number) =>
       readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn, () =>
-        this.reportKriRunningOut(),
+        this.member?.reportKriRunningOut(),
       );
     let waiting = false;
     const sleep = (ms: number) =>
@@ -250,7 +262,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.gate?.stop();
     this.renewals.stop();
     await this.groupMaster?.stop();
-    this.ksp?.stop();
+    this.member?.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     await Promise.allSettled(this.loops);
     this.readerStore?.discardAll();
@@ -273,8 +285,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     const allowed: Role[] = this.has("group-master")
       ? ["group-member", "analyzer"]
       : this.has("writer-server")
-        ? ["writer-client", "reader-server", "analyzer"]
-        : ["reader-client", "analyzer"];
+        ? ["writer-client", "reader-server", "analyzer", "group-member"]
+        : ["reader-client", "analyzer", "group-member"];
     const gate = new AdmissionGate(this.config.admission, this.log);
     this.gate = gate;
     this.server = tls.createServer(
@@ -316,9 +328,23 @@ export class Agent extends EventEmitter<AgentEvents> {
       peer = verifyPeer(socket, allowed, {
         bindAddress: this.has("group-master") ? this.config.group.addressBinding : true,
       });
-      const first = await channel.receive(["hello", "join", "export-request", "member-join"]);
-      if (first.type === "member-join") {
+      const first = await channel.receive([
+        "hello",
+        "join",
+        "export-request",
+        "member-join",
+        "connectivity-keys-request",
+      ]);
+      if (first.type === "connectivity-keys-request") {
+        this.requireRole(peer, "group-member", "ask for the connectivity key set");
+        this.giveConnectivityKeys(channel, peer);
+      } else if (first.type === "member-join") {
         this.requireRole(peer, "group-member", "join a group");
+        if (!this.groupMaster)
+          throw new RegistrationError(
+            "unexpected-message",
+            "this agent is a writer, not a group master: no group to join",
+          );
         await this.groupMaster!.serve(channel, peer, new Uint8Array(socket.getPeerX509Certificate()!.raw), first);
       } else if (first.type === "hello") {
         this.requireRole(peer, "writer-client", "register");
@@ -449,6 +475,24 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.groupMaster.requestRenewal(reason);
   }
 
+  /** writers: a group member of distributed mode asks for its connectivity key set (groups.md 2). */
+  private giveConnectivityKeys(channel: Channel, peer: PeerIdentity): void {
+    const keys = this.connectivityKeys;
+    if (this.has("group-master"))
+      throw new RegistrationError(
+        "unexpected-message",
+        "a group master sends the connectivity key set to its members unasked, after member-join",
+      );
+    if (!keys)
+      throw new RegistrationError(
+        "no-connectivity-keys",
+        "this writer gives no connectivity key set (its config has no connectivityKeys)",
+      );
+    channel.send({ type: "connectivity-keys", ckn: keys.ckn, cak: keys.cak, kgk: keys.kgk });
+    this.log.log("info", "connectivity-keys-given", { member: peer.name });
+    channel.close();
+  }
+
   private answerExport(channel: Channel, peer: PeerIdentity, request: MessageOf<"export-request">): void {
     if (this.has("writer-client") && !request.client) {
       throw new RegistrationError(
@@ -475,17 +519,18 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** writer-client: register, then renew before each lifetime ends or when asked. */
-  private async registrationLoop(at: Endpoint): Promise<void> {
+  private registrationLoop(at: Endpoint): Promise<void> {
     let purpose: "register" | "renew" = "register";
-    let backoff = RECONNECT_MIN_MS;
-    while (!this.stopped) {
-      try {
+    return retryForever({
+      stopped: () => this.stopped,
+      pause: (ms) => this.pause(ms),
+      attempt: async (succeeded) => {
         const { channel, peer } = await this.connect(at, ["writer-server"]);
         this.log.log("info", "connected", { to: peer.name, role: peer.role });
         while (!this.stopped) {
           this.renewWanted = false;
           const g = await register(channel, { purpose, offer: this.config.suites });
-          backoff = RECONNECT_MIN_MS;
+          succeeded();
           purpose = "renew";
           this.log.log("info", "registered", {
             with: peer.name,
@@ -496,15 +541,13 @@ export class Agent extends EventEmitter<AgentEvents> {
           this.publish(g);
           await this.waitForRenewal(channel, g);
         }
-      } catch (e) {
-        if (this.stopped) return;
+      },
+      failed: (e, retryMs) => {
         const code = e instanceof RegistrationError ? e.code : "error";
-        this.log.log("warn", "registration-lost", { code, reason: (e as Error).message, retryMs: backoff });
+        this.log.log("warn", "registration-lost", { code, reason: (e as Error).message, retryMs });
         purpose = "register"; // a new connection starts from a fresh registration (keys.md section 7)
-      }
-      await this.pause(backoff);
-      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-    }
+      },
+    });
   }
 
   /** Until the renewal time, a renew-request from the writer server, or a restarted reader of ours. */
@@ -525,34 +568,33 @@ export class Agent extends EventEmitter<AgentEvents> {
   // ---- reader roles ------------------------------------------------------------------
 
   /** reader-*: join the writer over TLS; keep keys across reconnects, discard them when refused. */
-  private async readerLoop(at: Endpoint, writerRole: Role): Promise<void> {
-    let backoff = RECONNECT_MIN_MS;
-    while (!this.stopped) {
-      try {
+  private followWriter(at: Endpoint, writerRole: Role): Promise<void> {
+    return retryForever({
+      stopped: () => this.stopped,
+      pause: (ms) => this.pause(ms),
+      attempt: async (succeeded, retryMs) => {
         const { channel, peer } = await this.connect(at, [writerRole]);
         this.log.log("info", "connected", { to: peer.name, role: peer.role });
         await followWriter(channel, this.readerStore!, {
           log: this.log,
           onInstall: (keyIdHex) => {
-            backoff = RECONNECT_MIN_MS;
+            succeeded();
             this.emit("installed", keyIdHex);
           },
         });
-        if (!this.stopped) this.log.log("warn", "writer-connection-lost", { retryMs: backoff });
-      } catch (e) {
-        if (this.stopped) return;
+        if (!this.stopped) this.log.log("warn", "writer-connection-lost", { retryMs: retryMs() });
+      },
+      failed: (e, retryMs) => {
         const code = e instanceof RegistrationError ? e.code : "error";
         if (code === "peer-error" || code === "invalid-provision") {
           // Refused by the writer (for example no ack in time): all keys go, and we join afresh.
           this.readerStore!.discardAll();
           this.log.log("error", "keys-discarded", { reason: (e as Error).message });
         } else {
-          this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs: backoff });
+          this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs });
         }
-      }
-      await this.pause(backoff);
-      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-    }
+      },
+    });
   }
 
   /** A reader role next to its own writer: the same join/provision/ack, in memory. */
@@ -573,147 +615,6 @@ export class Agent extends EventEmitter<AgentEvents> {
       served,
       followWriter(readerEnd, this.readerStore!, { log: this.log, onInstall: (k) => this.emit("installed", k) }),
     ]);
-  }
-
-  // ---- group member ----------------------------------------------------------------------
-
-  /** group-member, distributed mode: generations agreed among the members go into the key store. */
-  private async startDistributed(d: DistributedConfig, keys: ConnectivityKeys): Promise<void> {
-    const store = this.readerStore!;
-    const dropsLogged = { at: 0, count: 0 };
-    this.ksp = await KspMember.start({
-      keys,
-      // Hybrid mode: while this member follows a live group master, its generations rule.
-      served: this.config.groupMaster ? () => this.groupLink?.isOpen === true : undefined,
-      generationFloor: () => this.groupSeen.generation,
-      memberId:
-        d.memberId ?? new Uint8Array(createHash("sha256").update(pemToDer(this.material.cert)).digest().subarray(0, 8)),
-      priority: d.priority,
-      suite: this.config.suites[0]!,
-      timers: { ...d.timers, rotationMs: lifetimeMs(this.config.rotation) },
-      kns: fileKnMemory(d.knMemory, keys),
-      transport: { interface: d.interface, address: d.address, port: d.port, group: d.group, peers: d.peers },
-      onEvent: (e) => {
-        switch (e.type) {
-          case "installed": {
-            const g = e.generation;
-            store.install({
-              type: "provision",
-              keyId: g.keyId,
-              generation: g.generation,
-              effectiveAt: RECEIVE_ONLY,
-              suite: g.suite,
-              salt: g.salt,
-              rotation: this.config.rotation,
-              grant: { kind: "shared", secret: g.sharedSecret },
-              sealAllowed: true,
-            });
-            this.groupSeen.generation = Math.max(this.groupSeen.generation, g.generation);
-            this.recordMemberGeneration(g.keyIdHex);
-            this.log.log("info", "ksp-generation-installed", { generation: g.generation, keyId: g.keyIdHex });
-            break;
-          }
-          case "sealing":
-            store.sealFrom(e.generation.keyIdHex, Date.now());
-            this.log.log("info", "ksp-sealing", { generation: e.generation.generation, keyId: e.generation.keyIdHex });
-            this.emit("installed", e.generation.keyIdHex);
-            break;
-          case "retired":
-            store.forget(e.generation.keyIdHex);
-            this.log.log("info", "ksp-retired", { generation: e.generation.generation });
-            break;
-          case "elected":
-            this.log.log("info", "ksp-key-server", { keyServer: e.keyServer, self: e.self });
-            break;
-          default:
-            this.log.log("info", `ksp-${e.type}`, { member: e.memberId });
-        }
-      },
-      onDrop: (reason) => {
-        // At most 5 lines per 10 s: a flood of forged datagrams must not flood the log.
-        const now = Date.now();
-        if (now - dropsLogged.at > 10_000) Object.assign(dropsLogged, { at: now, count: 0 });
-        if ((dropsLogged.count += 1) <= 5) this.log.log("warn", "ksp-dropped", { reason });
-      },
-    });
-    this.log.log("info", "ksp-started", {
-      interface: d.interface,
-      address: d.address,
-      mode: d.peers ? `unicast to ${d.peers.length} peers` : "multicast",
-    });
-  }
-
-  /** group-member: join the master; keep keys across reconnects, discard them when refused. */
-  private async groupMemberLoop(at: Endpoint): Promise<void> {
-    const ca = new X509Certificate(this.material.ca);
-    const own = new Uint8Array(pemToDer(this.material.cert));
-    const checked = new Map<string, CheckedCertificate>();
-    let backoff = RECONNECT_MIN_MS;
-    while (!this.stopped) {
-      try {
-        const { channel, peer } = await this.connect(at, ["group-master"], GROUP_FRAME_BYTES);
-        this.log.log("info", "connected", { to: peer.name, role: peer.role });
-        this.groupLink = channel;
-        await followGroupMaster(channel, this.readerStore!, {
-          log: this.log,
-          ca,
-          own,
-          lifeMs: this.config.group.lifeMs,
-          seen: this.groupSeen,
-          checked,
-          onConnectivityKeys: (keys) => this.connectivityKeysFromMaster(keys),
-          onInstall: (keyIdHex) => {
-            backoff = RECONNECT_MIN_MS;
-            this.recordMemberGeneration(keyIdHex);
-            this.emit("installed", keyIdHex);
-          },
-        });
-        if (!this.stopped) this.log.log("warn", "group-master-lost", { retryMs: backoff });
-      } catch (e) {
-        if (this.stopped) return;
-        const code = e instanceof RegistrationError ? e.code : "error";
-        if (code === "peer-error" || code === "membership-invalid") {
-          // Dropped or refused: this member seals nothing more under what it holds.
-          this.readerStore!.discardAll();
-          this.log.log("error", "keys-discarded", { reason: (e as Error).message });
-        } else {
-          this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs: backoff });
-        }
-      }
-      await this.pause(backoff);
-      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
-    }
-  }
-
-  /** Hybrid mode: the group master gave the connectivity key set; the protocol starts (once). */
-  private connectivityKeysFromMaster(keys: ConnectivityKeys): void {
-    const d = this.config.distributed;
-    if (!d || d.keys || this.ksp || this.kspStarting) return;
-    this.kspStarting = true;
-    this.startDistributed(d, keys).catch((e: unknown) =>
-      this.log.log("error", "ksp-not-started", { reason: (e as Error).message }),
-    );
-  }
-
-  /**
-   * group-member: a flow's Kri space is running out, so ask the master for a new
-   * generation (at most once a minute: every flow near the end asks at once).
-   */
-  private reportKriRunningOut(): void {
-    if (this.readerKind !== "group" || Date.now() - this.kriReportedAt < 60_000) return;
-    this.kriReportedAt = Date.now();
-    if (this.groupLink?.isOpen) this.groupLink.send({ type: "renew-request", reason: "kri-exhausted" });
-    this.ksp?.participant.requestNewKey(); // distributed mode: the key server hears it
-    this.log.log("warn", "kri-running-out", { action: "asked for a new generation" });
-  }
-
-  /** A member's key log holds every generation it installed since it started (newest KEPT_GROUP_GENERATIONS). */
-  private recordMemberGeneration(keyIdHex: string): void {
-    const g = this.readerStore!.openingGenerations().find((x) => x.keyIdHex === keyIdHex);
-    if (!g || g.grant.kind !== "shared") return;
-    this.memberKeyLog.push({ kind: "shared", keyId: g.keyId, suite: g.suite, salt: g.salt, secret: g.grant.secret });
-    if (this.memberKeyLog.length > KEPT_GROUP_GENERATIONS) this.memberKeyLog.shift();
-    this.writeOwnKeyLog(this.memberKeyLog);
   }
 
   // ---- connections ---------------------------------------------------------------------
@@ -769,43 +670,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       connections: this.gate?.stats(),
       renewals: this.provisioning ? { ...this.renewals.stats } : undefined,
       group: this.groupMaster?.status(),
-      member: this.readerKind === "group" ? this.memberStatus() : undefined,
-    };
-  }
-
-  private memberStatus(): MemberStatus {
-    const sealing = this.readerStore!.sealingGeneration();
-    const master = this.config.groupMaster;
-    return {
-      master: master ? `[${master.host}]:${master.port}` : "none (distributed)",
-      distributed: this.ksp?.status(),
-      generation: this.groupSeen.generation || undefined,
-      sealingKeyId: sealing?.keyIdHex,
-      sealingGeneration: sealing?.generation,
+      member: this.member?.status(),
     };
   }
 }
-
-/** A distributed generation's effectiveAt until the member seals with it: the largest Date. */
-const RECEIVE_ONLY = 8.64e15;
-
-/** How many group generations a master or member keeps in its key log and answers analyzers with. */
-const KEPT_GROUP_GENERATIONS = 256;
 
 function sharedEntry(g: Generation): KeyLogEntry {
   return { kind: "shared", keyId: g.keyId, suite: g.suite, salt: g.salt, secret: g.sharedSecret };
 }
 
-export interface MemberStatus {
-  master: string;
-  /** Distributed mode: members live and potential, the key server, generations, drops by reason. */
-  distributed: ReturnType<KspMember["status"]> | undefined;
-  /** The newest generation installed. */
-  generation: number | undefined;
-  /** The generation this member seals with now. */
-  sealingKeyId: string | undefined;
-  sealingGeneration: number | undefined;
-}
+export type { MemberStatus };
 
 export interface AgentStatus {
   name: string;

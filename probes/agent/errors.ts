@@ -29,7 +29,8 @@ export type RefusalCode =
   | "group-full" // the group has its configured number of members
   | "membership-invalid" // a generation's certificate list fails its checks (CA, validity, role, order, us missing)
   | "heartbeat-missed" // a member or the master said nothing for `life`
-  | "member-replaced"; // the same member connected again: the older connection is closed
+  | "member-replaced" // the same member connected again: the older connection is closed
+  | "no-connectivity-keys"; // a member asked a writer whose config gives no connectivity key set
 
 export class RegistrationError extends PdmError {
   constructor(

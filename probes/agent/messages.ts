@@ -68,7 +68,9 @@ export type Message =
       members: Uint8Array[];
     }
   | { type: "heartbeat" }
-  // the connectivity key set of distributed mode (groups.md 2), from a group master to a member
+  // the connectivity key set of distributed mode (groups.md 2): a member asks a writer for
+  // it; a writer, or a group master unasked, sends it
+  | { type: "connectivity-keys-request" }
   | { type: "connectivity-keys"; ckn: Uint8Array; cak: Uint8Array; kgk: Uint8Array };
 
 export type MessageType = Message["type"];
@@ -151,6 +153,7 @@ export function messageToJson(m: Message): Record<string, unknown> {
         members: m.members.map(b64),
       };
     case "heartbeat":
+    case "connectivity-keys-request":
       return out;
     case "connectivity-keys":
       return { ...out, ckn: b64(m.ckn), cak: b64(m.cak), kgk: b64(m.kgk) };
@@ -383,6 +386,7 @@ export function parseMessage(value: unknown): Message {
       };
     }
     case "heartbeat":
+    case "connectivity-keys-request":
       return { type };
     case "connectivity-keys": {
       const cak = f.bytes("cak", [16, 32]);

@@ -185,7 +185,32 @@ describe("pdm ca, agent and keys export", () => {
           tls: { ca: "a", cert: "b", key: "c" },
           distributed: { interface: "eth0", address: "fd00::1" },
         },
-        /distributed\.keys: expected the connectivity key file \(or a groupMaster that gives the keys\)/,
+        /distributed\.keys: expected the connectivity key file, keysFrom \(a writer's "\[addr\]:port" that gives them\), or a groupMaster/,
+      ],
+      [
+        {
+          roles: ["group-member"],
+          tls: { ca: "a", cert: "b", key: "c" },
+          distributed: { keys: "k", keysFrom: "[fd00::9]:4433", interface: "eth0", address: "fd00::1" },
+        },
+        /distributed\.keysFrom: give the connectivity keys either as a file \(keys\) or from a writer \(keysFrom\)/,
+      ],
+      [
+        {
+          roles: ["group-member"],
+          tls: { ca: "a", cert: "b", key: "c" },
+          distributed: { keysFrom: "fd00::9", interface: "eth0", address: "fd00::1" },
+        },
+        /distributed\.keysFrom: /,
+      ],
+      [
+        {
+          roles: ["reader-server"],
+          writerServer: "[fd00::9]:4433",
+          tls: { ca: "a", cert: "b", key: "c" },
+          connectivityKeys: "group.ksp",
+        },
+        /connectivityKeys: only a writer gives group members their connectivity key set/,
       ],
       [
         {

@@ -1,12 +1,12 @@
 // Traffic between the hosts of a GroupLan for the group tests: UDP request/response
 // between every ordered pair, captured on every host; what the captures show of the
 // sealed options (repeated (Kri, Random Number) pairs, gaps); the captures analyzed
-// with a key log.
+// with the hosts' key logs together.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
-import { formatIpv6Address, ipv6Offset, parseIpv6 } from "../../pdm/index.ts";
+import { formatIpv6Address, hex, ipv6Offset, parseIpv6, readKeyLog, writeKeyLog } from "../../pdm/index.ts";
 import { LAN_IF, PDM_BIN, ROOT, type GroupLan, type LanHost } from "../../lab/index.ts";
 
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
@@ -19,7 +19,14 @@ export async function trafficPhase(
   lan: GroupLan,
   hosts: LanHost[],
   name: string,
-  o: { requests: number; gapMs?: number; during?: () => Promise<void>; answered?: (pair: string) => number },
+  o: {
+    requests: number;
+    gapMs?: number;
+    /** How long a request waits for its answer before the next goes (a lossy LAN: short). */
+    lostAnswerMs?: number;
+    during?: () => Promise<void>;
+    answered?: (pair: string) => number;
+  },
 ): Promise<Map<LanHost, string>> {
   const files = new Map<LanHost, string>();
   const captures = hosts.map((h) => {
@@ -42,6 +49,7 @@ export async function trafficPhase(
           "7000",
           String(o.requests),
           String(o.gapMs ?? 5),
+          ...(o.lostAnswerMs ? ["64", "0", "0", String(o.lostAnswerMs)] : []),
         ]),
       ),
   );
@@ -126,3 +134,12 @@ export async function analyzeAll(files: Map<LanHost, string>, keys: string) {
 
 export const pairsOf = (hosts: LanHost[]): string[] =>
   hosts.flatMap((a) => hosts.filter((b) => b !== a).map((b) => `${a.addr}->${b.addr}`)).sort();
+
+/** The key logs of `hosts` together (each generation once), written to a file in the LAN's directory. */
+export function unionKeyLog(lan: GroupLan, hosts: LanHost[], name = "union.keys"): string {
+  const file = join(lan.dir, name);
+  const entries = new Map<string, ReturnType<typeof readKeyLog>[number]>();
+  for (const h of hosts) for (const e of readKeyLog(h.keyLog)) entries.set(hex(e.keyId), e);
+  writeKeyLog(file, [...entries.values()]);
+  return file;
+}

@@ -40,6 +40,13 @@ const messageArb: fc.Arbitrary<Message> = fc.oneof(
   }),
   fc.record({ type: fc.constant("join" as const), holds: fc.array(bytes(8), { maxLength: 8 }) }),
   fc.record({ type: fc.constant("ack" as const), keyId: bytes(8), generation: fc.integer({ min: 1, max: 1000 }) }),
+  fc.record({ type: fc.constant("connectivity-keys-request" as const) }),
+  fc.record({
+    type: fc.constant("connectivity-keys" as const),
+    ckn: fc.uint8Array({ minLength: 1, maxLength: 32 }),
+    cak: fc.oneof(bytes(16), bytes(32)),
+    kgk: bytes(16),
+  }),
   fc.record({
     type: fc.constant("error" as const),
     code: fc.string({ maxLength: 64 }),
