@@ -1,6 +1,7 @@
 // The in-kernel AEADs of the protected layout (issue 6's budget: an egress program of
 // at most 0.9 µs with ChaCha20-Poly1305 and 1.2 µs with AES-128-GCM), and the data
-// path's programs with and without them, in one run:
+// path's programs with and without them, the later drafts' layouts next to -02's, in
+// one run:
 //
 //   make bench-aead                # or: node --import tsx bench/aead.bench.ts (root)
 //
@@ -117,7 +118,10 @@ const frame = Buffer.concat([
 ]);
 type Aead = "chacha20-poly1305" | "aes-128-gcm";
 const dataPathObjects: number[] = [];
-const hostFor = (layout: "v2-clear" | "v2-protected", aead: Aead = "chacha20-poly1305"): number => {
+const hostFor = (
+  layout: "v2-clear" | "v2-protected" | "v2-draft09" | "v2-draft15",
+  aead: Aead = "chacha20-poly1305",
+): number => {
   const o = native.openObject(bpfObjectPath({ aes: aead === "aes-128-gcm" }));
   native.setInitialValue(o, ".rodata", encodeConfig({ ifname: "bench", layout, aead, events: false }, 14));
   native.loadObject(o);
@@ -126,15 +130,22 @@ const hostFor = (layout: "v2-clear" | "v2-protected", aead: Aead = "chacha20-pol
 };
 const stampedBy = (o: number): Buffer =>
   native.progTestRun(native.programFd(o, PDM_PROG.egress), frame, 1, frame.length + 128).data;
-const clear = { sender: hostFor("v2-clear"), receiver: hostFor("v2-clear") };
-cases.push(
-  { name: "egress program, PDMv2 clear", fd: native.programFd(clear.sender, PDM_PROG.egress), input: frame },
-  {
-    name: "ingress program, PDMv2 clear",
-    fd: native.programFd(clear.receiver, PDM_PROG.ingress),
-    input: stampedBy(clear.sender),
-  },
-);
+// PDMv2 clear (-02's layout A) and the later drafts' clear layouts (C/D, E) side by side.
+for (const [layout, name] of [
+  ["v2-clear", "PDMv2 clear"],
+  ["v2-draft09", "draft-14 (C/D)"],
+  ["v2-draft15", "draft-15 (E clear)"],
+] as const) {
+  const clear = { sender: hostFor(layout), receiver: hostFor(layout) };
+  cases.push(
+    { name: `egress program, ${name}`, fd: native.programFd(clear.sender, PDM_PROG.egress), input: frame },
+    {
+      name: `ingress program, ${name}`,
+      fd: native.programFd(clear.receiver, PDM_PROG.ingress),
+      input: stampedBy(clear.sender),
+    },
+  );
+}
 const noAes = aesDataPathUnavailable();
 for (const [aead, name, keyLength] of [
   ["chacha20-poly1305", "ChaCha20-Poly1305", 32],

@@ -3,7 +3,8 @@
  * pdm.bpf.c: the PDM data path on tc clsact (datapath.md).
  *
  *   pdm_egress   inserts a Destination Options header carrying a PDM option (RFC 8250,
- *                PDMv2 clear or PDMv2 protected) right after the fixed IPv6 header of
+ *                PDMv2 clear or protected, or a later draft's clear layout: C/D of
+ *                drafts -09 to -14, E of -15) right after the fixed IPv6 header of
  *                each selected TCP, UDP or ICMPv6 echo packet, filled from the flow's
  *                state. For the protected layout it hands over to pdm_egress_seal
  *                (tail call), which seals the option under the flow's key (pdm_keys).
@@ -92,11 +93,12 @@ int pdm_gcm_install(struct pdm_gcm_install_args *args)
 
 #endif
 
-/* The Destination Options header this host's layout writes: 16, 24 or 40 bytes. */
+/* The Destination Options header this host's layout writes: 16, 24, 32 or 40 bytes. */
 static __always_inline __u32 pdm_hdr_len(void)
 {
 	return cfg.layout == PDM_LAYOUT_RFC8250	   ? PDM_HDR_LEN_RFC8250
 	       : cfg.layout == PDM_LAYOUT_V2_CLEAR ? PDM_HDR_LEN_V2_CLEAR
+	       : pdm_layout_is_wide(cfg.layout)	   ? PDM_HDR_LEN_WIDE
 						   : PDM_HDR_LEN_V2_PROTECTED;
 }
 
@@ -189,12 +191,12 @@ static __always_inline int pdm_insert_header(struct __sk_buff *skb, struct pdm_c
 	 * were, and the new header follows (one helper call instead of two). */
 	struct {
 		__u8 fixed[PDM_IPV6_HLEN - 4];
-		__u8 h[PDM_HDR_LEN_V2_CLEAR]; /* the clear layouts only: the protected one is sealed first */
+		__u8 h[PDM_HDR_LEN_WIDE]; /* the clear layouts only: the protected one is sealed first */
 	} out;
 	__builtin_memcpy(out.fixed, (__u8 *)&p->ip6 + 4, PDM_IPV6_HLEN - 4);
 	pdm_put16(out.fixed, 0, bpf_ntohs(p->ip6.payload_len) + hdr_len);
 	out.fixed[2] = PDM_NEXTHDR_DEST;
-	__builtin_memcpy(out.h, h, PDM_HDR_LEN_V2_CLEAR);
+	__builtin_memcpy(out.h, h, PDM_HDR_LEN_WIDE);
 	if (bpf_skb_store_bytes(skb, p->l3 + 4, &out, PDM_IPV6_HLEN - 4 + hdr_len, 0)) {
 		/* Cannot happen after a successful adjust_room; counted should it ever. */
 		PDM_COUNT(c, skipped_room);
@@ -243,7 +245,10 @@ int pdm_egress(struct __sk_buff *skb)
 	struct pdm_flow_state *st = pdm_flow_state(&key, now, c, &created);
 	if (!st)
 		return TC_ACT_OK;
-	const int v2 = cfg.layout != PDM_LAYOUT_RFC8250;
+	/* -02's PDMv2 layouts carry a Random Number and rotate their Kri; the later drafts'
+	 * (`wide`) carry 32-bit sequence numbers and an Epoch, 0 in the clear. */
+	const int v2 = cfg.layout == PDM_LAYOUT_V2_CLEAR || cfg.layout == PDM_LAYOUT_V2_PROTECTED;
+	const int wide = pdm_layout_is_wide(cfg.layout);
 	const int protect = cfg.layout == PDM_LAYOUT_V2_PROTECTED;
 	__u16 reseed = v2 ? pdm_lfsr_seed(bpf_get_prandom_u32()) : 0;
 	const __u32 per_kri = pdm_per_kri();
@@ -257,6 +262,10 @@ int pdm_egress(struct __sk_buff *skb)
 		/* Checked before the Global Pointer, which counts PDM packets only. */
 		PDM_COUNT(c, skipped_nokey);
 		return TC_ACT_OK;
+	}
+	if (wide) {
+		f.gp = pdm_next_global_pointer(&p);
+		f.type = cfg.layout == PDM_LAYOUT_DRAFT15 ? cfg.draft15_type : PDM_OPTION_TYPE;
 	}
 	if (v2) {
 		f.gp = pdm_next_global_pointer(&p);
@@ -368,6 +377,7 @@ int pdm_ingress(struct __sk_buff *skb)
 	int short_read =
 		len == PDM_HDR_LEN_RFC8250    ? pdm_load_fixed(skb, p.l3 + PDM_IPV6_HLEN, w.h, PDM_HDR_LEN_RFC8250)
 		: len == PDM_HDR_LEN_V2_CLEAR ? pdm_load_fixed(skb, p.l3 + PDM_IPV6_HLEN, w.h, PDM_HDR_LEN_V2_CLEAR)
+		: len == PDM_HDR_LEN_WIDE     ? pdm_load_fixed(skb, p.l3 + PDM_IPV6_HLEN, w.h, PDM_HDR_LEN_WIDE)
 					      : bpf_skb_load_bytes(skb, p.l3 + PDM_IPV6_HLEN, w.h, len);
 	if (short_read) {
 		PDM_COUNT(c, malformed); /* Hdr Ext Len points past the packet */
@@ -375,7 +385,8 @@ int pdm_ingress(struct __sk_buff *skb)
 	}
 	w.len = len;
 	w.only_pdm = 1;
-	if (pdm_opt_is_stamped_form(w.h, len)) {
+	w.e_type = cfg.draft15_type;
+	if (pdm_opt_is_stamped_form(w.h, len, w.e_type)) {
 		w.at = 2; /* fast path: the header as PDM stampers write it */
 	} else {
 		w.i = 2;
@@ -389,9 +400,12 @@ int pdm_ingress(struct __sk_buff *skb)
 	if (!w.at)
 		return TC_ACT_OK; /* a Destination Options header without PDM: not ours */
 	__u32 o = w.at + 2;	  /* option data */
+	__u8 type = pdm_opt_get8(w.h, w.at);
 	__u8 olen = pdm_opt_get8(w.h, w.at + 1);
 
-	if (olen == PDM_ODL_V2_PROTECTED) {
+	if (type == w.e_type && olen == PDM_ODL_DRAFT15_PROTECTED)
+		return TC_ACT_OK; /* layout E protected: opened by the analyzer, not (yet) here */
+	if (type == PDM_OPTION_TYPE && olen == PDM_ODL_V2_PROTECTED) {
 		/* Opened by pdm_ingress_open when this host reads that layout with an AEAD
 		 * this build has; otherwise left as it is. */
 		if (cfg.layout != PDM_LAYOUT_V2_PROTECTED || !pdm_aead_supported())
@@ -418,7 +432,7 @@ int pdm_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	struct pdm_fields f = {};
-	if ((olen != PDM_ODL_RFC8250 && olen != PDM_ODL_V2_CLEAR) || pdm_option_read_clear(w.h, o, olen, &f)) {
+	if (pdm_option_read_clear(w.h, o, type, olen, w.e_type, &f)) {
 		PDM_COUNT(c, malformed);
 		return TC_ACT_OK;
 	}

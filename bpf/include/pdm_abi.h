@@ -18,13 +18,20 @@
 #define PDM_LAYOUT_RFC8250 1
 #define PDM_LAYOUT_V2_CLEAR 2
 #define PDM_LAYOUT_V2_PROTECTED 3
+/* The later drafts' layouts (draft-layouts.md), with 32-bit PSNTP and PSNLR: */
+#define PDM_LAYOUT_DRAFT09 4 /* C/D, drafts -09 to -14 (the current draft): type 0x0F */
+#define PDM_LAYOUT_DRAFT15 5 /* E in the clear, the -15 text: a type of its own (cfg.draft15_type) */
 
 /* Destination Options header sizes per layout, with the PDM option and PadN. */
 #define PDM_HDR_LEN_RFC8250 16
 #define PDM_HDR_LEN_V2_CLEAR 24
 #define PDM_HDR_LEN_V2_PROTECTED 40
+#define PDM_HDR_LEN_WIDE 32 /* C/D and E clear: the 24-byte option, then PadN over 6 bytes */
 
 #define PDM_OPTION_TYPE 0x0F
+/* Layout E's type until IANA assigns one: RFC 4727's experimental destination option
+ * type, whose top bits 00 tell a host that does not know it to skip it. */
+#define PDM_DRAFT15_DEFAULT_TYPE 0x1E
 
 /*
  * The option layouts (wire.md section 2), written once: each layout's Opt Data Len
@@ -60,10 +67,24 @@
 #define PDM_V2_TAG (PDM_V2_SEALED + PDM_V2_SEALED_LEN)
 #define PDM_V2_TAG_LEN 16
 
+/* C/D and E clear (Opt Data Len 22): Ver + Epoch, then 32-bit sequence numbers first. */
+#define PDM_ODL_WIDE 22
+#define PDM_ODL_DRAFT15_PROTECTED 38 /* E protected: not opened in the kernel, left as it came */
+#define PDM_WIDE_VER_EPOCH 0	     /* 16 bits: version 2 in the top nibble, the Epoch in the low 12 */
+#define PDM_WIDE_PSNTP 2	     /* 32 bits */
+#define PDM_WIDE_PSNLR 6	     /* 32 bits */
+#define PDM_WIDE_GP 10		     /* 32 bits */
+#define PDM_WIDE_SCALE_DTLR 14
+#define PDM_WIDE_SCALE_DTLS 15
+#define PDM_WIDE_RESERVED 16 /* 16 bits, zero */
+#define PDM_WIDE_DTLR 18
+#define PDM_WIDE_DTLS 20
+
 /* pdm_config.flags */
-#define PDM_CFG_STRIP (1u << 0)	   /* ingress removes the header after reading it */
-#define PDM_CFG_EVENTS (1u << 1)   /* one ring-buffer record per PDM packet stamped or read */
-#define PDM_CFG_NO_STAMP (1u << 2) /* egress does nothing (reader only) */
+#define PDM_CFG_STRIP (1u << 0)	    /* ingress removes the header after reading it */
+#define PDM_CFG_EVENTS (1u << 1)    /* one ring-buffer record per PDM packet stamped or read */
+#define PDM_CFG_NO_STAMP (1u << 2)  /* egress does nothing (reader only) */
+#define PDM_CFG_FIRST_PSN (1u << 3) /* new flows start at cfg.first_psn, not at random (tests of the wrap) */
 
 #define PDM_MAX_PORTS 8
 #define PDM_MAX_PREFIXES 4
@@ -91,6 +112,8 @@ struct pdm_config {
 	__u32 aead;	      /* protected layout: the HPKE AEAD id (AES-128-GCM needs pdm_gcm.bpf.o) */
 	__u32 max_kri_age_ms; /* v2: also rotate a Kri in use this long; 0 means no age limit */
 	__u32 flow_timeout_s; /* forget a flow (and its keys) idle this long; 0 means never */
+	__u32 draft15_type;   /* layout E's option type, stamped and read (PDM_DRAFT15_DEFAULT_TYPE) */
+	__u32 first_psn;      /* with PDM_CFG_FIRST_PSN: every new flow's first PSNTP */
 };
 
 /* A flow as seen from this host. ICMPv6 echo uses the identifier as both ports. */
@@ -112,8 +135,8 @@ struct pdm_flow_key {
 
 struct pdm_flow_state {
 	struct bpf_spin_lock lock; /* zero when read from user space */
-	__u16 psn_next;		   /* PSNTP of the next stamped packet */
-	__u16 psn_lr;		   /* PSNTP of the last packet received on the reverse 5-tuple */
+	__u32 psn_next;		   /* PSNTP of the next stamped packet (the 16-bit layouts send its low 16 bits) */
+	__u32 psn_lr;		   /* PSNTP of the last packet received on the reverse 5-tuple */
 	__u16 rn_state;		   /* LFSR state: the last Random Number sent */
 	__u16 flags;
 	__u32 rn_drawn;	 /* Random Numbers drawn under the current Kri */
@@ -222,8 +245,8 @@ struct pdm_event {
 	__u8 dst[16];
 	__u16 src_port;
 	__u16 dst_port;
-	__u16 psntp;
-	__u16 psnlr;
+	__u32 psntp;
+	__u32 psnlr;
 	__u16 delta_tlr;
 	__u16 delta_tls;
 	__u16 random_f;

@@ -12,7 +12,7 @@
 /* An event of `type` for packet `p` with an option's fields (zeros where the type
  * carries none). Scalars rather than a struct: the callers' stacks are nearly full. */
 static __always_inline void pdm_event_set(struct pdm_event *e, const struct pdm_pkt *p, __u8 type, __u64 now,
-					  __u16 psntp, __u16 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls,
+					  __u32 psntp, __u32 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls,
 					  __u32 gp, __u16 rn_f, __u32 kri, __u8 flags, __u32 ifindex)
 {
 	e->ktime_ns = now;
@@ -44,7 +44,7 @@ static __always_inline void pdm_event_fill(struct pdm_event *e, const struct pdm
 }
 
 static __always_inline void pdm_emit_values(struct pdm_counters *c, const struct pdm_pkt *p, __u8 type, __u64 now,
-					    __u16 psntp, __u16 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls,
+					    __u32 psntp, __u32 psnlr, __u16 dtlr, __u8 stlr, __u16 dtls, __u8 stls,
 					    __u32 gp, __u16 rn_f, __u32 kri, __u8 flags, __u32 ifindex)
 {
 	if (!(cfg.flags & PDM_CFG_EVENTS))
@@ -69,7 +69,7 @@ static __always_inline void pdm_emit(struct pdm_counters *c, const struct pdm_pk
 /* A flow event (PDM_EV_NEW_FLOW, PDM_EV_ROTATED): the PSNTP, Random Number and F, Kri
  * of the packet that caused it, no delays. */
 static __always_inline void pdm_emit_flow(struct pdm_counters *c, const struct pdm_pkt *p, __u8 type, __u64 now,
-					  __u16 psntp, __u16 rn_f, __u32 kri, __u32 ifindex)
+					  __u32 psntp, __u16 rn_f, __u32 kri, __u32 ifindex)
 {
 	pdm_emit_values(c, p, type, now, psntp, 0, 0, 0, 0, 0, 0, rn_f, kri, 0, ifindex);
 }

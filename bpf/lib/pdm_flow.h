@@ -9,6 +9,7 @@
 
 #include "pdm_maps.h"
 #include "../include/pdm_codec.h"
+#include "pdm_option.h"
 
 /*
  * Idle flows are forgotten (cfg.flow_timeout_s): a timer, started with the first flow,
@@ -228,7 +229,10 @@ static __always_inline void pdm_ask_eviction(__u64 now)
 	bpf_timer_start(&s->timer, 0, 0);
 }
 
-/* Find or create the flow's state. New flows start at a random PSNTP and LFSR state. */
+/*
+ * Find or create the flow's state. New flows start at a random PSNTP (16 or 32 bits, as
+ * the layout counts) and LFSR state, or at the configured first PSNTP (tests of the wrap).
+ */
 static __always_inline struct pdm_flow_state *pdm_flow_state(const struct pdm_flow_key *key, __u64 now,
 							     struct pdm_counters *c, int *created)
 {
@@ -238,7 +242,7 @@ static __always_inline struct pdm_flow_state *pdm_flow_state(const struct pdm_fl
 		return st;
 	struct pdm_flow_state init = {};
 	__u32 r = bpf_get_prandom_u32();
-	init.psn_next = (__u16)r;
+	init.psn_next = (cfg.flags & PDM_CFG_FIRST_PSN) ? cfg.first_psn : pdm_layout_is_wide(cfg.layout) ? r : (__u16)r;
 	init.rn_state = pdm_lfsr_seed(bpf_get_prandom_u32());
 	init.first_ns = now;
 	init.kri_since_ns = now;
@@ -267,7 +271,8 @@ struct pdm_stamp {
 	__u64 tlr_ns; /* since the last packet received (0: none yet) */
 	__u64 tls_ns; /* from the last packet sent to the last received after it (0: none) */
 	__u32 kri;
-	__u16 psntp, psnlr, rn;
+	__u32 psntp, psnlr; /* as the layout counts: 16 or 32 bits */
+	__u16 rn;
 	int rotated; /* the Kri advanced with this packet */
 };
 
@@ -282,6 +287,8 @@ static __always_inline void pdm_flow_take_stamp(struct pdm_flow_state *st, __u64
 {
 	bpf_spin_lock(&st->lock);
 	s->psntp = st->psn_next++;
+	if (!pdm_layout_is_wide(cfg.layout))
+		s->psntp &= 0xffff; /* RFC 8250 and -02's layouts count modulo 2^16 */
 	s->psnlr = st->psn_lr;
 	if (st->flags & PDM_FLOW_HAS_RECEIVED) {
 		s->tlr_ns = now - st->last_recv_ns;

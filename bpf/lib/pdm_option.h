@@ -4,8 +4,7 @@
  * pdm_abi.h names. Pure byte work: no maps, no helpers.
  *
  * A stamper writes one Destination Options header: Next Header, Hdr Ext Len, the PDM
- * option, then PadN with no padding data up to the 8-byte boundary (16, 24 or 40
- * bytes). A reader accepts any header of at most PDM_DEST_OPTS_MAX bytes and finds the
+ * option, then PadN up to the 8-byte boundary (16, 24, 32 or 40 bytes). A reader accepts any header of at most PDM_DEST_OPTS_MAX bytes and finds the
  * option among others by walking them (pdm_opt_walk_step).
  */
 #ifndef PDM_OPTION_H
@@ -21,17 +20,25 @@
 
 /* A PDM option's fields, to write or as read (in the clear or opened). */
 struct pdm_fields {
-	__u16 psntp, psnlr, dtlr, dtls, rn_f;
+	__u32 psntp, psnlr; /* 16 bits in RFC 8250 and -02's layouts, 32 in the later drafts' */
+	__u16 dtlr, dtls, rn_f;
 	__u8 stlr, stls;
 	__u32 gp;
-	__u32 kri; /* v2: the Kri (protected: the one whose key opened it) */
+	__u32 kri; /* v2: the Kri (protected: the one whose key opened it); later drafts: the Epoch */
 	__u8 layout;
+	__u8 type; /* the option type written or read */
 };
 
 static __always_inline void pdm_put16(__u8 *b, __u32 off, __u16 v)
 {
 	b[off] = v >> 8;
 	b[off + 1] = v & 0xff;
+}
+
+static __always_inline void pdm_put32(__u8 *b, __u32 off, __u32 v)
+{
+	pdm_put16(b, off, v >> 16);
+	pdm_put16(b, off + 2, v & 0xffff);
 }
 
 static __always_inline __u16 pdm_be16(const __u8 *b)
@@ -51,6 +58,17 @@ static __always_inline __u8 pdm_opt_get8(const __u8 *h, __u32 off)
 	return h[off & (PDM_DEST_OPTS_MAX - 1)];
 }
 
+static __always_inline __u32 pdm_opt_get32(const __u8 *h, __u32 off)
+{
+	return ((__u32)pdm_opt_get16(h, off) << 16) | pdm_opt_get16(h, off + 2);
+}
+
+/* The later drafts' layouts: 32-bit sequence numbers, no Random Number (draft-layouts.md). */
+static __always_inline int pdm_layout_is_wide(__u32 layout)
+{
+	return layout == PDM_LAYOUT_DRAFT09 || layout == PDM_LAYOUT_DRAFT15;
+}
+
 /*
  * The whole Destination Options header of `hdr_len` bytes for f->layout into h (zeroed
  * by the caller). The protected layout's bytes 4-17 are written in the clear here and
@@ -62,6 +80,22 @@ static __always_inline void pdm_option_write(__u8 *h, __u8 next, __u32 hdr_len, 
 	h[0] = next;
 	h[1] = hdr_len / 8 - 1;
 	h[2] = PDM_OPTION_TYPE;
+	if (pdm_layout_is_wide(f->layout)) {
+		h[2] = f->type;
+		h[3] = PDM_ODL_WIDE;
+		pdm_put16(d, PDM_WIDE_VER_EPOCH, PDM_V2_VERSION_WORD | (f->kri & 0xfff));
+		pdm_put32(d, PDM_WIDE_PSNTP, f->psntp);
+		pdm_put32(d, PDM_WIDE_PSNLR, f->psnlr);
+		pdm_put32(d, PDM_WIDE_GP, f->gp);
+		d[PDM_WIDE_SCALE_DTLR] = f->stlr;
+		d[PDM_WIDE_SCALE_DTLS] = f->stls;
+		pdm_put16(d, PDM_WIDE_DTLR, f->dtlr);
+		pdm_put16(d, PDM_WIDE_DTLS, f->dtls);
+		/* PadN covering the header's last 6 bytes: 4 bytes of padding data, zero */
+		d[PDM_ODL_WIDE] = PDM_OPT_PADN;
+		d[PDM_ODL_WIDE + 1] = PDM_HDR_LEN_WIDE - 4 - PDM_ODL_WIDE - 2;
+		return;
+	}
 	if (f->layout == PDM_LAYOUT_RFC8250) {
 		h[3] = PDM_ODL_RFC8250;
 		d[PDM_RFC8250_SCALE_DTLR] = f->stlr;
@@ -100,6 +134,7 @@ struct pdm_opt_walk {
 	__u32 i;		   /* offset of the next option */
 	__u32 at;		   /* offset of the PDM option type byte, 0 if none yet */
 	__u32 only_pdm;		   /* 1 while every other option is Pad1/PadN */
+	__u32 e_type;		   /* layout E's option type: a PDM option as well */
 };
 
 static long pdm_opt_walk_step(__u64 n, void *ctx)
@@ -114,7 +149,7 @@ static long pdm_opt_walk_step(__u64 n, void *ctx)
 		return 0;
 	}
 	__u32 olen = pdm_opt_get8(w->h, i + 1);
-	if (type == PDM_OPTION_TYPE && !w->at)
+	if ((type == PDM_OPTION_TYPE || type == w->e_type) && !w->at)
 		w->at = i;
 	else if (type != PDM_OPT_PADN)
 		w->only_pdm = 0;
@@ -122,10 +157,14 @@ static long pdm_opt_walk_step(__u64 n, void *ctx)
 	return 0;
 }
 
-/* The header as PDM stampers write it: the option at 2, then PadN(0) to its end. */
-static __always_inline int pdm_opt_is_stamped_form(const __u8 *h, __u32 len)
+/* The header as PDM stampers write it: the option at 2, then one PadN to its end. */
+static __always_inline int pdm_opt_is_stamped_form(const __u8 *h, __u32 len, __u32 e_type)
 {
-	return h[2] == PDM_OPTION_TYPE && 4 + (__u32)h[3] + 2 == len && h[4 + h[3]] == PDM_OPT_PADN && h[5 + h[3]] == 0;
+	__u32 olen = h[3];
+	if (olen > PDM_DEST_OPTS_MAX - 6)
+		return 0;
+	return (h[2] == PDM_OPTION_TYPE || h[2] == e_type) && h[4 + olen] == PDM_OPT_PADN &&
+	       4 + olen + 2 + h[5 + olen] == len;
 }
 
 /* PDMv2's first 16 bits are right: version 2, reserved bits zero. */
@@ -135,11 +174,33 @@ static __always_inline int pdm_v2_version_ok(const __u8 *h, __u32 o)
 }
 
 /*
- * The fields of a clear option (RFC 8250 or PDMv2 clear, told apart by `olen`) whose
- * option data starts at h[o]. 0; -1 when PDMv2's version word is wrong (malformed).
+ * The fields of a clear option whose option data starts at h[o]: RFC 8250, PDMv2 clear
+ * or C/D (type 0x0F, told apart by `olen`), or E clear (`type` is layout E's). 0; -1
+ * for any other length, or a PDMv2 version word that is wrong (malformed): an option of
+ * E's type with an unknown length is reported, never guessed at.
  */
-static __always_inline int pdm_option_read_clear(const __u8 *h, __u32 o, __u8 olen, struct pdm_fields *f)
+static __always_inline int pdm_option_read_clear(const __u8 *h, __u32 o, __u8 type, __u8 olen, __u32 e_type,
+						 struct pdm_fields *f)
 {
+	f->type = type;
+	if (type == e_type || olen == PDM_ODL_WIDE) {
+		if (olen != PDM_ODL_WIDE ||
+		    (pdm_opt_get16(h, o + PDM_WIDE_VER_EPOCH) & 0xf000) != PDM_V2_VERSION_WORD ||
+		    pdm_opt_get16(h, o + PDM_WIDE_RESERVED))
+			return -1;
+		f->layout = type == e_type ? PDM_LAYOUT_DRAFT15 : PDM_LAYOUT_DRAFT09;
+		f->kri = pdm_opt_get16(h, o + PDM_WIDE_VER_EPOCH) & 0xfff;
+		f->psntp = pdm_opt_get32(h, o + PDM_WIDE_PSNTP);
+		f->psnlr = pdm_opt_get32(h, o + PDM_WIDE_PSNLR);
+		f->gp = pdm_opt_get32(h, o + PDM_WIDE_GP);
+		f->stlr = pdm_opt_get8(h, o + PDM_WIDE_SCALE_DTLR);
+		f->stls = pdm_opt_get8(h, o + PDM_WIDE_SCALE_DTLS);
+		f->dtlr = pdm_opt_get16(h, o + PDM_WIDE_DTLR);
+		f->dtls = pdm_opt_get16(h, o + PDM_WIDE_DTLS);
+		return 0;
+	}
+	if (type != PDM_OPTION_TYPE || (olen != PDM_ODL_RFC8250 && olen != PDM_ODL_V2_CLEAR))
+		return -1;
 	if (olen == PDM_ODL_RFC8250) {
 		f->layout = PDM_LAYOUT_RFC8250;
 		f->stlr = pdm_opt_get8(h, o + PDM_RFC8250_SCALE_DTLR);

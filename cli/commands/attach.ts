@@ -2,15 +2,16 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../../pdm/index.ts";
-import { attach, type KernelLayout } from "../../probes/datapath/index.ts";
+import { attach, LAYOUT_NAMES } from "../../probes/datapath/index.ts";
 
-const LAYOUTS: Record<string, KernelLayout> = {
-  v1: "rfc8250",
-  rfc8250: "rfc8250",
-  v2: "v2-clear",
-  "v2-clear": "v2-clear",
-  "v2-protected": "v2-protected",
-};
+/** A whole number in decimal or 0x-hex, at most `max`. */
+function parseNumber(what: string, max: number) {
+  return (text: string): number => {
+    const n = /^0x[0-9a-f]+$/i.test(text) ? parseInt(text, 16) : Number(text);
+    if (!Number.isInteger(n) || n < 0 || n > max) throw new UsageError(`${what}: "${text}" is not a number 0..${max}`);
+    return n;
+  };
+}
 
 function parsePorts(text: string): number[] {
   return text.split(",").map((p) => {
@@ -33,9 +34,19 @@ extension header, no room under the MTU) are counted and sent as they are.
 The programs keep running after this command exits; \`pdm status\` shows their
 counters and flows, \`pdm capture --source ebpf\` their per-packet records, and
 \`pdm detach\` removes everything attach changed. Route MTUs through the
-interface are lowered by the header size (16, 24 or 40 bytes) so full-size
+interface are lowered by the header size (16, 24, 32 or 40 bytes) so full-size
 packets still fit; detach restores them. Attaching again replaces the previous
 attachment. A flow idle for --flow-timeout seconds is forgotten, with its keys.
+
+Layouts, by the draft that defines them:
+  v1, rfc8250      RFC 8250 (16-bit sequence numbers)
+  v2, v2-clear     PDMv2 of draft-ietf-ippm-encrypted-pdmv2-02 to -04, in the clear
+  v2-protected     the same, sealed (below)
+  draft-14         drafts -09 to -14, the current draft (also "draft-09", "v2-draft09"):
+                   option type 0x0F, 22 bytes, 32-bit PSNTP and PSNLR, Epoch 0
+  draft-15         the -15 text in progress ("v2-draft15"): the same fields under an
+                   option type of its own (--draft15-type, 0x1E until IANA assigns one)
+Every layout is read on ingress whatever the one stamped.
 
 With --layout v2-protected each option is sealed with the deployment's AEAD
 (--aead) under per-flow keys that the host's reader agent installs as the kernel
@@ -48,9 +59,20 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
     .addOption(
       new Option(
         "--layout <layout>",
-        "PDM layout to stamp: v1 (RFC 8250), v2 (PDMv2 clear) or v2-protected (sealed; keys from the host's reader agent)",
+        "PDM layout to stamp: v1 (RFC 8250), v2 (PDMv2 clear), v2-protected (sealed; keys from the host's reader agent), draft-14 or draft-15 (the later drafts' clear layouts; see above)",
       )
-        .choices(["v1", "v2", "rfc8250", "v2-clear", "v2-protected"] as const)
+        .choices([
+          "v1",
+          "v2",
+          "rfc8250",
+          "v2-clear",
+          "v2-protected",
+          "draft-09",
+          "draft-14",
+          "v2-draft09",
+          "draft-15",
+          "v2-draft15",
+        ] as const)
         .default("v1" as const),
     )
     .option("--ports <list>", "only flows with one of these ports at either end (comma-separated, up to 8)", parsePorts)
@@ -80,6 +102,16 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
       (v) => Number(v),
       300,
     )
+    .option(
+      "--draft15-type <type>",
+      "draft-15: layout E's option type, stamped and read (default 0x1E, RFC 4727's experimental type)",
+      parseNumber("--draft15-type", 0x3f),
+    )
+    .option(
+      "--first-psn <n>",
+      "tests: every new flow's first PSNTP, not a random one (watch the sequence numbers wrap)",
+      parseNumber("--first-psn", 0xffff_ffff),
+    )
     .option("--no-mtu-room", "leave route MTUs alone (full-size packets are then sent unstamped)")
     .option("--no-offload", "one stamp per wire segment: GSO/TSO off and gso_max_segs 1 (slower; restored on detach)")
     .option("--empty-program", "benchmarks: attach a program that does nothing, to measure the tc hook alone")
@@ -91,10 +123,11 @@ Examples:
   pdm attach -i eth0 --layout v2 --ports 443,8443     # PDMv2 on two services only
   pdm attach -i eth0 --prefix fd00::/8 --strip
   pdm attach -i eth0 --layout v2-protected            # sealed (AES-128-GCM); run the reader agent with "datapath"
+  pdm attach -i eth0 --layout draft-14                # the current draft's layout, 32-bit sequence numbers
   pdm status -i eth0 && pdm detach -i eth0`,
     )
     .action((opts) => {
-      const layout = LAYOUTS[opts.layout]!;
+      const layout = LAYOUT_NAMES[opts.layout]!;
       const state = attach({
         ifname: opts.interface,
         layout,
@@ -110,6 +143,8 @@ Examples:
         noOffload: opts.offload === false,
         emptyProgram: opts.emptyProgram,
         aead: opts.aead,
+        draft15Type: opts.draft15Type,
+        firstPsn: opts.firstPsn,
       });
       const what = opts.emptyProgram
         ? "an empty program (benchmark baseline), measuring nothing in"

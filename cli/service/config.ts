@@ -22,11 +22,12 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "../../pdm/index.ts";
 import { parseMetricsAddress } from "../../metrics/index.ts";
+import { LAYOUT_NAMES, type KernelLayout } from "../../probes/datapath/index.ts";
 
 export const DEFAULT_SERVICE_CONFIG = "/etc/pdm/service.json";
 
 export interface AttachSpec {
-  layout: "rfc8250" | "v2-clear" | "v2-protected";
+  layout: KernelLayout;
   aead?: "aes-128-gcm" | "chacha20-poly1305";
   ports?: number[];
   prefixes?: string[];
@@ -52,14 +53,6 @@ export interface ServiceConfig {
   /** The agent's config file, resolved against the service config's directory. */
   agent: string | undefined;
 }
-
-const LAYOUTS: Record<string, AttachSpec["layout"]> = {
-  v1: "rfc8250",
-  rfc8250: "rfc8250",
-  v2: "v2-clear",
-  "v2-clear": "v2-clear",
-  "v2-protected": "v2-protected",
-};
 
 export function readServiceConfig(path: string): ServiceConfig {
   let text: string;
@@ -110,7 +103,8 @@ export function parseServiceConfig(json: unknown, file: string): ServiceConfig {
     if (o.attach !== undefined) {
       const a = object(`${f}.attach`, o.attach, ["layout", "aead", "ports", "prefixes", "flowTimeoutSeconds"]);
       const layout =
-        LAYOUTS[String(a.layout ?? "v1")] ?? fail(`${f}.attach.layout`, `one of ${Object.keys(LAYOUTS).join(", ")}`);
+        LAYOUT_NAMES[String(a.layout ?? "v1")] ??
+        fail(`${f}.attach.layout`, `one of ${Object.keys(LAYOUT_NAMES).join(", ")}`);
       if (a.aead !== undefined && a.aead !== "aes-128-gcm" && a.aead !== "chacha20-poly1305")
         fail(`${f}.attach.aead`, "aes-128-gcm or chacha20-poly1305");
       if (a.prefixes !== undefined && (!Array.isArray(a.prefixes) || a.prefixes.some((p) => typeof p !== "string")))

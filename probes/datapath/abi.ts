@@ -7,6 +7,9 @@
 
 import {
   AEAD_TAG_LEN,
+  DRAFT09_OFFSET,
+  DRAFT15_DEFAULT_TYPE,
+  DRAFT_OPT_DATA_LEN,
   OPT_DATA_LEN,
   PDM_OPTION_TYPE,
   RFC8250_OFFSET,
@@ -64,13 +67,30 @@ export class StructLayout {
   }
 }
 
-export const PDM_LAYOUT = { rfc8250: 1, "v2-clear": 2, "v2-protected": 3 } as const;
+export const PDM_LAYOUT = {
+  rfc8250: 1,
+  "v2-clear": 2,
+  "v2-protected": 3,
+  /** C/D, drafts -09 to -14 (the current draft), 32-bit sequence numbers. */
+  "v2-draft09": 4,
+  /** E in the clear, the -15 text: C/D's fields under an option type of its own. */
+  "v2-draft15": 5,
+} as const;
 export type KernelLayout = keyof typeof PDM_LAYOUT;
-export const PDM_HDR_LEN = { rfc8250: 16, "v2-clear": 24, "v2-protected": 40 } as const;
+export const PDM_HDR_LEN = {
+  rfc8250: 16,
+  "v2-clear": 24,
+  "v2-protected": 40,
+  "v2-draft09": 32,
+  "v2-draft15": 32,
+} as const;
+/** The later drafts' layouts, whose PSNTP and PSNLR are 32 bits. */
+export const isWideLayout = (layout: KernelLayout): boolean => layout === "v2-draft09" || layout === "v2-draft15";
 
 export const PDM_CFG_STRIP = 1 << 0;
 export const PDM_CFG_EVENTS = 1 << 1;
 export const PDM_CFG_NO_STAMP = 1 << 2;
+export const PDM_CFG_FIRST_PSN = 1 << 3;
 export const PDM_MAX_PORTS = 8;
 export const PDM_MAX_PREFIXES = 4;
 export const PDM_FLOW_HAS_SENT = 1 << 0;
@@ -124,6 +144,8 @@ export const CONFIG = new StructLayout("pdm_config", [
   ["aead", "u32"],
   ["max_kri_age_ms", "u32"],
   ["flow_timeout_s", "u32"],
+  ["draft15_type", "u32"],
+  ["first_psn", "u32"],
 ]);
 
 export const FLOW_KEY = new StructLayout("pdm_flow_key", [
@@ -137,8 +159,8 @@ export const FLOW_KEY = new StructLayout("pdm_flow_key", [
 
 export const FLOW_STATE = new StructLayout("pdm_flow_state", [
   ["lock", "u32"],
-  ["psn_next", "u16"],
-  ["psn_lr", "u16"],
+  ["psn_next", "u32"],
+  ["psn_lr", "u32"],
   ["rn_state", "u16"],
   ["flags", "u16"],
   ["rn_drawn", "u32"],
@@ -225,8 +247,8 @@ export const EVENT = new StructLayout("pdm_event", [
   ["dst", "u8", 16],
   ["src_port", "u16"],
   ["dst_port", "u16"],
-  ["psntp", "u16"],
-  ["psnlr", "u16"],
+  ["psntp", "u32"],
+  ["psnlr", "u32"],
   ["delta_tlr", "u16"],
   ["delta_tls", "u16"],
   ["random_f", "u16"],
@@ -280,6 +302,23 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_HDR_LEN_RFC8250: PDM_HDR_LEN.rfc8250,
   PDM_HDR_LEN_V2_CLEAR: PDM_HDR_LEN["v2-clear"],
   PDM_HDR_LEN_V2_PROTECTED: PDM_HDR_LEN["v2-protected"],
+  PDM_LAYOUT_DRAFT09: PDM_LAYOUT["v2-draft09"],
+  PDM_LAYOUT_DRAFT15: PDM_LAYOUT["v2-draft15"],
+  PDM_HDR_LEN_WIDE: PDM_HDR_LEN["v2-draft09"],
+  PDM_DRAFT15_DEFAULT_TYPE: DRAFT15_DEFAULT_TYPE,
+  PDM_ODL_WIDE: DRAFT_OPT_DATA_LEN["v2-draft09"],
+  PDM_ODL_DRAFT15_PROTECTED: DRAFT_OPT_DATA_LEN["v2-draft15-protected"],
+  // Offsets in option data: pdm/ counts them from the Option Type byte, two before.
+  PDM_WIDE_VER_EPOCH: DRAFT09_OFFSET.versionEpoch - 2,
+  PDM_WIDE_PSNTP: DRAFT09_OFFSET.psnTp - 2,
+  PDM_WIDE_PSNLR: DRAFT09_OFFSET.psnLr - 2,
+  PDM_WIDE_GP: DRAFT09_OFFSET.globalPointer - 2,
+  PDM_WIDE_SCALE_DTLR: DRAFT09_OFFSET.scaleDtlr - 2,
+  PDM_WIDE_SCALE_DTLS: DRAFT09_OFFSET.scaleDtls - 2,
+  PDM_WIDE_RESERVED: DRAFT09_OFFSET.reserved - 2,
+  PDM_WIDE_DTLR: DRAFT09_OFFSET.deltaTlr - 2,
+  PDM_WIDE_DTLS: DRAFT09_OFFSET.deltaTls - 2,
+  PDM_CFG_FIRST_PSN,
   // The option layouts, as pdm/ writes and reads them.
   PDM_OPTION_TYPE,
   PDM_ODL_RFC8250: OPT_DATA_LEN.rfc8250,

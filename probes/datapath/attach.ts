@@ -10,10 +10,12 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { parseIpv6Address, UsageError } from "../../pdm/index.ts";
+import { DRAFT15_DEFAULT_TYPE, PDM_OPTION_TYPE, parseIpv6Address, UsageError } from "../../pdm/index.ts";
 import {
   CONFIG,
+  isWideLayout,
   PDM_CFG_EVENTS,
+  PDM_CFG_FIRST_PSN,
   PDM_CFG_NO_STAMP,
   PDM_CFG_STRIP,
   PDM_HDR_LEN,
@@ -90,7 +92,28 @@ export interface AttachOptions {
   emptyProgram?: boolean;
   /** Protected layout: the deployment's AEAD (default AES-128-GCM, which needs the pdm_gcm.bpf.o build and Linux 6.10+). */
   aead?: keyof typeof PDM_AEAD;
+  /** Layout E's option type, stamped and read (default 0x1E until IANA assigns one). */
+  draft15Type?: number;
+  /** Tests of the sequence numbers' wrap: every new flow's first PSNTP (default random). */
+  firstPsn?: number;
 }
+
+/**
+ * The names users give a layout (`pdm attach --layout`, the service config): short
+ * ones, the analyzer's, and the later drafts' by the draft numbers that define them.
+ */
+export const LAYOUT_NAMES: Record<string, KernelLayout> = {
+  v1: "rfc8250",
+  rfc8250: "rfc8250",
+  v2: "v2-clear",
+  "v2-clear": "v2-clear",
+  "v2-protected": "v2-protected",
+  "draft-09": "v2-draft09",
+  "draft-14": "v2-draft09",
+  "v2-draft09": "v2-draft09",
+  "draft-15": "v2-draft15",
+  "v2-draft15": "v2-draft15",
+};
 
 /** What attach changed, so that detach can undo exactly that. */
 export interface AttachState {
@@ -149,6 +172,20 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
   if (options.strip) flags |= PDM_CFG_STRIP;
   if (options.events ?? true) flags |= PDM_CFG_EVENTS;
   if (options.readOnly) flags |= PDM_CFG_NO_STAMP;
+  if (options.firstPsn !== undefined) {
+    const max = isWideLayout(options.layout) ? 0xffff_ffff : 0xffff;
+    if (!Number.isInteger(options.firstPsn) || options.firstPsn < 0 || options.firstPsn > max)
+      throw new UsageError(`the first PSNTP must be 0..${max} for layout ${options.layout}, got ${options.firstPsn}`);
+    flags |= PDM_CFG_FIRST_PSN;
+    b.writeUInt32LE(options.firstPsn, CONFIG.offset("first_psn"));
+  }
+  const e = options.draft15Type ?? DRAFT15_DEFAULT_TYPE;
+  // Types whose top bits are 00 (skip if unknown), and none that already means something here.
+  if (!Number.isInteger(e) || e < 2 || e > 0x3f || e === PDM_OPTION_TYPE)
+    throw new UsageError(
+      `layout E's option type must be 0x02..0x3F (skipped by hosts that do not know it) and not 0x0F, got ${e}`,
+    );
+  b.writeUInt32LE(e, CONFIG.offset("draft15_type"));
   b.writeUInt32LE(PDM_LAYOUT[options.layout], CONFIG.offset("layout"));
   b.writeUInt32LE(flags, CONFIG.offset("flags"));
   b.writeUInt32LE(l2Len, CONFIG.offset("l2_len"));

@@ -22,6 +22,7 @@ export {
   PDM_GCM,
   PDM_KEY_SLOTS,
   PDM_LAYOUT,
+  isWideLayout,
   PDM_MAP,
   PDM_NEED,
   PDM_NEEDF_OPTION,
@@ -41,6 +42,7 @@ export {
   TC_HANDLE,
   TC_PRIORITY,
   PIN,
+  LAYOUT_NAMES,
 } from "./attach.ts";
 export type { AttachOptions, AttachState, DetachReport } from "./attach.ts";
 export { readStatus, readCounters, readFlows, sumCounters } from "./status.ts";

@@ -3,7 +3,15 @@
 
 import { join } from "node:path";
 import { decodeDeltaNs, formatIpv6Address } from "../../pdm/index.ts";
-import { COUNTER_NAMES, COUNTERS, FLOW_KEY, FLOW_STATE, PDM_FLOW_HAS_RECEIVED, type CounterName } from "./abi.ts";
+import {
+  COUNTER_NAMES,
+  COUNTERS,
+  FLOW_KEY,
+  FLOW_STATE,
+  isWideLayout,
+  PDM_FLOW_HAS_RECEIVED,
+  type CounterName,
+} from "./abi.ts";
 import { BpfError, explainNativeError } from "./errors.ts";
 import { PIN, pinDir, readAttachState, type AttachState } from "./attach.ts";
 import { nativeBpf, type NativeBpf, type ProgInfo } from "./native.ts";
@@ -72,7 +80,9 @@ export function sumCounters(native: NativeBpf, fd: number): Record<CounterName, 
   return sums;
 }
 
-export function readFlows(native: NativeBpf, dir: string, limit = Infinity): FlowStatus[] {
+/** The flows of an attachment; `wide`: its layout counts sequence numbers in 32 bits, not 16. */
+export function readFlows(native: NativeBpf, dir: string, limit = Infinity, wide = false): FlowStatus[] {
+  const psnMask = wide ? 0xffff_ffff : 0xffff;
   return withPin(native, join(dir, PIN.flows), (fd) => {
     const flows: FlowStatus[] = [];
     let key: Buffer | null = null;
@@ -89,8 +99,8 @@ export function readFlows(native: NativeBpf, dir: string, limit = Infinity): Flo
         localPort: key.readUInt16LE(FLOW_KEY.offset("local_port")),
         remotePort: key.readUInt16LE(FLOW_KEY.offset("remote_port")),
         proto: key.readUInt8(FLOW_KEY.offset("proto")),
-        psnNext: value.readUInt16LE(FLOW_STATE.offset("psn_next")),
-        psnLastReceived: value.readUInt16LE(FLOW_STATE.offset("psn_lr")),
+        psnNext: (value.readUInt32LE(FLOW_STATE.offset("psn_next")) & psnMask) >>> 0,
+        psnLastReceived: value.readUInt32LE(FLOW_STATE.offset("psn_lr")),
         kri: value.readUInt32LE(FLOW_STATE.offset("kri")),
         peerKri: value.readUInt32LE(FLOW_STATE.offset("peer_kri")),
         txPackets: u64("tx_packets"),
@@ -139,7 +149,7 @@ export function readStatus(ifname: string, opts: { flowLimit?: number } = {}): I
     ifname,
     state,
     counters: readCounters(native, dir),
-    flows: readFlows(native, dir, opts.flowLimit),
+    flows: readFlows(native, dir, opts.flowLimit, state ? isWideLayout(state.options.layout) : false),
     globalPointers: gp,
     programs: {
       egress: withPin(native, join(dir, PIN.egress), (fd) => native.progInfo(fd)),

@@ -3,7 +3,7 @@
 // from the same metrics code as captures, without copying packets to user space.
 
 import { join } from "node:path";
-import type { PdmOption, PdmRecord } from "../../pdm/index.ts";
+import type { AnyPdmOption, PdmRecord } from "../../pdm/index.ts";
 import {
   EVENT,
   PDM_EV,
@@ -57,24 +57,33 @@ export interface KernelEvent {
   dstPort: number;
   proto: number;
   layout: number;
-  option: PdmOption | undefined;
+  option: AnyPdmOption | undefined;
   kri: number;
   ifindex: number;
   gso: boolean;
 }
 
-/** The PDM option a stamped/read event describes (clear layouts only). */
-export function eventOption(b: Buffer, at: number): PdmOption | undefined {
+/** The PDM option a stamped/read event describes (as the clear layout, for a sealed or opened one). */
+export function eventOption(b: Buffer, at: number): AnyPdmOption | undefined {
   const times = {
     scaleDtlr: b[at + AT.stlr]!,
     scaleDtls: b[at + AT.stls]!,
-    psnTp: b.readUInt16LE(at + AT.psntp),
-    psnLr: b.readUInt16LE(at + AT.psnlr),
+    psnTp: b.readUInt32LE(at + AT.psntp),
+    psnLr: b.readUInt32LE(at + AT.psnlr),
     deltaTlr: b.readUInt16LE(at + AT.dtlr),
     deltaTls: b.readUInt16LE(at + AT.dtls),
   };
   const layout = b[at + AT.layout];
   if (layout === PDM_LAYOUT.rfc8250) return { layout: "rfc8250", ...times };
+  // The later drafts' clear layouts: 32-bit sequence numbers, the Epoch in `kri`.
+  if (layout === PDM_LAYOUT["v2-draft09"] || layout === PDM_LAYOUT["v2-draft15"]) {
+    return {
+      layout: layout === PDM_LAYOUT["v2-draft09"] ? "v2-draft09" : "v2-draft15",
+      ...times,
+      epoch: b.readUInt32LE(at + AT.kri),
+      globalPointer: b.readUInt32LE(at + AT.gp),
+    };
+  }
   // A protected option's event carries the fields the kernel sealed or opened (and
   // verified): the clear layout's shape. eventToRecord notes the wire layout.
   if (layout === PDM_LAYOUT["v2-clear"] || layout === PDM_LAYOUT["v2-protected"]) {

@@ -11,8 +11,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ALL_CONSTANTS, ALL_STRUCTS } from "../../probes/datapath/index.ts";
-import { decodePdmOption, encodeDeltaNs, encodePdmOption, lfsrStep } from "../../pdm/index.ts";
-import type { PdmV1Option, PdmV2ClearOption } from "../../pdm/index.ts";
+import {
+  decodeDraftOption,
+  decodePdmOption,
+  encodeDeltaNs,
+  encodeDraftOption,
+  encodePdmOption,
+  lfsrStep,
+} from "../../pdm/index.ts";
+import type { DraftClearOption, PdmV1Option, PdmV2ClearOption } from "../../pdm/index.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const skip = spawnSync("gcc", ["--version"]).status === 0 ? undefined : "gcc is not installed";
@@ -153,7 +160,7 @@ describe("pdm_abi.h and probes/datapath/abi.ts", { skip }, () => {
     assert.equal(expected.at(-1), 1, "period 32767");
   });
 
-  it("the kernel's option writer and reader (pdm_option.h) agree with pdm/ on 2,000 options of each clear layout", () => {
+  it("the kernel's option writer and reader (pdm_option.h) agree with pdm/ on 2,000 options of each clear layout (RFC 8250, -02's, C/D and E)", () => {
     // In: one option per line as pdm/ encodes it (hex). Out: the fields the kernel reads
     // from it, then the header the kernel writes from those fields (hex).
     const out = run(
@@ -165,31 +172,38 @@ describe("pdm_abi.h and probes/datapath/abi.ts", { skip }, () => {
     for (size_t i = 0; i < n; i++) sscanf(hex + 2 * i, "%2hhx", &h[2 + i]);
     struct pdm_opt_walk w = {0};
     memcpy(w.h, h, sizeof(h));
-    w.len = 2 + n + 2; /* Next Header, Hdr Ext Len, the option, PadN(0) */
+    /* Next Header, Hdr Ext Len, the option, PadN to the 8-byte boundary, as stamped */
+    w.len = (2 + n + 2 + 7) / 8 * 8;
     w.h[2 + n] = PDM_OPT_PADN;
+    w.h[3 + n] = w.len - (2 + n) - 2;
     w.i = 2;
     w.only_pdm = 1;
+    w.e_type = PDM_DRAFT15_DEFAULT_TYPE;
     while (!pdm_opt_walk_step(0, &w)) {}
     struct pdm_fields f = {0};
-    int bad = pdm_option_read_clear(w.h, w.at + 2, w.h[w.at + 1], &f);
+    int bad = pdm_option_read_clear(w.h, w.at + 2, w.h[w.at], w.h[w.at + 1], w.e_type, &f);
     __u8 out[PDM_HDR_LEN_V2_PROTECTED] = {0};
     pdm_option_write(out, 17, w.len, &f);
-    printf("%d %u %u %u %u %u %u %u %u %u %u ", bad, w.at, f.layout, f.stlr, f.stls, f.psntp, f.psnlr, f.dtlr, f.dtls, f.rn_f, f.gp);
+    printf("%d %d %u %u %u %u %u %u %u %u %u %u %u ", bad, pdm_opt_is_stamped_form(w.h, w.len, w.e_type), w.at, f.layout, f.stlr, f.stls, f.psntp, f.psnlr, f.dtlr, f.dtls, f.rn_f, f.gp, f.kri);
     for (size_t i = 0; i < w.len; i++) printf("%02x", out[i]);
     printf("\\n");
   }`).replace('#include "pdm_codec.h"', '#include "pdm_codec.h"\n#include "pdm_option.h"'),
       inputs(),
     );
     const lines = out.trim().split("\n");
+    assert.equal(lines.length, options.length);
     options.forEach((o, i) => {
-      const [bad, at, layout, stlr, stls, psntp, psnlr, dtlr, dtls, rnf, gp, written] = lines[i]!.split(" ");
+      const [bad, stamped, at, layout, stlr, stls, psntp, psnlr, dtlr, dtls, rnf, gp, epoch, written] =
+        lines[i]!.split(" ");
       const v2 = o.layout === "v2-clear";
+      const wide = o.layout === "v2-draft09" || o.layout === "v2-draft15";
       assert.deepEqual(
-        [bad, at, layout, stlr, stls, psntp, psnlr, dtlr, dtls, rnf, gp].map(Number),
+        [bad, stamped, at, layout, stlr, stls, psntp, psnlr, dtlr, dtls, rnf, gp, epoch].map(Number),
         [
           0,
+          1,
           2,
-          v2 ? 2 : 1,
+          ({ rfc8250: 1, "v2-clear": 2, "v2-draft09": 4, "v2-draft15": 5 } as Record<string, number>)[o.layout],
           o.scaleDtlr,
           o.scaleDtls,
           o.psnTp,
@@ -197,27 +211,36 @@ describe("pdm_abi.h and probes/datapath/abi.ts", { skip }, () => {
           o.deltaTlr,
           o.deltaTls,
           v2 ? (o.randomNumber << 1) | o.fBit : 0,
-          v2 ? o.globalPointer : 0,
+          v2 || wide ? o.globalPointer : 0,
+          wide ? o.epoch : 0,
         ],
         `fields of ${JSON.stringify(o)}`,
       );
       const bytes = Buffer.from(written!, "hex");
-      const encoded = encodePdmOption(o);
+      const encoded = encodeAny(o);
       assert.deepEqual(
         bytes.subarray(2, 2 + encoded.length),
         Buffer.from(encoded),
         "the option the kernel writes is pdm/'s",
       );
       assert.deepEqual([...bytes.subarray(0, 2)], [17, bytes.length / 8 - 1], "Next Header, Hdr Ext Len");
-      assert.deepEqual([...bytes.subarray(2 + encoded.length)], [1, 0], "PadN with no padding data");
-      const decoded = decodePdmOption(bytes, 2, bytes.length);
-      assert.ok(decoded.ok, "pdm/ reads what the kernel wrote");
+      assert.deepEqual(
+        [...bytes.subarray(2 + encoded.length)],
+        wide ? [1, 4, 0, 0, 0, 0] : [1, 0],
+        "PadN to the 8-byte boundary",
+      );
+      if (wide) {
+        const decoded = decodeDraftOption(bytes, 2, bytes.length);
+        assert.ok(!(decoded instanceof Error) && decoded.layout === o.layout, "pdm/ reads what the kernel wrote");
+      } else {
+        assert.ok(decodePdmOption(bytes, 2, bytes.length).ok, "pdm/ reads what the kernel wrote");
+      }
     });
   });
 });
 
-/** Random clear options of both layouts, each field over its whole range. */
-const options: (PdmV1Option | PdmV2ClearOption)[] = [];
+/** Random clear options of every layout the kernel stamps, each field over its whole range. */
+const options: (PdmV1Option | PdmV2ClearOption | DraftClearOption)[] = [];
 {
   let x = 0x2545f491;
   const next = (max: number): number => {
@@ -243,8 +266,19 @@ const options: (PdmV1Option | PdmV2ClearOption)[] = [];
       fBit: next(1) as 0 | 1,
       globalPointer: next(0xffff_ffff),
     });
+    for (const layout of ["v2-draft09", "v2-draft15"] as const)
+      options.push({
+        layout,
+        ...times,
+        psnTp: next(0xffff_ffff),
+        psnLr: next(0xffff_ffff),
+        epoch: next(0xfff),
+        globalPointer: next(0xffff_ffff),
+      });
   }
 }
+const encodeAny = (o: (typeof options)[number]): Uint8Array =>
+  "epoch" in o ? encodeDraftOption(o) : encodePdmOption(o);
 function inputs(): string {
-  return options.map((o) => Buffer.from(encodePdmOption(o)).toString("hex")).join("\n") + "\n";
+  return options.map((o) => Buffer.from(encodeAny(o)).toString("hex")).join("\n") + "\n";
 }

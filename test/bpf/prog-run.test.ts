@@ -6,10 +6,12 @@ import { describe, it, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import {
   encodeDestOptionsHeader,
+  encodeDraftOption,
   encodePdmOption,
   parseIpv6,
   decodeDeltaNs,
   type AnyPdmOption as PdmOption,
+  type DraftClearOption,
 } from "../../pdm/index.ts";
 import {
   FLOW_KEY,
@@ -166,7 +168,7 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
     });
     const header = new Uint8Array(32);
     header[1] = 32 / 8 - 1;
-    header.set([0x1e, 4, 9, 9, 9, 9], 2); // an option to skip (action bits 00), before PDM
+    header.set([0x1f, 4, 9, 9, 9, 9], 2); // an option to skip (action bits 00), before PDM (0x1E is layout E's)
     header.set(option, 8);
     header.set([1, 32 - 8 - option.length - 2], 8 + option.length); // PadN to the end
     const pkt = frame(
@@ -321,6 +323,113 @@ describe("eBPF programs under BPF_PROG_TEST_RUN", { skip, concurrency: false }, 
     assert.deepEqual([g1.fBit, g3.fBit, g4.fBit], [0, 0, 1], "F flips after 2 packets per Kri");
     assert.notEqual(g1.randomNumber, g3.randomNumber);
     for (const o of [g1, g3, g4]) assert.ok(o.randomNumber >= 1 && o.randomNumber <= 32767);
+  });
+});
+
+describe("the later drafts' layouts under BPF_PROG_TEST_RUN (draft-layouts.md)", { skip, concurrency: false }, () => {
+  let loaded: Loaded | undefined;
+  afterEach(() => {
+    loaded?.close();
+    loaded = undefined;
+  });
+  const send = (): Buffer =>
+    loaded!.run(
+      "egress",
+      frame(ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) })),
+    ).data;
+  const wide = (out: Buffer): DraftClearOption => {
+    const p = parseIpv6(out, 14);
+    assert.ok(p.ok, p.ok ? "" : p.error.message);
+    const o = p.value.pdm;
+    assert.ok(o && (o.layout === "v2-draft09" || o.layout === "v2-draft15"), `a later draft's option: ${o?.layout}`);
+    return o as DraftClearOption;
+  };
+  const draftOption = (layout: "v2-draft09" | "v2-draft15", psnTp: number, type?: number): Uint8Array =>
+    encodeDraftOption(
+      {
+        layout,
+        scaleDtlr: 0,
+        scaleDtls: 0,
+        psnTp,
+        psnLr: 0,
+        deltaTlr: 0,
+        deltaTls: 0,
+        epoch: 0,
+        globalPointer: 9,
+      },
+      type,
+    );
+
+  it("draft-14 (C/D): a 32-byte header, type 0x0F and 22 bytes, 32-bit PSNTP, Epoch 0, PadN over 6 bytes", () => {
+    loaded = new Loaded({ layout: "v2-draft09" });
+    const ip = ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 4) });
+    const data = send();
+    assert.equal(data.length, 14 + ip.length + 32);
+    assert.equal(data.readUInt16BE(14 + 4), ip.length - 40 + 32, "payload length grows by 32");
+    assert.deepEqual([data[14 + 6], data[14 + 40], data[14 + 41]], [60, 17, 3], "Destination Options, 32 bytes");
+    assert.deepEqual([data[14 + 42], data[14 + 43]], [0x0f, 22], "type 0x0F, Opt Data Len 22");
+    assert.deepEqual([...data.subarray(14 + 66, 14 + 72)], [1, 4, 0, 0, 0, 0], "PadN to the 8-byte boundary");
+    assert.equal(data.readUInt16BE(14 + 44), 0x2000, "version 2, Epoch 0");
+    const first = wide(data);
+    assert.deepEqual([first.layout, first.psnLr, first.globalPointer, first.epoch], ["v2-draft09", 0, 1, 0]);
+    const second = wide(send());
+    assert.equal(second.psnTp, (first.psnTp + 1) >>> 0, "PSNTP +1 over 32 bits");
+    const [flow] = loaded.flows();
+    assert.equal(flow!.value.readUInt32LE(FLOW_STATE.offset("psn_next")), (first.psnTp + 2) >>> 0);
+    assert.equal(loaded.counters().stamped, 2);
+  });
+
+  it("a flow started near the wrap: PSNTP goes 2^32 - 2, 2^32 - 1, 0, 1; PSNLR echoes 32 bits", () => {
+    loaded = new Loaded({ layout: "v2-draft09", firstPsn: 0xffff_fffe });
+    assert.deepEqual(
+      [send(), send(), send(), send()].map((d) => wide(d).psnTp),
+      [0xffff_fffe, 0xffff_ffff, 0, 1],
+    );
+    const reply = peerPacketWith(draftOption("v2-draft09", 0xffff_fff0));
+    const r = loaded.run("ingress", reply);
+    assert.deepEqual(r.data, reply, "the reader leaves the packet as it is");
+    const next = wide(send());
+    assert.equal(next.psnLr, 0xffff_fff0, "PSNLR: the peer's whole 32-bit PSNTP");
+    assert.ok(next.deltaTlr > 0 || next.scaleDtlr > 0, "DeltaTLR: the time since the peer's packet");
+    assert.equal(loaded.counters().read, 1);
+  });
+
+  it("draft-15 (E clear): its own type (0x1E, or configured); E of an unknown length is malformed, E protected left alone", () => {
+    loaded = new Loaded({ layout: "v2-draft15" });
+    const out = send();
+    assert.deepEqual([out[14 + 42], out[14 + 43]], [0x1e, 22], "type 0x1E by default");
+    assert.equal(wide(out).layout, "v2-draft15");
+    const before = loaded.counters();
+    loaded.run("ingress", peerPacketWith(draftOption("v2-draft15", 5)));
+    loaded.run("ingress", peerPacketWith(draftOption("v2-draft09", 6)));
+    const odd = Buffer.from(draftOption("v2-draft15", 7));
+    odd[1] = 30; // an E option of a length no draft gives
+    loaded.run("ingress", peerPacketWith(Buffer.concat([odd, Buffer.alloc(8)])));
+    const sealed = Buffer.alloc(40);
+    sealed[0] = 0x1e;
+    sealed[1] = 38; // E protected: the analyzer opens it with the key log
+    sealed[2] = 0x20;
+    loaded.run("ingress", peerPacketWith(sealed));
+    const after = loaded.counters();
+    assert.deepEqual(
+      { read: after.read - before.read, malformed: after.malformed - before.malformed },
+      { read: 2, malformed: 1 },
+      "E and C read, the odd length counted, the protected one neither",
+    );
+    loaded.close();
+    loaded = new Loaded({ layout: "v2-draft15", draft15Type: 0x21 });
+    assert.equal(send()[14 + 42], 0x21, "a configured type");
+    loaded.run("ingress", peerPacketWith(draftOption("v2-draft15", 5, 0x21)));
+    assert.equal(loaded.counters().read, 1);
+  });
+
+  it("a host stamping RFC 8250 reads the later layouts too", () => {
+    loaded = new Loaded({ layout: "rfc8250" });
+    loaded.run("ingress", peerPacketWith(draftOption("v2-draft09", 0x1234_5678)));
+    loaded.run("ingress", peerPacketWith(draftOption("v2-draft15", 0x1234_5679)));
+    assert.deepEqual([loaded.counters().read, loaded.counters().malformed], [2, 0]);
+    const [flow] = loaded.flows();
+    assert.equal(flow!.value.readUInt32LE(FLOW_STATE.offset("psn_lr")), 0x1234_5679);
   });
 });
 
