@@ -30,11 +30,17 @@ echo "test: running ${#files[@]} test files, then ${#TIMED[@]} timing-sensitive 
 status=0
 node --import tsx --test --test-reporter=spec --test-concurrency=2 "${files[@]}" || status=$?
 sleep 2 # let the machine settle after the parallel phase
-if ! node --import tsx --test --test-reporter=spec --test-concurrency=1 "${TIMED[@]}"; then
+failed=()
+for f in "${TIMED[@]}"; do
+  node --import tsx --test --test-reporter=spec --test-concurrency=1 "$f" || failed+=("$f")
+done
+if [ ${#failed[@]} -gt 0 ]; then
   # This shared VM sometimes runs at half speed for minutes, and the user-space delay
   # bridges then fall late. A real regression fails the second run as well.
-  echo "test: a timing-sensitive file failed; running them once more (see the failure above)"
+  echo "test: ${#failed[@]} timing-sensitive file(s) failed (see above): ${failed[*]}; running those once more"
   sleep 5
-  node --import tsx --test --test-reporter=spec --test-concurrency=1 "${TIMED[@]}" || status=$?
+  for f in "${failed[@]}"; do
+    node --import tsx --test --test-reporter=spec --test-concurrency=1 "$f" || status=$?
+  done
 fi
 exit $status
