@@ -119,7 +119,7 @@ const frame = Buffer.concat([
 type Aead = "chacha20-poly1305" | "aes-128-gcm";
 const dataPathObjects: number[] = [];
 const hostFor = (
-  layout: "v2-clear" | "v2-protected" | "v2-draft09" | "v2-draft15",
+  layout: "v2-clear" | "v2-protected" | "v2-draft09" | "v2-draft15" | "v2-draft15-protected",
   aead: Aead = "chacha20-poly1305",
 ): number => {
   const o = native.openObject(bpfObjectPath({ aes: aead === "aes-128-gcm" }));
@@ -155,24 +155,30 @@ for (const [aead, name, keyLength] of [
     gcmNote += `\nThe data path with AES-128-GCM not measured: ${noAes}.\n`;
     continue;
   }
-  const sender = hostFor("v2-protected", aead);
-  const receiver = hostFor("v2-protected", aead);
-  const gcm = (o: number): number | undefined =>
-    aead === "aes-128-gcm" ? native.programFd(o, PDM_PROG.gcmInstall) : undefined;
-  const stk = randomBytes(keyLength);
-  // 75,000 packets on one flow run through Kri 0, 1 and 2 (32,767 each): keys for all three.
-  for (const kri of [0, 1, 2]) {
-    installFlowKey(native, native.mapFd(sender, PDM_MAP.keys), flow, kri, stk, "sender", gcm(sender));
-    installFlowKey(native, native.mapFd(receiver, PDM_MAP.peerKeys), flow, kri, stk, "receiver", gcm(receiver));
+  // -02's protected layout (A) and the -15 text's (E), each on its own pair of hosts.
+  for (const [layout, label] of [
+    ["v2-protected", "PDMv2 protected"],
+    ["v2-draft15-protected", "draft-15 protected (E)"],
+  ] as const) {
+    const sender = hostFor(layout, aead);
+    const receiver = hostFor(layout, aead);
+    const gcm = (o: number): number | undefined =>
+      aead === "aes-128-gcm" ? native.programFd(o, PDM_PROG.gcmInstall) : undefined;
+    const stk = randomBytes(keyLength);
+    // 75,000 packets on one flow run through Kri 0, 1 and 2 (32,767 each): keys for all three.
+    for (const kri of [0, 1, 2]) {
+      installFlowKey(native, native.mapFd(sender, PDM_MAP.keys), flow, kri, stk, "sender", gcm(sender));
+      installFlowKey(native, native.mapFd(receiver, PDM_MAP.peerKeys), flow, kri, stk, "receiver", gcm(receiver));
+    }
+    cases.push(
+      { name: `egress program, ${label} (${name})`, fd: native.programFd(sender, PDM_PROG.egress), input: frame },
+      {
+        name: `ingress program, ${label} (${name})`,
+        fd: native.programFd(receiver, PDM_PROG.ingress),
+        input: stampedBy(sender),
+      },
+    );
   }
-  cases.push(
-    { name: `egress program, PDMv2 protected (${name})`, fd: native.programFd(sender, PDM_PROG.egress), input: frame },
-    {
-      name: `ingress program, PDMv2 protected (${name})`,
-      fd: native.programFd(receiver, PDM_PROG.ingress),
-      input: stampedBy(sender),
-    },
-  );
 }
 
 const best = new Map<string, number>();

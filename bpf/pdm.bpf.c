@@ -93,13 +93,16 @@ int pdm_gcm_install(struct pdm_gcm_install_args *args)
 
 #endif
 
-/* The Destination Options header this host's layout writes: 16, 24, 32 or 40 bytes. */
+/* The Destination Options header this host's layout writes: 16, 24, 32, 40 or 48 bytes. */
 static __always_inline __u32 pdm_hdr_len(void)
 {
-	return cfg.layout == PDM_LAYOUT_RFC8250	   ? PDM_HDR_LEN_RFC8250
-	       : cfg.layout == PDM_LAYOUT_V2_CLEAR ? PDM_HDR_LEN_V2_CLEAR
-	       : pdm_layout_is_wide(cfg.layout)	   ? PDM_HDR_LEN_WIDE
-						   : PDM_HDR_LEN_V2_PROTECTED;
+	if (cfg.layout == PDM_LAYOUT_RFC8250)
+		return PDM_HDR_LEN_RFC8250;
+	if (cfg.layout == PDM_LAYOUT_V2_CLEAR)
+		return PDM_HDR_LEN_V2_CLEAR;
+	if (cfg.layout == PDM_LAYOUT_DRAFT15_PROTECTED)
+		return PDM_HDR_LEN_DRAFT15_PROTECTED;
+	return pdm_layout_is_wide(cfg.layout) ? PDM_HDR_LEN_WIDE : PDM_HDR_LEN_V2_PROTECTED;
 }
 
 /*
@@ -139,11 +142,12 @@ int pdm_egress_seal(struct __sk_buff *skb)
 			skipped_nokey); /* the key was replaced between egress and here: no PDM rather than PDM in the clear */
 		return TC_ACT_OK;
 	}
-	if (bpf_skb_adjust_room(skb, PDM_HDR_LEN_V2_PROTECTED, BPF_ADJ_ROOM_NET, 0)) {
+	const __u32 hdr_len = pdm_hdr_len();
+	if (bpf_skb_adjust_room(skb, hdr_len, BPF_ADJ_ROOM_NET, 0)) {
 		PDM_COUNT(c, skipped_room);
 		return TC_ACT_OK;
 	}
-	if (bpf_skb_store_bytes(skb, w->l3 + 4, w->out, sizeof(w->out), 0)) {
+	if (bpf_skb_store_bytes(skb, w->l3 + 4, w->out, PDM_IPV6_HLEN - 4 + hdr_len, 0)) {
 		PDM_COUNT(c, skipped_room);
 		return TC_ACT_OK;
 	}
@@ -167,9 +171,9 @@ static __always_inline int pdm_hand_to_seal(struct __sk_buff *skb, struct pdm_co
 	w->kri = f->kri;
 	w->l3 = p->l3;
 	__builtin_memcpy(w->out, (__u8 *)&p->ip6 + 4, PDM_IPV6_HLEN - 4);
-	pdm_put16(w->out, 0, bpf_ntohs(p->ip6.payload_len) + PDM_HDR_LEN_V2_PROTECTED);
+	pdm_put16(w->out, 0, bpf_ntohs(p->ip6.payload_len) + pdm_hdr_len());
 	w->out[2] = PDM_NEXTHDR_DEST;
-	__builtin_memcpy(w->out + PDM_IPV6_HLEN - 4, h, PDM_HDR_LEN_V2_PROTECTED);
+	__builtin_memcpy(w->out + PDM_IPV6_HLEN - 4, h, PDM_HDR_LEN_DRAFT15_PROTECTED); /* A's is the first 40 */
 	w->send_event = (cfg.flags & PDM_CFG_EVENTS) != 0;
 	if (w->send_event)
 		pdm_event_fill(&w->event, p, PDM_EV_STAMPED, now, f, skb->gso_segs > 1 ? PDM_EVF_GSO : 0, skb->ifindex);
@@ -208,7 +212,7 @@ static __always_inline int pdm_insert_header(struct __sk_buff *skb, struct pdm_c
 SEC("tc")
 int pdm_egress(struct __sk_buff *skb)
 {
-	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && !pdm_aead_supported())
+	if (pdm_layout_is_protected(cfg.layout) && !pdm_aead_supported())
 		return TC_ACT_OK; /* user space refuses this at attach; never stamp in the clear */
 	if ((cfg.flags & PDM_CFG_NO_STAMP) || skb->protocol != bpf_htons(ETH_P_IPV6))
 		return TC_ACT_OK;
@@ -249,11 +253,13 @@ int pdm_egress(struct __sk_buff *skb)
 	 * (`wide`) carry 32-bit sequence numbers and an Epoch, 0 in the clear. */
 	const int v2 = cfg.layout == PDM_LAYOUT_V2_CLEAR || cfg.layout == PDM_LAYOUT_V2_PROTECTED;
 	const int wide = pdm_layout_is_wide(cfg.layout);
-	const int protect = cfg.layout == PDM_LAYOUT_V2_PROTECTED;
-	__u16 reseed = v2 ? pdm_lfsr_seed(bpf_get_prandom_u32()) : 0;
+	const int protect = pdm_layout_is_protected(cfg.layout);
+	/* Kri (layout E: the key index) moves on with -02's layouts and with any protected one */
+	const int rotates = v2 || protect;
+	__u16 reseed = rotates ? pdm_lfsr_seed(bpf_get_prandom_u32()) : 0;
 	const __u32 per_kri = pdm_per_kri();
 	struct pdm_stamp s = {};
-	pdm_flow_take_stamp(st, now, v2, reseed, per_kri, &s);
+	pdm_flow_take_stamp(st, now, rotates, reseed, per_kri, &s);
 
 	struct pdm_fields f = {.layout = cfg.layout, .psntp = s.psntp, .psnlr = s.psnlr};
 	pdm_encode_delta_ns(s.tlr_ns, &f.dtlr, &f.stlr);
@@ -265,14 +271,15 @@ int pdm_egress(struct __sk_buff *skb)
 	}
 	if (wide) {
 		f.gp = pdm_next_global_pointer(&p);
-		f.type = cfg.layout == PDM_LAYOUT_DRAFT15 ? cfg.draft15_type : PDM_OPTION_TYPE;
+		f.type = cfg.layout == PDM_LAYOUT_DRAFT09 ? PDM_OPTION_TYPE : cfg.draft15_type;
+		f.kri = s.kri; /* the Epoch is its low 12 bits; 0 in the clear layouts, which never rotate */
 	}
 	if (v2) {
 		f.gp = pdm_next_global_pointer(&p);
 		f.rn_f = (__u16)(s.rn << 1) | (s.kri & 1);
 		f.kri = s.kri;
 	}
-	__u8 h[PDM_HDR_LEN_V2_PROTECTED] = {};
+	__u8 h[PDM_HDR_LEN_DRAFT15_PROTECTED] = {};
 	pdm_option_write(h, p.proto, hdr_len, &f);
 	if (protect)
 		return pdm_hand_to_seal(skb, c, &p, h, &f, now);
@@ -289,8 +296,9 @@ int pdm_egress(struct __sk_buff *skb)
 }
 
 /*
- * Verify and open a protected option with the peer's keys (pdm_peer_keys). A tag that
- * no key verifies is an auth failure: counted, the sample dropped, the packet untouched.
+ * Verify and open a protected option with the peer's keys (pdm_peer_keys). What
+ * follows, opened or not, is pdm_ingress_read's (a tail call): this program's stack is
+ * the AEAD's.
  */
 SEC("tc")
 int pdm_ingress_open(struct __sk_buff *skb)
@@ -302,48 +310,66 @@ int pdm_ingress_open(struct __sk_buff *skb)
 	struct pdm_flow_key key = {};
 	pdm_flow_key_of(&w->p, 0, &key);
 	struct pdm_flow_keys *keys = bpf_map_lookup_elem(&pdm_peer_keys, &key);
-	const __u8 icmp_type = pdm_icmp_type(&w->p);
-	__u16 rn_f = pdm_be16(w->option + PDM_PROT_RN_F);
+	const int e = cfg.layout == PDM_LAYOUT_DRAFT15_PROTECTED;
+	/* layout A: Random Number and F; layout E: Ver + Epoch */
+	__u16 rn_f = pdm_be16(w->option + (e ? 2 : PDM_PROT_RN_F));
 	__u32 kri = 0;
-	int opened = keys ? pdm_open_with_peer_keys(w, &key, keys, rn_f, &kri) : -1;
-	if (opened) {
-		/* No keys at all for this flow: not an authentication failure but a flow the
-		 * agent has not keyed yet, which learns of it here. With keys, a failure is a
-		 * forgery, or a peer that resumed the flow at a Kri these keys do not reach
-		 * (this host forgot it, or the peer did). Either way the agent is shown the
-		 * option, paced: it finds the Kri that opens it, if any. */
-		__u32 highest = 0;
-		if (!keys) {
-			PDM_COUNT(c, rx_nokey);
-		} else {
-			PDM_COUNT(c, auth_fail);
+	w->failed = 0;
+	if (!keys || pdm_open_with_peer_keys(w, &key, keys, rn_f, &kri)) {
+		w->failed = keys ? PDM_OPEN_AUTH_FAIL : PDM_OPEN_NO_KEY;
+		w->highest = 0;
+		if (keys)
 			for (int slot = 0; slot < PDM_KEY_SLOTS; slot++)
-				if (keys->present[slot] && keys->kri[slot] > highest)
-					highest = keys->kri[slot];
-		}
-		pdm_ask_for_keys(skb, c, &w->p, &key, highest, PDM_NEED_PEER, icmp_type, w->option);
+				if (keys->present[slot] && keys->kri[slot] > w->highest)
+					w->highest = keys->kri[slot];
+		bpf_tail_call(skb, &pdm_read_call, 0);
 		return TC_ACT_OK;
 	}
 	/* The peer reached the last Kri installed: the next one, before it is needed. */
 	if (!pdm_has_peer_key(keys, kri + 1))
-		pdm_need_keys(c, &key, kri + 1, PDM_NEED_PEER, icmp_type, NULL);
-	pdm_option_read_opened(w->pt, rn_f, kri, &w->fields);
-	/* The rest as for a clear option, in a third program: with the AEAD's, its stack
-	 * would not fit in one. */
+		pdm_need_keys(c, &key, kri + 1, PDM_NEED_PEER, pdm_icmp_type(&w->p), NULL);
+	if (e) {
+		if (pdm_option_read_opened_e(w->option, w->pt, kri, &w->fields)) {
+			PDM_COUNT(c, malformed); /* authentic, with reserved bits set */
+			return TC_ACT_OK;
+		}
+	} else {
+		pdm_option_read_opened(w->pt, rn_f, kri, &w->fields);
+	}
 	bpf_tail_call(skb, &pdm_read_call, 0);
 	return TC_ACT_OK;
 }
 
-/* A protected option once opened: the flow's state, counters, events, strip. */
+/* A protected option after pdm_ingress_open: once opened, the flow's state, counters,
+ * events, strip; not opened, the counters and a word to the agent. */
 SEC("tc")
 int pdm_ingress_read(struct __sk_buff *skb)
 {
 	struct pdm_open_work *w = pdm_open_work_here();
 	if (!w)
 		return TC_ACT_OK;
-	struct pdm_fields f = w->fields;
+	struct pdm_counters *c = pdm_counters_here();
 	struct pdm_pkt p = w->p;
-	return pdm_finish_read(skb, pdm_counters_here(), &p, &f, w->len, w->only_pdm);
+	if (w->failed) {
+		/* No keys at all for this flow: not an authentication failure but a flow the
+		 * agent has not keyed yet, which learns of it here. With keys, a failure is a
+		 * forgery, or a peer that resumed the flow at a Kri these keys do not reach
+		 * (this host forgot it, or the peer did). Either way the agent is shown the
+		 * option, paced: it finds the Kri that opens it, if any. Layout E's option does
+		 * not fit a key need's 36 bytes: the agent is asked for the next keys without it
+		 * (a peer that resumed far ahead is not found). */
+		if (w->failed == PDM_OPEN_NO_KEY)
+			PDM_COUNT(c, rx_nokey);
+		else
+			PDM_COUNT(c, auth_fail);
+		struct pdm_flow_key key = {};
+		pdm_flow_key_of(&p, 0, &key);
+		const __u8 *option = cfg.layout == PDM_LAYOUT_DRAFT15_PROTECTED ? NULL : w->option;
+		pdm_ask_for_keys(skb, c, &p, &key, w->highest, PDM_NEED_PEER, pdm_icmp_type(&p), option);
+		return TC_ACT_OK;
+	}
+	struct pdm_fields f = w->fields;
+	return pdm_finish_read(skb, c, &p, &f, w->len, w->only_pdm);
 }
 
 SEC("tc")
@@ -358,7 +384,7 @@ int pdm_ingress(struct __sk_buff *skb)
 	if (p.ip6.version != 6)
 		return TC_ACT_OK;
 	if (p.ip6.nexthdr != PDM_NEXTHDR_DEST) {
-		if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && pdm_aead_supported())
+		if (pdm_layout_is_protected(cfg.layout) && pdm_aead_supported())
 			pdm_ask_keys_for_answers(skb, &p);
 		return TC_ACT_OK;
 	}
@@ -403,14 +429,15 @@ int pdm_ingress(struct __sk_buff *skb)
 	__u8 type = pdm_opt_get8(w.h, w.at);
 	__u8 olen = pdm_opt_get8(w.h, w.at + 1);
 
-	if (type == w.e_type && olen == PDM_ODL_DRAFT15_PROTECTED)
-		return TC_ACT_OK; /* layout E protected: opened by the analyzer, not (yet) here */
-	if (type == PDM_OPTION_TYPE && olen == PDM_ODL_V2_PROTECTED) {
-		/* Opened by pdm_ingress_open when this host reads that layout with an AEAD
-		 * this build has; otherwise left as it is. */
-		if (cfg.layout != PDM_LAYOUT_V2_PROTECTED || !pdm_aead_supported())
+	const int e_sealed = type == w.e_type && olen == PDM_ODL_DRAFT15_PROTECTED;
+	if (e_sealed || (type == PDM_OPTION_TYPE && olen == PDM_ODL_V2_PROTECTED)) {
+		/* Opened by pdm_ingress_open when this host reads that layout (A or E) with an
+		 * AEAD this build has; otherwise left as it is. */
+		if (cfg.layout != (e_sealed ? PDM_LAYOUT_DRAFT15_PROTECTED : PDM_LAYOUT_V2_PROTECTED) ||
+		    !pdm_aead_supported())
 			return TC_ACT_OK;
-		if (!pdm_v2_version_ok(w.h, o)) { /* malformed, as in the clear */
+		if (e_sealed ? (pdm_opt_get16(w.h, o) & 0xf000) != PDM_V2_VERSION_WORD
+			     : !pdm_v2_version_ok(w.h, o)) { /* malformed, as in the clear */
 			PDM_COUNT(c, malformed);
 			return TC_ACT_OK;
 		}
@@ -426,7 +453,7 @@ int pdm_ingress(struct __sk_buff *skb)
 		ow->len = len;
 		ow->only_pdm = w.only_pdm;
 #pragma unroll
-		for (int i = 0; i < PDM_PROTECTED_OPTION_LEN; i++)
+		for (int i = 0; i < PDM_E_OPTION_LEN; i++) /* A's is the first 36 bytes */
 			ow->option[i] = pdm_opt_get8(w.h, w.at + i);
 		bpf_tail_call(skb, &pdm_open_call, 0);
 		return TC_ACT_OK;

@@ -22,8 +22,8 @@ export interface DelayBridgeOptions {
   /** Deterministic jitter/loss for tests. */
   seed?: number;
   /**
-   * Tests of the protected layout: flip one bit in the sealed part of the PDM option of
-   * every Nth frame (per direction) that carries one right after the IPv6 header.
+   * Tests of the protected layouts (A and E): flip one bit in the sealed part of the PDM
+   * option of every Nth frame (per direction) that carries one right after the IPv6 header.
    */
   tamperEvery?: number;
 }
@@ -44,16 +44,18 @@ export interface DelayBridge {
 
 const ETH_HLEN = 14;
 const NEXTHDR_DEST = 60;
-const PDM_OPTION_TYPE = 0x0f;
-const PROTECTED_OPT_LEN = 34;
+/** The protected options a tampering bridge flips a bit in: type, Opt Data Len, where the sealed bytes start. */
+const PROTECTED_OPTIONS = [
+  { type: 0x0f, length: 34, sealed: 6 }, // -02's layout A: past the 4 clear bytes
+  { type: 0x1e, length: 38, sealed: 8 }, // layout E (default type): past Ver + Epoch and PSNTP
+];
 
-/** Where the byte to flip is: the first ciphertext byte of a protected option right after the IPv6 header, or -1. */
+/** Where the byte to flip is: the first sealed byte of a protected option right after the IPv6 header, or -1. */
 function sealedByteOf(frame: Buffer): number {
   const opt = ETH_HLEN + 40 + 2;
-  if (frame.length < opt + 2 + PROTECTED_OPT_LEN) return -1;
-  if (frame.readUInt16BE(12) !== 0x86dd || frame[ETH_HLEN + 6] !== NEXTHDR_DEST) return -1;
-  if (frame[opt] !== PDM_OPTION_TYPE || frame[opt + 1] !== PROTECTED_OPT_LEN) return -1;
-  return opt + 6; // past Type, Opt Data Len and the 4 clear bytes
+  if (frame.length < opt + 2 || frame.readUInt16BE(12) !== 0x86dd || frame[ETH_HLEN + 6] !== NEXTHDR_DEST) return -1;
+  const o = PROTECTED_OPTIONS.find((p) => frame[opt] === p.type && frame[opt + 1] === p.length);
+  return o && frame.length >= opt + 2 + o.length ? opt + o.sealed : -1;
 }
 
 export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {

@@ -19,14 +19,16 @@
 #define PDM_LAYOUT_V2_CLEAR 2
 #define PDM_LAYOUT_V2_PROTECTED 3
 /* The later drafts' layouts (draft-layouts.md), with 32-bit PSNTP and PSNLR: */
-#define PDM_LAYOUT_DRAFT09 4 /* C/D, drafts -09 to -14 (the current draft): type 0x0F */
-#define PDM_LAYOUT_DRAFT15 5 /* E in the clear, the -15 text: a type of its own (cfg.draft15_type) */
+#define PDM_LAYOUT_DRAFT09 4	       /* C/D, drafts -09 to -14 (the current draft): type 0x0F */
+#define PDM_LAYOUT_DRAFT15 5	       /* E in the clear, the -15 text: a type of its own (cfg.draft15_type) */
+#define PDM_LAYOUT_DRAFT15_PROTECTED 6 /* E protected: sealed under the flow's key of the sender's key index */
 
 /* Destination Options header sizes per layout, with the PDM option and PadN. */
 #define PDM_HDR_LEN_RFC8250 16
 #define PDM_HDR_LEN_V2_CLEAR 24
 #define PDM_HDR_LEN_V2_PROTECTED 40
-#define PDM_HDR_LEN_WIDE 32 /* C/D and E clear: the 24-byte option, then PadN over 6 bytes */
+#define PDM_HDR_LEN_WIDE 32		 /* C/D and E clear: the 24-byte option, then PadN over 6 bytes */
+#define PDM_HDR_LEN_DRAFT15_PROTECTED 48 /* E protected: the 40-byte option, then PadN over 6 bytes */
 
 #define PDM_OPTION_TYPE 0x0F
 /* Layout E's type until IANA assigns one: RFC 4727's experimental destination option
@@ -69,11 +71,23 @@
 
 /* C/D and E clear (Opt Data Len 22): Ver + Epoch, then 32-bit sequence numbers first. */
 #define PDM_ODL_WIDE 22
-#define PDM_ODL_DRAFT15_PROTECTED 38 /* E protected: not opened in the kernel, left as it came */
-#define PDM_WIDE_VER_EPOCH 0	     /* 16 bits: version 2 in the top nibble, the Epoch in the low 12 */
-#define PDM_WIDE_PSNTP 2	     /* 32 bits */
-#define PDM_WIDE_PSNLR 6	     /* 32 bits */
-#define PDM_WIDE_GP 10		     /* 32 bits */
+#define PDM_ODL_DRAFT15_PROTECTED 38
+/*
+ * E protected, offsets from the Option Type byte: o0-7 in the clear and the AEAD's
+ * associated data (type, length, Ver + Epoch, PSNTP), o8-23 the clear form's o8-23
+ * sealed in place, o24-39 the tag. The Epoch is the low 12 bits of the sender's key
+ * index (the Kri's place in keys.md 4); the nonce is six zero bytes and o2-7.
+ */
+#define PDM_E_AAD_LEN 8
+#define PDM_E_SEALED 8
+#define PDM_E_SEALED_LEN 16
+#define PDM_E_TAG 24
+#define PDM_E_OPTION_LEN 40
+#define PDM_EPOCH_MASK 0xfff
+#define PDM_WIDE_VER_EPOCH 0 /* 16 bits: version 2 in the top nibble, the Epoch in the low 12 */
+#define PDM_WIDE_PSNTP 2     /* 32 bits */
+#define PDM_WIDE_PSNLR 6     /* 32 bits */
+#define PDM_WIDE_GP 10	     /* 32 bits */
 #define PDM_WIDE_SCALE_DTLR 14
 #define PDM_WIDE_SCALE_DTLS 15
 #define PDM_WIDE_RESERVED 16 /* 16 bits, zero */

@@ -1,20 +1,21 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * pdm_aes128gcm.h: AES-128-GCM (NIST SP 800-38D) for the PDMv2 protected layout
- * (wire.md section 4), for exactly the sizes PDM uses: a 96-bit nonce, 6 bytes of
- * associated data, 14 bytes of plaintext, a 16-byte tag.
+ * (wire.md section 4) and layout E (draft-layouts.md), for exactly the sizes PDM uses: a
+ * 96-bit nonce, 6 bytes of associated data and 14 of plaintext (A) or 8 and 16 (E), a
+ * 16-byte tag.
  *
  * The block cipher is the kernel's, through the BPF crypto kfuncs (an "ecb(aes)"
  * context made for the key). Per packet the caller encrypts two blocks
  * (pdm_gcm_counter_blocks):
  *
  *   nonce || 00000001   -> E(K, J0), which masks the tag
- *   nonce || 00000002   -> the keystream for the 14 bytes of plaintext
+ *   nonce || 00000002   -> the keystream for the plaintext (14 or 16 bytes)
  *
  * What is left is done here: the XOR with the keystream, and GHASH. With one block of
  * associated data A, one of ciphertext C and the lengths block L, GHASH is
- * ((A·H ^ C)·H ^ L)·H = A·H^3 ^ C·H^2 ^ L·H. L is the same for every option, so L·H is
- * computed once per key, with tables for H^2 and H^3 (pdm_gcm_key_init, from H =
+ * ((A·H ^ C)·H ^ L)·H = A·H^3 ^ C·H^2 ^ L·H. L is the same for every option of a
+ * layout, so L·H is computed once per key (for each layout's sizes), with tables for H^2 and H^3 (pdm_gcm_key_init, from H =
  * E(K, 0^128); Shoup's 4-bit method: each power times every 4-bit value). Per packet
  * that leaves two products, over A's 6 bytes and C's 14 (the zero bytes after them
  * add nothing): 40 table steps instead of the 96 of three full products. The table
@@ -32,6 +33,8 @@
 #define PDM_GCM_NONCE_LEN 12
 #define PDM_GCM_AAD_LEN 6
 #define PDM_GCM_TEXT_LEN 14
+#define PDM_GCM_E_AAD_LEN 8
+#define PDM_GCM_E_TEXT_LEN 16
 #define PDM_GCM_TAG_LEN 16
 #define PDM_GCM_BLOCKS_LEN 32 /* the two blocks the kernel's AES encrypts per packet */
 
@@ -45,7 +48,8 @@ struct pdm_gcm_htable {
 struct pdm_gcm_key_tables {
 	struct pdm_gcm_htable h2; /* times H^2: the ciphertext block */
 	struct pdm_gcm_htable h3; /* times H^3: the associated-data block */
-	__u64 lh_hi, lh_lo;	  /* the lengths block times H */
+	__u64 lh_hi, lh_lo;	  /* the lengths block times H: layout A's sizes */
+	__u64 lh_e_hi, lh_e_lo;	  /* and layout E's */
 };
 
 /* x^-4 reduction, per remainder nibble, already shifted to the top 16 bits. In a
@@ -161,6 +165,9 @@ static __always_inline void pdm_gcm_key_init(struct pdm_gcm_key_tables *k, struc
 	pdm_put_be64(x, (__u64)PDM_GCM_AAD_LEN * 8);
 	pdm_put_be64(x + 8, (__u64)PDM_GCM_TEXT_LEN * 8);
 	pdm_gcm_mult(h1, x, 16, &k->lh_hi, &k->lh_lo);
+	pdm_put_be64(x, (__u64)PDM_GCM_E_AAD_LEN * 8);
+	pdm_put_be64(x + 8, (__u64)PDM_GCM_E_TEXT_LEN * 8);
+	pdm_gcm_mult(h1, x, 16, &k->lh_e_hi, &k->lh_e_lo);
 }
 
 /*
@@ -168,34 +175,36 @@ static __always_inline void pdm_gcm_key_init(struct pdm_gcm_key_tables *k, struc
  * A·H^3 ^ C·H^2 ^ L·H, masked with E(K, J0), the first of the two blocks in `cipher`.
  */
 static __always_inline void pdm_gcm_tag(const struct pdm_gcm_key_tables *k, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
-					const __u8 aad[PDM_GCM_AAD_LEN], const __u8 ct[PDM_GCM_TEXT_LEN],
+					const __u8 *aad, const int aad_len, const __u8 *ct, const int text_len,
 					__u8 tag[PDM_GCM_TAG_LEN])
 {
 	__u64 ah, al, ch, cl;
-	pdm_gcm_mult(&k->h3, aad, PDM_GCM_AAD_LEN, &ah, &al);
-	pdm_gcm_mult(&k->h2, ct, PDM_GCM_TEXT_LEN, &ch, &cl);
-	pdm_put_be64(tag, ah ^ ch ^ k->lh_hi ^ pdm_be64(cipher));
-	pdm_put_be64(tag + 8, al ^ cl ^ k->lh_lo ^ pdm_be64(cipher + 8));
+	const int e = aad_len == PDM_GCM_E_AAD_LEN;
+	pdm_gcm_mult(&k->h3, aad, aad_len, &ah, &al);
+	pdm_gcm_mult(&k->h2, ct, text_len, &ch, &cl);
+	pdm_put_be64(tag, ah ^ ch ^ (e ? k->lh_e_hi : k->lh_hi) ^ pdm_be64(cipher));
+	pdm_put_be64(tag + 8, al ^ cl ^ (e ? k->lh_e_lo : k->lh_lo) ^ pdm_be64(cipher + 8));
 }
 
 /* Seal, once the kernel has encrypted the counter blocks into `cipher`. */
-static __always_inline void pdm_gcm_seal(const struct pdm_gcm_key_tables *t, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
-					 const __u8 aad[PDM_GCM_AAD_LEN], const __u8 pt[PDM_GCM_TEXT_LEN],
-					 __u8 ct[PDM_GCM_TEXT_LEN], __u8 tag[PDM_GCM_TAG_LEN])
+static __always_inline void pdm_gcm_seal_n(const struct pdm_gcm_key_tables *t, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
+					   const __u8 *aad, const int aad_len, const __u8 *pt, __u8 *ct,
+					   const int text_len, __u8 tag[PDM_GCM_TAG_LEN])
 {
 #pragma unroll
-	for (int i = 0; i < PDM_GCM_TEXT_LEN; i++)
-		ct[i] = pt[i] ^ cipher[16 + i];
-	pdm_gcm_tag(t, cipher, aad, ct, tag);
+	for (int i = 0; i < 16; i++)
+		if (i < text_len)
+			ct[i] = pt[i] ^ cipher[16 + i];
+	pdm_gcm_tag(t, cipher, aad, aad_len, ct, text_len, tag);
 }
 
 /* Open: 0 and the plaintext when the tag verifies; -1 (plaintext untouched) otherwise. */
-static __always_inline int pdm_gcm_open(const struct pdm_gcm_key_tables *t, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
-					const __u8 aad[PDM_GCM_AAD_LEN], const __u8 ct[PDM_GCM_TEXT_LEN],
-					const __u8 tag[PDM_GCM_TAG_LEN], __u8 pt[PDM_GCM_TEXT_LEN])
+static __always_inline int pdm_gcm_open_n(const struct pdm_gcm_key_tables *t, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
+					  const __u8 *aad, const int aad_len, const __u8 *ct, const int text_len,
+					  const __u8 tag[PDM_GCM_TAG_LEN], __u8 *pt)
 {
 	__u8 expected[PDM_GCM_TAG_LEN];
-	pdm_gcm_tag(t, cipher, aad, ct, expected);
+	pdm_gcm_tag(t, cipher, aad, aad_len, ct, text_len, expected);
 	__u8 diff = 0;
 #pragma unroll
 	for (int i = 0; i < PDM_GCM_TAG_LEN; i++)
@@ -203,9 +212,25 @@ static __always_inline int pdm_gcm_open(const struct pdm_gcm_key_tables *t, cons
 	if (diff)
 		return -1;
 #pragma unroll
-	for (int i = 0; i < PDM_GCM_TEXT_LEN; i++)
-		pt[i] = ct[i] ^ cipher[16 + i];
+	for (int i = 0; i < 16; i++)
+		if (i < text_len)
+			pt[i] = ct[i] ^ cipher[16 + i];
 	return 0;
+}
+
+/* Layout A's sizes: 6 bytes of associated data, 14 of plaintext. */
+static __always_inline void pdm_gcm_seal(const struct pdm_gcm_key_tables *t, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
+					 const __u8 aad[PDM_GCM_AAD_LEN], const __u8 pt[PDM_GCM_TEXT_LEN],
+					 __u8 ct[PDM_GCM_TEXT_LEN], __u8 tag[PDM_GCM_TAG_LEN])
+{
+	pdm_gcm_seal_n(t, cipher, aad, PDM_GCM_AAD_LEN, pt, ct, PDM_GCM_TEXT_LEN, tag);
+}
+
+static __always_inline int pdm_gcm_open(const struct pdm_gcm_key_tables *t, const __u8 cipher[PDM_GCM_BLOCKS_LEN],
+					const __u8 aad[PDM_GCM_AAD_LEN], const __u8 ct[PDM_GCM_TEXT_LEN],
+					const __u8 tag[PDM_GCM_TAG_LEN], __u8 pt[PDM_GCM_TEXT_LEN])
+{
+	return pdm_gcm_open_n(t, cipher, aad, PDM_GCM_AAD_LEN, ct, PDM_GCM_TEXT_LEN, tag, pt);
 }
 
 #endif

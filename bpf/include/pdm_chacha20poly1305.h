@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * pdm_chacha20poly1305.h: the ChaCha20-Poly1305 AEAD of RFC 8439 for the PDMv2
- * protected layout (wire.md section 4), in BPF C, for exactly the sizes PDM uses:
- * 6 bytes of associated data, 14 bytes of plaintext, a 16-byte tag.
+ * protected layouts (wire.md section 4, draft-layouts.md), in BPF C, for exactly the
+ * sizes PDM uses: 6 bytes of associated data and 14 of plaintext (layout A), or 8 and
+ * 16 (layout E), a 16-byte tag.
  *
- * Fixed sizes keep every loop bound constant and every buffer offset known to the
- * verifier. The Poly1305 arithmetic uses five 26-bit limbs so that each product fits
+ * Sizes known at compile time (each caller passes constants into always-inlined code)
+ * keep every loop bound constant and every buffer offset known to the verifier. The Poly1305 arithmetic uses five 26-bit limbs so that each product fits
  * in 64 bits (BPF has no wider multiply). The tag comparison looks at every byte
  * whatever the first difference, so its time does not depend on where it is.
  *
@@ -21,6 +22,9 @@
 #define PDM_AEAD_NONCE_LEN 12
 #define PDM_AEAD_AAD_LEN 6
 #define PDM_AEAD_TEXT_LEN 14
+#define PDM_AEAD_E_AAD_LEN 8
+#define PDM_AEAD_E_TEXT_LEN 16
+#define PDM_AEAD_TEXT_MAX 16 /* buffers: the most plaintext of any layout */
 #define PDM_AEAD_TAG_LEN 16
 
 /*
@@ -223,36 +227,38 @@ static __always_inline void pdm_poly1305_finish(struct pdm_poly1305 *p, __u8 tag
 	pdm_put_le32(tag + 12, (__u32)f);
 }
 
-/* The Poly1305 tag over aad || pad || ciphertext || pad || le64 lengths (RFC 8439 2.8), into w->tag. */
-static __always_inline void pdm_aead_tag(struct pdm_aead_work *w, const __u8 aad[PDM_AEAD_AAD_LEN],
-					 const __u8 ct[PDM_AEAD_TEXT_LEN])
+/*
+ * The Poly1305 tag over aad || pad || ciphertext || pad || le64 lengths (RFC 8439 2.8),
+ * into w->tag. Both fit one block each (at most 16 bytes).
+ */
+static __always_inline void pdm_aead_tag(struct pdm_aead_work *w, const __u8 *aad, const int aad_len, const __u8 *ct,
+					 const int text_len)
 {
 	struct pdm_poly1305 p;
 	__u8 *block = w->block;
 	pdm_poly1305_init(&p, w->poly_key);
 #pragma unroll
 	for (int i = 0; i < 16; i++)
-		block[i] = i < PDM_AEAD_AAD_LEN ? aad[i] : 0;
+		block[i] = i < aad_len ? aad[i] : 0;
 	pdm_poly1305_block(&p, block);
 #pragma unroll
 	for (int i = 0; i < 16; i++)
-		block[i] = i < PDM_AEAD_TEXT_LEN ? ct[i] : 0;
+		block[i] = i < text_len ? ct[i] : 0;
 	pdm_poly1305_block(&p, block);
 #pragma unroll
 	for (int i = 0; i < 16; i++)
 		block[i] = 0;
-	block[0] = PDM_AEAD_AAD_LEN;
-	block[8] = PDM_AEAD_TEXT_LEN;
+	block[0] = aad_len;
+	block[8] = text_len;
 	pdm_poly1305_block(&p, block);
 	pdm_poly1305_finish(&p, w->tag);
 }
 
 /* Seal: ct = plaintext XOR keystream(counter 1), tag over aad and ct. `pt` may be `ct`. */
-static __always_inline void pdm_chacha20poly1305_seal(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
-						      const __u8 nonce[PDM_AEAD_NONCE_LEN],
-						      const __u8 aad[PDM_AEAD_AAD_LEN],
-						      const __u8 pt[PDM_AEAD_TEXT_LEN], __u8 ct[PDM_AEAD_TEXT_LEN],
-						      __u8 tag[PDM_AEAD_TAG_LEN])
+static __always_inline void pdm_chacha20poly1305_seal_n(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+							const __u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 *aad,
+							const int aad_len, const __u8 *pt, __u8 *ct, const int text_len,
+							__u8 tag[PDM_AEAD_TAG_LEN])
 {
 	pdm_chacha20_block(w, key, nonce, 0); /* the first 32 bytes are the one-time Poly1305 key */
 #pragma unroll
@@ -260,25 +266,26 @@ static __always_inline void pdm_chacha20poly1305_seal(struct pdm_aead_work *w, c
 		w->poly_key[i] = w->ks[i];
 	pdm_chacha20_block(w, key, nonce, 1);
 #pragma unroll
-	for (int i = 0; i < PDM_AEAD_TEXT_LEN; i++)
-		ct[i] = pt[i] ^ w->ks[i];
-	pdm_aead_tag(w, aad, ct);
+	for (int i = 0; i < PDM_AEAD_TEXT_MAX; i++)
+		if (i < text_len)
+			ct[i] = pt[i] ^ w->ks[i];
+	pdm_aead_tag(w, aad, aad_len, ct, text_len);
 #pragma unroll
 	for (int i = 0; i < PDM_AEAD_TAG_LEN; i++)
 		tag[i] = w->tag[i];
 }
 
 /* Open: 0 and the plaintext when the tag verifies; -1 (plaintext untouched) otherwise. */
-static __always_inline int pdm_chacha20poly1305_open(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
-						     const __u8 nonce[PDM_AEAD_NONCE_LEN],
-						     const __u8 aad[PDM_AEAD_AAD_LEN], const __u8 ct[PDM_AEAD_TEXT_LEN],
-						     const __u8 tag[PDM_AEAD_TAG_LEN], __u8 pt[PDM_AEAD_TEXT_LEN])
+static __always_inline int pdm_chacha20poly1305_open_n(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+						       const __u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 *aad,
+						       const int aad_len, const __u8 *ct, const int text_len,
+						       const __u8 tag[PDM_AEAD_TAG_LEN], __u8 *pt)
 {
 	pdm_chacha20_block(w, key, nonce, 0);
 #pragma unroll
 	for (int i = 0; i < 32; i++)
 		w->poly_key[i] = w->ks[i];
-	pdm_aead_tag(w, aad, ct);
+	pdm_aead_tag(w, aad, aad_len, ct, text_len);
 	__u8 diff = 0;
 #pragma unroll
 	for (int i = 0; i < PDM_AEAD_TAG_LEN; i++)
@@ -287,9 +294,28 @@ static __always_inline int pdm_chacha20poly1305_open(struct pdm_aead_work *w, co
 		return -1;
 	pdm_chacha20_block(w, key, nonce, 1);
 #pragma unroll
-	for (int i = 0; i < PDM_AEAD_TEXT_LEN; i++)
-		pt[i] = ct[i] ^ w->ks[i];
+	for (int i = 0; i < PDM_AEAD_TEXT_MAX; i++)
+		if (i < text_len)
+			pt[i] = ct[i] ^ w->ks[i];
 	return 0;
+}
+
+/* Layout A's sizes: 6 bytes of associated data, 14 of plaintext. */
+static __always_inline void pdm_chacha20poly1305_seal(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+						      const __u8 nonce[PDM_AEAD_NONCE_LEN],
+						      const __u8 aad[PDM_AEAD_AAD_LEN],
+						      const __u8 pt[PDM_AEAD_TEXT_LEN], __u8 ct[PDM_AEAD_TEXT_LEN],
+						      __u8 tag[PDM_AEAD_TAG_LEN])
+{
+	pdm_chacha20poly1305_seal_n(w, key, nonce, aad, PDM_AEAD_AAD_LEN, pt, ct, PDM_AEAD_TEXT_LEN, tag);
+}
+
+static __always_inline int pdm_chacha20poly1305_open(struct pdm_aead_work *w, const __u8 key[PDM_AEAD_KEY_LEN],
+						     const __u8 nonce[PDM_AEAD_NONCE_LEN],
+						     const __u8 aad[PDM_AEAD_AAD_LEN], const __u8 ct[PDM_AEAD_TEXT_LEN],
+						     const __u8 tag[PDM_AEAD_TAG_LEN], __u8 pt[PDM_AEAD_TEXT_LEN])
+{
+	return pdm_chacha20poly1305_open_n(w, key, nonce, aad, PDM_AEAD_AAD_LEN, ct, PDM_AEAD_TEXT_LEN, tag, pt);
 }
 
 #endif

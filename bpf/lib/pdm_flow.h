@@ -74,7 +74,7 @@ static __always_inline __u32 pdm_evict_class(struct pdm_flow_key *key, const str
 {
 	if (!(st->flags & PDM_FLOW_HAS_SENT))
 		return 0;
-	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED && !bpf_map_lookup_elem(&pdm_keys, key))
+	if (pdm_layout_is_protected(cfg.layout) && !bpf_map_lookup_elem(&pdm_keys, key))
 		return 0;
 	return 1;
 }
@@ -105,7 +105,7 @@ static __always_inline long pdm_delete_flow(struct pdm_flow_key *key)
 {
 	struct pdm_flow_key k = *key;
 	long err = bpf_map_delete_elem(&pdm_flows, &k);
-	if (cfg.layout == PDM_LAYOUT_V2_PROTECTED)
+	if (pdm_layout_is_protected(cfg.layout))
 		pdm_forget_keys(&k);
 	return err;
 }

@@ -135,14 +135,14 @@ struct {
 struct pdm_seal_work {
 	struct pdm_aead_work aead;
 	__u8 nonce[PDM_AEAD_NONCE_LEN];
-	__u8 pt[PDM_AEAD_TEXT_LEN];
+	__u8 pt[PDM_AEAD_TEXT_MAX];
 	__u8 key[PDM_AEAD_KEY_LEN]; /* the flow's key for kri, copied by egress (one lookup) */
 	__u32 kri;
 	__u32 l3;
 	__u32 send_event;
 	/* IPv6 header bytes 4-39 as they must end up, then the new header (clear fields) */
-	__u8 out[PDM_IPV6_HLEN - 4 + PDM_HDR_LEN_V2_PROTECTED];
-	struct pdm_event event; /* sent once stamped, when events are on */
+	__u8 out[PDM_IPV6_HLEN - 4 + PDM_HDR_LEN_DRAFT15_PROTECTED]; /* layout A's uses the first 76 bytes */
+	struct pdm_event event;					     /* sent once stamped, when events are on */
 #ifdef PDM_WITH_GCM
 	struct pdm_gcm_key_id gcm_id; /* AES-128-GCM: where the flow's key is */
 	__u8 gcm_in[PDM_GCM_BLOCKS_LEN];
@@ -156,15 +156,20 @@ struct {
 	__type(value, struct pdm_seal_work);
 } pdm_seal_work SEC(".maps");
 
+#define PDM_OPEN_NO_KEY 1
+#define PDM_OPEN_AUTH_FAIL 2
+
 /* The same on ingress: what the reader hands to the opening program. Per CPU. */
 struct pdm_open_work {
 	struct pdm_aead_work aead;
 	__u8 nonce[PDM_AEAD_NONCE_LEN];
-	__u8 pt[PDM_AEAD_TEXT_LEN];
-	__u8 option[PDM_PROTECTED_OPTION_LEN]; /* Type, Opt Data Len, option data */
+	__u8 pt[PDM_AEAD_TEXT_MAX];
+	__u8 option[PDM_E_OPTION_LEN]; /* Type, Opt Data Len, option data (layout A's: 36 bytes) */
 	struct pdm_pkt p;
 	__u32 len;
 	__u32 only_pdm;
+	__u32 failed;		  /* 0: opened; PDM_OPEN_NO_KEY or PDM_OPEN_AUTH_FAIL */
+	__u32 highest;		  /* not opened: the highest Kri the flow had keys for */
 	struct pdm_fields fields; /* once opened, for pdm_ingress_read */
 #ifdef PDM_WITH_GCM
 	struct pdm_gcm_key_id gcm_id;

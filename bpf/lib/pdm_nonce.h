@@ -7,6 +7,11 @@
  * Never the same nonce twice under one key: a key belongs to one flow, one direction
  * and one Kri, and within a Kri the Random Numbers are an LFSR's period without repeat
  * (rotation before it runs out, pdm_egress).
+ *
+ * Layout E's nonce (draft-layouts.md) is six zero bytes and the option's bytes 2-7: Ver
+ * + Epoch and PSNTP. A key belongs to one key index, which moves on long before PSNTP
+ * (32 bits, +1 per packet) could come back to a value (rotation every few thousand
+ * packets at most), so under one key PSNTP never repeats either.
  */
 #ifndef PDM_NONCE_H
 #define PDM_NONCE_H
@@ -24,6 +29,15 @@ static __always_inline void pdm_nonce(__u8 nonce[PDM_AEAD_NONCE_LEN], __u32 kri,
 	nonce[9] = kri;
 	nonce[10] = rn_f[0];
 	nonce[11] = rn_f[1];
+}
+
+/* Layout E: `o` is the option from its Type byte. */
+static __always_inline void pdm_nonce_e(__u8 nonce[PDM_AEAD_NONCE_LEN], const __u8 *o)
+{
+	__builtin_memset(nonce, 0, 6);
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		nonce[6 + i] = o[2 + i];
 }
 
 #endif /* PDM_NONCE_H */

@@ -66,7 +66,13 @@ static __always_inline __u32 pdm_opt_get32(const __u8 *h, __u32 off)
 /* The later drafts' layouts: 32-bit sequence numbers, no Random Number (draft-layouts.md). */
 static __always_inline int pdm_layout_is_wide(__u32 layout)
 {
-	return layout == PDM_LAYOUT_DRAFT09 || layout == PDM_LAYOUT_DRAFT15;
+	return layout == PDM_LAYOUT_DRAFT09 || layout == PDM_LAYOUT_DRAFT15 || layout == PDM_LAYOUT_DRAFT15_PROTECTED;
+}
+
+/* The layouts sealed under per-flow keys: -02's protected (A) and the -15 text's (E). */
+static __always_inline int pdm_layout_is_protected(__u32 layout)
+{
+	return layout == PDM_LAYOUT_V2_PROTECTED || layout == PDM_LAYOUT_DRAFT15_PROTECTED;
 }
 
 /*
@@ -81,8 +87,11 @@ static __always_inline void pdm_option_write(__u8 *h, __u8 next, __u32 hdr_len, 
 	h[1] = hdr_len / 8 - 1;
 	h[2] = PDM_OPTION_TYPE;
 	if (pdm_layout_is_wide(f->layout)) {
+		/* E protected: the clear form's fields at the same places, sealed in place later
+		 * (pdm_seal), the tag after them */
+		const __u32 odl = f->layout == PDM_LAYOUT_DRAFT15_PROTECTED ? PDM_ODL_DRAFT15_PROTECTED : PDM_ODL_WIDE;
 		h[2] = f->type;
-		h[3] = PDM_ODL_WIDE;
+		h[3] = odl;
 		pdm_put16(d, PDM_WIDE_VER_EPOCH, PDM_V2_VERSION_WORD | (f->kri & 0xfff));
 		pdm_put32(d, PDM_WIDE_PSNTP, f->psntp);
 		pdm_put32(d, PDM_WIDE_PSNLR, f->psnlr);
@@ -92,8 +101,8 @@ static __always_inline void pdm_option_write(__u8 *h, __u8 next, __u32 hdr_len, 
 		pdm_put16(d, PDM_WIDE_DTLR, f->dtlr);
 		pdm_put16(d, PDM_WIDE_DTLS, f->dtls);
 		/* PadN covering the header's last 6 bytes: 4 bytes of padding data, zero */
-		d[PDM_ODL_WIDE] = PDM_OPT_PADN;
-		d[PDM_ODL_WIDE + 1] = PDM_HDR_LEN_WIDE - 4 - PDM_ODL_WIDE - 2;
+		d[odl] = PDM_OPT_PADN;
+		d[odl + 1] = 4;
 		return;
 	}
 	if (f->layout == PDM_LAYOUT_RFC8250) {
@@ -240,6 +249,31 @@ static __always_inline void pdm_option_read_opened(const __u8 *t, __u16 rn_f, __
 	f->rn_f = rn_f;
 	f->kri = kri;
 	f->layout = PDM_LAYOUT_V2_PROTECTED;
+}
+
+/*
+ * The fields of an opened layout E option: `o` is the option (Type byte first, PSNTP in
+ * the clear), `t` its 16 opened bytes (the clear form's o8-23), `index` the sender's key
+ * index whose key opened it. -1 when the reserved bits are set (malformed).
+ */
+static __always_inline int pdm_option_read_opened_e(const __u8 *o, const __u8 *t, __u32 index, struct pdm_fields *f)
+{
+	if (t[PDM_WIDE_RESERVED + 2 - PDM_E_SEALED] | t[PDM_WIDE_RESERVED + 3 - PDM_E_SEALED])
+		return -1;
+	f->type = o[0];
+	f->psntp = ((__u32)pdm_be16(o + 2 + PDM_WIDE_PSNTP) << 16) | pdm_be16(o + 4 + PDM_WIDE_PSNTP);
+	f->psnlr = ((__u32)pdm_be16(t + PDM_WIDE_PSNLR + 2 - PDM_E_SEALED) << 16) |
+		   pdm_be16(t + PDM_WIDE_PSNLR + 4 - PDM_E_SEALED);
+	f->gp = ((__u32)pdm_be16(t + PDM_WIDE_GP + 2 - PDM_E_SEALED) << 16) |
+		pdm_be16(t + PDM_WIDE_GP + 4 - PDM_E_SEALED);
+	f->stlr = t[PDM_WIDE_SCALE_DTLR + 2 - PDM_E_SEALED];
+	f->stls = t[PDM_WIDE_SCALE_DTLS + 2 - PDM_E_SEALED];
+	f->dtlr = pdm_be16(t + PDM_WIDE_DTLR + 2 - PDM_E_SEALED);
+	f->dtls = pdm_be16(t + PDM_WIDE_DTLS + 2 - PDM_E_SEALED);
+	f->rn_f = 0;
+	f->kri = index;
+	f->layout = PDM_LAYOUT_DRAFT15_PROTECTED;
+	return 0;
 }
 
 #endif /* PDM_OPTION_H */

@@ -11,13 +11,14 @@
 #include "pdm_events.h"
 #include "pdm_flow.h"
 
-/* `pair` is one of the flow's recent (Kri, Random Number and F) pairs. */
+/* `pair` is one of the flow's recent stamps (the slots filled so far only: a zero
+ * left in an unused one is no stamp, and layout E's PSNTP may well be 0). */
 static __always_inline int pdm_seen_before(struct pdm_flow_state *st, __u32 pair)
 {
 	int hit = 0;
 #pragma unroll
 	for (int i = 0; i < PDM_RX_RECENT; i++)
-		if (st->rx_recent[i] == pair)
+		if ((__u32)i < st->rx_recent_next && st->rx_recent[i] == pair)
 			hit = 1;
 	return hit;
 }
@@ -38,9 +39,10 @@ static __always_inline int pdm_finish_read(struct __sk_buff *skb, struct pdm_cou
 	struct pdm_flow_state *st = pdm_flow_state(&key, now, c, &created);
 	if (st) {
 		int repeat = 0, replay = 0;
-		const int protected = f->layout == PDM_LAYOUT_V2_PROTECTED;
-		/* Kri and Random Number + F: what a protected stamp may never repeat */
-		__u32 pair = (f->kri << 16) | f->rn_f;
+		const int protected = pdm_layout_is_protected(f->layout);
+		/* What a protected stamp may never repeat: Kri and Random Number + F (layout A),
+		 * PSNTP (layout E: +1 per packet over 32 bits, one key index at a time) */
+		__u32 pair = f->layout == PDM_LAYOUT_DRAFT15_PROTECTED ? f->psntp : (f->kri << 16) | f->rn_f;
 		bpf_spin_lock(&st->lock);
 		/* wire.md 5: a GSO burst's segments carry one stamp; count it once */
 		if ((st->flags & PDM_FLOW_HAS_RECEIVED) && st->psn_lr == f->psntp && st->peer_rn_f == f->rn_f &&

@@ -2,7 +2,7 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../../pdm/index.ts";
-import { attach, LAYOUT_NAMES } from "../../probes/datapath/index.ts";
+import { attach, isProtectedLayout, LAYOUT_NAMES } from "../../probes/datapath/index.ts";
 
 /** A whole number in decimal or 0x-hex, at most `max`. */
 function parseNumber(what: string, max: number) {
@@ -46,9 +46,11 @@ Layouts, by the draft that defines them:
                    option type 0x0F, 22 bytes, 32-bit PSNTP and PSNLR, Epoch 0
   draft-15         the -15 text in progress ("v2-draft15"): the same fields under an
                    option type of its own (--draft15-type, 0x1E until IANA assigns one)
+  draft-15-protected  the -15 text's protected form: Epoch and PSNTP in the clear, the
+                   rest sealed with a 16-byte tag (--aead; keys from the reader agent)
 Every layout is read on ingress whatever the one stamped.
 
-With --layout v2-protected each option is sealed with the deployment's AEAD
+With --layout v2-protected (or draft-15-protected) each option is sealed with the deployment's AEAD
 (--aead) under per-flow keys that the host's reader agent installs as the kernel
 asks for them; a packet whose key is not there yet leaves without PDM.
 
@@ -72,6 +74,8 @@ Needs root, a BPF filesystem (mounted at /sys/fs/bpf if missing) and Linux 5.17+
           "v2-draft09",
           "draft-15",
           "v2-draft15",
+          "draft-15-protected",
+          "v2-draft15-protected",
         ] as const)
         .default("v1" as const),
     )
@@ -156,7 +160,7 @@ Examples:
       );
       for (const r of state.routes) process.stdout.write(`  route ${r.dst}: MTU lowered to ${r.mtu}\n`);
       if (state.offloadBefore) process.stdout.write(`  segmentation offload turned off\n`);
-      if (layout === "v2-protected") {
+      if (isProtectedLayout(layout)) {
         process.stdout.write(
           `  sealing with ${state.options.aead === "chacha20-poly1305" ? "ChaCha20-Poly1305" : "AES-128-GCM"}; keys: installed by this host's reader agent (its config: "datapath": {"interface": "${state.ifname}"}); until then packets leave without PDM (skipped_nokey)\n`,
         );

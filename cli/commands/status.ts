@@ -3,14 +3,19 @@
 import { Command } from "@commander-js/extra-typings";
 import { formatCount, formatDuration } from "../../analyzer/index.ts";
 import { transportName } from "../../pdm/index.ts";
-import { attachedInterfaces, readStatus, type InterfaceStatus } from "../../probes/datapath/index.ts";
+import {
+  attachedInterfaces,
+  isProtectedLayout,
+  readStatus,
+  type InterfaceStatus,
+} from "../../probes/datapath/index.ts";
 import type { AgentStatusFile } from "../agent-status-file.ts";
 
 function renderStatus(s: InterfaceStatus, opts: { flows?: number } = {}): string {
   const lines: string[] = [];
   const o = s.state?.options;
   lines.push(
-    `${s.ifname}: ${o ? `${o.readOnly ? "reading" : `stamping ${o.layout}${o.layout === "v2-protected" ? ` (${o.aead ?? "chacha20-poly1305"})` : ""}`}${o.strip ? ", stripping on ingress" : ""}, attached ${s.state?.attachedAt}` : "attached (no state file)"}`,
+    `${s.ifname}: ${o ? `${o.readOnly ? "reading" : `stamping ${o.layout}${isProtectedLayout(o.layout) ? ` (${o.aead ?? "chacha20-poly1305"})` : ""}`}${o.strip ? ", stripping on ingress" : ""}, attached ${s.state?.attachedAt}` : "attached (no state file)"}`,
   );
   for (const [dir, p] of [
     ["egress", s.programs.egress],

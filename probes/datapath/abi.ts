@@ -9,7 +9,9 @@ import {
   AEAD_TAG_LEN,
   DRAFT09_OFFSET,
   DRAFT15_DEFAULT_TYPE,
+  DRAFT15_SEALED_LEN,
   DRAFT_OPT_DATA_LEN,
+  EPOCH_MASK,
   OPT_DATA_LEN,
   PDM_OPTION_TYPE,
   RFC8250_OFFSET,
@@ -75,6 +77,8 @@ export const PDM_LAYOUT = {
   "v2-draft09": 4,
   /** E in the clear, the -15 text: C/D's fields under an option type of its own. */
   "v2-draft15": 5,
+  /** E protected: sealed under the flow's key of the sender's key index (its low 12 bits the Epoch). */
+  "v2-draft15-protected": 6,
 } as const;
 export type KernelLayout = keyof typeof PDM_LAYOUT;
 export const PDM_HDR_LEN = {
@@ -83,9 +87,14 @@ export const PDM_HDR_LEN = {
   "v2-protected": 40,
   "v2-draft09": 32,
   "v2-draft15": 32,
+  "v2-draft15-protected": 48,
 } as const;
 /** The later drafts' layouts, whose PSNTP and PSNLR are 32 bits. */
-export const isWideLayout = (layout: KernelLayout): boolean => layout === "v2-draft09" || layout === "v2-draft15";
+export const isWideLayout = (layout: KernelLayout): boolean =>
+  layout === "v2-draft09" || layout === "v2-draft15" || layout === "v2-draft15-protected";
+/** The layouts sealed under per-flow keys that a reader agent installs. */
+export const isProtectedLayout = (layout: KernelLayout): boolean =>
+  layout === "v2-protected" || layout === "v2-draft15-protected";
 
 export const PDM_CFG_STRIP = 1 << 0;
 export const PDM_CFG_EVENTS = 1 << 1;
@@ -304,6 +313,14 @@ export const ALL_CONSTANTS: Record<string, number | string> = {
   PDM_HDR_LEN_V2_PROTECTED: PDM_HDR_LEN["v2-protected"],
   PDM_LAYOUT_DRAFT09: PDM_LAYOUT["v2-draft09"],
   PDM_LAYOUT_DRAFT15: PDM_LAYOUT["v2-draft15"],
+  PDM_LAYOUT_DRAFT15_PROTECTED: PDM_LAYOUT["v2-draft15-protected"],
+  PDM_HDR_LEN_DRAFT15_PROTECTED: PDM_HDR_LEN["v2-draft15-protected"],
+  PDM_E_AAD_LEN: DRAFT09_OFFSET.psnLr,
+  PDM_E_SEALED: DRAFT09_OFFSET.psnLr,
+  PDM_E_SEALED_LEN: DRAFT15_SEALED_LEN,
+  PDM_E_TAG: DRAFT09_OFFSET.psnLr + DRAFT15_SEALED_LEN,
+  PDM_E_OPTION_LEN: 2 + DRAFT_OPT_DATA_LEN["v2-draft15-protected"],
+  PDM_EPOCH_MASK: EPOCH_MASK,
   PDM_HDR_LEN_WIDE: PDM_HDR_LEN["v2-draft09"],
   PDM_DRAFT15_DEFAULT_TYPE: DRAFT15_DEFAULT_TYPE,
   PDM_ODL_WIDE: DRAFT_OPT_DATA_LEN["v2-draft09"],

@@ -13,6 +13,7 @@ import { execFileSync } from "node:child_process";
 import { DRAFT15_DEFAULT_TYPE, PDM_OPTION_TYPE, parseIpv6Address, UsageError } from "../../pdm/index.ts";
 import {
   CONFIG,
+  isProtectedLayout,
   isWideLayout,
   PDM_CFG_EVENTS,
   PDM_CFG_FIRST_PSN,
@@ -113,6 +114,8 @@ export const LAYOUT_NAMES: Record<string, KernelLayout> = {
   "v2-draft09": "v2-draft09",
   "draft-15": "v2-draft15",
   "v2-draft15": "v2-draft15",
+  "draft-15-protected": "v2-draft15-protected",
+  "v2-draft15-protected": "v2-draft15-protected",
 };
 
 /** What attach changed, so that detach can undo exactly that. */
@@ -226,8 +229,8 @@ export function encodeConfig(options: AttachOptions, l2Len: number): Buffer {
 /** Loads, pins and attaches. A second attach on the same interface replaces the first. */
 export function attach(options: AttachOptions): AttachState {
   requireRoot("pdm attach");
-  if (options.layout === "v2-protected") options = { ...options, aead: options.aead ?? "aes-128-gcm" };
-  const aes = options.layout === "v2-protected" && options.aead === "aes-128-gcm";
+  if (isProtectedLayout(options.layout)) options = { ...options, aead: options.aead ?? "aes-128-gcm" };
+  const aes = isProtectedLayout(options.layout) && options.aead === "aes-128-gcm";
   ensureBpffs();
   const iface = interfaceInfo(options.ifname);
   if (readAttachState(iface.name) || existsSync(pinDir(iface.name))) detach(iface.name);

@@ -23,6 +23,7 @@ export {
   PDM_KEY_SLOTS,
   PDM_LAYOUT,
   isWideLayout,
+  isProtectedLayout,
   PDM_MAP,
   PDM_NEED,
   PDM_NEEDF_OPTION,

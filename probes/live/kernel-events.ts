@@ -3,7 +3,7 @@
 // from the same metrics code as captures, without copying packets to user space.
 
 import { join } from "node:path";
-import type { AnyPdmOption, PdmRecord } from "../../pdm/index.ts";
+import { EPOCH_MASK, type AnyPdmOption, type PdmRecord } from "../../pdm/index.ts";
 import {
   EVENT,
   PDM_EV,
@@ -76,11 +76,15 @@ export function eventOption(b: Buffer, at: number): AnyPdmOption | undefined {
   const layout = b[at + AT.layout];
   if (layout === PDM_LAYOUT.rfc8250) return { layout: "rfc8250", ...times };
   // The later drafts' clear layouts: 32-bit sequence numbers, the Epoch in `kri`.
-  if (layout === PDM_LAYOUT["v2-draft09"] || layout === PDM_LAYOUT["v2-draft15"]) {
+  if (
+    layout === PDM_LAYOUT["v2-draft09"] ||
+    layout === PDM_LAYOUT["v2-draft15"] ||
+    layout === PDM_LAYOUT["v2-draft15-protected"]
+  ) {
     return {
       layout: layout === PDM_LAYOUT["v2-draft09"] ? "v2-draft09" : "v2-draft15",
       ...times,
-      epoch: b.readUInt32LE(at + AT.kri),
+      epoch: b.readUInt32LE(at + AT.kri) & EPOCH_MASK,
       globalPointer: b.readUInt32LE(at + AT.gp),
     };
   }
@@ -132,7 +136,13 @@ export function eventToRecord(b: Buffer, at: number, record: PdmRecord, originNs
   record.dport = b.readUInt16LE(at + AT.dport);
   record.proto = b[at + AT.proto]!;
   record.pdm = eventOption(b, at);
-  record.wireLayout = b[at + AT.layout] === PDM_LAYOUT["v2-protected"] ? "v2-protected" : undefined;
+  const wire = b[at + AT.layout];
+  record.wireLayout =
+    wire === PDM_LAYOUT["v2-protected"]
+      ? "v2-protected"
+      : wire === PDM_LAYOUT["v2-draft15-protected"]
+        ? "v2-draft15-protected"
+        : undefined;
   record.pdmError = undefined;
   record.number = number;
   return true;

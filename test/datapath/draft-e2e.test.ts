@@ -3,9 +3,13 @@
 // two hosts joined through a router that delays every frame by 5 ms each way, both
 // stamping the current draft's layout (`--layout draft-14`: C/D, type 0x0F, 22 bytes,
 // 32-bit sequence numbers) with every flow started 16 packets before the 32-bit wrap,
-// then layout E in the clear (`--layout draft-15`, type 0x1E). A capture and the eBPF
+// then layout E in the clear (`--layout draft-15`, type 0x1E), then layout E protected
+// (`--layout draft-15-protected`) with keys installed as a reader agent installs them
+// and a router that flips a sealed bit in every 10th option. Captures and the eBPF
 // records are analyzed: the injected delays come back, PSNTP runs on through 0 with
-// nothing counted lost or reordered, and each flow names its layout.
+// nothing counted lost or reordered, each flow names its layout; under protection every
+// option opens with the key log but the flipped ones, which both kernels count, and no
+// nonce (Epoch, PSNTP) appears twice in a direction.
 //
 // Tolerances as in e2e.test.ts: round trip [10 ms, 13 ms]; server delay at least the
 // responder's own hold, at most 5 ms (and its own lateness) above it.
@@ -16,14 +20,24 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
-import { datapathSkipReason, PDM_BIN, ROOT, Topology } from "../../lab/index.ts";
-import { fileSource, readCapture } from "../../analyzer/index.ts";
-import { formatIpv6Address, ipv6Offset, parseIpv6, type DraftClearOption } from "../../pdm/index.ts";
+import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../../lab/index.ts";
+import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
+import {
+  formatIpv6Address,
+  ipv6Offset,
+  parseIpv6,
+  type Draft15ProtectedOption,
+  type DraftClearOption,
+} from "../../pdm/index.ts";
+import type { KeyInstaller } from "../../probes/kernel-keys/index.ts";
+import { attachProtected, deployment, exchangeCaptured, forEachUdpPacket } from "../helpers/protected-lab.ts";
 
 const skip = datapathSkipReason();
 const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
 const MS = 1e6;
 const NEAR_WRAP = 2 ** 32 - 16;
+/** Layout E protected's AEAD here: AES-128-GCM where the kernel can seal it. */
+const AEAD = gcmDatapathSkipReason() ? ("chacha20-poly1305" as const) : ("aes-128-gcm" as const);
 
 interface FlowJson {
   transport: string;
@@ -158,4 +172,80 @@ describe("the later drafts' layouts between two namespaces", { skip, concurrency
       }
     });
   }
+
+  it(`draft-15-protected (${AEAD}): sealed on the wire, opened with the key log, delays measured, no nonce twice, flipped bits counted`, async () => {
+    // The router flips a sealed bit in every 10th option; keys from a key installer per
+    // host, as a reader agent with "datapath" installs them; a new key index every 40 packets.
+    const topo = new Topology({ router: { delayMs: 5, tamperEvery: 10 } });
+    const { a, b } = topo;
+    const installers: KeyInstaller[] = [];
+    try {
+      await topo.start();
+      const { keys, stk } = deployment(dir, "draft15", AEAD, a.addr);
+      for (const h of [a, b])
+        installers.push(
+          attachProtected(topo, h, AEAD, 40, stk, ["--first-psn", String(NEAR_WRAP)], "draft-15-protected"),
+        );
+      const file = join(dir, "draft15-protected.pcapng");
+      const { sent, answered, held } = await exchangeCaptured(topo, file, 20, ["200", "2"], 60_000);
+      assert.deepEqual([sent, answered], [200, 200], "every request answered; tampered options never cost a packet");
+      topo.bridge!.child.kill("SIGINT");
+      await topo.bridge!.exited(60_000);
+      const m = /tampered (\d+) left to right and (\d+) right to left/.exec(topo.bridge!.output().stdout);
+      assert.ok(m, topo.bridge!.output().stdout);
+      const [aToB, bToA] = [Number(m[1]), Number(m[2])];
+      assert.ok(aToB >= 15 && bToA >= 15, `tampered ${aToB} a -> b, ${bToA} b -> a`);
+
+      // On the wire: only layout E protected, and per direction no (Epoch, PSNTP), the
+      // nonce, twice; the key index moved on every 40 packets.
+      const nonces = new Map<string, Set<string>>();
+      let withoutPdm = 0;
+      await forEachUdpPacket(file, (v, p) => {
+        if (!v.pdm) return void (withoutPdm += 1);
+        assert.equal(v.pdm.layout, "v2-draft15-protected");
+        const o = v.pdm as Draft15ProtectedOption;
+        const dir = formatIpv6Address(p.data.subarray(v.srcOffset, v.srcOffset + 16));
+        const seen = nonces.get(dir) ?? new Set<string>();
+        const nonce = `${o.epoch}:${o.psnTp}`;
+        assert.ok(!seen.has(nonce), `${dir}: nonce ${nonce} twice`);
+        seen.add(nonce);
+        nonces.set(dir, seen);
+      });
+      assert.ok(withoutPdm <= 2, `at most a's first packet without PDM: ${withoutPdm}`);
+      for (const [dir, seen] of nonces) {
+        assert.ok(seen.size >= 195, `${dir}: ${seen.size} sealed options`);
+        const epochs = new Set([...seen].map((n) => n.split(":")[0]));
+        assert.ok(epochs.size >= 5, `${dir}: key indexes ${[...epochs].join(", ")}`);
+      }
+
+      // Each kernel counts exactly the flipped options as authentication failures.
+      const status = (h: Host) =>
+        JSON.parse(topo.exec(h, [process.execPath, PDM_BIN, "status", "-i", h.ifname, "--json"]).stdout)[0].counters;
+      assert.deepEqual([status(b).auth_fail, status(b).rx_nokey], [aToB, 0], "b: the flipped options from a");
+      assert.deepEqual([status(a).auth_fail, status(a).rx_nokey], [bToA, 0], "a: the flipped options from b");
+
+      // The analyzer, with the deployment's key log, on the capture after the router.
+      const result = await analyzeCapture({ input: file, keysPath: keys });
+      assert.deepEqual(
+        { authFail: result.counters.authFail, replay: result.counters.replay, noKey: result.counters.noKey },
+        { authFail: aToB, replay: 0, noKey: 0 },
+        "every option opens but the flipped ones",
+      );
+      const udp = result.flows.find((f) => f.transport === "udp" && f.serverPort === 7000);
+      assert.ok(udp?.serverDelayNs && udp.roundTripDelayNs, "the UDP flow with samples");
+      assert.equal(udp.layout, "v2-draft15-protected");
+      assert.ok(udp.serverDelayNs.count >= 150, `samples: ${udp.serverDelayNs.count}`);
+      const hold = [...held].sort((x, y) => x - y)[Math.floor(held.length / 2)]!;
+      const sd = udp.serverDelayNs.p50;
+      assert.ok(sd >= hold && sd <= hold + 5 * MS + Math.max(0, hold - 20 * MS), `server delay ${sd} vs hold ${hold}`);
+      const rtd = udp.roundTripDelayNs.p50;
+      assert.ok(rtd >= 10 * MS && rtd <= 13 * MS, `round-trip delay p50 ${rtd} ns, injected 10 ms`);
+      // The flipped options open under no key, so their PSNTPs are missing: at most those count as lost.
+      assert.ok(udp.counters.lost <= aToB, `lost ${udp.counters.lost}, flipped ${aToB}`);
+      assert.equal(udp.counters.reordered, 0, "32-bit PSN arithmetic across the wrap");
+    } finally {
+      for (const i of installers) i.close();
+      topo.cleanup();
+    }
+  });
 });

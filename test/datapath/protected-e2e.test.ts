@@ -17,136 +17,17 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import {
-  AeadId,
-  DEFAULT_SUITE,
-  deriveClientSecret,
-  deriveKeyId,
-  deriveStk,
-  openProtectedOption,
-  parseIpv6Address,
-  writeKeyLog,
-  type FlowTuple,
-} from "../../pdm/index.ts";
-import { KeyInstaller, oneGeneration } from "../../probes/kernel-keys/index.ts";
-import { nativeBpf, PIN } from "../../probes/datapath/index.ts";
+import { AeadId, openProtectedOption, type FlowTuple } from "../../pdm/index.ts";
+import type { KeyInstaller } from "../../probes/kernel-keys/index.ts";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
-import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../../lab/index.ts";
-import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
-import { ipv6Offset, type CapturedPacket, parseIpv6, type Ipv6Packet } from "../../pdm/index.ts";
+import { attachProtected, deployment, exchangeCaptured, forEachUdpPacket } from "../helpers/protected-lab.ts";
+import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, Topology, type Host } from "../../lab/index.ts";
+import { analyzeCapture } from "../../analyzer/index.ts";
 
 const skip = datapathSkipReason();
-const UDP_PEER = join(ROOT, "test", "helpers", "udp-peer.mjs");
 const MS = 1e6;
 /** The rotation and tamper tests' AEAD: the default one where the kernel can seal it. */
 const DEFAULT_AEAD = gcmDatapathSkipReason() ? ("chacha20-poly1305" as const) : ("aes-128-gcm" as const);
-
-/** One deployment's keys: its SharedSecret in a key log, and the STKs of flows whose client is `client`. */
-function deployment(dir: string, name: string, aead: "aes-128-gcm" | "chacha20-poly1305", client: string) {
-  const suite = { ...DEFAULT_SUITE, aead: aead === "aes-128-gcm" ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305 };
-  const sharedSecret = randomBytes(32);
-  const salt = randomBytes(32);
-  const keys = join(dir, `${name}.keys`);
-  writeKeyLog(keys, [
-    { kind: "shared", keyId: deriveKeyId(suite.kdf, sharedSecret, salt), suite, salt, secret: sharedSecret },
-  ]);
-  const clientSecret = deriveClientSecret(suite.kdf, sharedSecret, salt, parseIpv6Address(client));
-  const stk = (sender: FlowTuple, kri: number): Uint8Array => deriveStk(suite, clientSecret, salt, sender, kri);
-  return { keys, stk };
-}
-
-/** `pdm attach --layout v2-protected` on h, and a key installer reading its pins (as a reader agent with "datapath" does). */
-function attachProtected(
-  topo: Topology,
-  h: Host,
-  aead: "aes-128-gcm" | "chacha20-poly1305",
-  packetsPerKri: number,
-  stk: (sender: FlowTuple, kri: number) => Uint8Array,
-  extra: string[] = [],
-): KeyInstaller {
-  const r = topo.exec(h, [
-    process.execPath,
-    PDM_BIN,
-    "attach",
-    "-i",
-    h.ifname,
-    "--layout",
-    "v2-protected",
-    "--aead",
-    aead,
-    "--packets-per-kri",
-    String(packetsPerKri),
-    ...extra,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /keys: installed by this host's reader agent/);
-  const native = nativeBpf();
-  const pins = join(topo.env.PDM_PIN_ROOT!, h.ifname);
-  const installer = new KeyInstaller(
-    native,
-    {
-      keys: native.objGet(join(pins, PIN.keys)),
-      peerKeys: native.objGet(join(pins, PIN.peerKeys)),
-      keyNeeds: native.objGet(join(pins, PIN.keyNeeds)),
-      gcmInstall: aead === "aes-128-gcm" ? native.objGet(join(pins, PIN.gcmInstall)) : undefined,
-    },
-    oneGeneration(stk),
-  );
-  installer.start();
-  return installer;
-}
-
-/**
- * Every UDP packet of the capture `file`, parsed (the data-path tests send nothing else
- * over UDP), with the frame it came in.
- */
-async function forEachUdpPacket(file: string, visit: (v: Ipv6Packet, p: CapturedPacket) => void): Promise<void> {
-  const source = await fileSource(file);
-  try {
-    await readCapture(source, (p) => {
-      const at = ipv6Offset(p.linkType, p.data, p.data.length);
-      if (at < 0) return;
-      const v = parseIpv6(p.data, at);
-      if (v.ok && v.value.protocol === 17) visit(v.value, p);
-    });
-  } finally {
-    await source.close();
-  }
-}
-
-/**
- * UDP request/response (udp-peer.mjs) from a to port 7000 on b, which holds each answer
- * `holdMs`, captured on b's interface into `file`. `askArgs`: the asker's arguments after
- * the port. Asynchronous, so that this process's installers answer the kernels during
- * the run. Returns the asker's summary and the hold times the responder measured.
- */
-async function exchangeCaptured(
-  topo: Topology,
-  file: string,
-  holdMs: number,
-  askArgs: string[],
-  timeoutMs: number,
-): Promise<{ sent: number; answered: number; held: number[] }> {
-  const { a, b } = topo;
-  const capture = topo.spawn(b, [process.execPath, PDM_BIN, "capture", "-i", b.ifname, "-w", file, "-q"]);
-  await capture.waitFor(/capturing on|^$/m).catch(() => undefined);
-  await new Promise((r) => setTimeout(r, 1500));
-  const server = topo.spawn(b, [process.execPath, UDP_PEER, "serve", "7000", String(holdMs)]);
-  await server.waitFor(/ready/);
-  const ask = topo.spawn(a, [process.execPath, UDP_PEER, "ask", b.addr, "7000", ...askArgs]);
-  assert.equal(await ask.exited(timeoutMs), 0, ask.output().stderr);
-  const asked = JSON.parse(ask.output().stdout) as { sent: number; answered: number };
-  await new Promise((r) => setTimeout(r, 300));
-  capture.child.kill("SIGINT");
-  assert.equal(await capture.exited(60_000), 0, capture.output().stderr);
-  const held = server
-    .output()
-    .stdout.split("\n")
-    .filter((l) => l.startsWith("held"))
-    .map((l) => Number(l.split(" ")[1]));
-  return { sent: asked.sent, answered: asked.answered, held };
-}
 
 describe("protected layout between two namespaces", { skip, concurrency: false }, () => {
   let dir: string;
