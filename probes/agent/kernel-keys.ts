@@ -135,7 +135,7 @@ function openPins(ifname: string): { maps: KeyInstallerMaps; aead: number; mapId
   };
   if (!existsSync(pins.keyNeeds)) {
     throw new BpfError(
-      `the data path is not attached on ${ifname} (no ${pins.keyNeeds}): run pdm attach -i ${ifname} --layout v2-protected first`,
+      `the data path is not attached on ${ifname} (no ${pins.keyNeeds}): run pdm attach -i ${ifname} --layout v2-protected (or draft-15-protected) first`,
     );
   }
   const native = nativeBpf();
