@@ -9,6 +9,7 @@
 // the last millisecond is waited out by spinning, since Node's timers are coarser.
 
 import { BpfError } from "../probes/datapath/index.ts";
+import { xorshift32 } from "./xorshift.ts";
 import { openPcapPort, type PcapPort } from "./pcap-port.ts";
 
 export interface DelayBridgeOptions {
@@ -59,14 +60,7 @@ function sealedByteOf(frame: Buffer): number {
 }
 
 export function startDelayBridge(opts: DelayBridgeOptions): DelayBridge {
-  let seed = opts.seed ?? 1;
-  const random = (): number => {
-    // xorshift32: reproducible jitter and loss
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 2 ** 32;
-  };
+  const random = xorshift32(opts.seed ?? 1);
   const wallMs = (): number => performance.timeOrigin + performance.now();
   const queue: Pending[] = [];
   let forwarded = 0;

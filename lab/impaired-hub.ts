@@ -8,6 +8,7 @@
 // that it is the receiver's ICV that refuses the datagram, not its kernel.
 
 import { BpfError } from "../probes/datapath/index.ts";
+import { xorshift32 } from "./xorshift.ts";
 import { openPcapPort, type PcapPort } from "./pcap-port.ts";
 
 export interface ImpairedHubOptions {
@@ -83,14 +84,7 @@ const isGroupAddress = (frame: Buffer): boolean => (frame[0]! & 1) === 1;
 const macKey = (frame: Buffer, at: number): string => frame.toString("hex", at, at + 6);
 
 export function startImpairedHub(opts: ImpairedHubOptions): ImpairedHub {
-  let seed = opts.seed ?? 7;
-  const random = (): number => {
-    // xorshift32: a reproducible run for a given seed
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 2 ** 32;
-  };
+  const random = xorshift32(opts.seed ?? 7);
   const stats: ImpairedHubStats = { forwarded: 0, dropped: 0, reordered: 0, replayed: 0, tampered: 0 };
   const learned = new Map<string, PcapPort>();
   const queue: Pending[] = []; // by due time

@@ -1,7 +1,7 @@
 // One agent process playing the roles its config lists (keys.md section 1):
 //
 //   writer-server  listens; registers writer clients, provisions reader servers, answers
-//                  analyzers with SharedSecret key logs, asks for renewals.
+//                  analyzers with SharedSecret key logs, asks for renewals (writer-role.ts).
 //   writer-client  registers with the writer server and renews before each generation's
 //                  lifetime ends; listens for reader clients (ClientSecrets) and analyzers.
 //   reader-*       joins its writer, installs provisions, reconnects on loss; discards
@@ -18,39 +18,37 @@
 // A reader role next to its own writer role is fed in-process (same messages, no TLS).
 
 import { EventEmitter } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import { readConnectivityKeys, type ConnectivityKeys } from "../ksp/index.ts";
 import type net from "node:net";
 import tls from "node:tls";
 import { AdmissionGate, type AdmissionStats } from "./admission.ts";
-import { RenewalLimiter, type RenewalLimiterStats } from "./renewal-limiter.ts";
-import { hex, type KeyLogEntry, formatIpv6Address, writeKeyLog } from "../../pdm/index.ts";
+import type { RenewalLimiterStats } from "./renewal-limiter.ts";
+import { hex, type KeyLogEntry, writeKeyLog } from "../../pdm/index.ts";
 import { certificateIdentity, type CertificateIdentity } from "./certs.ts";
 import { Channel, MAX_FRAME_BYTES, StreamChannel, memoryChannelPair } from "./channel.ts";
 import { GroupMaster, type GroupStatus } from "./group-master.ts";
 import { GroupMemberRole, KEPT_GROUP_GENERATIONS, type MemberStatus } from "./member-role.ts";
 import type { AgentConfig, Endpoint } from "./config.ts";
 import { RegistrationError } from "./errors.ts";
-import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
-import { retryForever } from "./reconnect.ts";
+import type { Generation } from "./generation.ts";
 import { silentLogger, type Logger } from "./log.ts";
-import type { KeyLogGrant, MessageOf, Role } from "./messages.ts";
-import { ProvisioningService, followWriter, type ReaderPeer } from "./provisioning.ts";
+import type { MessageOf, Role } from "./messages.ts";
+import { ProvisioningService, followWriterForever, type ReaderPeer } from "./provisioning.ts";
 import { ReaderKeyStore } from "./reader-keys.ts";
-import { KernelKeys, readerStkSource } from "./kernel-keys.ts";
+import { DataPathFollower, readerStkSource } from "./kernel-keys.ts";
 import type { KeyInstallerStats } from "../kernel-keys/index.ts";
-import { RegistrationServer, register } from "./registration.ts";
+import { WriterRole } from "./writer-role.ts";
+import { answerKeyLogExport } from "./key-export.ts";
 import {
   clientOptions,
   loadTlsMaterial,
+  ownCertificateDer,
   serverOptions,
   verifyPeer,
   type PeerIdentity,
   type TlsMaterial,
 } from "./tls.ts";
-
-const FOREVER_MS = 2 ** 31 - 1;
-/** A reader that keeps restarting causes at most one renewal in this long (renewal-limiter.ts). */
-const RESTART_RENEWAL_INTERVAL_MS = 30_000;
 
 export interface AgentEvents {
   generation: [Generation];
@@ -58,20 +56,15 @@ export interface AgentEvents {
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
-  readonly provisioning: ProvisioningService | undefined;
   readonly readerStore: ReaderKeyStore | undefined;
   private readonly material: TlsMaterial;
   private readonly own: CertificateIdentity;
   private readonly log: Logger;
-  private readonly registrar: RegistrationServer | undefined;
-  private readonly renewals = new RenewalLimiter(RESTART_RENEWAL_INTERVAL_MS, (reason) => this.requestRenewal(reason));
+  /** writer roles: registration, renewal and provisioning (writer-role.ts). */
+  private readonly writer: WriterRole | undefined;
   private server: tls.Server | undefined;
   /** The listener's limits on connections that have not finished their handshake. */
   private gate: AdmissionGate | undefined;
-  private writerClientLink: Channel | undefined;
-  /** The certificate fingerprint of the writer client that registered first (no writerClients in the config). */
-  private writerClientPin: string | undefined;
-  private renewWanted = false;
   private stopped = false;
   private endPauses: () => void = () => {};
   private readonly stopping = new Promise<void>((resolve) => (this.endPauses = resolve));
@@ -85,9 +78,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** writers: the connectivity key set they give group members that ask (distributed mode). */
   private readonly connectivityKeys: ConnectivityKeys | undefined;
   /** Installs the protected layout's keys into the host's data path (config `datapath`). */
-  private kernelKeys: KernelKeys | undefined;
-  /** Ends the kernel-keys loop's wait at once (stop). */
-  private wakeKernelKeys: (() => void) | undefined;
+  private dataPath: DataPathFollower | undefined;
 
   constructor(
     readonly config: AgentConfig,
@@ -96,28 +87,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     super();
     this.log = options.log ?? silentLogger;
     this.material = loadTlsMaterial(config.tls);
-    this.own = certificateIdentity(pemToDer(this.material.cert));
+    this.own = certificateIdentity(ownCertificateDer(this.material));
     const has = (r: Role): boolean => config.roles.includes(r as never);
-    if (has("writer-server")) {
-      this.registrar = new RegistrationServer({
-        acceptedSuites: config.suites,
-        rotation: config.rotation,
-        provisionLeadMs: config.provisionLeadMs,
-      });
-    }
     if (has("writer-server") || has("writer-client")) {
-      this.provisioning = new ProvisioningService({
-        ackTimeoutMs: config.ackTimeoutMs,
-        maxResends: 4,
-        graceMs: config.graceMs,
+      this.writer = new WriterRole({
+        config,
         log: this.log,
-        onRestartedReader: (reader) => {
-          if (this.renewals.request(reader.id, `reader ${reader.name} restarted`) === "deferred") {
-            this.log.log("info", "renewal-deferred", {
-              reader: reader.name,
-              why: `one renewal per reader per ${RESTART_RENEWAL_INTERVAL_MS / 1000} s`,
-            });
-          }
+        connect: (at, roles) => this.connect(at, roles),
+        pause: (ms) => this.pause(ms),
+        stopped: () => this.stopped,
+        published: (g) => {
+          this.writeOwnKeyLog(this.writer!.provisioning.current.map(sharedEntry));
+          this.emit("generation", g);
         },
       });
     }
@@ -142,7 +123,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         log: this.log,
         store,
         caPem: this.material.ca,
-        ownCertificate: new Uint8Array(pemToDer(this.material.cert)),
+        ownCertificate: new Uint8Array(ownCertificateDer(this.material)),
         connect: (at, roles, maxFrameBytes) => this.connect(at, roles, maxFrameBytes),
         pause: (ms) => this.pause(ms),
         stopped: () => this.stopped,
@@ -185,7 +166,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.has("writer-server") || this.has("writer-client") || this.has("group-master"))
       await this.listen(config.listen!);
     if (this.member) this.loops.push(...(await this.member.start()));
-    if (this.has("writer-client")) this.loops.push(this.registrationLoop(config.writerServer!));
+    if (this.has("writer-client")) this.loops.push(this.writer!.registrationLoop(config.writerServer!));
     if (this.has("reader-server")) {
       this.loops.push(
         this.has("writer-server")
@@ -200,46 +181,17 @@ export class Agent extends EventEmitter<AgentEvents> {
           : this.followWriter(config.writerClient!, "writer-client"),
       );
     }
-    if (config.datapath && this.readerStore) this.loops.push(this.kernelKeysLoop(config.datapath.interface));
-  }
-
-  /**
-   * Install the data path's keys once it is attached on `ifname`: the agent may well
-   * start first (it needs its keys before traffic does), so it looks again each second.
-   * Then it follows the interface: attached again, it serves the new data path.
-   */
-  private async kernelKeysLoop(ifname: string): Promise<void> {
-    const warn = (message: string): void =>
-      this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
-    const notice = (message: string): void =>
-      this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
-    const source = (aead: number) =>
-      readerStkSource(this.readerStore!, this.readerKind!, this.own.pdmAddress, aead, warn, () =>
-        this.member?.reportKriRunningOut(),
+    if (config.datapath && this.readerStore) {
+      const store = this.readerStore;
+      this.dataPath = new DataPathFollower(
+        config.datapath.interface,
+        (aead, warn) =>
+          readerStkSource(store, this.readerKind!, this.own.pdmAddress, aead, warn, () =>
+            this.member?.reportKriRunningOut(),
+          ),
+        this.log,
       );
-    let waiting = false;
-    const sleep = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        this.wakeKernelKeys = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    while (!this.stopped) {
-      try {
-        if (!this.kernelKeys) {
-          this.kernelKeys = KernelKeys.start(ifname, source, warn, notice);
-          this.log.log("info", "kernel-keys-started", { interface: ifname });
-        } else if (this.kernelKeys.follow()) {
-          this.log.log("info", "kernel-keys-reattached", { interface: ifname });
-        }
-        waiting = false;
-      } catch (e) {
-        if (!waiting) this.log.log("info", "kernel-keys-waiting", { interface: ifname, reason: (e as Error).message });
-        waiting = true;
-      }
-      await sleep(this.kernelKeys && !waiting ? 2000 : 1000);
+      this.loops.push(this.dataPath.run());
     }
   }
 
@@ -256,11 +208,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.endPauses();
-    this.wakeKernelKeys?.();
-    this.kernelKeys?.close();
+    this.dataPath?.stop();
     for (const c of this.channels) c.close();
     this.gate?.stop();
-    this.renewals.stop();
+    this.writer?.stop();
     await this.groupMaster?.stop();
     this.member?.stop();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -348,7 +299,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         await this.groupMaster!.serve(channel, peer, new Uint8Array(socket.getPeerX509Certificate()!.raw), first);
       } else if (first.type === "hello") {
         this.requireRole(peer, "writer-client", "register");
-        await this.serveWriterClient(channel, peer, first);
+        await this.writer!.serveWriterClient(channel, peer, first);
       } else if (first.type === "join") {
         const readerRole: Role = this.has("writer-server") ? "reader-server" : "reader-client";
         this.requireRole(peer, readerRole, "join");
@@ -363,7 +314,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           reader.address = peer.pdmAddress;
         }
         this.log.log("info", "reader-joined", { reader: peer.name, holds: first.holds.length });
-        await this.provisioning!.serveReader(channel, reader, first);
+        await this.writer!.provisioning.serveReader(channel, reader, first);
       } else {
         this.requireRole(peer, "analyzer", "export keys");
         this.answerExport(channel, peer, first);
@@ -388,73 +339,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  /**
-   * One deployment, one writer client: a second writer-client certificate registering
-   * would replace the deployment's keys behind the real writer client's back (its
-   * readers would hold keys the others lack). Allowed only when the config names it.
-   */
-  private admitWriterClient(peer: PeerIdentity): void {
-    const listed = this.config.writerClients;
-    if (listed) {
-      if (!listed.includes(peer.name)) {
-        throw new RegistrationError(
-          "writer-client-not-allowed",
-          `the writer client "${peer.name}" is not in this writer server's writerClients`,
-        );
-      }
-      return;
-    }
-    if (this.writerClientPin !== undefined && this.writerClientPin !== peer.fingerprint) {
-      throw new RegistrationError(
-        "writer-client-not-allowed",
-        `another writer client's certificate already registered this deployment; "${peer.name}" may register only if the writer server's config lists it in writerClients`,
-      );
-    }
-  }
-
   private requireRole(peer: PeerIdentity, role: Role, what: string): void {
     if (peer.role !== role)
       throw new RegistrationError("wrong-role", `a ${peer.role} may not ${what} here (only a ${role})`);
-  }
-
-  private async serveWriterClient(channel: Channel, peer: PeerIdentity, hello: MessageOf<"hello">): Promise<void> {
-    for (;;) {
-      const g = await this.registrar!.serve(channel, hello, () => this.admitWriterClient(peer));
-      this.writerClientPin ??= peer.fingerprint;
-      this.log.log("info", "registered", {
-        peer: peer.name,
-        keyId: hex(g.keyId),
-        generation: g.generation,
-        purpose: hello.purpose,
-      });
-      this.writerClientLink = channel;
-      this.publish(g);
-      if (this.renewWanted) this.requestRenewal("pending request");
-      hello = await channel.receive(["hello"], FOREVER_MS);
-    }
-  }
-
-  /** Ask the writer client for a fresh generation (a reader lost its state). */
-  private requestRenewal(reason: string): void {
-    if (this.has("writer-client")) {
-      this.renewWanted = true; // the registration loop picks it up
-      return;
-    }
-    const link = this.writerClientLink;
-    if (link?.isOpen) {
-      this.renewWanted = false;
-      link.send({ type: "renew-request", reason });
-      this.log.log("info", "renewal-requested", { reason });
-    } else {
-      this.renewWanted = true;
-      this.log.log("warn", "renewal-pending", { reason, why: "no writer client connected" });
-    }
-  }
-
-  private publish(g: Generation): void {
-    this.provisioning!.publish(g);
-    this.writeOwnKeyLog(this.provisioning!.current.map(sharedEntry));
-    this.emit("generation", g);
   }
 
   /** The config's key log (0600), rewritten whole: it is our own file. */
@@ -494,127 +381,37 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private answerExport(channel: Channel, peer: PeerIdentity, request: MessageOf<"export-request">): void {
-    if (this.has("writer-client") && !request.client) {
-      throw new RegistrationError(
-        "wrong-role",
-        "a writer client exports ClientSecrets only: ask for one client address",
-      );
-    }
-    const generations = this.groupMaster ? this.groupMaster.kept : this.provisioning!.current;
-    const entries: KeyLogGrant[] = generations.map((g) => ({
-      keyId: g.keyId,
-      suite: g.suite,
-      salt: g.salt,
-      grant: request.client
-        ? grantFor(g, { kind: "client", address: request.client })
-        : grantFor(g, { kind: "server" }),
-    }));
-    channel.send({ type: "key-log", entries });
-    this.log.log("info", "keys-exported", {
-      analyzer: peer.name,
-      generations: entries.length,
-      scope: request.client ? formatIpv6Address(request.client) : "shared",
+    answerKeyLogExport(channel, peer, request, {
+      generations: this.groupMaster ? this.groupMaster.kept : this.writer!.provisioning.current,
+      clientSecretsOnly: this.has("writer-client"),
+      log: this.log,
     });
-    channel.close();
-  }
-
-  /** writer-client: register, then renew before each lifetime ends or when asked. */
-  private registrationLoop(at: Endpoint): Promise<void> {
-    let purpose: "register" | "renew" = "register";
-    return retryForever({
-      stopped: () => this.stopped,
-      pause: (ms) => this.pause(ms),
-      attempt: async (succeeded) => {
-        const { channel, peer } = await this.connect(at, ["writer-server"]);
-        this.log.log("info", "connected", { to: peer.name, role: peer.role });
-        while (!this.stopped) {
-          this.renewWanted = false;
-          const g = await register(channel, { purpose, offer: this.config.suites });
-          succeeded();
-          purpose = "renew";
-          this.log.log("info", "registered", {
-            with: peer.name,
-            keyId: hex(g.keyId),
-            generation: g.generation,
-            effectiveAt: new Date(g.effectiveAt).toISOString(),
-          });
-          this.publish(g);
-          await this.waitForRenewal(channel, g);
-        }
-      },
-      failed: (e, retryMs) => {
-        const code = e instanceof RegistrationError ? e.code : "error";
-        this.log.log("warn", "registration-lost", { code, reason: (e as Error).message, retryMs });
-        purpose = "register"; // a new connection starts from a fresh registration (keys.md section 7)
-      },
-    });
-  }
-
-  /** Until the renewal time, a renew-request from the writer server, or a restarted reader of ours. */
-  private async waitForRenewal(channel: Channel, g: Generation): Promise<void> {
-    const slack = Math.min(1_000, lifetimeMs(g.rotation) / 10);
-    const renewAt = g.effectiveAt + lifetimeMs(g.rotation) - this.config.provisionLeadMs - slack;
-    while (!this.stopped && !this.renewWanted && Date.now() < renewAt) {
-      try {
-        const m = await channel.receive(["renew-request"], Math.max(1, Math.min(250, renewAt - Date.now())));
-        this.log.log("info", "renewal-requested", { by: "writer-server", reason: m.reason });
-        return;
-      } catch (e) {
-        if (!(e instanceof RegistrationError && e.code === "timeout")) throw e;
-      }
-    }
   }
 
   // ---- reader roles ------------------------------------------------------------------
 
   /** reader-*: join the writer over TLS; keep keys across reconnects, discard them when refused. */
   private followWriter(at: Endpoint, writerRole: Role): Promise<void> {
-    return retryForever({
-      stopped: () => this.stopped,
+    return followWriterForever(this.readerStore!, {
+      log: this.log,
+      connect: () => this.connect(at, [writerRole]),
       pause: (ms) => this.pause(ms),
-      attempt: async (succeeded, retryMs) => {
-        const { channel, peer } = await this.connect(at, [writerRole]);
-        this.log.log("info", "connected", { to: peer.name, role: peer.role });
-        await followWriter(channel, this.readerStore!, {
-          log: this.log,
-          onInstall: (keyIdHex) => {
-            succeeded();
-            this.emit("installed", keyIdHex);
-          },
-        });
-        if (!this.stopped) this.log.log("warn", "writer-connection-lost", { retryMs: retryMs() });
-      },
-      failed: (e, retryMs) => {
-        const code = e instanceof RegistrationError ? e.code : "error";
-        if (code === "peer-error" || code === "invalid-provision") {
-          // Refused by the writer (for example no ack in time): all keys go, and we join afresh.
-          this.readerStore!.discardAll();
-          this.log.log("error", "keys-discarded", { reason: (e as Error).message });
-        } else {
-          this.log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs });
-        }
-      },
+      stopped: () => this.stopped,
+      installed: (keyIdHex) => this.emit("installed", keyIdHex),
     });
   }
 
   /** A reader role next to its own writer: the same join/provision/ack, in memory. */
-  private async localReader(kind: "server" | "client"): Promise<void> {
+  private localReader(kind: "server" | "client"): Promise<void> {
     const [writerEnd, readerEnd] = memoryChannelPair();
-    this.track(writerEnd);
-    this.track(readerEnd);
-    const reader: ReaderPeer = {
-      id: `local:${this.own.fingerprint}`,
-      name: `${this.config.name} (local)`,
-      kind,
-      address: this.own.pdmAddress,
-    };
-    const served = writerEnd
-      .receive(["join"], FOREVER_MS)
-      .then((join) => this.provisioning!.serveReader(writerEnd, reader, join));
-    await Promise.allSettled([
-      served,
-      followWriter(readerEnd, this.readerStore!, { log: this.log, onInstall: (k) => this.emit("installed", k) }),
-    ]);
+    const reader = { id: `local:${this.own.fingerprint}`, name: `${this.config.name} (local)`, kind };
+    return this.writer!.provisionLocalReader(
+      this.track(writerEnd),
+      this.track(readerEnd),
+      { ...reader, address: this.own.pdmAddress },
+      this.readerStore!,
+      (keyIdHex) => this.emit("installed", keyIdHex),
+    );
   }
 
   // ---- connections ---------------------------------------------------------------------
@@ -655,7 +452,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   status(): AgentStatus {
-    const generations = (this.provisioning?.current ?? []).map((g) => ({
+    const provisioning = this.writer?.provisioning;
+    const generations = (provisioning?.current ?? []).map((g) => ({
       keyId: hex(g.keyId),
       generation: g.generation,
       effectiveAt: g.effectiveAt,
@@ -664,11 +462,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       name: this.config.name,
       roles: this.config.roles,
       generations,
-      provisioning: this.provisioning ? { ...this.provisioning.stats } : undefined,
+      provisioning: provisioning ? { ...provisioning.stats } : undefined,
       readerHolds: this.readerStore?.holds().map(hex),
-      kernelKeys: this.kernelKeys ? { ...this.kernelKeys.installer.stats } : undefined,
+      kernelKeys: this.dataPath?.stats,
       connections: this.gate?.stats(),
-      renewals: this.provisioning ? { ...this.renewals.stats } : undefined,
+      renewals: this.writer ? { ...this.writer.renewals.stats } : undefined,
       group: this.groupMaster?.status(),
       member: this.member?.status(),
     };
@@ -697,53 +495,4 @@ export interface AgentStatus {
   group: GroupStatus | undefined;
   /** A group member: its master and the generation it seals with. */
   member: MemberStatus | undefined;
-}
-
-function pemToDer(pem: string): Buffer {
-  const body = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem)?.[1];
-  if (!body)
-    throw new RegistrationError("bad-certificate", "the agent's own certificate file holds no PEM certificate");
-  return Buffer.from(body.replace(/\s+/g, ""), "base64");
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** `pdm keys export`: ask a writer or a group master for a key log over mutual TLS, as an analyzer. */
-export async function fetchKeyLog(
-  at: Endpoint,
-  files: { ca: string; cert: string; key: string },
-  client?: Uint8Array,
-): Promise<KeyLogEntry[]> {
-  const material = loadTlsMaterial(files);
-  const socket = tls.connect(clientOptions(material, at.host, at.port));
-  await new Promise<void>((resolve, reject) => {
-    socket.once("secureConnect", resolve);
-    socket.once("error", (e) =>
-      reject(
-        new RegistrationError("closed", `cannot connect to ${at.host} port ${at.port}: ${e.message}`, { cause: e }),
-      ),
-    );
-  });
-  const channel = new StreamChannel(socket);
-  try {
-    verifyPeer(socket, ["writer-server", "writer-client", "group-master"]);
-    channel.send(client ? { type: "export-request", client } : { type: "export-request" });
-    const reply = await channel.receive(["key-log"]);
-    return reply.entries.map((e): KeyLogEntry =>
-      e.grant.kind === "shared"
-        ? { kind: "shared", keyId: e.keyId, suite: e.suite, salt: e.salt, secret: e.grant.secret }
-        : {
-            kind: "client",
-            keyId: e.keyId,
-            suite: e.suite,
-            clientAddress: e.grant.clientAddress,
-            salt: e.salt,
-            secret: e.grant.secret,
-          },
-    );
-  } finally {
-    channel.close();
-  }
 }

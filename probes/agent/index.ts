@@ -1,7 +1,8 @@
 // The registration agent's public surface (keys.md): CA and certificates, config,
 // the Agent, reader key stores and the KeySink the kernel data path plugs into.
 
-export { Agent, fetchKeyLog } from "./agent.ts";
+export { Agent } from "./agent.ts";
+export { fetchKeyLog } from "./key-export.ts";
 export type { AgentStatus, MemberStatus } from "./agent.ts";
 export {
   initCa,

@@ -20,6 +20,7 @@ import { AeadId, type FlowTuple } from "../../pdm/index.ts";
 import { KeyInstaller, type KeyInstallerMaps, type Stk, type StkSource } from "../kernel-keys/index.ts";
 import { nativeBpf, PIN, pinDir, BpfError } from "../datapath/index.ts";
 import type { ReaderKeyStore } from "./reader-keys.ts";
+import type { Logger } from "./log.ts";
 import { join } from "node:path";
 import { existsSync } from "node:fs";
 
@@ -148,4 +149,63 @@ function openPins(ifname: string): { maps: KeyInstallerMaps; aead: number; mapId
     gcmInstall: aes ? native.objGet(pins.gcmInstall) : undefined,
   };
   return { maps, aead: aes ? AeadId.Aes128Gcm : AeadId.Chacha20Poly1305, mapId: native.mapInfo(maps.keyNeeds).id };
+}
+
+/**
+ * An agent's side of the data path on `ifname` (its config's `datapath`): install the
+ * keys once the programs are attached there. The agent may well start first (it needs
+ * its keys before traffic does), so it looks again each second; then it follows the
+ * interface: attached again, it serves the new data path.
+ */
+export class DataPathFollower {
+  private keys: KernelKeys | undefined;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly ifname: string,
+    private readonly stkFor: (aead: number, onProblem: (message: string) => void) => StkSource,
+    private readonly log: Logger,
+  ) {}
+
+  async run(): Promise<void> {
+    const ifname = this.ifname;
+    const warn = (message: string): void =>
+      this.log.log("warn", "kernel-key-missing", { interface: ifname, detail: message });
+    const notice = (message: string): void =>
+      this.log.log("info", "kernel-flow-resumed", { interface: ifname, detail: message });
+    let waiting = false;
+    while (!this.stopped) {
+      try {
+        if (!this.keys) {
+          this.keys = KernelKeys.start(ifname, (aead) => this.stkFor(aead, warn), warn, notice);
+          this.log.log("info", "kernel-keys-started", { interface: ifname });
+        } else if (this.keys.follow()) {
+          this.log.log("info", "kernel-keys-reattached", { interface: ifname });
+        }
+        waiting = false;
+      } catch (e) {
+        if (!waiting) this.log.log("info", "kernel-keys-waiting", { interface: ifname, reason: (e as Error).message });
+        waiting = true;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.keys && !waiting ? 2000 : 1000);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** What the key installer did, once it runs. */
+  get stats() {
+    return this.keys ? { ...this.keys.installer.stats } : undefined;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+    this.keys?.close();
+  }
 }

@@ -18,6 +18,7 @@ import { grantFor, lifetimeMs, type Generation } from "./generation.ts";
 import type { Logger } from "./log.ts";
 import type { MessageOf } from "./messages.ts";
 import type { ReaderKeyStore } from "./reader-keys.ts";
+import { retryForever } from "./reconnect.ts";
 import { hex } from "../../pdm/index.ts";
 
 /** A reader as its certificate names it. */
@@ -273,4 +274,47 @@ export async function followWriter(
     });
     options.onInstall?.(g.keyIdHex);
   }
+}
+
+/**
+ * A reader's link to its writer for as long as the agent runs: join over TLS, install
+ * what it provisions, reconnect on loss keeping every key, and discard them all and
+ * join afresh when the writer refuses this reader (for example an ack that never came).
+ */
+export function followWriterForever(
+  store: ReaderKeyStore,
+  link: {
+    log: Logger;
+    connect: () => Promise<{ channel: Channel; peer: { name: string; role: string } }>;
+    pause: (ms: number) => Promise<void>;
+    stopped: () => boolean;
+    installed: (keyIdHex: string) => void;
+  },
+): Promise<void> {
+  const { log } = link;
+  return retryForever({
+    stopped: link.stopped,
+    pause: link.pause,
+    attempt: async (succeeded, retryMs) => {
+      const { channel, peer } = await link.connect();
+      log.log("info", "connected", { to: peer.name, role: peer.role });
+      await followWriter(channel, store, {
+        log,
+        onInstall: (keyIdHex) => {
+          succeeded();
+          link.installed(keyIdHex);
+        },
+      });
+      if (!link.stopped()) log.log("warn", "writer-connection-lost", { retryMs: retryMs() });
+    },
+    failed: (e, retryMs) => {
+      const code = e instanceof RegistrationError ? e.code : "error";
+      if (code === "peer-error" || code === "invalid-provision") {
+        store.discardAll();
+        log.log("error", "keys-discarded", { reason: (e as Error).message });
+      } else {
+        log.log("warn", "join-failed", { code, reason: (e as Error).message, retryMs });
+      }
+    },
+  });
 }

@@ -130,3 +130,11 @@ export function parseEndpoint(text: string, field: string): { host: string; port
     throw new UsageError(`${field}: "${text}" is not HOST:PORT (IPv6 as [addr]:port)`);
   return { host: m[1]!, port };
 }
+
+/** This agent's own certificate (the first in its PEM file), DER. */
+export function ownCertificateDer(m: TlsMaterial): Buffer {
+  const body = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(m.cert)?.[1];
+  if (!body)
+    throw new RegistrationError("bad-certificate", "the agent's own certificate file holds no PEM certificate");
+  return Buffer.from(body.replace(/\s+/g, ""), "base64");
+}

@@ -15,13 +15,11 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import {
-  AeadId,
   DRAFT15_DEFAULT_TYPE,
   EPOCH_MASK,
   encodeDestOptionsHeader,
   openDraft15,
   parseIpv6,
-  parseIpv6Address,
   sealDraft15,
   type DraftClearOption,
   type Draft15ProtectedOption,
@@ -29,8 +27,6 @@ import {
 import {
   FLOW_STATE,
   PIN,
-  PDM_MAP,
-  PDM_PROG,
   bpfObjectPath,
   encodeConfig,
   nativeBpf,
@@ -38,31 +34,13 @@ import {
   type AttachOptions,
   type NativeBpf,
 } from "../../probes/datapath/index.ts";
-import { encodeFlowKey, installFlowKey } from "../../probes/kernel-keys/index.ts";
-import { datapathSkipReason, gcmDatapathSkipReason } from "../../lab/index.ts";
+import { encodeFlowKey } from "../../probes/kernel-keys/index.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
+import { ETH, KERNEL_AEADS, flow, installKey, plain } from "../helpers/kernel-aeads.ts";
 
-const skip = datapathSkipReason();
-const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
-const flow = {
-  src: parseIpv6Address("fd00::1"),
-  dst: parseIpv6Address("fd00::2"),
-  sport: 40000,
-  dport: 7000,
-  proto: 17,
-};
-const plain = Buffer.concat([
-  ETH,
-  ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 20) }),
-]);
 const HEADER = 48;
 
-const AEADS = [
-  { name: "ChaCha20-Poly1305", aead: "chacha20-poly1305", id: AeadId.Chacha20Poly1305, keyLength: 32, skip },
-  { name: "AES-128-GCM", aead: "aes-128-gcm", id: AeadId.Aes128Gcm, keyLength: 16, skip: gcmDatapathSkipReason() },
-] as const;
-
-for (const k of AEADS) {
+for (const k of KERNEL_AEADS) {
   const load = (native: NativeBpf, extra: Partial<AttachOptions> = {}): number => {
     const object = native.openObject(bpfObjectPath({ aes: k.aead === "aes-128-gcm" }));
     native.setInitialValue(
@@ -74,15 +52,7 @@ for (const k of AEADS) {
     return object;
   };
   const install = (native: NativeBpf, object: number, index: number, stk: Buffer, side: "sender" | "receiver") =>
-    installFlowKey(
-      native,
-      native.mapFd(object, side === "sender" ? PDM_MAP.keys : PDM_MAP.peerKeys),
-      flow,
-      index,
-      stk,
-      side,
-      k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined,
-    );
+    installKey(native, object, k, index, stk, side);
 
   describe(`layout E protected sealed on egress (${k.name})`, { skip: k.skip, concurrency: false }, () => {
     let native: NativeBpf;

@@ -15,11 +15,9 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import {
-  AeadId,
   encodeDestOptionsHeader,
   openProtectedOption,
   parseIpv6,
-  parseIpv6Address,
   sealProtectedOption,
   type PdmV2ProtectedOption,
   emptyPdmRecord,
@@ -30,7 +28,6 @@ import {
   PDM_EV,
   PIN,
   PDM_MAP,
-  PDM_PROG,
   bpfObjectPath,
   encodeConfig,
   nativeBpf,
@@ -41,55 +38,12 @@ import {
 import { encodeFlowKey, installFlowKey } from "../../probes/kernel-keys/index.ts";
 import { eventToRecord } from "../../probes/live/index.ts";
 import { AnalysisSession } from "../../analyzer/index.ts";
-import { datapathSkipReason, gcmDatapathSkipReason } from "../../lab/index.ts";
+import { datapathSkipReason } from "../../lab/index.ts";
+import { ETH, KERNEL_AEADS, flow, installKey, plain } from "../helpers/kernel-aeads.ts";
 import { ipv6Packet, udpHeader } from "../../fixtures/index.ts";
 
 const skip = datapathSkipReason();
-const ETH = Buffer.from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
-const flow = {
-  src: parseIpv6Address("fd00::1"),
-  dst: parseIpv6Address("fd00::2"),
-  sport: 40000,
-  dport: 7000,
-  proto: 17,
-};
-const plain = Buffer.concat([
-  ETH,
-  ipv6Packet({ src: "fd00::1", dst: "fd00::2", proto: 17, upper: udpHeader(40000, 7000, 20) }),
-]);
-
-/** The two AEADs the kernel seals with, and how each one's keys are installed. */
-interface KernelAead {
-  name: string;
-  aead: "chacha20-poly1305" | "aes-128-gcm";
-  id: number;
-  keyLength: number;
-  skip: string | undefined;
-}
-const AEADS: KernelAead[] = [
-  { name: "ChaCha20-Poly1305", aead: "chacha20-poly1305", id: AeadId.Chacha20Poly1305, keyLength: 32, skip },
-  {
-    name: "AES-128-GCM",
-    aead: "aes-128-gcm",
-    id: AeadId.Aes128Gcm,
-    keyLength: 16,
-    skip: gcmDatapathSkipReason(),
-  },
-];
-
-/** Install `stk` as a host's key for `kri` (the AES build: through pdm_gcm_install). */
-function installKey(
-  native: NativeBpf,
-  object: number,
-  k: KernelAead,
-  kri: number,
-  stk: Buffer,
-  side: "sender" | "receiver",
-): void {
-  const map = native.mapFd(object, side === "sender" ? PDM_MAP.keys : PDM_MAP.peerKeys);
-  const gcm = k.aead === "aes-128-gcm" ? native.programFd(object, PDM_PROG.gcmInstall) : undefined;
-  installFlowKey(native, map, flow, kri, stk, side, gcm);
-}
+const AEADS = KERNEL_AEADS;
 
 for (const k of AEADS) {
   describe(`protected layout sealed on egress (${k.name})`, { skip: k.skip, concurrency: false }, () => {

@@ -21,14 +21,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { acquireTimingLock, releaseTimingLock } from "../helpers/timing-lock.ts";
 import { datapathSkipReason, gcmDatapathSkipReason, PDM_BIN, ROOT, Topology, type Host } from "../../lab/index.ts";
-import { analyzeCapture, fileSource, readCapture } from "../../analyzer/index.ts";
-import {
-  formatIpv6Address,
-  ipv6Offset,
-  parseIpv6,
-  type Draft15ProtectedOption,
-  type DraftClearOption,
-} from "../../pdm/index.ts";
+import { analyzeCapture } from "../../analyzer/index.ts";
+import { formatIpv6Address, type Draft15ProtectedOption, type DraftClearOption } from "../../pdm/index.ts";
 import type { KeyInstaller } from "../../probes/kernel-keys/index.ts";
 import { attachProtected, deployment, exchangeCaptured, forEachUdpPacket } from "../helpers/protected-lab.ts";
 
@@ -49,20 +43,15 @@ interface FlowJson {
   counters: { lost: number; malformed: number; reordered: number };
 }
 
-/** The later drafts' options a host sent, in capture order, with their option type. */
+/** The later drafts' options a host sent over UDP, in capture order, with their option type. */
 async function draftOptions(file: string, from: string): Promise<Array<DraftClearOption & { type: number }>> {
   const out: Array<DraftClearOption & { type: number }> = [];
-  const source = await fileSource(file);
-  await readCapture(source, (p) => {
-    const at = ipv6Offset(p.linkType, p.data, p.data.length);
-    if (at < 0) return;
-    const v = parseIpv6(p.data, at);
-    if (!v.ok || v.value.protocol !== 17 || !v.value.pdm) return;
-    if (formatIpv6Address(p.data.subarray(v.value.srcOffset, v.value.srcOffset + 16)) !== from) return;
-    const o = v.value.pdm;
-    if (o.layout === "v2-draft09" || o.layout === "v2-draft15") out.push({ ...o, type: p.data[at + 40 + 2]! });
+  await forEachUdpPacket(file, (v, p) => {
+    if (formatIpv6Address(p.data.subarray(v.srcOffset, v.srcOffset + 16)) !== from) return;
+    const o = v.pdm;
+    if (o?.layout === "v2-draft09" || o?.layout === "v2-draft15")
+      out.push({ ...o, type: p.data[v.srcOffset - 8 + 40 + 2]! }); // the option right after the IPv6 header
   });
-  await source.close();
   return out;
 }
 
