@@ -18,6 +18,9 @@ import {
 /** What the addon exports. */
 interface NativeAeadModule {
   AeadContext: new (aead: number, key: Uint8Array) => NativeAeadContext;
+  /** The buffer openAt reads options from, and the one it writes the opened bytes to (this thread's). */
+  setInput(bytes: Uint8Array): void;
+  setOutput(out: Uint8Array): void;
   openssl: string;
 }
 
@@ -25,6 +28,8 @@ interface NativeAeadModule {
 export interface NativeAeadContext {
   /** The 36-byte option at bytes[at]: 1 and the 14 opened bytes in `out`; 0 for a tag that does not verify; -1 out of bounds. */
   open(bytes: Uint8Array, at: number, kri: number, out: Uint8Array): number;
+  /** open() of the option at `at` in the buffer last given to setInput, into the one given to setOutput. */
+  openAt(at: number, kri: number): number;
   /** nonce 12, aad 6, text 14 in; ciphertext || tag (30 bytes) into `out`. */
   seal(nonce: Uint8Array, aad: Uint8Array, text: Uint8Array, out: Uint8Array): void;
 }
@@ -56,6 +61,8 @@ export function nativeAeadContext(aead: number, key: Uint8Array): NativeAeadCont
 
 /** Where the 14 opened bytes land; decoded at once, so one buffer serves every context. */
 const opened = new Uint8Array(14);
+/** The buffer the addon reads options from: the reader's, which changes only when it grows. */
+let input: Uint8Array | undefined;
 
 /**
  * The backend protected options are opened with: the native module when it loads,
@@ -64,15 +71,19 @@ const opened = new Uint8Array(14);
 export function aeadBackend(): { backend: AeadBackend; note: string } {
   const l = load();
   if (!("module" in l)) return { backend: nodeCryptoAead, note: `opened with node:crypto: ${l.why}` };
+  const module = l.module;
+  module.setOutput(opened);
   const backend: AeadBackend = {
-    name: `native (${l.module.openssl})`,
+    name: `native (${module.openssl})`,
     opener(aead, key) {
       const ctx = nativeAeadContext(aead, key)!;
       return {
-        open: (option, kri) =>
-          ctx.open(option.bytes, option.at, kri, opened) === 1
+        open(option, kri) {
+          if (option.bytes !== input) module.setInput((input = option.bytes));
+          return ctx.openAt(option.at, kri) === 1
             ? decodeV2Fields(option.randomNumber, option.fBit, opened, 0)
-            : undefined,
+            : undefined;
+        },
       };
     },
   };

@@ -15,8 +15,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { gcm } from "@noble/ciphers/aes.js";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { NATIVE_AEAD_PATH, nativeAeadContext } from "../../analyzer/index.ts";
-import { AeadId, KeyError } from "../../pdm/index.ts";
+import { NATIVE_AEAD_PATH, aeadBackend, nativeAeadContext } from "../../analyzer/index.ts";
+import { AeadId, KeyError, decodeV2Fields, type PdmV2ProtectedOption } from "../../pdm/index.ts";
 import { PDM_BIN, ROOT } from "../../lab/index.ts";
 
 const skip = existsSync(NATIVE_AEAD_PATH) ? undefined : "the native AEAD module is not built (bash scripts/setup.sh)";
@@ -35,6 +35,18 @@ const AEADS = [
 /** The 36-byte option as on the wire: AAD (Type, Opt Data Len, 4 bytes), ciphertext, tag. */
 function option(aad: Uint8Array, sealed: Uint8Array): Uint8Array {
   return Uint8Array.from([...aad, ...sealed]);
+}
+
+/** The option at `at` in `bytes` as the decoder hands it to an opener (the analyzer's path: openAt). */
+function decoded(bytes: Uint8Array, at: number): PdmV2ProtectedOption {
+  const word = (bytes[at + 4]! << 8) | bytes[at + 5]!;
+  return {
+    layout: "v2-protected",
+    randomNumber: word >>> 1,
+    fBit: (word & 1) as 0 | 1,
+    bytes,
+    at,
+  } as PdmV2ProtectedOption;
 }
 
 /** The nonce of an option at Kri `kri`: its last two bytes are the option's bytes 4-5. */
@@ -83,6 +95,12 @@ describe("the native AEAD module", { skip }, () => {
           const packet = Uint8Array.from([...randomBytes(17), ...option(aad, sealed), ...randomBytes(5)]);
           assert.equal(ctx.open(packet, 17, kri, out), 1);
           assert.deepEqual(out, text);
+          // the analyzer's path (openAt on the reader's buffer), which the caller switches between buffers
+          const opener = aeadBackend().backend.opener(aead.id, key);
+          const want = decodeV2Fields(decoded(packet, 17).randomNumber, decoded(packet, 17).fBit, text, 0);
+          assert.deepEqual(opener.open(decoded(packet, 17), kri), want);
+          assert.deepEqual(opener.open(decoded(option(aad, sealed), 0), kri), want);
+          assert.equal(opener.open(decoded(packet, 17), (kri + 2) >>> 0), undefined);
         }),
         { numRuns: 300 },
       );
@@ -105,6 +123,13 @@ describe("the native AEAD module", { skip }, () => {
             );
           }
           assert.equal(ctx.open(good, 0, (kri + 1) >>> 0, out), 0, "another Kri");
+          const opener = aeadBackend().backend.opener(aead.id, key);
+          assert.notEqual(opener.open(decoded(good, 0), kri), undefined);
+          for (let bit = 0; bit < 36 * 8; bit++) {
+            const bad = Uint8Array.from(good);
+            bad[bit >> 3]! ^= 1 << (bit & 7);
+            assert.equal(opener.open(decoded(bad, 0), kri), undefined, `openAt, bit ${bit}`);
+          }
           const other = nativeAeadContext(
             aead.id,
             Uint8Array.from(key, (b, i) => (i === 0 ? b ^ 1 : b)),
@@ -122,6 +147,9 @@ describe("the native AEAD module", { skip }, () => {
     assert.equal(ctx.open(new Uint8Array(35), 0, 0, out), -1);
     assert.equal(ctx.open(new Uint8Array(40), 5, 0, out), -1);
     assert.equal(ctx.open(new Uint8Array(40), -1, 0, out), -1);
+    const opener = aeadBackend().backend.opener(AeadId.Aes128Gcm, new Uint8Array(16));
+    assert.equal(opener.open(decoded(new Uint8Array(40), 5), 0), undefined);
+    assert.equal(opener.open({ ...decoded(new Uint8Array(40), 0), at: -1 }, 0), undefined);
     assert.throws(() => nativeAeadContext(AeadId.Aes128Gcm, new Uint8Array(32)), KeyError);
     assert.throws(() => nativeAeadContext(AeadId.Chacha20Poly1305, new Uint8Array(16)), KeyError);
   });
