@@ -3,11 +3,17 @@
 // GSO bursts (wire.md section 5) told apart from replays.
 //
 // Never reports an unverified sample: anything but "ok" carries no fields.
+//
+// Per packet of a synced flow this is the analyzer's hot path, so it allocates
+// nothing of its own: the "ok" outcome is one object per opener, rewritten by each
+// open() (read it before the next), and the verified key's opener is kept at hand.
 
+import type { KeyOpener } from "./aead.ts";
 import type { FlowKeyContext } from "./key-ring.ts";
-import { SEALED_LEN, type PdmV2Fields, type PdmV2ProtectedOption } from "./option.ts";
+import type { PdmV2Fields, PdmV2ProtectedOption } from "./option.ts";
 import { ReceiverKriTracker } from "./rotation.ts";
 
+/** What open() found; an "ok" outcome is valid until the opener's next open(). */
 export type OpenOutcome =
   | { status: "ok"; fields: PdmV2Fields; kri: number; keyId: string }
   | { status: "gso-repeat"; kri: number } // same stamp as the previous packet: one sample
@@ -68,7 +74,18 @@ export class ProtectedOpener {
   private seenKri = -1;
   private seenNow: SeenValues | undefined;
   private context: FlowKeyContext | undefined;
-  private last: { kri: number; randomNumber: number; sealed: Uint8Array } | undefined;
+  /** The verified context's opener at `fastKri`: the fast path's key without a Map lookup. */
+  private fastOpener: KeyOpener | undefined;
+  private fastKri = -1;
+  private readonly ok: OpenOutcome & { status: "ok" } = {
+    status: "ok",
+    fields: undefined as unknown as PdmV2Fields,
+    kri: 0,
+    keyId: "",
+  };
+  /** The stamp verified last (-1: none). */
+  private lastKri = -1;
+  private lastRandomNumber = -1;
   /** Packets that failed before anything verified (paces the wide Kri search). */
   private failuresUnsynced = 0;
   /** Packets that failed since the last verified one (paces the search of a synced flow). */
@@ -82,22 +99,16 @@ export class ProtectedOpener {
 
   open(option: PdmV2ProtectedOption, nowNs: number): OpenOutcome {
     if (this.contexts.length === 0) return NO_KEY;
-    // A GSO burst repeats the verified stamp byte for byte: one sample, no second open.
-    const last = this.last;
-    if (
-      last &&
-      last.randomNumber === option.randomNumber &&
-      (last.kri & 1) === option.fBit &&
-      sameSealed(last.sealed, option)
-    ) {
-      return { status: "gso-repeat", kri: last.kri };
-    }
     // Fast path, nearly every packet of a synced flow: the verified context at the
     // tracker's current Kri, without building the candidate lists. Anything else
     // (a rotation, a reordered packet, a wrong tag) goes through the full search.
     const kri = this.tracker.kri;
     if (this.context && this.tracker.isSynced && (kri & 1) === option.fBit) {
-      const fields = this.context.opener(kri).open(option, kri);
+      if (kri !== this.fastKri) {
+        this.fastOpener = this.context.opener(kri);
+        this.fastKri = kri;
+      }
+      const fields = this.fastOpener!.open(option, kri);
       if (fields) return this.afterVerified(option, fields, kri, this.context.keyId, nowNs);
     }
     // Once one context has verified, stay with it; until then try each.
@@ -125,6 +136,7 @@ export class ProtectedOpener {
         for (const kri of kris) {
           const fields = context.opener(kri).open(option, kri);
           if (!fields) continue;
+          if (context !== this.context) this.fastKri = -1;
           this.context = context;
           return this.afterVerified(option, fields, kri, context.keyId, nowNs);
         }
@@ -151,31 +163,26 @@ export class ProtectedOpener {
     this.seenKri = kri;
     this.seenNow = seen;
     if (seen.has(option.randomNumber)) {
-      const last = this.last;
-      const sameStamp =
-        last && last.kri === kri && last.randomNumber === option.randomNumber && sameSealed(last.sealed, option);
+      // A GSO burst repeats the verified stamp byte for byte: one sample. Among verified
+      // options, the same Kri and Random Number as the last one means the same bytes
+      // (a sender never seals twice under one nonce), so no copy of them is kept.
+      const sameStamp = kri === this.lastKri && option.randomNumber === this.lastRandomNumber;
       return sameStamp ? { status: "gso-repeat", kri } : { status: "replay", kri };
     }
     seen.add(option.randomNumber);
     this.tracker.accept(kri, nowNs);
     this.failuresInRow = 0;
     this.lastVerifiedNs = nowNs;
-    const last = (this.last ??= { kri, randomNumber: 0, sealed: new Uint8Array(SEALED_LEN) });
-    last.kri = kri;
-    last.randomNumber = option.randomNumber;
-    // A copy: the option lies in a buffer the reader reuses.
-    for (let i = 0; i < SEALED_LEN; i += 1) last.sealed[i] = option.bytes[option.at + 6 + i]!;
-    return { status: "ok", fields, kri, keyId };
+    this.lastKri = kri;
+    this.lastRandomNumber = option.randomNumber;
+    const ok = this.ok;
+    ok.fields = fields;
+    ok.kri = kri;
+    ok.keyId = keyId;
+    return ok;
   }
 }
 
 function isPowerOfTwo(n: number): boolean {
   return n > 0 && (n & (n - 1)) === 0;
-}
-
-/** `sealed` equals the option's ciphertext and tag. */
-function sameSealed(sealed: Uint8Array, option: PdmV2ProtectedOption): boolean {
-  const from = option.at + 6;
-  for (let i = 0; i < SEALED_LEN; i += 1) if (sealed[i] !== option.bytes[from + i]) return false;
-  return true;
 }
