@@ -139,7 +139,10 @@ const sharedOpener = new OptionOpener();
 
 /** Opens protected options under one key, with whatever the backend keeps for that key. */
 export interface KeyOpener {
-  /** The fields, or undefined when the tag does not verify under this key at `kri`. */
+  /**
+   * The fields, or undefined when the tag does not verify under this key at `kri`.
+   * A backend may reuse one fields object for every open: read them before the next.
+   */
   open(option: PdmV2ProtectedOption, kri: number): PdmV2Fields | undefined;
 }
 

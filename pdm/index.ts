@@ -4,7 +4,7 @@
 
 export { CaptureError, CheckFailed, Interrupted, KeyError, PdmError, UsageError, WireError } from "./errors.ts";
 export { decodeDeltaAttoseconds, decodeDeltaNs, encodeAttoseconds, encodeDeltaNs } from "./time-encoding.ts";
-export { LFSR_PERIOD, lfsrStep, PacketSequence, RandomNumberSequence } from "./sequence.ts";
+export { LFSR_PERIOD, lfsrPositions, lfsrStep, PacketSequence, RandomNumberSequence } from "./sequence.ts";
 export {
   CRITICALITY_MAX_AGE_MS,
   MAX_KRI,
@@ -16,6 +16,8 @@ export {
   AEAD_TAG_LEN,
   decodePdmOption,
   decodeV2Fields,
+  decodeV2FieldsInto,
+  emptyV2Fields,
   encodePdmOption,
   OPT_DATA_LEN,
   PDM_OPTION_TYPE,

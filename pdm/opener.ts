@@ -12,6 +12,7 @@ import type { KeyOpener } from "./aead.ts";
 import type { FlowKeyContext } from "./key-ring.ts";
 import type { PdmV2Fields, PdmV2ProtectedOption } from "./option.ts";
 import { ReceiverKriTracker } from "./rotation.ts";
+import { lfsrPositions } from "./sequence.ts";
 
 /** What open() found; an "ok" outcome is valid until the opener's next open(). */
 export type OpenOutcome =
@@ -24,20 +25,27 @@ export type OpenOutcome =
 const NO_KEY: OpenOutcome = Object.freeze({ status: "no-key" });
 const AUTH_FAIL: OpenOutcome = Object.freeze({ status: "auth-fail" });
 
+const LFSR_POSITIONS = lfsrPositions();
+
 /** Values a Kri's list holds before it becomes a bitmap. */
 const FEW_VALUES = 32;
 
 /**
  * Exact replay memory for one Kri: the Random Number values seen. A short list while
  * there are few (most flows are short, and a capture may hold millions of them), then
- * one bit per value (4 KiB).
+ * one bit per value (4 KiB), at the value's position on the sender's LFSR cycle: in
+ * packet order these bits are neighbours, where the values' own bits would be a cache
+ * miss a packet once a capture interleaves many flows.
  */
 class SeenValues {
   private few: Uint16Array | undefined = new Uint16Array(FEW_VALUES);
   private count = 0;
   private bits: Uint8Array | undefined;
   has(rn: number): boolean {
-    if (this.bits) return (this.bits[rn >>> 3]! & (1 << (rn & 7))) !== 0;
+    if (this.bits) {
+      const at = LFSR_POSITIONS[rn]!;
+      return (this.bits[at >>> 3]! & (1 << (at & 7))) !== 0;
+    }
     for (let i = 0; i < this.count; i += 1) if (this.few![i] === rn) return true;
     return false;
   }
@@ -48,10 +56,14 @@ class SeenValues {
     }
     if (!this.bits) {
       this.bits = new Uint8Array(4096);
-      for (let i = 0; i < this.count; i += 1) this.bits[this.few![i]! >>> 3]! |= 1 << (this.few![i]! & 7);
+      for (let i = 0; i < this.count; i += 1) this.setBit(this.few![i]!);
       this.few = undefined;
     }
-    this.bits[rn >>> 3]! |= 1 << (rn & 7);
+    this.setBit(rn);
+  }
+  private setBit(rn: number): void {
+    const at = LFSR_POSITIONS[rn]!;
+    this.bits![at >>> 3]! |= 1 << (at & 7);
   }
 }
 

@@ -188,16 +188,41 @@ export function decodePdmOptionOrError(buf: Uint8Array, at: number, end: number 
  * 4-17 of the clear layout, or an opened protected option). One object literal: hot path.
  */
 export function decodeV2Fields(randomNumber: number, fBit: 0 | 1, buf: Uint8Array, at: number): PdmV2Fields {
+  return decodeV2FieldsInto(emptyV2Fields(), randomNumber, fBit, buf, at);
+}
+
+/** decodeV2Fields into an object the caller reuses (the per-packet path allocates nothing). */
+export function decodeV2FieldsInto(
+  f: PdmV2Fields,
+  randomNumber: number,
+  fBit: 0 | 1,
+  buf: Uint8Array,
+  at: number,
+): PdmV2Fields {
+  f.randomNumber = randomNumber;
+  f.fBit = fBit;
+  f.scaleDtlr = buf[at]!;
+  f.scaleDtls = buf[at + 1]!;
+  f.globalPointer = u32(buf, at + 2);
+  f.psnTp = u16(buf, at + 6);
+  f.psnLr = u16(buf, at + 8);
+  f.deltaTlr = u16(buf, at + 10);
+  f.deltaTls = u16(buf, at + 12);
+  return f;
+}
+
+/** Fields to decode into; all zero. */
+export function emptyV2Fields(): PdmV2Fields {
   return {
-    randomNumber,
-    fBit,
-    scaleDtlr: buf[at]!,
-    scaleDtls: buf[at + 1]!,
-    globalPointer: u32(buf, at + 2),
-    psnTp: u16(buf, at + 6),
-    psnLr: u16(buf, at + 8),
-    deltaTlr: u16(buf, at + 10),
-    deltaTls: u16(buf, at + 12),
+    randomNumber: 0,
+    fBit: 0,
+    scaleDtlr: 0,
+    scaleDtls: 0,
+    globalPointer: 0,
+    psnTp: 0,
+    psnLr: 0,
+    deltaTlr: 0,
+    deltaTls: 0,
   };
 }
 

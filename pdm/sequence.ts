@@ -23,6 +23,29 @@ export function randomLfsrState(): number {
 }
 
 /**
+ * Where each 15-bit value lies on the LFSR's cycle: 0 for state 1, then +1 per step
+ * (the 32767 non-zero states), and 32767 for 0, which the LFSR never produces. One
+ * shared table (64 KiB), built on first use.
+ *
+ * A sender's consecutive values have consecutive positions, so a receiver's replay
+ * memory indexed by position touches one cache line for many packets instead of a
+ * random one each time.
+ */
+export function lfsrPositions(): Uint16Array {
+  if (!positions) {
+    positions = new Uint16Array(LFSR_PERIOD + 1);
+    let state = 1;
+    for (let i = 0; i < LFSR_PERIOD; i += 1) {
+      positions[state] = i;
+      state = lfsrStep(state);
+    }
+    positions[0] = LFSR_PERIOD;
+  }
+  return positions;
+}
+let positions: Uint16Array | undefined;
+
+/**
  * The Random Number sequence of one Kri. Each draw steps the LFSR and returns the
  * new state, so the start state itself is drawn last (it closes the period).
  */

@@ -8,7 +8,8 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import {
   aeadKeyLength,
-  decodeV2Fields,
+  decodeV2FieldsInto,
+  emptyV2Fields,
   KeyError,
   nodeCryptoAead,
   packageRoot,
@@ -61,6 +62,8 @@ export function nativeAeadContext(aead: number, key: Uint8Array): NativeAeadCont
 
 /** Where the 14 opened bytes land; decoded at once, so one buffer serves every context. */
 const opened = new Uint8Array(14);
+/** What they are decoded into, for every context alike (KeyOpener: read before the next open). */
+const fields = emptyV2Fields();
 /** The buffer the addon reads options from: the reader's, which changes only when it grows. */
 let input: Uint8Array | undefined;
 
@@ -81,7 +84,7 @@ export function aeadBackend(): { backend: AeadBackend; note: string } {
         open(option, kri) {
           if (option.bytes !== input) module.setInput((input = option.bytes));
           return ctx.openAt(option.at, kri) === 1
-            ? decodeV2Fields(option.randomNumber, option.fBit, opened, 0)
+            ? decodeV2FieldsInto(fields, option.randomNumber, option.fBit, opened, 0)
             : undefined;
         },
       };

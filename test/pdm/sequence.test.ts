@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { LFSR_PERIOD, PacketSequence, RandomNumberSequence, lfsrStep } from "../../pdm/index.ts";
+import { LFSR_PERIOD, PacketSequence, RandomNumberSequence, lfsrPositions, lfsrStep } from "../../pdm/index.ts";
 
 describe("Random Number sequence (15-bit Galois LFSR)", () => {
   it("has period 32767 over the non-zero values", () => {
@@ -23,6 +23,20 @@ describe("Random Number sequence (15-bit Galois LFSR)", () => {
       assert.equal(seen.size, LFSR_PERIOD);
       assert.equal(seq.remaining, 0);
       assert.equal(seq.next(), undefined);
+    }
+  });
+
+  it("places every 15-bit value at its own position, a sender's consecutive values at consecutive ones", () => {
+    const positions = lfsrPositions();
+    assert.equal(new Set(positions).size, 0x8000, "a bijection of 0..32767 (what replay memory indexes by)");
+    assert.equal(positions[0], LFSR_PERIOD, "0, which the LFSR never draws, has the last slot");
+    for (const start of [1, 0x7fff, 4242]) {
+      const seq = new RandomNumberSequence(start);
+      let before = positions[start]!;
+      for (let v = seq.next(); v !== undefined; v = seq.next()) {
+        assert.equal(positions[v], (before + 1) % LFSR_PERIOD);
+        before = positions[v]!;
+      }
     }
   });
 
