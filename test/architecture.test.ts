@@ -74,6 +74,12 @@ const WITH_SURFACE = new Set([
   "fixtures",
   "lab",
 ]);
+/**
+ * Modules of constants that may be imported past their folder's index.ts: the
+ * command-line definitions name them, and the index would load heavy libraries at
+ * every start (the agent's X.509 and HPKE).
+ */
+const LIGHT_SURFACES = new Set(["probes/agent/roles.ts"]);
 /** What the CLI's entry points are (bin/ starts cli/main.ts; tests run the CLI's report renderer). */
 const ENTRY_POINTS = new Set(["cli/main.ts", "cli/report-png.ts"]);
 
@@ -152,7 +158,7 @@ describe("architecture", () => {
     const bad = all.flatMap(({ from, to }) => {
       const a = unitOf(from);
       const b = unitOf(to);
-      if (!b || a === b || !WITH_SURFACE.has(b) || to === `${b}/index.ts`) return [];
+      if (!b || a === b || !WITH_SURFACE.has(b) || to === `${b}/index.ts` || LIGHT_SURFACES.has(to)) return [];
       return [`${from} imports ${to}, not ${b}/index.ts`];
     });
     assert.deepEqual(bad, []);

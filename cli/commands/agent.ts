@@ -1,7 +1,7 @@
 // pdm agent: the registration agent, in the foreground until Ctrl-C or SIGTERM.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { AGENT_ROLES } from "../../probes/agent/index.ts";
+import { AGENT_ROLES } from "../../probes/agent/roles.ts";
 
 /** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
 const loadAgent = () => import("../../probes/agent/index.ts");

@@ -2,7 +2,7 @@
 // and the release digest a group member's certificate may carry.
 
 import { Command, Option } from "@commander-js/extra-typings";
-import { ROLES, type Role } from "../../probes/agent/index.ts";
+import { ROLES, type Role } from "../../probes/agent/roles.ts";
 
 /** The agent (X.509, HPKE, TLS) is loaded only by the commands that use it. */
 const loadAgent = () => import("../../probes/agent/index.ts");

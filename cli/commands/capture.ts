@@ -15,7 +15,6 @@ import {
   type CaptureWriter,
 } from "../../analyzer/index.ts";
 import { KeyRing, packageRoot, readKeyLog, UsageError } from "../../pdm/index.ts";
-import { CaptureMetrics } from "../capture-metrics.ts";
 import { openLiveSource, untilStopped } from "../../probes/live/index.ts";
 
 interface CaptureOpts {
@@ -139,7 +138,10 @@ async function runCapture(filter: string[], opts: CaptureOpts): Promise<void> {
       "a capture filter applies to --source pcap only (attach --ports/--prefix select flows for eBPF)",
     );
   const keyRing = opts.keys ? new KeyRing(readKeyLog(opts.keys), aeadBackend().backend) : undefined;
-  const exporter = opts.metrics ? new CaptureMetrics(packageVersion()) : undefined;
+  // prom-client loads only when metrics are asked for: it costs every other start.
+  const exporter = opts.metrics
+    ? new (await import("../capture-metrics.ts")).CaptureMetrics(packageVersion())
+    : undefined;
   const session = new AnalysisSession({
     keyRing,
     live: { idleSec: opts.idleTimeout, trackedFlows: opts.maxFlows, listedFlows: opts.maxListed },

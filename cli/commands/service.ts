@@ -4,8 +4,9 @@ import { Command } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../pdm/index.ts";
-import { DEFAULT_SERVICE_CONFIG } from "../service/config.ts";
-import { MeasuringService } from "../service/service.ts";
+
+/** Where the package installs the service's config (packaging/). */
+const DEFAULT_SERVICE_CONFIG = "/etc/pdm/service.json";
 
 export function serviceCommand() {
   return new Command("service")
@@ -41,6 +42,8 @@ Example config (/etc/pdm/service.json):
     .action(async (opts) => {
       const version = (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string })
         .version;
+      // Loaded here: prom-client and OpenTelemetry would slow every other command's start.
+      const { MeasuringService } = await import("../service/service.ts");
       await new MeasuringService(opts.config, version, (line) => process.stderr.write(`${line}\n`)).run();
     });
 }

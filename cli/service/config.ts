@@ -24,8 +24,6 @@ import { UsageError } from "../../pdm/index.ts";
 import { parseMetricsAddress } from "../../metrics/index.ts";
 import { LAYOUT_NAMES, type KernelLayout } from "../../probes/datapath/index.ts";
 
-export const DEFAULT_SERVICE_CONFIG = "/etc/pdm/service.json";
-
 export interface AttachSpec {
   layout: KernelLayout;
   aead?: "aes-128-gcm" | "chacha20-poly1305";

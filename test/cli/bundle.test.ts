@@ -4,13 +4,31 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const root = join(import.meta.dirname, "..", "..");
 const fixture = join(root, "fixtures", "captures", "v2-protected.pcapng");
 const keys = join(root, "fixtures", "captures", "v2-protected.keys");
+
+/** The packages a bundle entry loads before it runs: its static imports, through its chunks. */
+function staticPackages(dist: string, entry: string): string[] {
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const queue = [entry];
+  // `import ... from "x"` and `import "x"` statements; not import("x"), which loads when called.
+  const statement = /(?:^|\n)\s*import\s*(?:[^;"']*?\sfrom\s*)?["']([^"']+)["']/g;
+  for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const [, spec] of readFileSync(join(dist, file), "utf8").matchAll(statement)) {
+      if (spec!.startsWith("./")) queue.push(spec!.slice(2));
+      else if (!spec!.startsWith("node:")) packages.add(spec!);
+    }
+  }
+  return [...packages].sort();
+}
 
 function pdm(bin: string, args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", env: { ...process.env, ...env } });
@@ -54,6 +72,14 @@ describe("dist bundle", () => {
       const after = pdm(bin, ["--version"]);
       assert.equal(after.status, 0, after.stderr);
       assert.ok(statSync(entry).mtimeMs > built, "an edited source triggers a rebuild");
+    });
+
+    it("starts loading only commander: other libraries load with the commands that use them", () => {
+      assert.equal(pdm(join(copy, "bin", "pdm.js"), ["--version"]).status, 0);
+      // X.509 and HPKE (agent, ca, keys), prom-client and OpenTelemetry (service,
+      // capture --metrics), the chart renderer (report) cost 0.3 s a start together.
+      assert.deepEqual(staticPackages(join(copy, "dist"), "pdm.mjs"), ["@commander-js/extra-typings"]);
+      assert.deepEqual(staticPackages(join(copy, "dist"), "shard-worker.mjs"), []);
     });
 
     it("falls back to the sources when dist/ cannot be written", () => {
