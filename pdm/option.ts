@@ -185,7 +185,7 @@ export function decodePdmOptionOrError(buf: Uint8Array, at: number, end: number 
 
 /**
  * The PDMv2 fields: the clear Random Number and F, and the 14 bytes at `at` (bytes
- * 4-17 of the clear layout, or an opened protected option). One object literal: hot path.
+ * 4-17 of the clear layout, or an opened protected option), in a new object.
  */
 export function decodeV2Fields(randomNumber: number, fBit: 0 | 1, buf: Uint8Array, at: number): PdmV2Fields {
   return decodeV2FieldsInto(emptyV2Fields(), randomNumber, fBit, buf, at);
